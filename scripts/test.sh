@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# `make test`: every check in order, stopping at the first failure, ending
+# with one summary line. Run through the Makefile, which installs the tools.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+: "${SERVER_BIN:?SERVER_BIN must name the release server binary}"
+start=$(date +%s)
+passed=()
+log_dir=$(mktemp -d)
+
+step() {
+  local name=$1
+  shift
+  local t0
+  t0=$(date +%s)
+  echo "==> ${name}: $*"
+  if "$@"; then
+    passed+=("${name} $(($(date +%s) - t0))s")
+  else
+    local code=$?
+    echo "make test: FAILED at ${name} (exit ${code}) after $(($(date +%s) - start))s; passed before it: ${passed[*]:-none}"
+    exit 1
+  fi
+}
+
+e2e() {
+  local port
+  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  local data_dir="${log_dir}/e2e-data"
+  mkdir -p "${data_dir}"
+  (cd end2end && E2E_PORT="${port}" E2E_DATA_DIR="${data_dir}" SERVER_BIN="${SERVER_BIN}" \
+    npx playwright test)
+}
+
+step fmt cargo fmt --check
+step clippy-ssr cargo clippy --no-default-features --features ssr --all-targets -- -D warnings
+step clippy-hydrate cargo clippy --no-default-features --features hydrate --lib \
+  --target wasm32-unknown-unknown -- -D warnings
+step rust-tests cargo test --no-default-features --features ssr
+step release-build cargo leptos build --release
+step e2e e2e
+
+rm -rf "${log_dir}"
+echo "make test: PASSED in $(($(date +%s) - start))s (${passed[*]})"

@@ -1,0 +1,19 @@
+//! sse_notify: real-time notifications over Server-Sent Events, as one
+//! Leptos crate built twice: the server binary (feature `ssr`) and the
+//! browser bundle (feature `hydrate`).
+
+pub mod app;
+pub mod pages;
+
+#[cfg(feature = "ssr")]
+pub mod config;
+#[cfg(feature = "ssr")]
+pub mod server;
+
+/// Entry point of the WASM bundle: takes over the server-rendered page.
+#[cfg(feature = "hydrate")]
+#[wasm_bindgen::prelude::wasm_bindgen]
+pub fn hydrate() {
+    console_error_panic_hook::set_once();
+    leptos::mount::hydrate_body(app::App);
+}

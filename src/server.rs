@@ -1,0 +1,103 @@
+//! The HTTP server: app state, router, and a graceful shutdown.
+//!
+//! Kept out of `main.rs` so that integration tests start exactly the server
+//! that ships, on an ephemeral port.
+
+use std::future::Future;
+use std::io;
+
+use axum::Router;
+use axum::extract::FromRef;
+use leptos::config::LeptosOptions;
+use leptos_axum::{LeptosRoutes, generate_route_list};
+use tokio::net::TcpListener;
+use tower_http::trace::TraceLayer;
+
+use crate::app::{App, shell};
+use crate::config::Config;
+
+/// Everything handlers share. Cheap to clone: each field is an `Arc` inside.
+#[derive(Clone, FromRef)]
+pub struct AppState {
+    pub leptos_options: LeptosOptions,
+}
+
+/// The full router: Leptos pages and server functions, static files, 404s.
+pub fn router(state: AppState) -> Router {
+    let routes = generate_route_list(App);
+    let options = state.leptos_options.clone();
+    Router::new()
+        .leptos_routes(&state, routes, move || shell(options.clone()))
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Serves until `shutdown` resolves, then gives open requests
+/// `server.shutdown_timeout` to finish.
+pub async fn serve(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let addr = listener.local_addr()?;
+    let grace = config.server.shutdown_timeout;
+    let state = AppState {
+        leptos_options: config.leptos,
+    };
+    let app = router(state);
+
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let signal = async move {
+        shutdown.await;
+        tracing::info!("shutdown requested; finishing open requests");
+        let _ = stopping_tx.send(());
+    };
+    tracing::info!(%addr, "listening on http://{addr}");
+    let server = axum::serve(listener, app).with_graceful_shutdown(signal);
+    let mut server = std::pin::pin!(server.into_future());
+
+    tokio::select! {
+        result = &mut server => result,
+        _ = async {
+            // Only starts counting once the signal has arrived.
+            if stopping_rx.await.is_ok() {
+                tokio::time::sleep(grace).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        } => {
+            tracing::warn!(?grace, "requests still open after the shutdown timeout; exiting anyway");
+            Ok(())
+        }
+    }
+    .inspect(|()| tracing::info!("server stopped"))
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!("cannot listen for Ctrl-C: {e}");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sig) => {
+                sig.recv().await;
+            }
+            Err(e) => {
+                tracing::error!("cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
