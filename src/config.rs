@@ -21,6 +21,8 @@ use std::time::Duration;
 
 use leptos::config::LeptosOptions;
 
+use crate::sse::SseConfig;
+
 /// The file read when `CONFIG_FILE` is not set. Missing means defaults.
 pub const DEFAULT_FILE: &str = "Leptos.toml";
 
@@ -114,6 +116,66 @@ pub const KEYS: &[KeySpec] = &[
         "`PROD` or `DEV` (DEV enables cargo-leptos live reload).",
     ),
     key(
+        Some("sse"),
+        "ping_interval",
+        "45s",
+        "How often a `: ping` comment is written to every stream.",
+    ),
+    key(
+        Some("sse"),
+        "client_timeout",
+        "90s",
+        "A connection whose socket accepts no bytes for this long is closed.",
+    ),
+    key(
+        Some("sse"),
+        "max_clients",
+        "1000",
+        "Open streams in this process; beyond it `GET /api/sse` answers 503.",
+    ),
+    key(
+        Some("sse"),
+        "per_user_max",
+        "16",
+        "Open streams per user; beyond it `GET /api/sse` answers 429.",
+    ),
+    key(
+        Some("sse"),
+        "queue_len",
+        "256",
+        "Events waiting for one client; a client this far behind is disconnected.",
+    ),
+    key(
+        Some("sse"),
+        "max_payload",
+        "64KiB",
+        "Largest event payload (serialised JSON); larger sends are refused.",
+    ),
+    key(
+        Some("sse"),
+        "max_client_tags",
+        "8",
+        "Tags a client may add with `?tag=key:value`.",
+    ),
+    key(
+        Some("sse"),
+        "retry",
+        "3s",
+        "The `retry:` sent to browsers: their reconnect delay.",
+    ),
+    key(
+        Some("sse"),
+        "enable_logging",
+        "true",
+        "Log every connect and disconnect at `info` (else `debug`).",
+    ),
+    key(
+        Some("sse"),
+        "insecure_dev_identity",
+        "false",
+        "Development only: take the identity from `X-Dev-User`/`X-Dev-Session` headers. Refused in release builds.",
+    ),
+    key(
         Some("server"),
         "shutdown_timeout",
         "10s",
@@ -166,7 +228,11 @@ impl fmt::Display for ConfigError {
                 write!(f, "cannot read config file {}: {reason}", file.display())
             }
             ConfigError::Syntax { file, reason } => {
-                write!(f, "config file {} is not valid TOML: {reason}", file.display())
+                write!(
+                    f,
+                    "config file {} is not valid TOML: {reason}",
+                    file.display()
+                )
             }
             ConfigError::UnknownKey { file, key } => {
                 let known: Vec<String> = KEYS.iter().map(KeySpec::path).collect();
@@ -199,6 +265,7 @@ pub struct Config {
     /// `None` means the embedded SQLite file under `data_dir`.
     pub database_url: Option<String>,
     pub leptos: LeptosOptions,
+    pub sse: SseConfig,
     pub server: ServerConfig,
 }
 
@@ -246,10 +313,33 @@ impl Config {
             .env(layers.get::<LeptosEnv>("leptos", "env")?.0)
             .build();
         let database_url = layers.get::<String>("", "database_url")?;
+        let positive = |n: &usize| (*n > 0).then_some(()).ok_or("a number above 0");
+        let nonzero = |d: &Duration| (!d.is_zero()).then_some(()).ok_or("a duration above 0");
+        let sse = SseConfig {
+            ping_interval: layers.get_checked("sse", "ping_interval", nonzero)?,
+            client_timeout: layers.get_checked("sse", "client_timeout", nonzero)?,
+            max_clients: layers.get_checked("sse", "max_clients", positive)?,
+            per_user_max: layers.get_checked("sse", "per_user_max", positive)?,
+            queue_len: layers.get_checked("sse", "queue_len", positive)?,
+            max_payload: layers
+                .get_checked::<ByteSize>("sse", "max_payload", |b| positive(&b.0))?
+                .0,
+            max_client_tags: layers.get("sse", "max_client_tags")?,
+            retry: layers.get("sse", "retry")?,
+            enable_logging: layers.get("sse", "enable_logging")?,
+            insecure_dev_identity: layers.get_checked("sse", "insecure_dev_identity", |on| {
+                if *on && !cfg!(debug_assertions) {
+                    Err("false: the development identity is not available in release builds")
+                } else {
+                    Ok(())
+                }
+            })?,
+        };
         Ok(Config {
             data_dir: layers.get::<PathBuf>("", "data_dir")?,
             database_url: (!database_url.is_empty()).then_some(database_url),
             leptos,
+            sse,
             server: ServerConfig {
                 shutdown_timeout: layers.get::<Duration>("server", "shutdown_timeout")?,
             },
@@ -275,42 +365,77 @@ impl<'a> Layers<'a> {
         Ok(Layers { file, env })
     }
 
+    /// Like [`Layers::get`], plus a check of the parsed value; `check`
+    /// returns the "expected …" text on failure.
+    fn get_checked<T: ConfigValue>(
+        &self,
+        section: &str,
+        name: &str,
+        check: impl Fn(&T) -> Result<(), &'static str>,
+    ) -> Result<T, ConfigError> {
+        let value: T = self.get(section, name)?;
+        match check(&value) {
+            Ok(()) => Ok(value),
+            Err(expected) => {
+                let (raw, origin) = self.raw(section, name);
+                Err(ConfigError::Invalid {
+                    key: spec_of(section, name).path(),
+                    origin,
+                    value: raw,
+                    expected: expected.to_string(),
+                })
+            }
+        }
+    }
+
     /// The value of `section.name` (section `""` for top level), parsed.
     fn get<T: ConfigValue>(&self, section: &str, name: &str) -> Result<T, ConfigError> {
-        let spec = KEYS
-            .iter()
-            .find(|k| k.section.unwrap_or("") == section && k.name == name)
-            .copied()
-            .unwrap_or_else(|| panic!("config key {section}.{name} missing from KEYS"));
-        let env_var = spec.env_var();
-        let (raw, origin) = if let Some(value) = (self.env)(&env_var) {
-            (value, Origin::Env(env_var))
-        } else if let Some(value) = self
-            .file
-            .as_ref()
-            .and_then(|(path, map)| map.get(&spec.path()).map(|v| (v.clone(), path)))
-        {
-            (value.0, Origin::File(value.1.to_path_buf()))
-        } else {
-            (spec.default.to_string(), Origin::Default)
-        };
+        let (raw, origin) = self.raw(section, name);
         T::parse(raw.trim()).map_err(|expected| ConfigError::Invalid {
-            key: spec.path(),
+            key: spec_of(section, name).path(),
             origin,
             value: raw,
             expected,
         })
     }
+
+    /// The text of a value and the layer it came from.
+    fn raw(&self, section: &str, name: &str) -> (String, Origin) {
+        let spec = spec_of(section, name);
+        let env_var = spec.env_var();
+        if let Some(value) = (self.env)(&env_var) {
+            (value, Origin::Env(env_var))
+        } else if let Some((value, path)) = self
+            .file
+            .as_ref()
+            .and_then(|(path, map)| map.get(&spec.path()).map(|v| (v.clone(), path)))
+        {
+            (value, Origin::File(path.to_path_buf()))
+        } else {
+            (spec.default.to_string(), Origin::Default)
+        }
+    }
+}
+
+/// The spec of a key the code reads. A key missing from [`KEYS`] is a bug
+/// in this file, caught by the tests that load the defaults.
+fn spec_of(section: &str, name: &str) -> KeySpec {
+    KEYS.iter()
+        .find(|k| k.section.unwrap_or("") == section && k.name == name)
+        .copied()
+        .unwrap_or_else(|| panic!("config key {section}.{name} missing from KEYS"))
 }
 
 /// Turns the TOML document into `section.key → text`, refusing unknown
 /// keys. Arrays become comma-separated lists so that the file and the
 /// environment share one parser.
 fn flatten(path: &Path, text: &str) -> Result<BTreeMap<String, String>, ConfigError> {
-    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Syntax {
-        file: path.to_path_buf(),
-        reason: e.message().to_string(),
-    })?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| ConfigError::Syntax {
+            file: path.to_path_buf(),
+            reason: e.message().to_string(),
+        })?;
     let mut out = BTreeMap::new();
     let unknown = |key: String| ConfigError::UnknownKey {
         file: path.to_path_buf(),
@@ -341,11 +466,7 @@ fn flatten(path: &Path, text: &str) -> Result<BTreeMap<String, String>, ConfigEr
 fn scalar_text(value: &toml::Value) -> String {
     match value {
         toml::Value::String(s) => s.clone(),
-        toml::Value::Array(items) => items
-            .iter()
-            .map(scalar_text)
-            .collect::<Vec<_>>()
-            .join(","),
+        toml::Value::Array(items) => items.iter().map(scalar_text).collect::<Vec<_>>().join(","),
         other => other.to_string(),
     }
 }
@@ -406,9 +527,7 @@ unsigned_value!(u16, u32, u64, usize);
 impl ConfigValue for Duration {
     fn parse(raw: &str) -> Result<Self, String> {
         let expected = || "a duration such as 45s, 500ms, 2m or 1h".to_string();
-        let split = raw
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(raw.len());
+        let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
         let (number, unit) = raw.split_at(split);
         let number: u64 = number.parse().map_err(|_| expected())?;
         let millis = match unit.trim() {
@@ -419,6 +538,29 @@ impl ConfigValue for Duration {
             _ => None,
         };
         millis.map(Duration::from_millis).ok_or_else(expected)
+    }
+}
+
+/// A size in bytes: `65536`, `64KiB`, `1MiB` (also `KB`/`MB`, read as
+/// powers of 1024).
+struct ByteSize(usize);
+
+impl ConfigValue for ByteSize {
+    fn parse(raw: &str) -> Result<Self, String> {
+        let expected = || "a size such as 65536, 64KiB or 1MiB".to_string();
+        let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
+        let (number, unit) = raw.split_at(split);
+        let number: usize = number.parse().map_err(|_| expected())?;
+        let factor = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "k" | "kb" | "kib" => 1024,
+            "m" | "mb" | "mib" => 1024 * 1024,
+            _ => return Err(expected()),
+        };
+        number
+            .checked_mul(factor)
+            .map(ByteSize)
+            .ok_or_else(expected)
     }
 }
 
@@ -549,17 +691,49 @@ shutdown_timeout = "30s"
     #[test]
     fn unknown_keys_and_sections_are_refused() {
         let err = load(Some("[server]\nshutdown_timout = \"1s\"\n"), &[]).unwrap_err();
-        assert!(matches!(&err, ConfigError::UnknownKey { key, .. } if key == "server.shutdown_timout"));
+        assert!(
+            matches!(&err, ConfigError::UnknownKey { key, .. } if key == "server.shutdown_timout")
+        );
         let err = load(Some("[nope]\nx = 1\n"), &[]).unwrap_err();
         assert!(matches!(&err, ConfigError::UnknownKey { key, .. } if key == "[nope]"));
         let err = load(Some("datadir = \"x\"\n"), &[]).unwrap_err();
-        assert!(err.to_string().starts_with("unknown key `datadir` in Leptos.toml"));
+        assert!(
+            err.to_string()
+                .starts_with("unknown key `datadir` in Leptos.toml")
+        );
     }
 
     #[test]
     fn toml_syntax_errors_are_reported() {
         let err = load(Some("[leptos\n"), &[]).unwrap_err();
         assert!(matches!(err, ConfigError::Syntax { .. }), "{err}");
+    }
+
+    #[test]
+    fn sse_section_has_the_documented_defaults_and_checks() {
+        let config = load(None, &[]).unwrap();
+        assert_eq!(config.sse, SseConfig::default());
+        let config = load(
+            Some("[sse]\nmax_payload = \"1MiB\"\nping_interval = \"100ms\"\n"),
+            &[("SSE_MAX_CLIENTS", "50000")],
+        )
+        .unwrap();
+        assert_eq!(config.sse.max_payload, 1024 * 1024);
+        assert_eq!(config.sse.ping_interval, Duration::from_millis(100));
+        assert_eq!(config.sse.max_clients, 50_000);
+        let err = load(None, &[("SSE_QUEUE_LEN", "0")]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid value \"0\" for `sse.queue_len` (from environment variable SSE_QUEUE_LEN): \
+             expected a number above 0"
+        );
+        let err = load(None, &[("SSE_MAX_PAYLOAD", "lots")]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("expected a size such as 65536, 64KiB or 1MiB")
+        );
+        let err = load(None, &[("SSE_ENABLE_LOGGING", "maybe")]).unwrap_err();
+        assert!(err.to_string().contains("expected true or false"));
     }
 
     #[test]
@@ -570,7 +744,14 @@ shutdown_timeout = "30s"
         assert_eq!(ok("500ms"), Duration::from_millis(500));
         assert_eq!(ok("2m"), Duration::from_secs(120));
         assert_eq!(ok("1h"), Duration::from_secs(3600));
-        for bad in ["", "s", "1.5s", "-1s", "10 parsecs", "99999999999999999999h"] {
+        for bad in [
+            "",
+            "s",
+            "1.5s",
+            "-1s",
+            "10 parsecs",
+            "99999999999999999999h",
+        ] {
             assert!(<Duration as ConfigValue>::parse(bad).is_err(), "{bad}");
         }
     }

@@ -3,7 +3,10 @@
 //! browser bundle (feature `hydrate`).
 
 pub mod app;
+pub mod demo;
+pub mod error;
 pub mod pages;
+pub mod sse;
 
 #[cfg(feature = "ssr")]
 pub mod config;

@@ -15,19 +15,26 @@ use tower_http::trace::TraceLayer;
 
 use crate::app::{App, shell};
 use crate::config::Config;
+use crate::sse::{self, ConnInfo, Notifier, WatchedListener};
 
 /// Everything handlers share. Cheap to clone: each field is an `Arc` inside.
 #[derive(Clone, FromRef)]
 pub struct AppState {
     pub leptos_options: LeptosOptions,
+    pub notifier: Notifier,
 }
 
-/// The full router: Leptos pages and server functions, static files, 404s.
+/// The full router: the SSE routes, Leptos pages and server functions,
+/// static files, 404s.
 pub fn router(state: AppState) -> Router {
     let routes = generate_route_list(App);
     let options = state.leptos_options.clone();
+    let notifier = state.notifier.clone();
+    // Server functions and pages reach the notifier through context.
+    let context = move || leptos::prelude::provide_context(notifier.clone());
     Router::new()
-        .leptos_routes(&state, routes, move || shell(options.clone()))
+        .merge(sse::routes::<AppState>())
+        .leptos_routes_with_context(&state, routes, context, move || shell(options.clone()))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
@@ -42,15 +49,21 @@ pub async fn serve(
 ) -> io::Result<()> {
     let addr = listener.local_addr()?;
     let grace = config.server.shutdown_timeout;
+    let notifier = Notifier::new(config.sse.clone());
     let state = AppState {
         leptos_options: config.leptos,
+        notifier: notifier.clone(),
     };
-    let app = router(state);
+    let app = router(state).into_make_service_with_connect_info::<ConnInfo>();
+    let listener = WatchedListener::new(listener, config.sse.client_timeout);
 
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let signal = async move {
         shutdown.await;
-        tracing::info!("shutdown requested; finishing open requests");
+        tracing::info!("shutdown requested; closing event streams, finishing open requests");
+        // Event streams never end by themselves: end them, so that the
+        // graceful shutdown below can complete.
+        notifier.shutdown();
         let _ = stopping_tx.send(());
     };
     tracing::info!(%addr, "listening on http://{addr}");
@@ -71,7 +84,7 @@ pub async fn serve(
             Ok(())
         }
     }
-    .inspect(|()| tracing::info!("server stopped"))
+    .inspect(|_| tracing::info!("server stopped"))
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

@@ -17,9 +17,10 @@ struct TestServer {
 
 impl TestServer {
     async fn start() -> Self {
-        let config = Config::load(Some((Path::new("Leptos.toml"), include_str!("../Leptos.toml"))), |name| {
-            (name == "SERVER_SHUTDOWN_TIMEOUT").then(|| "2s".to_string())
-        })
+        let config = Config::load(
+            Some((Path::new("Leptos.toml"), include_str!("../Leptos.toml"))),
+            |name| (name == "SERVER_SHUTDOWN_TIMEOUT").then(|| "2s".to_string()),
+        )
         .expect("test config");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
@@ -48,7 +49,9 @@ impl TestServer {
 #[tokio::test]
 async fn landing_page_is_rendered_on_the_server() {
     let server = TestServer::start().await;
-    let response = reqwest::get(format!("{}/", server.base)).await.expect("GET /");
+    let response = reqwest::get(format!("{}/", server.base))
+        .await
+        .expect("GET /");
     assert_eq!(response.status(), 200);
     let content_type = response
         .headers()
@@ -68,7 +71,9 @@ async fn landing_page_is_rendered_on_the_server() {
 #[tokio::test]
 async fn unknown_path_is_a_404_page() {
     let server = TestServer::start().await;
-    let response = reqwest::get(format!("{}/nope", server.base)).await.expect("GET /nope");
+    let response = reqwest::get(format!("{}/nope", server.base))
+        .await
+        .expect("GET /nope");
     assert_eq!(response.status(), 404);
     let body = response.text().await.expect("body");
     assert!(body.contains("Page not found"));
@@ -78,9 +83,17 @@ async fn unknown_path_is_a_404_page() {
 #[tokio::test]
 async fn home_placeholder_renders() {
     let server = TestServer::start().await;
-    let response = reqwest::get(format!("{}/home", server.base)).await.expect("GET /home");
+    let response = reqwest::get(format!("{}/home", server.base))
+        .await
+        .expect("GET /home");
     assert_eq!(response.status(), 200);
-    assert!(response.text().await.expect("body").contains("Your notifications"));
+    assert!(
+        response
+            .text()
+            .await
+            .expect("body")
+            .contains("Your notifications")
+    );
     server.shutdown().await.expect("clean shutdown");
 }
 
@@ -89,5 +102,8 @@ async fn shutdown_stops_accepting_connections() {
     let server = TestServer::start().await;
     let base = server.base.clone();
     server.shutdown().await.expect("clean shutdown");
-    assert!(reqwest::get(format!("{base}/")).await.is_err(), "still serving after shutdown");
+    assert!(
+        reqwest::get(format!("{base}/")).await.is_err(),
+        "still serving after shutdown"
+    );
 }

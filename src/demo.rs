@@ -1,0 +1,116 @@
+//! The demo's event and its server functions: what the `/home` page (and
+//! `curl`) use to send notifications.
+//!
+//! `POST /api/sse/test` and `POST /api/sse/broadcast` take a JSON body;
+//! they are server functions at fixed paths, so the page's Send button and
+//! a plain HTTP client call the same code.
+
+use leptos::prelude::*;
+use leptos::server_fn::codec::Json;
+use serde::{Deserialize, Serialize};
+
+use crate::error::AppError;
+use crate::sse::SseEvent;
+
+/// Longest message, in characters.
+pub const MAX_MESSAGE_CHARS: usize = 2000;
+
+/// A notification as the browser receives it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Notification {
+    pub message: String,
+    /// Who sent it, when known.
+    pub from: Option<String>,
+    /// Unix milliseconds, set by the server.
+    pub sent_at: u64,
+}
+
+impl SseEvent for Notification {
+    const NAME: &'static str = "notification";
+}
+
+/// The answer of the send functions.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivered {
+    /// Connections (in this process) the event was queued for.
+    pub delivered: usize,
+}
+
+/// Sends `message` to every connection of `user` (a username or user id),
+/// as a `notification` event unless `event` names another.
+#[server(prefix = "/api", endpoint = "sse/test", input = Json)]
+pub async fn send_test(
+    user: String,
+    event: Option<String>,
+    message: String,
+) -> Result<Delivered, AppError> {
+    use crate::sse::{Target, UserId};
+    let user = user.trim();
+    if user.is_empty() {
+        return Err(AppError::bad_request(
+            "missing_user",
+            "name a user to send to",
+        ));
+    }
+    if user.len() > 64 {
+        return Err(AppError::bad_request(
+            "unknown_user",
+            format!("no user named {user:?}"),
+        ));
+    }
+    server::send(&Target::user(UserId::new(user)), event, message)
+}
+
+/// Sends `message` to everyone connected.
+#[server(prefix = "/api", endpoint = "sse/broadcast", input = Json)]
+pub async fn broadcast(event: Option<String>, message: String) -> Result<Delivered, AppError> {
+    server::send(&crate::sse::Target::all(), event, message)
+}
+
+#[cfg(feature = "ssr")]
+mod server {
+    use super::*;
+    use crate::sse::{EventError, EventName, Notifier, Target};
+
+    pub(super) fn send(
+        target: &Target,
+        event: Option<String>,
+        message: String,
+    ) -> Result<Delivered, AppError> {
+        let notifier = use_context::<Notifier>()
+            .ok_or_else(|| AppError::internal("the notifier is not in the server's context"))?;
+        if message.trim().is_empty() {
+            return Err(AppError::bad_request(
+                "empty_message",
+                "the message is empty",
+            ));
+        }
+        let chars = message.chars().count();
+        if chars > MAX_MESSAGE_CHARS {
+            return Err(AppError::bad_request(
+                "message_too_long",
+                format!("the message has {chars} characters; the limit is {MAX_MESSAGE_CHARS}"),
+            ));
+        }
+        let name = match event.as_deref().map(str::trim) {
+            None | Some("") => Notification::NAME.to_string(),
+            Some(name) => name.to_string(),
+        };
+        if let Err(e) = EventName::new(name.clone()) {
+            return Err(AppError::bad_request("bad_event_name", e.to_string()));
+        }
+        let payload = Notification {
+            message,
+            from: None,
+            sent_at: crate::sse::registry::unix_millis_now(),
+        };
+        match notifier.send_json(target, &name, &payload) {
+            Ok(delivered) => Ok(Delivered { delivered }),
+            Err(e @ EventError::PayloadTooLarge { .. }) => {
+                Err(AppError::bad_request("payload_too_large", e.to_string()))
+            }
+            Err(e) => Err(AppError::bad_request("bad_event", e.to_string())),
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! The error type of the app's server functions.
+//!
+//! Its JSON form is `{"error": "<code>", "message": "<for people>"}`, the
+//! same shape as the SSE routes' errors, so a client handles one shape.
+//! Constructing one on the server also sets the HTTP status of the
+//! response being built; malformed requests (bad JSON, missing fields)
+//! become 400 the same way.
+
+use leptos::server_fn::codec::JsonEncoding;
+use leptos::server_fn::error::{FromServerFnError, ServerFnErrorErr};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct AppError {
+    pub error: String,
+    pub message: String,
+}
+
+impl AppError {
+    /// An error answered with `status` (when built on the server).
+    pub fn new(status: u16, code: &str, message: impl Into<String>) -> Self {
+        set_response_status(status);
+        AppError {
+            error: code.to_string(),
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(code: &str, message: impl Into<String>) -> Self {
+        Self::new(400, code, message)
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(500, "internal", message)
+    }
+}
+
+impl FromServerFnError for AppError {
+    type Encoder = JsonEncoding;
+
+    fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
+        let (status, code) = match &value {
+            ServerFnErrorErr::Args(_) | ServerFnErrorErr::MissingArg(_) => (400, "bad_request"),
+            ServerFnErrorErr::UnsupportedRequestMethod(_) => (405, "method_not_allowed"),
+            ServerFnErrorErr::Request(_) => (503, "unreachable"),
+            _ => (500, "internal"),
+        };
+        Self::new(status, code, value.to_string())
+    }
+}
+
+#[cfg(feature = "ssr")]
+fn set_response_status(status: u16) {
+    use axum::http::{HeaderValue, StatusCode, header};
+    if let Some(response) = leptos::prelude::use_context::<leptos_axum::ResponseOptions>() {
+        response
+            .set_status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR));
+        response.insert_header(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+    }
+}
+
+#[cfg(not(feature = "ssr"))]
+fn set_response_status(_status: u16) {}

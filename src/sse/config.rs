@@ -1,0 +1,49 @@
+//! Limits and timings of the SSE layer. The app fills this from
+//! `Leptos.toml` `[sse]`; the layer itself reads no files.
+
+use std::time::Duration;
+
+/// Every number here bounds something: memory, connections or waiting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SseConfig {
+    /// A comment line is written this often, so proxies keep the stream
+    /// open and dead peers are found.
+    pub ping_interval: Duration,
+    /// A connection whose socket accepts no bytes for this long is closed.
+    pub client_timeout: Duration,
+    /// Open streams in this process; one more gets 503.
+    pub max_clients: usize,
+    /// Open streams per user; one more gets 429.
+    pub per_user_max: usize,
+    /// Events waiting for one client; a client that falls this far behind
+    /// is disconnected (it resumes with `Last-Event-ID`).
+    pub queue_len: usize,
+    /// Largest event payload (serialised JSON), in bytes.
+    pub max_payload: usize,
+    /// Tags a client may add with `?tag=`.
+    pub max_client_tags: usize,
+    /// The `retry:` field: how long the browser waits before reconnecting.
+    pub retry: Duration,
+    /// Log connects and disconnects at `info` (otherwise `debug`).
+    pub enable_logging: bool,
+    /// Development only: trust `X-Dev-User` / `X-Dev-Session` headers as
+    /// the identity when no session is present. Refused in release builds.
+    pub insecure_dev_identity: bool,
+}
+
+impl Default for SseConfig {
+    fn default() -> Self {
+        SseConfig {
+            ping_interval: Duration::from_secs(45),
+            client_timeout: Duration::from_secs(90),
+            max_clients: 1000,
+            per_user_max: 16,
+            queue_len: 256,
+            max_payload: 64 * 1024,
+            max_client_tags: 8,
+            retry: Duration::from_secs(3),
+            enable_logging: true,
+            insecure_dev_identity: false,
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! One client's stream: the `retry:`/`connected` preamble, queued events,
+//! heartbeats, and the end of the connection.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures::Stream;
+use tokio::sync::mpsc::error::TryRecvError;
+use tokio::time::{Interval, MissedTickBehavior};
+
+use super::event::{EventName, write_frame};
+use super::registry::{DisconnectReason, Registration};
+use super::socket::SocketState;
+use super::target::ClientId;
+
+/// The comment line sent every `ping_interval`.
+const PING: &[u8] = b": ping\n\n";
+/// Queued events written in one chunk, at most, so that a burst costs one
+/// syscall rather than one per event, without building huge chunks.
+const MAX_BATCH_BYTES: usize = 64 * 1024;
+
+/// The first bytes of every stream: how long to wait before reconnecting,
+/// and a `connected` event with the client's id.
+pub(crate) fn preamble(client: ClientId, retry: Duration) -> Bytes {
+    let mut out = format!("retry: {}\n", retry.as_millis()).into_bytes();
+    let name = EventName::new("connected").unwrap_or_else(|_| unreachable!());
+    let data = format!(r#"{{"clientId":"{client}"}}"#);
+    write_frame(&mut out, None, &name, &data);
+    Bytes::from(out)
+}
+
+struct StreamState {
+    registration: Registration,
+    socket: Option<Arc<SocketState>>,
+    ping: Interval,
+    preamble: Option<Bytes>,
+}
+
+impl Drop for StreamState {
+    /// Records how the connection ended before the guard (dropped right
+    /// after) logs it: a reason set by the registry wins, then what the
+    /// socket saw; a body dropped for any other cause means the client went.
+    fn drop(&mut self) {
+        let seen = self
+            .socket
+            .as_ref()
+            .and_then(|s| s.ended())
+            .unwrap_or(DisconnectReason::ClientClosed);
+        self.registration.guard.finish(seen);
+    }
+}
+
+/// The response body of `GET /api/sse` for an admitted client.
+pub(crate) fn event_stream(
+    registration: Registration,
+    socket: Option<Arc<SocketState>>,
+    ping_interval: Duration,
+    retry: Duration,
+) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
+    let mut ping =
+        tokio::time::interval_at(tokio::time::Instant::now() + ping_interval, ping_interval);
+    ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let state = StreamState {
+        preamble: Some(preamble(registration.id, retry)),
+        registration,
+        socket,
+        ping,
+    };
+    futures::stream::unfold(state, |mut state| async move {
+        if let Some(first) = state.preamble.take() {
+            return Some((Ok(first), state));
+        }
+        let chunk = tokio::select! {
+            biased;
+            reason = state.registration.guard.link.close.closed() => {
+                tracing::debug!(client = %state.registration.id, reason = reason.as_str(), "ending stream");
+                None
+            }
+            event = state.registration.queue.recv() => match event {
+                Some(frame) => Some(batch(&mut state, frame)),
+                // The registry dropped our queue: we were disconnected.
+                None => None,
+            },
+            _ = state.ping.tick() => Some(Bytes::from_static(PING)),
+        };
+        chunk.map(|bytes| (Ok(bytes), state))
+    })
+}
+
+/// Joins `first` with whatever else is already queued, up to
+/// [`MAX_BATCH_BYTES`], and counts every event.
+fn batch(state: &mut StreamState, first: Bytes) -> Bytes {
+    let registry = state.registration.guard.registry();
+    let link = &state.registration.guard.link;
+    registry.count_sent(link);
+    let mut more = match state.registration.queue.try_recv() {
+        Ok(next) => next,
+        Err(TryRecvError::Empty | TryRecvError::Disconnected) => return first,
+    };
+    let mut out = BytesMut::with_capacity(MAX_BATCH_BYTES.min(first.len() * 4 + more.len()));
+    out.extend_from_slice(&first);
+    loop {
+        registry.count_sent(link);
+        out.extend_from_slice(&more);
+        if out.len() >= MAX_BATCH_BYTES {
+            break;
+        }
+        match state.registration.queue.try_recv() {
+            Ok(next) => more = next,
+            Err(_) => break,
+        }
+    }
+    out.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn preamble_sets_retry_and_announces_the_client() {
+        let client = ClientId::parse("5f0c3d56-8a4e-4e53-9d5f-4f1c0b2a7e11").unwrap();
+        let text =
+            String::from_utf8(preamble(client, Duration::from_millis(2500)).to_vec()).unwrap();
+        assert_eq!(
+            text,
+            "retry: 2500\nevent: connected\ndata: {\"clientId\":\"5f0c3d56-8a4e-4e53-9d5f-4f1c0b2a7e11\"}\n\n"
+        );
+    }
+}

@@ -1,0 +1,42 @@
+//! The SSE layer: backend code sends events, browsers receive them.
+//!
+//! It depends on nothing else in the app. Identity arrives as an
+//! [`Identity`] request extension (inserted by the app's auth layer);
+//! everything else it needs is in [`SseConfig`].
+//!
+//! Server side (feature `ssr`): [`Notifier`] (send), [`routes`] (mount
+//! `GET /api/sse` and `GET /api/sse/clients`), [`WatchedListener`] (serve
+//! with stall detection). Shared with the browser: [`SseEvent`], [`Event`],
+//! [`Target`] and the id types.
+
+pub mod event;
+pub mod target;
+
+#[cfg(feature = "ssr")]
+pub mod config;
+#[cfg(feature = "ssr")]
+mod connection;
+#[cfg(feature = "ssr")]
+pub mod error;
+#[cfg(feature = "ssr")]
+pub mod notifier;
+#[cfg(feature = "ssr")]
+pub mod registry;
+#[cfg(feature = "ssr")]
+pub mod route;
+#[cfg(feature = "ssr")]
+pub mod socket;
+
+pub use event::{Event, EventError, EventName, SseEvent};
+pub use target::{ClientId, Identity, Scope, SessionId, Tag, TagError, Target, UserId};
+
+#[cfg(feature = "ssr")]
+pub use config::SseConfig;
+#[cfg(feature = "ssr")]
+pub use notifier::Notifier;
+#[cfg(feature = "ssr")]
+pub use registry::{ClientFilter, ClientInfo, DisconnectReason, Registry, Stats};
+#[cfg(feature = "ssr")]
+pub use route::{ListingScope, routes};
+#[cfg(feature = "ssr")]
+pub use socket::{ConnInfo, WatchedListener};

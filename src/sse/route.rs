@@ -1,0 +1,258 @@
+//! The axum side: `GET /api/sse` (the stream) and `GET /api/sse/clients`
+//! (the listing). Mount with [`routes`] on any router whose state yields a
+//! [`Notifier`].
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, FromRef, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+
+use super::connection::event_stream;
+use super::error::ApiError;
+use super::notifier::Notifier;
+use super::registry::{ClientFilter, RegisterError};
+use super::socket::ConnInfo;
+use super::target::{ClientId, Identity, SessionId, Tag, UserId};
+
+/// Tag keys a client can never set with `?tag=`: they carry identity and
+/// roles, which only the server assigns.
+pub const RESERVED_TAG_KEYS: &[&str] = &["role", "user", "session", "client"];
+
+/// What the listing may show to the caller. The app's auth layer inserts
+/// it; without it the listing shows everything (development).
+#[derive(Debug, Clone)]
+pub enum ListingScope {
+    Everything,
+    /// Only this user's clients, plus aggregate counts.
+    OwnClients(UserId),
+}
+
+pub fn routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Notifier: FromRef<S>,
+{
+    Router::new()
+        .route("/api/sse", get(stream))
+        .route("/api/sse/clients", get(clients))
+}
+
+/// `GET /api/sse`: admits the caller and streams its events.
+async fn stream(State(notifier): State<Notifier>, request: Request) -> Response {
+    match open_stream(&notifier, &request) {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    }
+}
+
+fn open_stream(notifier: &Notifier, request: &Request) -> Result<Response, ApiError> {
+    let registry = notifier.registry();
+    let config = registry.config();
+    let identity = identity_of(request, config.insecure_dev_identity).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "sign in to open an event stream",
+        )
+    })?;
+    let tags = client_tags(request, &identity, config.max_client_tags)?;
+
+    let registration = registry
+        .register(&identity, tags)
+        .map_err(|e| refusal(e, config.retry))?;
+
+    let socket = request
+        .extensions()
+        .get::<ConnectInfo<ConnInfo>>()
+        .map(|info| info.0.socket.clone());
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<ConnInfo>>()
+        .map(|info| info.0.peer.to_string())
+        .unwrap_or_default();
+    if config.enable_logging {
+        tracing::info!(client = %registration.id, user = %identity.user, %peer, "sse client connected");
+    } else {
+        tracing::debug!(client = %registration.id, user = %identity.user, %peer, "sse client connected");
+    }
+
+    let body = Body::from_stream(event_stream(
+        registration,
+        socket,
+        config.ping_interval,
+        config.retry,
+    ));
+    let mut response = Response::new(body);
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(response)
+}
+
+/// The identity the auth layer attached, or (development only, when
+/// enabled) one taken from `X-Dev-User` / `X-Dev-Session` headers.
+fn identity_of(request: &Request, dev_identity: bool) -> Option<Identity> {
+    if let Some(identity) = request.extensions().get::<Identity>() {
+        return Some(identity.clone());
+    }
+    if dev_identity && cfg!(debug_assertions) {
+        return dev_identity_from(request.headers());
+    }
+    None
+}
+
+fn dev_identity_from(headers: &HeaderMap) -> Option<Identity> {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty() && v.len() <= 64)
+    };
+    let user = header("x-dev-user")?;
+    let session = header("x-dev-session").unwrap_or(user);
+    Some(Identity {
+        user: UserId::new(user),
+        username: user.to_string(),
+        session: SessionId::new(session),
+        tags: Vec::new(),
+    })
+}
+
+/// Tags from `?tag=key:value` (repeatable). Other query parameters are
+/// ignored: in particular nothing in the query sets a user, session or role.
+fn client_tags(request: &Request, identity: &Identity, max: usize) -> Result<Vec<Tag>, ApiError> {
+    let Query(params): Query<Vec<(String, String)>> = Query::try_from_uri(request.uri())
+        .map_err(|e| ApiError::bad_request("bad_query", format!("cannot read the query: {e}")))?;
+    let mut tags = Vec::new();
+    for (name, value) in params {
+        if name != "tag" {
+            continue;
+        }
+        let tag =
+            Tag::parse(&value).map_err(|e| ApiError::bad_request("bad_tag", e.to_string()))?;
+        let reserved = RESERVED_TAG_KEYS.contains(&tag.key())
+            || identity.tags.iter().any(|t| t.key() == tag.key());
+        if reserved {
+            return Err(ApiError::bad_request(
+                "reserved_tag",
+                format!("tag key `{}` is reserved for the server", tag.key()),
+            ));
+        }
+        if !tags.contains(&tag) {
+            tags.push(tag);
+        }
+        if tags.len() > max {
+            return Err(ApiError::bad_request(
+                "too_many_tags",
+                format!("at most {max} tags per connection"),
+            ));
+        }
+    }
+    Ok(tags)
+}
+
+fn refusal(error: RegisterError, retry: std::time::Duration) -> ApiError {
+    let message = error.to_string();
+    let back_off = retry.max(std::time::Duration::from_secs(5));
+    match error {
+        RegisterError::TooManyClients { .. } => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "too_many_clients", message)
+                .retry_after(back_off)
+        }
+        RegisterError::TooManyForUser { .. } => ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_connections",
+            message,
+        )
+        .retry_after(back_off),
+        RegisterError::ShuttingDown => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", message)
+                .retry_after(back_off)
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ClientsQuery {
+    user_id: Option<String>,
+    session_id: Option<String>,
+    /// Comma-separated.
+    client_ids: Option<String>,
+}
+
+/// `GET /api/sse/clients`: the connections (filtered) and the stats.
+async fn clients(State(notifier): State<Notifier>, request: Request) -> Response {
+    let scope = request
+        .extensions()
+        .get::<Arc<ListingScope>>()
+        .map(|s| (**s).clone())
+        .unwrap_or(ListingScope::Everything);
+    match list_clients(&notifier, &request, scope) {
+        Ok(body) => axum::Json(body).into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+fn list_clients(
+    notifier: &Notifier,
+    request: &Request,
+    scope: ListingScope,
+) -> Result<serde_json::Value, ApiError> {
+    let Query(query): Query<ClientsQuery> = Query::try_from_uri(request.uri())
+        .map_err(|e| ApiError::bad_request("bad_query", format!("cannot read the query: {e}")))?;
+    let clients = match query.client_ids.as_deref() {
+        None => None,
+        Some(list) => {
+            let mut ids = Vec::new();
+            let mut seen = HashSet::new();
+            for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                let id = ClientId::parse(part).ok_or_else(|| {
+                    ApiError::bad_request("bad_client_id", format!("{part:?} is not a client id"))
+                })?;
+                if seen.insert(id) {
+                    ids.push(id);
+                }
+            }
+            Some(ids)
+        }
+    };
+    let mut filter = ClientFilter {
+        user: query.user_id.filter(|u| !u.is_empty()),
+        session: query
+            .session_id
+            .filter(|s| !s.is_empty())
+            .map(SessionId::new),
+        clients,
+    };
+    let registry = notifier.registry();
+    let listed = match scope {
+        ListingScope::Everything => registry.clients(&filter),
+        ListingScope::OwnClients(user) => {
+            let own = user.as_str().to_string();
+            filter.user = match filter.user {
+                Some(asked) if asked != own => {
+                    return Ok(serde_json::json!({
+                        "clients": [],
+                        "stats": registry.stats().aggregate_only(),
+                    }));
+                }
+                _ => Some(own),
+            };
+            let stats = registry.stats().aggregate_only();
+            return Ok(serde_json::json!({ "clients": registry.clients(&filter), "stats": stats }));
+        }
+    };
+    Ok(serde_json::json!({ "clients": listed, "stats": registry.stats() }))
+}

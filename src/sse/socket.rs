@@ -1,0 +1,271 @@
+//! Sockets that notice stalls, and remember how they ended.
+//!
+//! An SSE response body cannot see its socket: when the browser stops
+//! reading, hyper simply stops asking the stream for more, so the stream
+//! cannot time out by itself. [`WatchedListener`] wraps each accepted
+//! socket in a [`WatchedIo`] that fails a write which has made no progress
+//! for `client_timeout`, which makes hyper drop the connection (and with
+//! it the stream and its registry entry). The way the socket ended is
+//! recorded in a [`SocketState`] that the SSE route receives through
+//! axum's `ConnectInfo`, so the disconnect log can say why.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use axum::extract::connect_info::Connected;
+use axum::serve::{IncomingStream, Listener};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Sleep;
+
+use super::registry::DisconnectReason;
+
+/// How a socket ended, as far as the socket can tell.
+#[derive(Debug, Default)]
+pub struct SocketState {
+    ended: AtomicU8,
+}
+
+impl SocketState {
+    fn record(&self, reason: DisconnectReason) {
+        let _ = self
+            .ended
+            .compare_exchange(0, reason as u8, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    /// `ClientClosed`, `WriteError` or `IdleTimeout`, once the socket ended.
+    pub fn ended(&self) -> Option<DisconnectReason> {
+        match self.ended.load(Ordering::Acquire) {
+            x if x == DisconnectReason::ClientClosed as u8 => Some(DisconnectReason::ClientClosed),
+            x if x == DisconnectReason::WriteError as u8 => Some(DisconnectReason::WriteError),
+            x if x == DisconnectReason::IdleTimeout as u8 => Some(DisconnectReason::IdleTimeout),
+            _ => None,
+        }
+    }
+}
+
+/// A socket whose writes time out after `timeout` without progress.
+pub struct WatchedIo<T> {
+    inner: T,
+    timeout: Duration,
+    /// Armed on the first write that cannot proceed, disarmed by progress.
+    /// Boxed and only while stalled, so idle sockets carry no timer.
+    stall: Option<Pin<Box<Sleep>>>,
+    state: Arc<SocketState>,
+}
+
+impl<T> WatchedIo<T> {
+    pub fn new(inner: T, timeout: Duration) -> Self {
+        WatchedIo {
+            inner,
+            timeout,
+            stall: None,
+            state: Arc::default(),
+        }
+    }
+
+    pub fn state(&self) -> &Arc<SocketState> {
+        &self.state
+    }
+
+    pub fn get_ref(&self) -> &T {
+        &self.inner
+    }
+
+    /// Turns the outcome of a write into the outcome the caller sees.
+    fn after_write(
+        &mut self,
+        cx: &mut Context<'_>,
+        result: Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        match result {
+            Poll::Ready(Ok(n)) => {
+                self.stall = None;
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(e)) => {
+                self.state.record(DisconnectReason::WriteError);
+                Poll::Ready(Err(e))
+            }
+            Poll::Pending => {
+                let timeout = self.timeout;
+                let stall = self
+                    .stall
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                ready!(stall.as_mut().poll(cx));
+                self.state.record(DisconnectReason::IdleTimeout);
+                Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("socket accepted no data for {timeout:?}"),
+                )))
+            }
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for WatchedIo<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let result = ready!(Pin::new(&mut self.inner).poll_read(cx, buf));
+        match &result {
+            Ok(()) if buf.filled().len() == before && buf.remaining() > 0 => {
+                self.state.record(DisconnectReason::ClientClosed);
+            }
+            Err(_) => self.state.record(DisconnectReason::ClientClosed),
+            Ok(()) => {}
+        }
+        Poll::Ready(result)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for WatchedIo<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let result = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.after_write(cx, result)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.after_write(cx, result)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// A TCP listener whose sockets are [`WatchedIo`]s with `TCP_NODELAY` set
+/// (events are small and should leave at once).
+pub struct WatchedListener {
+    inner: TcpListener,
+    timeout: Duration,
+}
+
+impl WatchedListener {
+    pub fn new(inner: TcpListener, write_timeout: Duration) -> Self {
+        WatchedListener {
+            inner,
+            timeout: write_timeout,
+        }
+    }
+}
+
+impl Listener for WatchedListener {
+    type Io = WatchedIo<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            match self.inner.accept().await {
+                Ok((stream, addr)) => {
+                    if let Err(e) = stream.set_nodelay(true) {
+                        tracing::debug!(%addr, "cannot set TCP_NODELAY: {e}");
+                    }
+                    return (WatchedIo::new(stream, self.timeout), addr);
+                }
+                Err(e) if is_per_connection_error(&e) => {}
+                Err(e) => {
+                    // Out of file descriptors or memory: wait instead of
+                    // spinning; open connections may close meanwhile.
+                    tracing::error!("accept failed: {e}; retrying in 1 s");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}
+
+fn is_per_connection_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    )
+}
+
+/// What a handler learns about its connection: the peer and the socket's
+/// state. Extract it as `ConnectInfo<ConnInfo>`.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    pub socket: Arc<SocketState>,
+}
+
+impl Connected<IncomingStream<'_, WatchedListener>> for ConnInfo {
+    fn connect_info(stream: IncomingStream<'_, WatchedListener>) -> Self {
+        ConnInfo {
+            peer: *stream.remote_addr(),
+            socket: stream.io().state().clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn a_write_the_peer_never_reads_times_out() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        // The peer connects and never reads.
+        let _peer = TcpStream::connect(addr).await.unwrap();
+        let (server_side, _) = listener.accept().await.unwrap();
+        let mut io = WatchedIo::new(server_side, Duration::from_millis(200));
+        let chunk = vec![0u8; 64 * 1024];
+        let err = loop {
+            match io.write(&chunk).await {
+                Ok(_) => continue,
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(io.state().ended(), Some(DisconnectReason::IdleTimeout));
+    }
+
+    #[tokio::test]
+    async fn peer_close_is_recorded_as_client_closed() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let peer = TcpStream::connect(addr).await.unwrap();
+        let (server_side, _) = listener.accept().await.unwrap();
+        let mut io = WatchedIo::new(server_side, Duration::from_secs(5));
+        drop(peer);
+        let mut buf = [0u8; 16];
+        let n = io.read(&mut buf).await.unwrap_or(0);
+        assert_eq!(n, 0);
+        assert_eq!(io.state().ended(), Some(DisconnectReason::ClientClosed));
+    }
+}
