@@ -78,11 +78,8 @@ pub(crate) fn event_stream(
                 tracing::debug!(client = %state.registration.id, reason = reason.as_str(), "ending stream");
                 None
             }
-            event = state.registration.queue.recv() => match event {
-                Some(frame) => Some(batch(&mut state, frame)),
-                // The registry dropped our queue: we were disconnected.
-                None => None,
-            },
+            // None: the registry dropped our queue, we were disconnected.
+            event = state.registration.queue.recv() => event.map(|frame| batch(&mut state, frame)),
             _ = state.ping.tick() => Some(Bytes::from_static(PING)),
         };
         chunk.map(|bytes| (Ok(bytes), state))
