@@ -40,13 +40,22 @@ impl FromServerFnError for AppError {
     type Encoder = JsonEncoding;
 
     fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
-        let (status, code) = match &value {
-            ServerFnErrorErr::Args(_) | ServerFnErrorErr::MissingArg(_) => (400, "bad_request"),
-            ServerFnErrorErr::UnsupportedRequestMethod(_) => (405, "method_not_allowed"),
-            ServerFnErrorErr::Request(_) => (503, "unreachable"),
-            _ => (500, "internal"),
-        };
-        Self::new(status, code, value.to_string())
+        // On the server, a decoding failure can only be the request's:
+        // the codec reports bad arguments as `Deserialization`.
+        let on_server = cfg!(feature = "ssr");
+        match value {
+            ServerFnErrorErr::Args(e) | ServerFnErrorErr::MissingArg(e) => {
+                Self::bad_request("bad_request", format!("the request body is not valid: {e}"))
+            }
+            ServerFnErrorErr::Deserialization(e) if on_server => {
+                Self::bad_request("bad_request", format!("the request body is not valid: {e}"))
+            }
+            ServerFnErrorErr::UnsupportedRequestMethod(e) => {
+                Self::new(405, "method_not_allowed", e)
+            }
+            ServerFnErrorErr::Request(e) => Self::new(503, "unreachable", e),
+            other => Self::new(500, "internal", other.to_string()),
+        }
     }
 }
 
