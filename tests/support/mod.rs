@@ -80,6 +80,8 @@ pub struct SseStream {
     pub response_status: u16,
     body: futures::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
     buffer: String,
+    /// Bytes of a UTF-8 character split across chunks.
+    partial: Vec<u8>,
     pending_cr: bool,
     ready: std::collections::VecDeque<Item>,
     name: Option<String>,
@@ -93,6 +95,7 @@ impl SseStream {
             response_status: response.status().as_u16(),
             body: response.bytes_stream().boxed(),
             buffer: String::new(),
+            partial: Vec::new(),
             pending_cr: false,
             ready: Default::default(),
             name: None,
@@ -141,6 +144,18 @@ impl SseStream {
                 Err(_) => return false,
             }
         }
+    }
+
+    fn feed_bytes(&mut self, bytes: &[u8]) {
+        self.partial.extend_from_slice(bytes);
+        let valid = match std::str::from_utf8(&self.partial) {
+            Ok(text) => text.len(),
+            Err(e) if e.error_len().is_none() => e.valid_up_to(),
+            Err(e) => panic!("stream is not UTF-8: {e}"),
+        };
+        let rest = self.partial.split_off(valid);
+        let text = String::from_utf8(std::mem::replace(&mut self.partial, rest)).expect("checked");
+        self.feed(&text);
     }
 
     fn feed(&mut self, text: &str) {
