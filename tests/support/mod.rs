@@ -114,9 +114,7 @@ impl SseStream {
             }
             let chunk = tokio::time::timeout_at(deadline, self.body.next()).await;
             match chunk {
-                Ok(Some(Ok(bytes))) => {
-                    self.feed(&String::from_utf8(bytes.to_vec()).expect("utf-8"))
-                }
+                Ok(Some(Ok(bytes))) => self.feed_bytes(&bytes),
                 Ok(Some(Err(_))) | Ok(None) | Err(_) => return None,
             }
         }
