@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use leptos::config::LeptosOptions;
 
+use crate::auth::{AuthConfig, SecureCookie};
 use crate::sse::SseConfig;
 
 /// The file read when `CONFIG_FILE` is not set. Missing means defaults.
@@ -170,10 +171,40 @@ pub const KEYS: &[KeySpec] = &[
         "Log every connect and disconnect at `info` (else `debug`).",
     ),
     key(
-        Some("sse"),
-        "insecure_dev_identity",
-        "false",
-        "Development only: take the identity from `X-Dev-User`/`X-Dev-Session` headers. Refused in release builds.",
+        Some("auth"),
+        "admins",
+        "",
+        "Usernames with the admin role, comma-separated in the environment (`AUTH_ADMINS=alice,bob`).",
+    ),
+    key(
+        Some("auth"),
+        "session_ttl",
+        "7d",
+        "A sign-in session unused for this long expires.",
+    ),
+    key(
+        Some("auth"),
+        "secure_cookie",
+        "auto",
+        "`Secure` on the session cookie: `auto` (when `X-Forwarded-Proto: https`), `always` or `never`.",
+    ),
+    key(
+        Some("auth"),
+        "login_attempts_per_user",
+        "10",
+        "Sign-in attempts per username per `login_window`; more get 429.",
+    ),
+    key(
+        Some("auth"),
+        "login_attempts_per_ip",
+        "50",
+        "Sign-in and sign-up attempts per client address per `login_window`; more get 429.",
+    ),
+    key(
+        Some("auth"),
+        "login_window",
+        "5m",
+        "The window of the sign-in rate limits.",
     ),
     key(
         Some("server"),
@@ -266,6 +297,7 @@ pub struct Config {
     pub database_url: Option<String>,
     pub leptos: LeptosOptions,
     pub sse: SseConfig,
+    pub auth: AuthConfig,
     pub server: ServerConfig,
 }
 
@@ -327,19 +359,30 @@ impl Config {
             max_client_tags: layers.get("sse", "max_client_tags")?,
             retry: layers.get("sse", "retry")?,
             enable_logging: layers.get("sse", "enable_logging")?,
-            insecure_dev_identity: layers.get_checked("sse", "insecure_dev_identity", |on| {
-                if *on && !cfg!(debug_assertions) {
-                    Err("false: the development identity is not available in release builds")
-                } else {
-                    Ok(())
-                }
-            })?,
+        };
+        let positive_u32 = |n: &u32| (*n > 0).then_some(()).ok_or("a number above 0");
+        let auth = AuthConfig {
+            admins: layers.get::<List>("auth", "admins")?.0,
+            session_ttl: layers.get_checked("auth", "session_ttl", nonzero)?,
+            secure_cookie: layers.get::<SecureCookieValue>("auth", "secure_cookie")?.0,
+            login_attempts_per_user: layers.get_checked(
+                "auth",
+                "login_attempts_per_user",
+                positive_u32,
+            )?,
+            login_attempts_per_ip: layers.get_checked(
+                "auth",
+                "login_attempts_per_ip",
+                positive_u32,
+            )?,
+            login_window: layers.get_checked("auth", "login_window", nonzero)?,
         };
         Ok(Config {
             data_dir: layers.get::<PathBuf>("", "data_dir")?,
             database_url: (!database_url.is_empty()).then_some(database_url),
             leptos,
             sse,
+            auth,
             server: ServerConfig {
                 shutdown_timeout: layers.get::<Duration>("server", "shutdown_timeout")?,
             },
@@ -526,7 +569,7 @@ unsigned_value!(u16, u32, u64, usize);
 /// number means seconds.
 impl ConfigValue for Duration {
     fn parse(raw: &str) -> Result<Self, String> {
-        let expected = || "a duration such as 45s, 500ms, 2m or 1h".to_string();
+        let expected = || "a duration such as 45s, 500ms, 2m, 1h or 7d".to_string();
         let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
         let (number, unit) = raw.split_at(split);
         let number: u64 = number.parse().map_err(|_| expected())?;
@@ -535,6 +578,7 @@ impl ConfigValue for Duration {
             "" | "s" => number.checked_mul(1_000),
             "m" | "min" => number.checked_mul(60_000),
             "h" => number.checked_mul(3_600_000),
+            "d" => number.checked_mul(86_400_000),
             _ => None,
         };
         millis.map(Duration::from_millis).ok_or_else(expected)
@@ -561,6 +605,34 @@ impl ConfigValue for ByteSize {
             .checked_mul(factor)
             .map(ByteSize)
             .ok_or_else(expected)
+    }
+}
+
+/// A comma-separated list; empty items are dropped.
+struct List(Vec<String>);
+
+impl ConfigValue for List {
+    fn parse(raw: &str) -> Result<Self, String> {
+        Ok(List(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect(),
+        ))
+    }
+}
+
+struct SecureCookieValue(SecureCookie);
+
+impl ConfigValue for SecureCookieValue {
+    fn parse(raw: &str) -> Result<Self, String> {
+        match raw.to_ascii_lowercase().as_str() {
+            "auto" => Ok(SecureCookieValue(SecureCookie::Auto)),
+            "always" | "true" => Ok(SecureCookieValue(SecureCookie::Always)),
+            "never" | "false" => Ok(SecureCookieValue(SecureCookie::Never)),
+            _ => Err("auto, always or never".into()),
+        }
     }
 }
 
@@ -674,7 +746,7 @@ shutdown_timeout = "30s"
         assert_eq!(
             err.to_string(),
             "invalid value \"soon\" for `server.shutdown_timeout` (from environment variable \
-             SERVER_SHUTDOWN_TIMEOUT): expected a duration such as 45s, 500ms, 2m or 1h"
+             SERVER_SHUTDOWN_TIMEOUT): expected a duration such as 45s, 500ms, 2m, 1h or 7d"
         );
     }
 
@@ -734,6 +806,22 @@ shutdown_timeout = "30s"
         );
         let err = load(None, &[("SSE_ENABLE_LOGGING", "maybe")]).unwrap_err();
         assert!(err.to_string().contains("expected true or false"));
+    }
+
+    #[test]
+    fn auth_section_reads_lists_from_file_and_env() {
+        let config = load(Some("[auth]\nadmins = [\"alice\", \"Bob\"]\n"), &[]).unwrap();
+        assert_eq!(config.auth.admins, vec!["alice", "Bob"]);
+        let config = load(
+            Some("[auth]\nadmins = [\"alice\"]\n"),
+            &[("AUTH_ADMINS", "carol, dave,"), ("AUTH_SESSION_TTL", "2d")],
+        )
+        .unwrap();
+        assert_eq!(config.auth.admins, vec!["carol", "dave"]);
+        assert_eq!(config.auth.session_ttl, Duration::from_secs(2 * 86_400));
+        assert_eq!(load(None, &[]).unwrap().auth.admins, Vec::<String>::new());
+        let err = load(None, &[("AUTH_SECURE_COOKIE", "sometimes")]).unwrap_err();
+        assert!(err.to_string().contains("expected auto, always or never"));
     }
 
     #[test]

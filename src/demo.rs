@@ -46,26 +46,44 @@ pub async fn send_test(
     message: String,
 ) -> Result<Delivered, AppError> {
     use crate::sse::{Target, UserId};
+    let sender = crate::auth::api::server::require_user()?;
     let user = user.trim();
     if user.is_empty() {
         return Err(AppError::bad_request(
             "missing_user",
-            "name a user to send to",
+            "Name a user to send to.",
         ));
     }
-    if user.len() > 64 {
-        return Err(AppError::bad_request(
-            "unknown_user",
-            format!("no user named {user:?}"),
-        ));
-    }
-    server::send(&Target::user(UserId::new(user)), event, message)
+    let auth = use_context::<crate::auth::Auth>()
+        .ok_or_else(|| AppError::internal("auth is not in the server's context"))?;
+    let record = auth
+        .db()
+        .user_by_id_or_username(user)
+        .await
+        .map_err(|e| AppError::internal(e.to_string()))?
+        .ok_or_else(|| {
+            AppError::bad_request("unknown_user", format!("There is no user named {user:?}."))
+        })?;
+    server::send(
+        &Target::user(UserId::new(record.id)),
+        event,
+        message,
+        sender.username,
+    )
 }
 
 /// Sends `message` to everyone connected.
 #[server(prefix = "/api", endpoint = "sse/broadcast", input = Json)]
 pub async fn broadcast(event: Option<String>, message: String) -> Result<Delivered, AppError> {
-    server::send(&crate::sse::Target::all(), event, message)
+    let sender = crate::auth::api::server::require_user()?;
+    if !sender.is_admin {
+        return Err(AppError::new(
+            403,
+            "forbidden",
+            "Only admins may broadcast.",
+        ));
+    }
+    server::send(&crate::sse::Target::all(), event, message, sender.username)
 }
 
 #[cfg(feature = "ssr")]
@@ -77,6 +95,7 @@ mod server {
         target: &Target,
         event: Option<String>,
         message: String,
+        from: String,
     ) -> Result<Delivered, AppError> {
         let notifier = use_context::<Notifier>()
             .ok_or_else(|| AppError::internal("the notifier is not in the server's context"))?;
@@ -102,7 +121,7 @@ mod server {
         }
         let payload = Notification {
             message,
-            from: None,
+            from: Some(from),
             sent_at: crate::sse::registry::unix_millis_now(),
         };
         match notifier.send_json(target, &name, &payload) {

@@ -3,6 +3,7 @@
 //! browser bundle (feature `hydrate`).
 
 pub mod app;
+pub mod auth;
 pub mod demo;
 pub mod error;
 pub mod pages;
@@ -12,6 +13,8 @@ pub mod sse;
 pub mod config;
 #[cfg(feature = "ssr")]
 pub mod server;
+#[cfg(feature = "ssr")]
+pub mod store;
 
 /// Entry point of the WASM bundle: takes over the server-rendered page.
 #[cfg(feature = "hydrate")]

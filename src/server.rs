@@ -14,28 +14,70 @@ use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 
 use crate::app::{App, shell};
+use crate::auth::middleware::{COOKIE_NAME, identify, refuse_cross_site, secure_cookie};
+use crate::auth::{Auth, SecureCookie};
 use crate::config::Config;
 use crate::sse::{self, ConnInfo, Notifier, WatchedListener};
+use crate::store::sessions::DbSessionStore;
+use crate::store::{Db, StoreError};
+
+/// How often expired sessions are deleted from the database.
+const SESSION_CLEANUP_PERIOD: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Everything handlers share. Cheap to clone: each field is an `Arc` inside.
 #[derive(Clone, FromRef)]
 pub struct AppState {
     pub leptos_options: LeptosOptions,
     pub notifier: Notifier,
+    pub auth: Auth,
+}
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Io(#[from] io::Error),
 }
 
 /// The full router: the SSE routes, Leptos pages and server functions,
-/// static files, 404s.
-pub fn router(state: AppState) -> Router {
+/// static files, 404s; sessions, identity and the cross-site check around
+/// them.
+pub fn router(state: AppState, sessions: DbSessionStore) -> Router {
+    use axum::middleware::{from_fn, from_fn_with_state};
+    use tower_sessions::cookie::SameSite;
+    use tower_sessions::{Expiry, SessionManagerLayer};
+
     let routes = generate_route_list(App);
     let options = state.leptos_options.clone();
-    let notifier = state.notifier.clone();
-    // Server functions and pages reach the notifier through context.
-    let context = move || leptos::prelude::provide_context(notifier.clone());
+    let auth = state.auth.clone();
+    // Server functions and pages reach the notifier and auth through context.
+    let context = {
+        let notifier = state.notifier.clone();
+        let auth = auth.clone();
+        move || {
+            leptos::prelude::provide_context(notifier.clone());
+            leptos::prelude::provide_context(auth.clone());
+        }
+    };
+    let ttl =
+        time::Duration::try_from(auth.config().session_ttl).unwrap_or(time::Duration::days(7));
+    let session_layer = SessionManagerLayer::new(sessions)
+        .with_name(COOKIE_NAME)
+        .with_http_only(true)
+        .with_same_site(SameSite::Lax)
+        .with_secure(auth.config().secure_cookie == SecureCookie::Always)
+        .with_path("/")
+        .with_expiry(Expiry::OnInactivity(ttl));
     Router::new()
         .merge(sse::routes::<AppState>())
         .leptos_routes_with_context(&state, routes, context, move || shell(options.clone()))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .layer(from_fn_with_state(auth.clone(), identify))
+        .layer(session_layer)
+        .layer(from_fn_with_state(auth, secure_cookie))
+        .layer(from_fn(refuse_cross_site))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -46,15 +88,19 @@ pub async fn serve(
     listener: TcpListener,
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> io::Result<()> {
+) -> Result<(), ServeError> {
     let addr = listener.local_addr()?;
     let grace = config.server.shutdown_timeout;
+    let db = Db::connect(config.database_url.as_deref(), &config.data_dir).await?;
+    let sessions = DbSessionStore::new(db.clone());
+    let cleanup = sessions.spawn_cleanup(SESSION_CLEANUP_PERIOD);
     let notifier = Notifier::new(config.sse.clone());
     let state = AppState {
         leptos_options: config.leptos,
         notifier: notifier.clone(),
+        auth: Auth::new(db, config.auth.clone()),
     };
-    let app = router(state).into_make_service_with_connect_info::<ConnInfo>();
+    let app = router(state, sessions).into_make_service_with_connect_info::<ConnInfo>();
     let listener = WatchedListener::new(listener, config.sse.client_timeout);
 
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
@@ -70,8 +116,8 @@ pub async fn serve(
     let server = axum::serve(listener, app).with_graceful_shutdown(signal);
     let mut server = std::pin::pin!(server.into_future());
 
-    tokio::select! {
-        result = &mut server => result,
+    let result = tokio::select! {
+        result = &mut server => result.map_err(ServeError::from),
         _ = async {
             // Only starts counting once the signal has arrived.
             if stopping_rx.await.is_ok() {
@@ -83,8 +129,10 @@ pub async fn serve(
             tracing::warn!(?grace, "requests still open after the shutdown timeout; exiting anyway");
             Ok(())
         }
-    }
-    .inspect(|_| tracing::info!("server stopped"))
+    };
+    cleanup.abort();
+    tracing::info!("server stopped");
+    result
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

@@ -1,46 +1,22 @@
 //! `GET /api/sse`, `GET /api/sse/clients` and the send endpoints, over
-//! real HTTP against the real server, read by a real SSE parser.
-//!
-//! Identity comes from the development-only `X-Dev-User` header
-//! (`SSE_INSECURE_DEV_IDENTITY=true`, honoured in debug builds only).
+//! real HTTP against the real server, read by a real SSE parser. Users
+//! sign up through the real endpoint; their session cookie is their
+//! identity.
 
 mod support;
 
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{Item, SseStream, TestServer, connect, open};
+use support::{Item, SseStream, TestServer};
 
-const DEV: (&str, &str) = ("SSE_INSECURE_DEV_IDENTITY", "true");
 const WAIT: Duration = Duration::from_secs(2);
-
-async fn post(server: &TestServer, path: &str, body: &str) -> (u16, Value) {
-    let response = reqwest::Client::new()
-        .post(server.url(path))
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .expect("POST");
-    let status = response.status().as_u16();
-    let text = response.text().await.expect("body");
-    let json = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text:?}"));
-    (status, json)
-}
-
-async fn clients(server: &TestServer, query: &str) -> Value {
-    reqwest::get(server.url(&format!("/api/sse/clients{query}")))
-        .await
-        .expect("GET /api/sse/clients")
-        .json()
-        .await
-        .expect("JSON")
-}
 
 #[tokio::test]
 async fn stream_headers_preamble_and_heartbeats() {
-    let server = TestServer::start(&[DEV, ("SSE_PING_INTERVAL", "150ms")]).await;
-    let response = connect(&server, "alice", "").await;
+    let server = TestServer::start(&[("SSE_PING_INTERVAL", "150ms")]).await;
+    let alice = server.signup("alice").await;
+    let response = alice.connect("").await;
     assert_eq!(response.status(), 200);
     let header = |name: &str| {
         response
@@ -79,18 +55,21 @@ async fn stream_headers_preamble_and_heartbeats() {
 
 #[tokio::test]
 async fn events_reach_exactly_the_targeted_user() {
-    let server = TestServer::start(&[DEV]).await;
-    let (mut alice_1, _) = open(&server, "alice", "").await;
-    let (mut alice_2, _) = open(&server, "alice", "?tag=page:home").await;
-    let (mut bob, _) = open(&server, "bob", "").await;
+    let server = TestServer::start(&[("AUTH_ADMINS", "root")]).await;
+    let alice = server.signup("alice").await;
+    let bob = server.signup("bob").await;
+    let root = server.signup("root").await;
+    let (mut alice_1, _) = alice.open("").await;
+    let (mut alice_2, _) = alice.open("?tag=page:home").await;
+    let (mut bob_1, _) = bob.open("").await;
 
     let message = "Hello \"Alice\"\nsecond line, ünïcode ✓";
-    let (status, body) = post(
-        &server,
-        "/api/sse/test",
-        &json!({"user": "alice", "event": "notification", "message": message}).to_string(),
-    )
-    .await;
+    let (status, body) = bob
+        .post_json(
+            "/api/sse/test",
+            &json!({"user": "alice", "event": "notification", "message": message}).to_string(),
+        )
+        .await;
     assert_eq!((status, &body), (200, &json!({"delivered": 2})));
 
     for stream in [&mut alice_1, &mut alice_2] {
@@ -98,23 +77,24 @@ async fn events_reach_exactly_the_targeted_user() {
         assert_eq!(name, "notification");
         let payload: Value = serde_json::from_str(&data).expect("JSON");
         assert_eq!(payload["message"], message);
+        assert_eq!(payload["from"], "bob");
         assert!(payload["sentAt"].as_u64().is_some());
     }
     assert_eq!(
-        bob.next_event(Duration::from_millis(300)).await,
+        bob_1.next_event(Duration::from_millis(300)).await,
         None,
         "bob must not receive"
     );
 
-    // An untyped event name, sent to everyone.
-    let (status, body) = post(
-        &server,
-        "/api/sse/broadcast",
-        &json!({"event": "announcement", "message": "to all"}).to_string(),
-    )
-    .await;
+    // An untyped event name, broadcast by an admin to everyone.
+    let (status, body) = root
+        .post_json(
+            "/api/sse/broadcast",
+            &json!({"event": "announcement", "message": "to all"}).to_string(),
+        )
+        .await;
     assert_eq!((status, &body), (200, &json!({"delivered": 3})));
-    for stream in [&mut alice_1, &mut alice_2, &mut bob] {
+    for stream in [&mut alice_1, &mut alice_2, &mut bob_1] {
         let (name, data) = stream.next_event(WAIT).await.expect("everyone receives");
         assert_eq!(name, "announcement");
         assert_eq!(
@@ -127,23 +107,26 @@ async fn events_reach_exactly_the_targeted_user() {
 
 #[tokio::test]
 async fn a_closed_client_leaves_the_listing_within_a_second() {
-    let server = TestServer::start(&[DEV]).await;
-    let (stream, gone_id) = open(&server, "carol", "").await;
-    let (_kept, kept_id) = open(&server, "carol", "?tag=page:home").await;
+    let server = TestServer::start(&[]).await;
+    let carol = server.signup("carol").await;
+    let (stream, gone_id) = carol.open("").await;
+    let (_kept, kept_id) = carol.open("?tag=page:home").await;
 
-    let listing = clients(&server, "?userId=carol").await;
+    let listing = carol.clients("?userId=carol").await;
     assert_eq!(listing["clients"].as_array().map(Vec::len), Some(2));
     assert_eq!(listing["stats"]["totalClients"], 2);
-    assert_eq!(listing["stats"]["clientsPerUser"]["carol"], 2);
-    let tagged = clients(&server, &format!("?clientIds={kept_id}")).await;
-    assert_eq!(tagged["clients"][0]["tags"], json!(["page:home"]));
+    let tagged = carol.clients(&format!("?clientIds={kept_id}")).await;
+    assert_eq!(
+        tagged["clients"][0]["tags"],
+        json!(["role:user", "page:home"])
+    );
     assert_eq!(tagged["clients"][0]["user"], "carol");
     assert!(tagged["clients"][0]["connectedSince"].as_u64().is_some());
 
     drop(stream);
     let started = Instant::now();
     loop {
-        let ids: Vec<String> = clients(&server, "").await["clients"]
+        let ids: Vec<String> = carol.clients("").await["clients"]
             .as_array()
             .expect("clients")
             .iter()
@@ -164,19 +147,21 @@ async fn a_closed_client_leaves_the_listing_within_a_second() {
 
 #[tokio::test]
 async fn limits_answer_503_and_429_with_json() {
-    let server =
-        TestServer::start(&[DEV, ("SSE_MAX_CLIENTS", "3"), ("SSE_PER_USER_MAX", "2")]).await;
-    let _a1 = open(&server, "dave", "").await;
-    let _a2 = open(&server, "dave", "").await;
+    let server = TestServer::start(&[("SSE_MAX_CLIENTS", "3"), ("SSE_PER_USER_MAX", "2")]).await;
+    let dave = server.signup("dave").await;
+    let erin = server.signup("erin").await;
+    let frank = server.signup("frank").await;
+    let _a1 = dave.open("").await;
+    let _a2 = dave.open("").await;
 
-    let response = connect(&server, "dave", "").await;
+    let response = dave.connect("").await;
     assert_eq!(response.status(), 429);
     assert!(response.headers().get("retry-after").is_some());
     let body: Value = response.json().await.expect("JSON");
     assert_eq!(body["error"], "too_many_connections");
 
-    let _b1 = open(&server, "erin", "").await;
-    let response = connect(&server, "frank", "").await;
+    let _b1 = erin.open("").await;
+    let response = frank.connect("").await;
     assert_eq!(response.status(), 503);
     assert!(response.headers().get("retry-after").is_some());
     let body: Value = response.json().await.expect("JSON");
@@ -186,37 +171,17 @@ async fn limits_answer_503_and_429_with_json() {
 }
 
 #[tokio::test]
-async fn identity_is_required_and_never_taken_from_the_query() {
-    // Without the development identity: 401.
+async fn client_tags_are_validated_and_reserved_keys_refused() {
     let server = TestServer::start(&[]).await;
-    let response = connect(&server, "alice", "").await;
-    assert_eq!(response.status(), 401);
-    let body: Value = response.json().await.expect("JSON");
-    assert_eq!(body["error"], "unauthenticated");
-    server.shutdown().await.expect("clean shutdown");
-
-    let server = TestServer::start(&[DEV]).await;
-    let (mut alice, id) = open(
-        &server,
-        "alice",
-        "?user=bob&userId=bob&role=admin&session=x",
-    )
-    .await;
-    let listing = clients(&server, &format!("?clientIds={id}")).await;
-    assert_eq!(listing["clients"][0]["user"], "alice");
-    assert_eq!(listing["clients"][0]["tags"], json!([]));
-    let (_, body) = post(&server, "/api/sse/test", r#"{"user":"bob","message":"hi"}"#).await;
-    assert_eq!(body["delivered"], 0);
-    assert_eq!(alice.next_event(Duration::from_millis(300)).await, None);
-
-    // Reserved tag keys and malformed tags are refused.
+    let alice = server.signup("alice").await;
     for query in [
         "?tag=role:admin",
         "?tag=user:bob",
         "?tag=nocolon",
         "?tag=a%20b:c",
+        "?tag=a:1&tag=b:1&tag=c:1&tag=d:1&tag=e:1&tag=f:1&tag=g:1&tag=h:1&tag=i:1",
     ] {
-        let response = connect(&server, "alice", query).await;
+        let response = alice.connect(query).await;
         assert_eq!(response.status(), 400, "{query}");
         let body: Value = response.json().await.expect("JSON");
         assert!(
@@ -229,12 +194,14 @@ async fn identity_is_required_and_never_taken_from_the_query() {
 
 #[tokio::test]
 async fn send_endpoint_errors_are_400_with_json() {
-    let server = TestServer::start(&[DEV]).await;
+    let server = TestServer::start(&[]).await;
+    let alice = server.signup("alice").await;
     let long = "x".repeat(2001);
     let cases = [
         ("{not json", "bad_request"),
         (r#"{"user":"alice"}"#, "bad_request"),
         (r#"{"user":"","message":"hi"}"#, "missing_user"),
+        (r#"{"user":"nobody","message":"hi"}"#, "unknown_user"),
         (r#"{"user":"alice","message":"   "}"#, "empty_message"),
         (
             r#"{"user":"alice","message":"hi","event":"bad\nname"}"#,
@@ -242,17 +209,17 @@ async fn send_endpoint_errors_are_400_with_json() {
         ),
     ];
     for (body, code) in cases {
-        let (status, json) = post(&server, "/api/sse/test", body).await;
+        let (status, json) = alice.post_json("/api/sse/test", body).await;
         assert_eq!(status, 400, "{body}: {json}");
         assert_eq!(json["error"], code, "{body}: {json}");
         assert!(json["message"].as_str().is_some_and(|m| !m.is_empty()));
     }
-    let (status, json) = post(
-        &server,
-        "/api/sse/test",
-        &json!({"user": "alice", "message": long}).to_string(),
-    )
-    .await;
+    let (status, json) = alice
+        .post_json(
+            "/api/sse/test",
+            &json!({"user": "alice", "message": long}).to_string(),
+        )
+        .await;
     assert_eq!(
         (status, json["error"].as_str()),
         (400, Some("message_too_long"))
@@ -262,8 +229,9 @@ async fn send_endpoint_errors_are_400_with_json() {
 
 #[tokio::test]
 async fn shutdown_ends_open_streams_cleanly() {
-    let server = TestServer::start(&[DEV]).await;
-    let (mut stream, _) = open(&server, "gina", "").await;
+    let server = TestServer::start(&[]).await;
+    let gina = server.signup("gina").await;
+    let (mut stream, _) = gina.open("").await;
     let started = Instant::now();
     server.shutdown().await.expect("clean shutdown");
     assert!(
@@ -278,12 +246,86 @@ async fn shutdown_ends_open_streams_cleanly() {
 
 #[tokio::test]
 async fn listing_rejects_bad_client_ids() {
-    let server = TestServer::start(&[DEV]).await;
-    let response = reqwest::get(server.url("/api/sse/clients?clientIds=abc"))
+    let server = TestServer::start(&[]).await;
+    let alice = server.signup("alice").await;
+    let response = alice
+        .client
+        .get(alice.url("/api/sse/clients?clientIds=abc"))
+        .send()
         .await
         .expect("GET");
     assert_eq!(response.status(), 400);
     let body: Value = response.json().await.expect("JSON");
     assert_eq!(body["error"], "bad_client_id");
+    server.shutdown().await.expect("clean shutdown");
+}
+
+/// A client that stops reading is dropped after `client_timeout`, and its
+/// registry entry with it.
+#[tokio::test]
+async fn a_stalled_client_is_dropped_after_the_client_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server =
+        TestServer::start(&[("SSE_CLIENT_TIMEOUT", "300ms"), ("SSE_QUEUE_LEN", "100000")]).await;
+    let hank = server.signup("hank").await;
+    let watcher = server.signup("ivy").await;
+    // A raw socket with hank's cookie that reads the headers, then stops.
+    let cookie = {
+        let response = hank
+            .client
+            .get(hank.url("/api/auth/me"))
+            .send()
+            .await
+            .expect("me");
+        drop(response);
+        // reqwest does not expose its jar; sign in again on a raw request.
+        let raw = reqwest::Client::new()
+            .post(hank.url("/api/auth/login"))
+            .form(&[("username", "hank"), ("password", support::PASSWORD)])
+            .send()
+            .await
+            .expect("login");
+        raw.headers()
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .expect("session cookie")
+            .to_string()
+    };
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let mut socket = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    socket
+        .write_all(
+            format!("GET /api/sse HTTP/1.1\r\nHost: {addr}\r\nCookie: {cookie}\r\n\r\n").as_bytes(),
+        )
+        .await
+        .expect("request");
+    let mut head = [0u8; 512];
+    let n = socket.read(&mut head).await.expect("response head");
+    assert!(String::from_utf8_lossy(&head[..n]).starts_with("HTTP/1.1 200"));
+    assert_eq!(
+        watcher.clients("?userId=hank").await["clients"],
+        json!([]),
+        "ivy sees only her own"
+    );
+
+    // Flood hank with 60 KiB events until the socket buffers fill up.
+    let payload = "x".repeat(60 * 1024);
+    let flood = json!({"user": "hank", "message": payload.chars().take(1999).collect::<String>()});
+    let started = Instant::now();
+    loop {
+        let (status, body) = watcher.post_json("/api/sse/test", &flood.to_string()).await;
+        assert_eq!(status, 200, "{body}");
+        if body["delivered"] == 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "stalled client never dropped"
+        );
+    }
+    drop(socket);
     server.shutdown().await.expect("clean shutdown");
 }

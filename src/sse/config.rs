@@ -26,9 +26,6 @@ pub struct SseConfig {
     pub retry: Duration,
     /// Log connects and disconnects at `info` (otherwise `debug`).
     pub enable_logging: bool,
-    /// Development only: trust `X-Dev-User` / `X-Dev-Session` headers as
-    /// the identity when no session is present. Refused in release builds.
-    pub insecure_dev_identity: bool,
 }
 
 impl Default for SseConfig {
@@ -43,7 +40,6 @@ impl Default for SseConfig {
             max_client_tags: 8,
             retry: Duration::from_secs(3),
             enable_logging: true,
-            insecure_dev_identity: false,
         }
     }
 }

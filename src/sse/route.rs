@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, FromRef, Query, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
@@ -25,7 +25,7 @@ use super::target::{ClientId, Identity, SessionId, Tag, UserId};
 pub const RESERVED_TAG_KEYS: &[&str] = &["role", "user", "session", "client"];
 
 /// What the listing may show to the caller. The app's auth layer inserts
-/// it; without it the listing shows everything (development).
+/// it (as `Arc<ListingScope>`); without it callers see their own clients.
 #[derive(Debug, Clone)]
 pub enum ListingScope {
     Everything,
@@ -54,13 +54,7 @@ async fn stream(State(notifier): State<Notifier>, request: Request) -> Response 
 fn open_stream(notifier: &Notifier, request: &Request) -> Result<Response, ApiError> {
     let registry = notifier.registry();
     let config = registry.config();
-    let identity = identity_of(request, config.insecure_dev_identity).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
-            "sign in to open an event stream",
-        )
-    })?;
+    let identity = identity_of(request)?;
     let tags = client_tags(request, &identity, config.max_client_tags)?;
 
     let registration = registry
@@ -99,34 +93,20 @@ fn open_stream(notifier: &Notifier, request: &Request) -> Result<Response, ApiEr
     Ok(response)
 }
 
-/// The identity the auth layer attached, or (development only, when
-/// enabled) one taken from `X-Dev-User` / `X-Dev-Session` headers.
-fn identity_of(request: &Request, dev_identity: bool) -> Option<Identity> {
-    if let Some(identity) = request.extensions().get::<Identity>() {
-        return Some(identity.clone());
-    }
-    if dev_identity && cfg!(debug_assertions) {
-        return dev_identity_from(request.headers());
-    }
-    None
-}
-
-fn dev_identity_from(headers: &HeaderMap) -> Option<Identity> {
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-            .filter(|v| !v.is_empty() && v.len() <= 64)
-    };
-    let user = header("x-dev-user")?;
-    let session = header("x-dev-session").unwrap_or(user);
-    Some(Identity {
-        user: UserId::new(user),
-        username: user.to_string(),
-        session: SessionId::new(session),
-        tags: Vec::new(),
-    })
+/// The identity the app's auth layer attached; never anything the client
+/// sent.
+fn identity_of(request: &Request) -> Result<Identity, ApiError> {
+    request
+        .extensions()
+        .get::<Identity>()
+        .cloned()
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "sign in to use the event stream",
+            )
+        })
 }
 
 /// Tags from `?tag=key:value` (repeatable). Other query parameters are
@@ -194,12 +174,17 @@ struct ClientsQuery {
 
 /// `GET /api/sse/clients`: the connections (filtered) and the stats.
 async fn clients(State(notifier): State<Notifier>, request: Request) -> Response {
+    let identity = match identity_of(&request) {
+        Ok(identity) => identity,
+        Err(error) => return error.into_response(),
+    };
+    // Without a scope from the app, a caller sees only their own clients.
     let scope = request
         .extensions()
         .get::<Arc<ListingScope>>()
         .map(|s| (**s).clone())
-        .unwrap_or(ListingScope::Everything);
-    match list_clients(&notifier, &request, scope) {
+        .unwrap_or_else(|| ListingScope::OwnClients(identity.user.clone()));
+    match list_clients(&notifier, &request, &identity, scope) {
         Ok(body) => axum::Json(body).into_response(),
         Err(error) => error.into_response(),
     }
@@ -208,6 +193,7 @@ async fn clients(State(notifier): State<Notifier>, request: Request) -> Response
 fn list_clients(
     notifier: &Notifier,
     request: &Request,
+    identity: &Identity,
     scope: ListingScope,
 ) -> Result<serde_json::Value, ApiError> {
     let Query(query): Query<ClientsQuery> = Query::try_from_uri(request.uri())
@@ -237,22 +223,28 @@ fn list_clients(
         clients,
     };
     let registry = notifier.registry();
-    let listed = match scope {
-        ListingScope::Everything => registry.clients(&filter),
+    match scope {
+        ListingScope::Everything => Ok(serde_json::json!({
+            "clients": registry.clients(&filter),
+            "stats": registry.stats(),
+        })),
         ListingScope::OwnClients(user) => {
-            let own = user.as_str().to_string();
-            filter.user = match filter.user {
-                Some(asked) if asked != own => {
-                    return Ok(serde_json::json!({
-                        "clients": [],
-                        "stats": registry.stats().aggregate_only(),
-                    }));
-                }
-                _ => Some(own),
+            // Other users' clients are never listed; per-user counts are
+            // left out of the stats, as they would name other users.
+            let asked_for_other = filter
+                .user
+                .as_deref()
+                .is_some_and(|asked| asked != user.as_str() && asked != identity.username);
+            filter.user = Some(user.as_str().to_string());
+            let clients = if asked_for_other {
+                Vec::new()
+            } else {
+                registry.clients(&filter)
             };
-            let stats = registry.stats().aggregate_only();
-            return Ok(serde_json::json!({ "clients": registry.clients(&filter), "stats": stats }));
+            Ok(serde_json::json!({
+                "clients": clients,
+                "stats": registry.stats().aggregate_only(),
+            }))
         }
-    };
-    Ok(serde_json::json!({ "clients": listed, "stats": registry.stats() }))
+    }
 }

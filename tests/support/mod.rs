@@ -13,21 +13,68 @@ use sse_notify::server;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
+/// Where a test server keeps its accounts and sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A fresh SQLite file in a temporary directory.
+    Sqlite,
+    /// A fresh database on the Postgres server at `TEST_POSTGRES_URL`
+    /// (default `postgres://postgres@127.0.0.1:5432/postgres`).
+    Postgres,
+}
+
+/// A password every test account uses.
+pub const PASSWORD: &str = "correct horse battery";
+
 /// A running server and the means to stop it.
 pub struct TestServer {
     pub base: String,
     stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    task: tokio::task::JoinHandle<Result<(), server::ServeError>>,
+    data_dir: std::path::PathBuf,
+    postgres_db: Option<String>,
+}
+
+fn postgres_admin_url() -> String {
+    std::env::var("TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
 }
 
 impl TestServer {
-    /// The checked-in `Leptos.toml`, with `overrides` as environment.
+    /// On SQLite, with the checked-in `Leptos.toml` and `overrides` as
+    /// environment.
     pub async fn start(overrides: &[(&str, &str)]) -> Self {
-        let env: HashMap<String, String> = overrides
+        Self::start_on(Backend::Sqlite, overrides).await
+    }
+
+    pub async fn start_on(backend: Backend, overrides: &[(&str, &str)]) -> Self {
+        use sqlx::Connection;
+        let data_dir =
+            std::env::temp_dir().join(format!("sse-notify-test-{}", uuid::Uuid::new_v4()));
+        let mut env: HashMap<String, String> = overrides
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
-            .chain([("SERVER_SHUTDOWN_TIMEOUT".to_string(), "2s".to_string())])
             .collect();
+        env.entry("SERVER_SHUTDOWN_TIMEOUT".into())
+            .or_insert("2s".into());
+        env.insert("DATA_DIR".into(), data_dir.display().to_string());
+        let mut postgres_db = None;
+        if backend == Backend::Postgres {
+            let admin = postgres_admin_url();
+            let name = format!("sse_notify_test_{}", uuid::Uuid::new_v4().simple());
+            let mut conn = sqlx::PgConnection::connect(&admin)
+                .await
+                .unwrap_or_else(|e| panic!("Postgres at {admin} (set TEST_POSTGRES_URL): {e}"));
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut conn)
+                .await
+                .expect("CREATE DATABASE");
+            let base = admin
+                .rsplit_once('/')
+                .map_or(admin.as_str(), |(base, _)| base);
+            env.insert("DATABASE_URL".into(), format!("{base}/{name}"));
+            postgres_db = Some(name);
+        }
         let config = Config::load(
             Some((Path::new("Leptos.toml"), include_str!("../../Leptos.toml"))),
             |name| env.get(name).cloned(),
@@ -39,25 +86,169 @@ impl TestServer {
         let task = tokio::spawn(server::serve(listener, config, async move {
             let _ = stopped.await;
         }));
-        TestServer {
+        let server = TestServer {
             base,
             stop: Some(stop),
             task,
+            data_dir,
+            postgres_db,
+        };
+        // Ready once it answers (the database is connected and migrated first).
+        for _ in 0..200 {
+            if reqwest::get(server.url("/favicon.ico")).await.is_ok() {
+                return server;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
         }
+        panic!("test server did not start");
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
-    pub async fn shutdown(mut self) -> std::io::Result<()> {
+    pub async fn shutdown(mut self) -> Result<(), server::ServeError> {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        tokio::time::timeout(Duration::from_secs(5), &mut self.task)
+        let result = tokio::time::timeout(Duration::from_secs(5), &mut self.task)
             .await
             .expect("server stops within 5 s")
-            .expect("server task did not panic")
+            .expect("server task did not panic");
+        if let Some(name) = self.postgres_db.take() {
+            use sqlx::Connection;
+            if let Ok(mut conn) = sqlx::PgConnection::connect(&postgres_admin_url()).await {
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut conn)
+                    .await;
+            }
+        }
+        result
+    }
+
+    /// A client that keeps cookies, not signed in.
+    pub fn browser(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client")
+    }
+
+    /// Creates an account and returns its signed-in client.
+    pub async fn signup(&self, name: &str) -> User {
+        let client = self.browser();
+        let response = client
+            .post(self.url("/api/auth/signup"))
+            .form(&[("username", name), ("password", PASSWORD)])
+            .send()
+            .await
+            .expect("POST /api/auth/signup");
+        assert_eq!(
+            response.status(),
+            200,
+            "signup {name}: {:?}",
+            response.text().await
+        );
+        User {
+            name: name.to_string(),
+            client,
+            base: self.base.clone(),
+        }
+    }
+
+    /// Signs in an existing account on a new client (a new browser).
+    pub async fn login(&self, name: &str) -> User {
+        let client = self.browser();
+        let response = client
+            .post(self.url("/api/auth/login"))
+            .form(&[("username", name), ("password", PASSWORD)])
+            .send()
+            .await
+            .expect("POST /api/auth/login");
+        assert_eq!(response.status(), 200, "login {name}");
+        User {
+            name: name.to_string(),
+            client,
+            base: self.base.clone(),
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+/// A signed-in browser.
+pub struct User {
+    pub name: String,
+    pub client: reqwest::Client,
+    base: String,
+}
+
+impl User {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// `GET /api/sse{query}` with this user's cookies.
+    pub async fn connect(&self, query: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(&format!("/api/sse{query}")))
+            .header("accept", "text/event-stream")
+            .send()
+            .await
+            .expect("GET /api/sse")
+    }
+
+    /// Opens a stream and reads up to its `connected` event; returns the
+    /// stream and the client id.
+    pub async fn open(&self, query: &str) -> (SseStream, String) {
+        let response = self.connect(query).await;
+        assert_eq!(response.status(), 200, "GET /api/sse as {}", self.name);
+        let mut stream = SseStream::new(response);
+        assert_eq!(
+            stream.next_within(Duration::from_secs(2)).await,
+            Some(Item::Retry(3000))
+        );
+        let (name, data) = stream
+            .next_event(Duration::from_secs(2))
+            .await
+            .expect("connected event");
+        assert_eq!(name, "connected");
+        let json: serde_json::Value = serde_json::from_str(&data).expect("connected is JSON");
+        let id = json["clientId"].as_str().expect("clientId").to_string();
+        (stream, id)
+    }
+
+    /// POSTs a JSON body; returns the status and the JSON answer.
+    pub async fn post_json(&self, path: &str, body: &str) -> (u16, serde_json::Value) {
+        let response = self
+            .client
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("POST");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("body");
+        let json = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text:?}"));
+        (status, json)
+    }
+
+    /// `GET /api/sse/clients{query}` as JSON.
+    pub async fn clients(&self, query: &str) -> serde_json::Value {
+        self.client
+            .get(self.url(&format!("/api/sse/clients{query}")))
+            .send()
+            .await
+            .expect("GET /api/sse/clients")
+            .json()
+            .await
+            .expect("JSON")
     }
 }
 
@@ -210,35 +401,4 @@ impl SseStream {
             _ => {}
         }
     }
-}
-
-/// Opens `GET /api/sse` as the development identity `user`.
-pub async fn connect(server: &TestServer, user: &str, query: &str) -> reqwest::Response {
-    reqwest::Client::new()
-        .get(server.url(&format!("/api/sse{query}")))
-        .header("x-dev-user", user)
-        .header("accept", "text/event-stream")
-        .send()
-        .await
-        .expect("GET /api/sse")
-}
-
-/// Opens a stream and reads up to its `connected` event; returns the
-/// stream and the client id.
-pub async fn open(server: &TestServer, user: &str, query: &str) -> (SseStream, String) {
-    let response = connect(server, user, query).await;
-    assert_eq!(response.status(), 200, "GET /api/sse as {user}");
-    let mut stream = SseStream::new(response);
-    assert_eq!(
-        stream.next_within(Duration::from_secs(2)).await,
-        Some(Item::Retry(3000))
-    );
-    let (name, data) = stream
-        .next_event(Duration::from_secs(2))
-        .await
-        .expect("connected event");
-    assert_eq!(name, "connected");
-    let json: serde_json::Value = serde_json::from_str(&data).expect("connected is JSON");
-    let id = json["clientId"].as_str().expect("clientId").to_string();
-    (stream, id)
 }

@@ -1,0 +1,204 @@
+//! Sign up, sign in, sign out, and who am I: server functions at fixed
+//! paths, so the pages' forms and plain HTTP clients use the same code.
+//! They take form fields (`username`, `password`, optional `next`).
+//!
+//! Statuses: 400 invalid username/password, 401 wrong credentials, 409
+//! username taken, 429 too many attempts; body `{"error", "message"}`.
+
+use leptos::prelude::*;
+
+use super::CurrentUser;
+use crate::error::AppError;
+
+#[server(prefix = "/api", endpoint = "auth/signup")]
+pub async fn signup(
+    username: String,
+    password: String,
+    next: Option<String>,
+) -> Result<CurrentUser, AppError> {
+    server::signup(username, password, next).await
+}
+
+#[server(prefix = "/api", endpoint = "auth/login")]
+pub async fn login(
+    username: String,
+    password: String,
+    next: Option<String>,
+) -> Result<CurrentUser, AppError> {
+    server::login(username, password, next).await
+}
+
+#[server(prefix = "/api", endpoint = "auth/logout")]
+pub async fn logout() -> Result<(), AppError> {
+    server::logout().await
+}
+
+/// The signed-in user, or `None`.
+#[server(prefix = "/api", endpoint = "auth/me")]
+pub async fn me() -> Result<Option<CurrentUser>, AppError> {
+    Ok(server::current_user())
+}
+
+#[cfg(feature = "ssr")]
+pub(crate) mod server {
+    use axum::extract::ConnectInfo;
+    use axum::http::{HeaderValue, header};
+    use tower_sessions::Session;
+
+    use super::super::credentials::{check_password, check_username};
+    use super::super::state::{KEY_HANDLE, KEY_USER_ID, KEY_USERNAME};
+    use super::super::{Auth, CurrentUser, password, safe_next};
+    use crate::error::AppError;
+    use crate::sse::{ConnInfo, Notifier, SessionId, Target};
+    use crate::store::users::{CreateUserError, UserRecord};
+    use leptos::prelude::*;
+
+    /// The user the auth middleware found for this request.
+    pub(crate) fn current_user() -> Option<CurrentUser> {
+        use_context::<axum::http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<CurrentUser>().cloned())
+    }
+
+    pub(crate) fn require_user() -> Result<CurrentUser, AppError> {
+        current_user().ok_or_else(|| AppError::new(401, "unauthenticated", "Sign in first."))
+    }
+
+    async fn context() -> Result<(Auth, Session), AppError> {
+        let auth = use_context::<Auth>()
+            .ok_or_else(|| AppError::internal("auth is not in the server's context"))?;
+        let session = leptos_axum::extract::<Session>()
+            .await
+            .map_err(|e| AppError::internal(format!("no session layer: {e}")))?;
+        Ok((auth, session))
+    }
+
+    async fn client_address() -> String {
+        match leptos_axum::extract::<ConnectInfo<ConnInfo>>().await {
+            Ok(ConnectInfo(info)) => info.peer.ip().to_string(),
+            Err(_) => "unknown".to_string(),
+        }
+    }
+
+    fn too_many(wait: std::time::Duration) -> AppError {
+        let error = AppError::new(
+            429,
+            "too_many_attempts",
+            "Too many sign-in attempts. Wait a few minutes and try again.",
+        );
+        if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+            let secs = wait.as_secs().max(1);
+            response.insert_header(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        error
+    }
+
+    /// Starts a signed-in session: a new session id (so an id planted
+    /// before sign-in is worthless) and a new public handle.
+    async fn sign_in(session: &Session, user: &UserRecord) -> Result<(), AppError> {
+        let failed =
+            |e: tower_sessions::session::Error| AppError::internal(format!("session: {e}"));
+        session.cycle_id().await.map_err(failed)?;
+        session
+            .insert(KEY_USER_ID, &user.id)
+            .await
+            .map_err(failed)?;
+        session
+            .insert(KEY_USERNAME, &user.username)
+            .await
+            .map_err(failed)?;
+        session
+            .insert(KEY_HANDLE, uuid::Uuid::new_v4().to_string())
+            .await
+            .map_err(failed)?;
+        Ok(())
+    }
+
+    fn finish(auth: &Auth, user: UserRecord, next: Option<String>) -> CurrentUser {
+        leptos_axum::redirect(&safe_next(next.as_deref()));
+        CurrentUser {
+            is_admin: auth.is_admin(&user.username),
+            id: user.id,
+            username: user.username,
+        }
+    }
+
+    pub(super) async fn signup(
+        username: String,
+        password: String,
+        next: Option<String>,
+    ) -> Result<CurrentUser, AppError> {
+        let (auth, session) = context().await?;
+        let username = username.trim().to_string();
+        check_username(&username).map_err(|m| AppError::bad_request("invalid_username", m))?;
+        check_password(&password).map_err(|m| AppError::bad_request("invalid_password", m))?;
+        auth.per_ip()
+            .attempt(&client_address().await)
+            .map_err(too_many)?;
+        let hash = password::hash(password).await.map_err(AppError::internal)?;
+        let user = match auth.db().create_user(&username, &hash).await {
+            Ok(user) => user,
+            Err(CreateUserError::Taken) => {
+                return Err(AppError::new(
+                    409,
+                    "username_taken",
+                    "That username is taken. Choose another one.",
+                ));
+            }
+            Err(CreateUserError::Store(e)) => return Err(AppError::internal(e.to_string())),
+        };
+        tracing::info!(user = %user.id, username = %user.username, "account created");
+        sign_in(&session, &user).await?;
+        Ok(finish(&auth, user, next))
+    }
+
+    pub(super) async fn login(
+        username: String,
+        password: String,
+        next: Option<String>,
+    ) -> Result<CurrentUser, AppError> {
+        let (auth, session) = context().await?;
+        let username = username.trim().to_string();
+        auth.per_ip()
+            .attempt(&client_address().await)
+            .map_err(too_many)?;
+        auth.per_user()
+            .attempt(&username.to_lowercase())
+            .map_err(too_many)?;
+        let user = auth
+            .db()
+            .user_by_username(&username)
+            .await
+            .map_err(|e| AppError::internal(e.to_string()))?;
+        let stored = user.as_ref().map(|u| u.password_hash.clone());
+        let valid = password::verify(password, stored).await;
+        let user = match user {
+            Some(user) if valid => user,
+            _ => {
+                tracing::info!(%username, "sign-in refused");
+                return Err(AppError::new(
+                    401,
+                    "invalid_credentials",
+                    "Wrong username or password.",
+                ));
+            }
+        };
+        sign_in(&session, &user).await?;
+        tracing::info!(user = %user.id, username = %user.username, "signed in");
+        Ok(finish(&auth, user, next))
+    }
+
+    pub(super) async fn logout() -> Result<(), AppError> {
+        let (_, session) = context().await?;
+        let handle: Option<String> = session.get(KEY_HANDLE).await.ok().flatten();
+        session
+            .flush()
+            .await
+            .map_err(|e| AppError::internal(format!("session: {e}")))?;
+        // Streams opened by this sign-in end now, not at their next write.
+        if let (Some(handle), Some(notifier)) = (handle, use_context::<Notifier>()) {
+            notifier.disconnect(&Target::session(SessionId::new(handle)));
+        }
+        leptos_axum::redirect("/login");
+        Ok(())
+    }
+}

@@ -1,0 +1,459 @@
+//! Accounts, sessions and the identity bound to the event stream, against
+//! the real server and a real database. Every test runs twice: on SQLite
+//! and on Postgres.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::{Backend, PASSWORD, TestServer};
+
+/// Sends a form to a server function; returns status, headers and JSON.
+async fn form(
+    client: &reqwest::Client,
+    server: &TestServer,
+    path: &str,
+    fields: &[(&str, &str)],
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    let response = client
+        .post(server.url(path))
+        .form(fields)
+        .send()
+        .await
+        .expect("POST");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let text = response.text().await.expect("body");
+    let json = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, headers, json)
+}
+
+fn session_cookie(headers: &reqwest::header::HeaderMap) -> Option<String> {
+    headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("sid="))
+        .map(str::to_string)
+}
+
+fn cookie_value(set_cookie: &str) -> String {
+    set_cookie.split(';').next().unwrap_or_default().to_string()
+}
+
+async fn sign_up_in_out_and_statuses(backend: Backend) {
+    let server = TestServer::start_on(backend, &[]).await;
+    let browser = server.browser();
+
+    // Sign up → signed in, cookie flags, /home 200.
+    let (status, headers, body) = form(
+        &browser,
+        &server,
+        "/api/auth/signup",
+        &[
+            ("username", "alice"),
+            ("password", PASSWORD),
+            ("next", "/home"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["username"], "alice");
+    assert_eq!(body["isAdmin"], false);
+    assert_eq!(
+        headers.get("location").and_then(|v| v.to_str().ok()),
+        Some("/home")
+    );
+    let cookie = session_cookie(&headers).expect("session cookie");
+    assert!(cookie.contains("HttpOnly"), "{cookie}");
+    assert!(cookie.contains("SameSite=Lax"), "{cookie}");
+    assert!(cookie.contains("Path=/"), "{cookie}");
+    assert!(
+        !cookie.contains("Secure"),
+        "plain http: no Secure flag: {cookie}"
+    );
+    let home = browser
+        .get(server.url("/home"))
+        .send()
+        .await
+        .expect("GET /home");
+    assert_eq!(home.status(), 200);
+    assert!(home.text().await.expect("body").contains("alice"));
+
+    // Duplicate (any case) → 409; invalid username → 400; short password → 400.
+    let anon = server.browser();
+    let (status, _, body) = form(
+        &anon,
+        &server,
+        "/api/auth/signup",
+        &[("username", "Alice"), ("password", PASSWORD)],
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (409, Some("username_taken")),
+        "{body}"
+    );
+    let (status, _, body) = form(
+        &anon,
+        &server,
+        "/api/auth/signup",
+        &[("username", "a b"), ("password", PASSWORD)],
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_username")),
+        "{body}"
+    );
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("Username"))
+    );
+    let (status, _, body) = form(
+        &anon,
+        &server,
+        "/api/auth/signup",
+        &[("username", "zed"), ("password", "short")],
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_password")),
+        "{body}"
+    );
+    let (status, _, body) = form(&anon, &server, "/api/auth/signup", &[("username", "zed")]).await;
+    assert_eq!(status, 400, "{body}");
+
+    // Wrong password → 401; unknown user → 401 with the same words.
+    let (status, _, wrong) = form(
+        &anon,
+        &server,
+        "/api/auth/login",
+        &[("username", "alice"), ("password", "not the password")],
+    )
+    .await;
+    assert_eq!(
+        (status, wrong["error"].as_str()),
+        (401, Some("invalid_credentials"))
+    );
+    let (status, _, unknown) = form(
+        &anon,
+        &server,
+        "/api/auth/login",
+        &[("username", "nobody"), ("password", PASSWORD)],
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert_eq!(wrong["message"], unknown["message"]);
+
+    // Sign out → /home redirects, /api/sse is 401, the old cookie is dead.
+    let (stream_status, _) = {
+        let r = browser
+            .get(server.url("/api/sse"))
+            .send()
+            .await
+            .expect("sse");
+        (r.status().as_u16(), r)
+    };
+    assert_eq!(stream_status, 200);
+    let (status, _, _) = form(&browser, &server, "/api/auth/logout", &[]).await;
+    assert_eq!(status, 200);
+    let home = browser
+        .get(server.url("/home"))
+        .send()
+        .await
+        .expect("GET /home");
+    assert_eq!(home.status(), 303);
+    assert_eq!(
+        home.headers().get("location").and_then(|v| v.to_str().ok()),
+        Some("/login?next=/home")
+    );
+    let sse = browser
+        .get(server.url("/api/sse"))
+        .send()
+        .await
+        .expect("GET /api/sse");
+    assert_eq!(sse.status(), 401);
+    let body: Value = sse.json().await.expect("JSON");
+    assert_eq!(body["error"], "unauthenticated");
+    let replay = reqwest::Client::new()
+        .get(server.url("/api/sse"))
+        .header("cookie", cookie_value(&cookie))
+        .send()
+        .await
+        .expect("GET /api/sse");
+    assert_eq!(
+        replay.status(),
+        401,
+        "a signed-out session id must not work again"
+    );
+    server.shutdown().await.expect("clean shutdown");
+}
+
+async fn session_id_rotates_at_sign_in_and_expires(backend: Backend) {
+    let server = TestServer::start_on(backend, &[("AUTH_SESSION_TTL", "2s")]).await;
+    let first = server.browser();
+    let (_, headers, _) = form(
+        &first,
+        &server,
+        "/api/auth/signup",
+        &[("username", "bob"), ("password", PASSWORD)],
+    )
+    .await;
+    let before = cookie_value(&session_cookie(&headers).expect("cookie"));
+    let (status, headers, _) = form(
+        &first,
+        &server,
+        "/api/auth/login",
+        &[("username", "bob"), ("password", PASSWORD)],
+    )
+    .await;
+    assert_eq!(status, 200);
+    let after = cookie_value(&session_cookie(&headers).expect("new cookie at sign-in"));
+    assert_ne!(before, after, "the session id must change at sign-in");
+    let old = reqwest::Client::new()
+        .get(server.url("/api/sse"))
+        .header("cookie", &before)
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(old.status(), 401, "the pre-sign-in id must be dead");
+
+    let fresh = reqwest::Client::new()
+        .get(server.url("/api/sse/clients"))
+        .header("cookie", &after)
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(fresh.status(), 200);
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    let expired = reqwest::Client::new()
+        .get(server.url("/api/sse"))
+        .header("cookie", &after)
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(expired.status(), 401, "an expired session must be refused");
+    server.shutdown().await.expect("clean shutdown");
+}
+
+async fn events_stay_with_their_user_whatever_the_client_claims(backend: Backend) {
+    let server = TestServer::start_on(backend, &[("AUTH_ADMINS", "root")]).await;
+    let a = server.signup("anna").await;
+    let b = server.signup("ben").await;
+    let a_tab2 = server.login("anna").await;
+    let (mut a1, _) = a.open("").await;
+    let (mut a2, _) = a.open("?tag=page:home").await;
+    let (mut a3, _) = a_tab2.open("").await;
+    // Forged query parameters: ignored.
+    let (mut b1, b1_id) = b.open("?user=anna&userId=anna&role=admin&session=x").await;
+    let (mut b2, _) = b.open("").await;
+
+    let listing = b.clients("").await;
+    let clients = listing["clients"].as_array().expect("clients");
+    assert_eq!(clients.len(), 2, "ben sees only his own clients: {listing}");
+    assert!(clients.iter().all(|c| c["user"] == "ben"));
+    assert_eq!(
+        clients
+            .iter()
+            .find(|c| c["id"] == b1_id.as_str())
+            .expect("b1")["tags"],
+        json!(["role:user"])
+    );
+    assert_eq!(
+        listing["stats"]["totalClients"], 5,
+        "aggregate counts are shown"
+    );
+    assert_eq!(
+        listing["stats"]["clientsPerUser"],
+        json!({}),
+        "other users are not named"
+    );
+    assert_eq!(b.clients("?userId=anna").await["clients"], json!([]));
+
+    // ben sends to anna; forged extra JSON fields change nothing.
+    let (status, body) = b
+        .post_json(
+            "/api/sse/test",
+            &json!({"user": "anna", "message": "for anna", "from": "root", "userId": "ben"})
+                .to_string(),
+        )
+        .await;
+    assert_eq!((status, &body), (200, &json!({"delivered": 3})));
+    for stream in [&mut a1, &mut a2, &mut a3] {
+        let (name, data) = stream
+            .next_event(Duration::from_secs(2))
+            .await
+            .expect("anna receives");
+        assert_eq!(name, "notification");
+        let payload: Value = serde_json::from_str(&data).expect("JSON");
+        assert_eq!(payload["message"], "for anna");
+        assert_eq!(payload["from"], "ben");
+    }
+    for stream in [&mut b1, &mut b2] {
+        assert_eq!(
+            stream.next_event(Duration::from_millis(300)).await,
+            None,
+            "ben must not receive"
+        );
+    }
+
+    // Broadcast is admin-only; admins see everything.
+    let (status, body) = b
+        .post_json("/api/sse/broadcast", r#"{"message":"hi all"}"#)
+        .await;
+    assert_eq!((status, body["error"].as_str()), (403, Some("forbidden")));
+    let root = server.signup("root").await;
+    let listing = root.clients("").await;
+    assert_eq!(listing["clients"].as_array().map(Vec::len), Some(5));
+    assert_eq!(
+        listing["stats"]["clientsPerUser"],
+        json!({"anna": 3, "ben": 2})
+    );
+    let (mut r1, r1_id) = root.open("").await;
+    let admin_tags = root.clients(&format!("?clientIds={r1_id}")).await;
+    assert_eq!(admin_tags["clients"][0]["tags"], json!(["role:admin"]));
+    let (status, body) = root
+        .post_json("/api/sse/broadcast", r#"{"message":"hi all"}"#)
+        .await;
+    assert_eq!((status, &body), (200, &json!({"delivered": 6})));
+    for stream in [&mut a1, &mut b1, &mut r1] {
+        assert!(
+            stream.next_event(Duration::from_secs(2)).await.is_some(),
+            "broadcast reaches all"
+        );
+    }
+
+    // Not signed in: every SSE endpoint says 401.
+    let anon = server.browser();
+    for path in ["/api/sse", "/api/sse/clients"] {
+        let response = anon.get(server.url(path)).send().await.expect("GET");
+        assert_eq!(response.status(), 401, "{path}");
+    }
+    let (status, _, body) = form(&anon, &server, "/api/sse/test", &[]).await;
+    assert!(status == 400 || status == 401, "{status} {body}");
+    server.shutdown().await.expect("clean shutdown");
+}
+
+async fn cross_site_posts_and_brute_force_are_refused(backend: Backend) {
+    let server = TestServer::start_on(
+        backend,
+        &[
+            ("AUTH_LOGIN_ATTEMPTS_PER_USER", "3"),
+            ("AUTH_LOGIN_ATTEMPTS_PER_IP", "1000"),
+        ],
+    )
+    .await;
+    let _carl = server.signup("carl").await;
+    let anon = server.browser();
+
+    let cross = anon
+        .post(server.url("/api/auth/login"))
+        .header("origin", "https://evil.example")
+        .form(&[("username", "carl"), ("password", PASSWORD)])
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(cross.status(), 403);
+    let body: Value = cross.json().await.expect("JSON");
+    assert_eq!(body["error"], "cross_site");
+    let same = anon
+        .post(server.url("/api/auth/login"))
+        .header("origin", server.base.as_str())
+        .form(&[("username", "carl"), ("password", PASSWORD)])
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(same.status(), 200, "same-origin posts are fine");
+    let fetch_cross = anon
+        .post(server.url("/api/auth/logout"))
+        .header("sec-fetch-site", "cross-site")
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(fetch_cross.status(), 403);
+
+    // Two more attempts for carl are allowed (3 per window), then 429.
+    for _ in 0..2 {
+        let (status, _, _) = form(
+            &anon,
+            &server,
+            "/api/auth/login",
+            &[("username", "carl"), ("password", "wrong password")],
+        )
+        .await;
+        assert_eq!(status, 401);
+    }
+    let (status, headers, body) = form(
+        &anon,
+        &server,
+        "/api/auth/login",
+        &[("username", "CARL"), ("password", PASSWORD)],
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (429, Some("too_many_attempts")),
+        "{body}"
+    );
+    assert!(headers.get("retry-after").is_some());
+    // Another username is not affected.
+    let _dora = server.signup("dora").await;
+    let (status, _, _) = form(
+        &anon,
+        &server,
+        "/api/auth/login",
+        &[("username", "dora"), ("password", PASSWORD)],
+    )
+    .await;
+    assert_eq!(status, 200);
+    server.shutdown().await.expect("clean shutdown");
+}
+
+async fn secure_flag_behind_https_proxy(backend: Backend) {
+    let server = TestServer::start_on(backend, &[]).await;
+    let response = server
+        .browser()
+        .post(server.url("/api/auth/signup"))
+        .header("x-forwarded-proto", "https")
+        .form(&[("username", "erik"), ("password", PASSWORD)])
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(response.status(), 200);
+    let cookie = session_cookie(response.headers()).expect("cookie");
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    server.shutdown().await.expect("clean shutdown");
+}
+
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(super::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(super::Backend::Postgres).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_databases!(
+    sign_up_in_out_and_statuses,
+    session_id_rotates_at_sign_in_and_expires,
+    events_stay_with_their_user_whatever_the_client_claims,
+    cross_site_posts_and_brute_force_are_refused,
+    secure_flag_behind_https_proxy,
+);
