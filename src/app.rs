@@ -2,10 +2,11 @@
 
 use leptos::prelude::*;
 use leptos_meta::{Link, Meta, MetaTags, Stylesheet, Title, provide_meta_context};
-use leptos_router::StaticSegment;
 use leptos_router::components::{A, Route, Router, Routes};
+use leptos_router::{SsrMode, StaticSegment};
 
-use crate::pages::{HomePage, LandingPage, NotFoundPage};
+use crate::auth::session_ui::{AuthContext, provide_auth};
+use crate::pages::{HomePage, LandingPage, LoginPage, NotFoundPage, SignupPage};
 
 /// The document around the app, rendered on the server only.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -36,24 +37,69 @@ pub fn App() -> impl IntoView {
         <Meta name="description" content="Real-time notifications over Server-Sent Events." />
         <Title formatter=|page: String| format!("{page} · Notify") />
         <Router>
-            <header class="site-header">
-                <A href="/" attr:class="brand">
-                    <span class="brand-mark" aria-hidden="true">"●"</span>
-                    " Notify"
-                </A>
-                <nav aria-label="Main">
-                    <A href="/home">"Home"</A>
-                </nav>
-            </header>
-            <main class="site-main">
-                <Routes fallback=NotFoundPage>
-                    <Route path=StaticSegment("") view=LandingPage />
-                    <Route path=StaticSegment("home") view=HomePage />
-                </Routes>
-            </main>
-            <footer class="site-footer">
-                <p>"Server-Sent Events for Leptos · Rust, axum, tokio"</p>
-            </footer>
+            <Frame />
         </Router>
+    }
+}
+
+/// Header, routes and footer. Inside the router, so that the auth actions
+/// it creates can read an error a plain (pre-hydration) form post left in
+/// the URL.
+#[component]
+fn Frame() -> impl IntoView {
+    let auth = provide_auth();
+    view! {
+        <header class="site-header">
+            <A href="/" attr:class="brand">
+                <span class="brand-mark" aria-hidden="true">"●"</span>
+                " Notify"
+            </A>
+            <nav aria-label="Main">
+                <A href="/home">"Home"</A>
+                <Account auth />
+            </nav>
+        </header>
+        <main class="site-main">
+            <Routes fallback=NotFoundPage>
+                // In-order streaming: pages arrive complete (account corner,
+                // signed-in content), so they work before or without JavaScript.
+                <Route path=StaticSegment("") view=LandingPage ssr=SsrMode::InOrder />
+                <Route path=StaticSegment("home") view=HomePage ssr=SsrMode::InOrder />
+                <Route path=StaticSegment("login") view=LoginPage ssr=SsrMode::InOrder />
+                <Route path=StaticSegment("signup") view=SignupPage ssr=SsrMode::InOrder />
+            </Routes>
+        </main>
+        <footer class="site-footer">
+            <p>"Server-Sent Events for Leptos · Rust, axum, tokio"</p>
+        </footer>
+    }
+}
+
+/// The header's account corner: sign-in links, or the user and a sign-out
+/// button (a form, so it works before hydration too).
+#[component]
+fn Account(auth: AuthContext) -> impl IntoView {
+    use leptos::form::ActionForm;
+    view! {
+        <Transition fallback=|| ()>
+            {move || Suspend::new(async move {
+                match auth.user.await {
+                    Ok(Some(user)) => view! {
+                        <span class="account">
+                            <span class="account-name">{user.username}</span>
+                            <ActionForm action=auth.logout attr:class="inline-form">
+                                <button type="submit" class="link-button">"Sign out"</button>
+                            </ActionForm>
+                        </span>
+                    }
+                    .into_any(),
+                    _ => view! {
+                        <A href="/login">"Sign in"</A>
+                        <A href="/signup">"Sign up"</A>
+                    }
+                    .into_any(),
+                }
+            })}
+        </Transition>
     }
 }

@@ -3,8 +3,9 @@
 //! Its JSON form is `{"error": "<code>", "message": "<for people>"}`, the
 //! same shape as the SSE routes' errors, so a client handles one shape.
 //! Constructing one on the server also sets the HTTP status of the
-//! response being built; malformed requests (bad JSON, missing fields)
-//! become 400 the same way.
+//! response being built (unless the caller is a browser's plain form post,
+//! which gets redirected back to the form instead); malformed requests (bad
+//! JSON, missing fields) become 400 the same way.
 
 use leptos::server_fn::codec::JsonEncoding;
 use leptos::server_fn::error::{FromServerFnError, ServerFnErrorErr};
@@ -62,7 +63,22 @@ impl FromServerFnError for AppError {
 #[cfg(feature = "ssr")]
 fn set_response_status(status: u16) {
     use axum::http::{HeaderValue, StatusCode, header};
-    if let Some(response) = leptos::prelude::use_context::<leptos_axum::ResponseOptions>() {
+    use leptos::prelude::use_context;
+    // A browser's plain form post (before hydration) is answered with a
+    // redirect back to the form, the error encoded in the URL; a status
+    // set here would replace that redirect. Likewise a page being rendered
+    // keeps its own status.
+    let from_html_page = use_context::<axum::http::request::Parts>().is_some_and(|parts| {
+        parts
+            .headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|accept| accept.contains("text/html"))
+    });
+    if from_html_page {
+        return;
+    }
+    if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
         response
             .set_status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR));
         response.insert_header(

@@ -35,21 +35,6 @@ async fn unknown_path_is_a_404_page() {
 }
 
 #[tokio::test]
-async fn home_placeholder_renders() {
-    let server = TestServer::start(&[]).await;
-    let response = reqwest::get(server.url("/home")).await.expect("GET /home");
-    assert_eq!(response.status(), 200);
-    assert!(
-        response
-            .text()
-            .await
-            .expect("body")
-            .contains("Your notifications")
-    );
-    server.shutdown().await.expect("clean shutdown");
-}
-
-#[tokio::test]
 async fn shutdown_stops_accepting_connections() {
     let server = TestServer::start(&[]).await;
     let url = server.url("/");

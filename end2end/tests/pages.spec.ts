@@ -58,9 +58,3 @@ test("static files are served: stylesheet and favicon", async ({ request }) => {
   const icon = await request.get("/favicon.ico");
   expect(icon.status()).toBe(200);
 });
-
-test("the home placeholder renders", async ({ page }) => {
-  const response = await page.goto("/home");
-  expect(response?.status()).toBe(200);
-  await expect(page.getByRole("heading", { level: 1, name: "Your notifications" })).toBeVisible();
-});

@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod credentials;
+pub mod session_ui;
 
 #[cfg(feature = "ssr")]
 pub mod middleware;
