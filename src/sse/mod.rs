@@ -9,6 +9,7 @@
 //! with stall detection). Shared with the browser: [`SseEvent`], [`Event`],
 //! [`Target`] and the id types.
 
+pub mod client;
 pub mod event;
 pub mod target;
 
@@ -27,6 +28,7 @@ pub mod route;
 #[cfg(feature = "ssr")]
 pub mod socket;
 
+pub use client::{ConnectionState, RawEvent, SseHandle, SseOptions, Unsubscribe, use_sse};
 pub use event::{Event, EventError, EventName, SseEvent};
 pub use target::{ClientId, Identity, Scope, SessionId, Tag, TagError, Target, UserId};
 
