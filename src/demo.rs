@@ -37,6 +37,41 @@ pub struct Delivered {
     pub delivered: usize,
 }
 
+/// Connection figures for the dashboard (`TrackConnections`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionStats {
+    pub total_clients: usize,
+    /// Username → open connections. Empty for non-admins, who may not see
+    /// other users' names.
+    pub clients_per_user: std::collections::BTreeMap<String, usize>,
+    pub average_connection_seconds: f64,
+    pub events_sent: u64,
+    /// Unix milliseconds.
+    pub last_event_at: Option<u64>,
+}
+
+/// The live connection figures of this server. Admins get per-user counts.
+#[server(prefix = "/api", endpoint = "sse/stats")]
+pub async fn live_stats() -> Result<ConnectionStats, AppError> {
+    let user = crate::auth::api::server::require_user()?;
+    let notifier = use_context::<crate::sse::Notifier>()
+        .ok_or_else(|| AppError::internal("the notifier is not in the server's context"))?;
+    let stats = notifier.registry().stats();
+    let stats = if user.is_admin {
+        stats
+    } else {
+        stats.aggregate_only()
+    };
+    Ok(ConnectionStats {
+        total_clients: stats.total_clients,
+        clients_per_user: stats.clients_per_user,
+        average_connection_seconds: stats.average_connection_seconds,
+        events_sent: stats.events_sent,
+        last_event_at: stats.last_event_at,
+    })
+}
+
 /// Sends `message` to every connection of `user` (a username or user id),
 /// as a `notification` event unless `event` names another.
 #[server(prefix = "/api", endpoint = "sse/test", input = Json)]
@@ -102,14 +137,14 @@ mod server {
         if message.trim().is_empty() {
             return Err(AppError::bad_request(
                 "empty_message",
-                "the message is empty",
+                "The message is empty.",
             ));
         }
         let chars = message.chars().count();
         if chars > MAX_MESSAGE_CHARS {
             return Err(AppError::bad_request(
                 "message_too_long",
-                format!("the message has {chars} characters; the limit is {MAX_MESSAGE_CHARS}"),
+                format!("The message has {chars} characters; the limit is {MAX_MESSAGE_CHARS}."),
             ));
         }
         let name = match event.as_deref().map(str::trim) {

@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod components;
 pub mod demo;
 pub mod error;
 pub mod pages;

@@ -1,12 +1,19 @@
-//! `/home`: the signed-in user's notification page. The server redirects
-//! signed-out visitors before rendering; this page does the same after a
-//! client-side navigation.
+//! `/home`: the signed-in user's live notifications (the SSE demo). The
+//! server redirects signed-out visitors before rendering; this page does
+//! the same after a client-side navigation.
 
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::components::Redirect;
 
+use crate::auth::CurrentUser;
 use crate::auth::api::me;
+use crate::components::{TrackConnections, clock};
+use crate::demo::{Broadcast, Notification, SendTest};
+use crate::sse::{ConnectionState, SseOptions, use_sse};
+
+/// Notifications kept on the page, newest first.
+const KEEP: usize = 50;
 
 #[component]
 pub fn HomePage() -> impl IntoView {
@@ -18,17 +25,185 @@ pub fn HomePage() -> impl IntoView {
         <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match user.await {
-                    Ok(Some(user)) => view! {
-                        <section class="card">
-                            <h1>"Your notifications"</h1>
-                            <p>"Signed in as " <strong class="username">{user.username}</strong></p>
-                            <p>"Live notifications will appear here."</p>
-                        </section>
-                    }
-                    .into_any(),
+                    Ok(Some(user)) => view! { <SseDemo user /> }.into_any(),
                     _ => view! { <Redirect path="/login?next=/home" /> }.into_any(),
                 }
             })}
         </Transition>
+    }
+}
+
+/// The live demo: connection status, the latest message, a send form and
+/// the received notifications.
+#[component]
+fn SseDemo(user: CurrentUser) -> impl IntoView {
+    let sse = use_sse(SseOptions::default().tag("page", "home"));
+    let (received, set_received) = signal(Vec::<(u64, Notification)>::new());
+    let (latest, set_latest) = signal(None::<String>);
+    sse.on::<Notification>(move |notification| {
+        set_latest.set(Some(match &notification.from {
+            Some(from) => format!("{from}: {}", notification.message),
+            None => notification.message.clone(),
+        }));
+        set_received.update(|list| {
+            let key = list.first().map_or(0, |(k, _)| k + 1);
+            list.insert(0, (key, notification));
+            list.truncate(KEEP);
+        });
+    });
+    // Events with other names (e.g. an admin's custom broadcast) still
+    // show as the latest message.
+    Effect::new(move |_| {
+        if let Some(event) = sse.last_event.get()
+            && event.name != "notification"
+        {
+            set_latest.set(Some(format!("{}: {}", event.name, event.data)));
+        }
+    });
+
+    let send = ServerAction::<SendTest>::new();
+    let broadcast = ServerAction::<Broadcast>::new();
+    let (to, set_to) = signal(user.username.clone());
+    let (message, set_message) = signal(String::new());
+    let (error, set_error) = signal(None::<String>);
+    let (sent, set_sent) = signal(None::<String>);
+    Effect::new(move |_| match send.value().get() {
+        Some(Ok(done)) => {
+            set_error.set(None);
+            set_sent.set(Some(format!(
+                "Delivered to {} connection(s).",
+                done.delivered
+            )));
+        }
+        Some(Err(e)) => {
+            set_sent.set(None);
+            set_error.set(Some(e.message));
+        }
+        None => {}
+    });
+    Effect::new(move |_| match broadcast.value().get() {
+        Some(Ok(done)) => {
+            set_error.set(None);
+            set_sent.set(Some(format!(
+                "Broadcast to {} connection(s).",
+                done.delivered
+            )));
+        }
+        Some(Err(e)) => {
+            set_sent.set(None);
+            set_error.set(Some(e.message));
+        }
+        None => {}
+    });
+    let on_send = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        send.dispatch(SendTest {
+            user: to.get_untracked(),
+            event: None,
+            message: message.get_untracked(),
+        });
+    };
+    let on_broadcast = move |_| {
+        broadcast.dispatch(Broadcast {
+            event: None,
+            message: message.get_untracked(),
+        });
+    };
+
+    let status_class = move || match sse.state.get() {
+        ConnectionState::Open => "status status-open",
+        ConnectionState::Connecting | ConnectionState::Reconnecting { .. } => {
+            "status status-waiting"
+        }
+        ConnectionState::Closed { .. } => "status status-closed",
+    };
+    let is_admin = user.is_admin;
+
+    view! {
+        <div class="home-grid">
+            <section class="card demo" aria-labelledby="demo-title">
+                <h1 id="demo-title">"Your notifications"</h1>
+                <p class="signed-in">
+                    "Signed in as " <strong class="username">{user.username.clone()}</strong>
+                    {is_admin.then(|| view! { <span class="badge">"admin"</span> })}
+                </p>
+                <p class=status_class>
+                    <span class="dot" aria-hidden="true"></span>
+                    "Status: "
+                    <span class="status-label" data-testid="status">
+                        {move || sse.state.get().label()}
+                    </span>
+                </p>
+                <div class="latest-box">
+                    <h2>"Latest message"</h2>
+                    <p class="latest" aria-live="polite" data-testid="latest">
+                        {move || latest.get().unwrap_or_else(|| "No messages yet.".to_string())}
+                    </p>
+                </div>
+                <form class="stack send-form" on:submit=on_send aria-label="Send a notification">
+                    <label for="send-user">"User"</label>
+                    <input
+                        id="send-user"
+                        type="text"
+                        name="user"
+                        required
+                        autocomplete="off"
+                        prop:value=to
+                        on:input=move |ev| set_to.set(event_target_value(&ev))
+                    />
+                    <label for="send-message">"Message"</label>
+                    <textarea
+                        id="send-message"
+                        name="message"
+                        rows="3"
+                        maxlength="2000"
+                        prop:value=message
+                        on:input=move |ev| set_message.set(event_target_value(&ev))
+                    ></textarea>
+                    <div class="buttons">
+                        <button type="submit" disabled=move || send.pending().get()>"Send"</button>
+                        {is_admin
+                            .then(|| {
+                                view! {
+                                    <button
+                                        type="button"
+                                        class="secondary"
+                                        on:click=on_broadcast
+                                        disabled=move || broadcast.pending().get()
+                                    >
+                                        "Broadcast"
+                                    </button>
+                                }
+                            })}
+                    </div>
+                    <p class="form-error" role="alert">{move || error.get()}</p>
+                    <p class="form-ok" aria-live="polite">{move || sent.get()}</p>
+                </form>
+            </section>
+            <TrackConnections />
+            <section class="card received" aria-labelledby="received-title">
+                <h2 id="received-title">"Received"</h2>
+                <Show
+                    when=move || !received.get().is_empty()
+                    fallback=|| view! { <p class="muted">"Nothing received yet."</p> }
+                >
+                    <ol class="notifications" aria-label="Received notifications">
+                        <For
+                            each=move || received.get()
+                            key=|(key, _)| *key
+                            children=|(_, n)| {
+                                view! {
+                                    <li>
+                                        <time>{clock(n.sent_at)}</time>
+                                        <span class="from">{n.from.clone().unwrap_or_default()}</span>
+                                        <span class="message">{n.message.clone()}</span>
+                                    </li>
+                                }
+                            }
+                        />
+                    </ol>
+                </Show>
+            </section>
+        </div>
     }
 }

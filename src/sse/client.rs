@@ -63,7 +63,11 @@ impl SseOptions {
     pub fn full_url(&self) -> String {
         let mut url = self.url.clone();
         for (i, tag) in self.tags.iter().enumerate() {
-            url.push(if i == 0 && !url.contains('?') { '?' } else { '&' });
+            url.push(if i == 0 && !url.contains('?') {
+                '?'
+            } else {
+                '&'
+            });
             url.push_str("tag=");
             url.push_str(&percent_encode(tag));
         }
@@ -72,7 +76,10 @@ impl SseOptions {
 
     /// The delay before reconnect attempt `attempt` (1-based), before jitter.
     pub fn backoff(&self, attempt: u32) -> Duration {
-        let factor = self.backoff_factor.max(1.0).powi(attempt.saturating_sub(1).min(30) as i32);
+        let factor = self
+            .backoff_factor
+            .max(1.0)
+            .powi(attempt.saturating_sub(1).min(30) as i32);
         let millis = (self.reconnect_interval.as_millis() as f64 * factor)
             .min(self.max_reconnect_interval.as_millis() as f64);
         Duration::from_millis(millis as u64)
@@ -97,8 +104,12 @@ pub enum ConnectionState {
     Connecting,
     Open,
     /// Waiting to reconnect; `attempt` counts since the last open.
-    Reconnecting { attempt: u32 },
-    Closed { reason: String },
+    Reconnecting {
+        attempt: u32,
+    },
+    Closed {
+        reason: String,
+    },
 }
 
 impl ConnectionState {
@@ -107,7 +118,9 @@ impl ConnectionState {
         match self {
             ConnectionState::Connecting => "Connecting…".into(),
             ConnectionState::Open => "Connected".into(),
-            ConnectionState::Reconnecting { attempt } => format!("Reconnecting… (attempt {attempt})"),
+            ConnectionState::Reconnecting { attempt } => {
+                format!("Reconnecting… (attempt {attempt})")
+            }
             ConnectionState::Closed { reason } => format!("Disconnected: {reason}"),
         }
     }
@@ -145,19 +158,28 @@ pub struct SseHandle {
     pub client_id: ReadSignal<Option<String>>,
     set_decode_error: WriteSignal<Option<String>>,
     #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
-    browser: StoredValue<Option<browser::Shared>, LocalStorage>,
+    browser: BrowserStore,
 }
+
+/// The browser state: thread-local in the browser; on the server (where
+/// it is empty) thread-safe, as a server render may end on another thread.
+#[cfg(feature = "hydrate")]
+type BrowserStore = StoredValue<Option<browser::Shared>, LocalStorage>;
+#[cfg(not(feature = "hydrate"))]
+type BrowserStore = StoredValue<Option<browser::Shared>>;
 
 impl SseHandle {
     /// Calls `f` with every `T` received under `T::NAME`.
     pub fn on<T: SseEvent + 'static>(&self, f: impl Fn(T) + 'static) -> Unsubscribe {
         let set_error = self.set_decode_error;
-        self.add_event_listener(T::NAME, move |raw| match serde_json::from_str::<T>(&raw.data) {
-            Ok(value) => f(value),
-            Err(e) => {
-                let message = format!("cannot decode {:?} event: {e}", raw.name);
-                leptos::logging::warn!("{message}");
-                set_error.set(Some(message));
+        self.add_event_listener(T::NAME, move |raw| {
+            match serde_json::from_str::<T>(&raw.data) {
+                Ok(value) => f(value),
+                Err(e) => {
+                    let message = format!("cannot decode {:?} event: {e}", raw.name);
+                    leptos::logging::warn!("{message}");
+                    set_error.set(Some(message));
+                }
             }
         })
     }
@@ -224,7 +246,10 @@ pub fn use_sse(options: SseOptions) -> SseHandle {
         decode_error,
         client_id,
         set_decode_error,
+        #[cfg(feature = "hydrate")]
         browser: StoredValue::new_local(shared),
+        #[cfg(not(feature = "hydrate"))]
+        browser: StoredValue::new(shared),
     }
 }
 
@@ -268,6 +293,8 @@ mod browser {
         callbacks: Vec<Closure<dyn FnMut(MessageEvent)>>,
         on_open: Option<Closure<dyn FnMut(web_sys::Event)>>,
         on_error: Option<Closure<dyn FnMut(web_sys::Event)>>,
+        /// Waits for the page's `load` event before the first connect.
+        on_load: Option<Closure<dyn FnMut()>>,
         listeners: HashMap<String, Vec<(u64, Listener)>>,
         next_listener: u64,
         attempt: u32,
@@ -283,13 +310,48 @@ mod browser {
             callbacks: Vec::new(),
             on_open: None,
             on_error: None,
+            on_load: None,
             listeners: HashMap::new(),
             next_listener: 0,
             attempt: 0,
             timer: None,
             closed: false,
         }));
-        open(&shared);
+        // A stream opened while the page is still loading keeps the browser
+        // "loading" (spinner, no `load` event) for as long as it is open:
+        // connect once the page has loaded.
+        let window = web_sys::window();
+        let loaded = window
+            .as_ref()
+            .and_then(|w| w.document())
+            .is_none_or(|d| d.ready_state() == "complete");
+        match window {
+            Some(window) if !loaded => {
+                let weak = Rc::downgrade(&shared);
+                let on_load = Closure::<dyn FnMut()>::new(move || {
+                    // The closure stays in `on_load` (dropping it while it
+                    // runs is not allowed); `once` makes it fire only once.
+                    if let Some(shared) = weak.upgrade()
+                        && !shared.borrow().closed
+                    {
+                        open(&shared);
+                    }
+                });
+                let once = web_sys::AddEventListenerOptions::new();
+                once.set_once(true);
+                let added = window.add_event_listener_with_callback_and_add_event_listener_options(
+                    "load",
+                    on_load.as_ref().unchecked_ref(),
+                    &once,
+                );
+                if added.is_ok() {
+                    shared.borrow_mut().on_load = Some(on_load);
+                } else {
+                    open(&shared);
+                }
+            }
+            _ => open(&shared),
+        }
         shared
     }
 
@@ -379,7 +441,9 @@ mod browser {
                 listener(&raw);
             }
         });
-        if let Err(e) = source.add_event_listener_with_callback(name, callback.as_ref().unchecked_ref()) {
+        if let Err(e) =
+            source.add_event_listener_with_callback(name, callback.as_ref().unchecked_ref())
+        {
             leptos::logging::warn!("cannot listen for {name:?}: {e:?}");
         }
         shared.borrow_mut().callbacks.push(callback);
@@ -442,7 +506,10 @@ mod browser {
             close(shared, "the server closed the stream");
             return;
         }
-        if options.max_reconnect_attempts.is_some_and(|max| attempt > max) {
+        if options
+            .max_reconnect_attempts
+            .is_some_and(|max| attempt > max)
+        {
             close(shared, &format!("gave up after {} attempts", attempt - 1));
             return;
         }
@@ -461,7 +528,8 @@ mod browser {
             }
             let base = options.backoff(attempt);
             let spread = base.as_millis() as f64 * options.jitter.clamp(0.0, 1.0);
-            let delay = (base.as_millis() as f64 + spread * (2.0 * js_sys::Math::random() - 1.0)).max(0.0);
+            let delay =
+                (base.as_millis() as f64 + spread * (2.0 * js_sys::Math::random() - 1.0)).max(0.0);
             let again = Rc::downgrade(&shared);
             let timer = set_timeout_with_handle(
                 move || {
