@@ -17,7 +17,7 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 export PATH := $(TOOLS_DIR)/node_modules/.bin:$(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: run test build tools tool-wasm-target tool-cargo-leptos tool-wasm-bindgen \
+.PHONY: run test bench build tools tool-wasm-target tool-cargo-leptos tool-wasm-bindgen \
         tool-wasm-opt tool-chromium e2e-deps fmt lint clean
 
 ## run: install missing tools, build a release, serve on http://127.0.0.1:3000
@@ -31,6 +31,10 @@ build: tools
 ## test: fmt, clippy (ssr + hydrate), Rust tests, Playwright against a release build
 test: tools tool-chromium e2e-deps
 	SERVER_BIN="$(SERVER_BIN)" scripts/test.sh
+
+## bench: criterion micro-benchmarks + load generator vs. a naive baseline (BENCHMARKS.md)
+bench:
+	scripts/bench.sh
 
 tools: tool-wasm-target tool-cargo-leptos tool-wasm-bindgen tool-wasm-opt
 

@@ -22,6 +22,14 @@ async fn main() -> ExitCode {
         }
     };
 
+    match server::raise_fd_limit() {
+        Some(limit) => tracing::info!(
+            open_files = limit,
+            max_clients = config.sse.max_clients,
+            "open-files limit"
+        ),
+        None => tracing::warn!("cannot read the open-files limit"),
+    }
     let addr = config.leptos.site_addr;
     let listener = match tokio::net::TcpListener::bind(addr).await {
         Ok(listener) => listener,

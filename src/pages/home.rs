@@ -9,7 +9,8 @@ use leptos_router::components::Redirect;
 use crate::auth::CurrentUser;
 use crate::auth::api::me;
 use crate::components::{TrackConnections, clock};
-use crate::demo::{Broadcast, Notification, SendTest};
+use crate::demo::{Broadcast, Delivered, Notification, SendTest};
+use crate::error::AppError;
 use crate::sse::{ConnectionState, SseOptions, use_sse};
 
 /// Notifications kept on the page, newest first.
@@ -67,34 +68,20 @@ fn SseDemo(user: CurrentUser) -> impl IntoView {
     let (message, set_message) = signal(String::new());
     let (error, set_error) = signal(None::<String>);
     let (sent, set_sent) = signal(None::<String>);
-    Effect::new(move |_| match send.value().get() {
+    // One outcome line for both buttons: the words of the last answer.
+    let report = move |outcome: Option<Result<Delivered, AppError>>, verb: &str| match outcome {
         Some(Ok(done)) => {
             set_error.set(None);
-            set_sent.set(Some(format!(
-                "Delivered to {} connection(s).",
-                done.delivered
-            )));
+            set_sent.set(Some(format!("{verb} to {} connection(s).", done.delivered)));
         }
         Some(Err(e)) => {
             set_sent.set(None);
             set_error.set(Some(e.message));
         }
         None => {}
-    });
-    Effect::new(move |_| match broadcast.value().get() {
-        Some(Ok(done)) => {
-            set_error.set(None);
-            set_sent.set(Some(format!(
-                "Broadcast to {} connection(s).",
-                done.delivered
-            )));
-        }
-        Some(Err(e)) => {
-            set_sent.set(None);
-            set_error.set(Some(e.message));
-        }
-        None => {}
-    });
+    };
+    Effect::new(move |_| report(send.value().get(), "Delivered"));
+    Effect::new(move |_| report(broadcast.value().get(), "Broadcast"));
     let on_send = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         send.dispatch(SendTest {

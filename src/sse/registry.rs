@@ -253,11 +253,23 @@ pub struct Registry {
 }
 
 /// A client admitted by [`Registry::register`]: its queue's receiving end
-/// and the guard that unregisters it when dropped.
-pub(crate) struct Registration {
+/// and the guard that unregisters it when dropped. The SSE route turns it
+/// into a stream; benchmarks and tests read the queue directly.
+pub struct Registration {
     pub(crate) id: ClientId,
     pub(crate) queue: mpsc::Receiver<Bytes>,
     pub(crate) guard: ClientGuard,
+}
+
+impl Registration {
+    pub fn id(&self) -> ClientId {
+        self.id
+    }
+
+    /// The next framed event, if one is queued.
+    pub fn try_next(&mut self) -> Option<Bytes> {
+        self.queue.try_recv().ok()
+    }
 }
 
 impl Registry {
@@ -283,7 +295,7 @@ impl Registry {
 
     /// Admits a connection, or says why not. Limits are checked under the
     /// same lock as the insert, so concurrent connects cannot overshoot.
-    pub(crate) fn register(
+    pub fn register(
         self: &Arc<Self>,
         identity: &Identity,
         client_tags: Vec<Tag>,

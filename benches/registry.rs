@@ -1,0 +1,104 @@
+//! Micro-benchmarks of the registry: what a send costs, with many clients
+//! registered. Run with `make bench` (or `cargo bench --features ssr`).
+
+use std::sync::Arc;
+
+use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use sse_notify::sse::{Event, Identity, Registry, SessionId, SseConfig, Tag, Target, UserId};
+
+fn config(clients: usize) -> SseConfig {
+    SseConfig {
+        max_clients: clients + 10,
+        per_user_max: clients + 10,
+        queue_len: 4,
+        ..SseConfig::default()
+    }
+}
+
+fn identity(user: usize) -> Identity {
+    Identity {
+        user: UserId::new(format!("user-{user}")),
+        username: format!("user-{user}"),
+        session: SessionId::new(format!("session-{user}")),
+        tags: vec![Tag::new("role", "user").expect("tag")],
+    }
+}
+
+/// `clients` connections, one per user, with their queues kept open.
+fn registry_with(clients: usize) -> (Arc<Registry>, Vec<sse_notify::sse::registry::Registration>) {
+    let registry = Arc::new(Registry::new(config(clients)));
+    let held = (0..clients)
+        .map(|i| {
+            registry
+                .register(&identity(i), Vec::new())
+                .expect("register")
+        })
+        .collect();
+    (registry, held)
+}
+
+fn event() -> Event {
+    Event::new("bench", &serde_json::json!({ "message": "x".repeat(200) })).expect("event")
+}
+
+/// One send to one user while 1k / 10k / 100k clients are registered:
+/// should not grow with the number of clients.
+fn targeted(c: &mut Criterion) {
+    let mut group = c.benchmark_group("targeted_send");
+    let event = event();
+    for clients in [1_000usize, 10_000, 100_000] {
+        let (registry, mut held) = registry_with(clients);
+        let mut n = 0usize;
+        group.bench_with_input(
+            BenchmarkId::from_parameter(clients),
+            &clients,
+            |b, &clients| {
+                b.iter(|| {
+                    n = (n + 7919) % clients;
+                    let target = Target::user(UserId::new(format!("user-{n}")));
+                    let reached = registry.send(&target, &event).expect("send");
+                    // Keep the queue from overflowing.
+                    let _ = held[n].try_next();
+                    reached
+                })
+            },
+        );
+        drop(held.drain(..));
+    }
+    group.finish();
+}
+
+/// A broadcast: cost per receiver (framing once, a queue push each).
+fn broadcast(c: &mut Criterion) {
+    let mut group = c.benchmark_group("broadcast");
+    let event = event();
+    for clients in [1_000usize, 10_000] {
+        let (registry, mut held) = registry_with(clients);
+        group.throughput(Throughput::Elements(clients as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(clients), &clients, |b, _| {
+            b.iter_batched(
+                || {
+                    for reg in held.iter_mut() {
+                        while reg.try_next().is_some() {}
+                    }
+                },
+                |()| registry.send(&Target::all(), &event).expect("send"),
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    group.finish();
+}
+
+/// Register and drop (unregister) one client while 10k others are there.
+fn connect_disconnect(c: &mut Criterion) {
+    let (registry, _held) = registry_with(10_000);
+    let who = identity(999_999);
+    let tags = vec![Tag::new("page", "home").expect("tag")];
+    c.bench_function("connect_disconnect_10k", |b| {
+        b.iter(|| drop(registry.register(&who, tags.clone()).expect("register")))
+    });
+}
+
+criterion_group!(benches, targeted, broadcast, connect_disconnect);
+criterion_main!(benches);
