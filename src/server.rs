@@ -92,6 +92,7 @@ pub async fn serve(
     let addr = listener.local_addr()?;
     let grace = config.server.shutdown_timeout;
     let db = Db::connect(config.database_url.as_deref(), &config.data_dir).await?;
+    let pool = db.pool().clone();
     let sessions = DbSessionStore::new(db.clone());
     let cleanup = sessions.spawn_cleanup(SESSION_CLEANUP_PERIOD);
     let notifier = Notifier::new(config.sse.clone());
@@ -131,6 +132,14 @@ pub async fn serve(
         }
     };
     cleanup.abort();
+    // Close database connections cleanly rather than leaving them to the
+    // operating system (Postgres logs, and refuses to drop, live sessions).
+    if tokio::time::timeout(std::time::Duration::from_secs(5), pool.close())
+        .await
+        .is_err()
+    {
+        tracing::warn!("database connections did not close within 5 s");
+    }
     tracing::info!("server stopped");
     result
 }

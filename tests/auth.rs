@@ -179,7 +179,8 @@ async fn sign_up_in_out_and_statuses(backend: Backend) {
     assert_eq!(sse.status(), 401);
     let body: Value = sse.json().await.expect("JSON");
     assert_eq!(body["error"], "unauthenticated");
-    let replay = reqwest::Client::new()
+    let replay = server
+        .browser()
         .get(server.url("/api/sse"))
         .header("cookie", cookie_value(&cookie))
         .send()
@@ -214,7 +215,8 @@ async fn session_id_rotates_at_sign_in_and_expires(backend: Backend) {
     assert_eq!(status, 200);
     let after = cookie_value(&session_cookie(&headers).expect("new cookie at sign-in"));
     assert_ne!(before, after, "the session id must change at sign-in");
-    let old = reqwest::Client::new()
+    let old = server
+        .browser()
         .get(server.url("/api/sse"))
         .header("cookie", &before)
         .send()
@@ -222,7 +224,8 @@ async fn session_id_rotates_at_sign_in_and_expires(backend: Backend) {
         .expect("GET");
     assert_eq!(old.status(), 401, "the pre-sign-in id must be dead");
 
-    let fresh = reqwest::Client::new()
+    let fresh = server
+        .browser()
         .get(server.url("/api/sse/clients"))
         .header("cookie", &after)
         .send()
@@ -230,7 +233,8 @@ async fn session_id_rotates_at_sign_in_and_expires(backend: Backend) {
         .expect("GET");
     assert_eq!(fresh.status(), 200);
     tokio::time::sleep(Duration::from_millis(3100)).await;
-    let expired = reqwest::Client::new()
+    let expired = server
+        .browser()
         .get(server.url("/api/sse"))
         .header("cookie", &after)
         .send()

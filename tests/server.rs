@@ -7,7 +7,12 @@ use support::TestServer;
 #[tokio::test]
 async fn landing_page_is_rendered_on_the_server() {
     let server = TestServer::start(&[]).await;
-    let response = reqwest::get(server.url("/")).await.expect("GET /");
+    let response = server
+        .browser()
+        .get(server.url("/"))
+        .send()
+        .await
+        .expect("GET /");
     assert_eq!(response.status(), 200);
     let content_type = response
         .headers()
@@ -27,7 +32,12 @@ async fn landing_page_is_rendered_on_the_server() {
 #[tokio::test]
 async fn unknown_path_is_a_404_page() {
     let server = TestServer::start(&[]).await;
-    let response = reqwest::get(server.url("/nope")).await.expect("GET /nope");
+    let response = server
+        .browser()
+        .get(server.url("/nope"))
+        .send()
+        .await
+        .expect("GET /nope");
     assert_eq!(response.status(), 404);
     let body = response.text().await.expect("body");
     assert!(body.contains("Page not found"));

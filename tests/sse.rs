@@ -271,7 +271,8 @@ async fn a_stalled_client_is_dropped_after_the_client_timeout() {
     let watcher = server.signup("ivy").await;
     // A raw socket with a session of hank's that reads the headers, then
     // stops reading.
-    let login = reqwest::Client::new()
+    let login = server
+        .browser()
         .post(server.url("/api/auth/login"))
         .form(&[("username", "hank"), ("password", support::PASSWORD)])
         .send()

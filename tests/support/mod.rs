@@ -62,13 +62,19 @@ impl TestServer {
         if backend == Backend::Postgres {
             let admin = postgres_admin_url();
             let name = format!("sse_notify_test_{}", uuid::Uuid::new_v4().simple());
-            let mut conn = sqlx::PgConnection::connect(&admin)
+            let create = async {
+                let mut conn = sqlx::PgConnection::connect(&admin)
+                    .await
+                    .unwrap_or_else(|e| panic!("Postgres at {admin} (set TEST_POSTGRES_URL): {e}"));
+                sqlx::query(&format!("CREATE DATABASE {name}"))
+                    .execute(&mut conn)
+                    .await
+                    .expect("CREATE DATABASE");
+                let _ = conn.close().await;
+            };
+            tokio::time::timeout(Duration::from_secs(30), create)
                 .await
-                .unwrap_or_else(|e| panic!("Postgres at {admin} (set TEST_POSTGRES_URL): {e}"));
-            sqlx::query(&format!("CREATE DATABASE {name}"))
-                .execute(&mut conn)
-                .await
-                .expect("CREATE DATABASE");
+                .expect("CREATE DATABASE within 30 s");
             let base = admin
                 .rsplit_once('/')
                 .map_or(admin.as_str(), |(base, _)| base);
@@ -94,8 +100,12 @@ impl TestServer {
             postgres_db,
         };
         // Ready once it answers (the database is connected and migrated first).
-        for _ in 0..200 {
-            if reqwest::get(server.url("/favicon.ico")).await.is_ok() {
+        let probe = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .expect("client");
+        for _ in 0..400 {
+            if probe.get(server.url("/favicon.ico")).send().await.is_ok() {
                 return server;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
@@ -117,20 +127,32 @@ impl TestServer {
             .expect("server task did not panic");
         if let Some(name) = self.postgres_db.take() {
             use sqlx::Connection;
-            if let Ok(mut conn) = sqlx::PgConnection::connect(&postgres_admin_url()).await {
-                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .execute(&mut conn)
-                    .await;
+            // Best effort, bounded: a database left behind is harmless.
+            let drop = async {
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&postgres_admin_url()).await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&mut conn)
+                        .await;
+                }
+            };
+            if tokio::time::timeout(Duration::from_secs(10), drop)
+                .await
+                .is_err()
+            {
+                eprintln!("warning: could not drop test database {name} within 10 s");
             }
         }
         result
     }
 
-    /// A client that keeps cookies, not signed in.
+    /// A client that keeps cookies, not signed in. Bounded waits: a test
+    /// fails rather than hangs if the server stops answering.
     pub fn browser(&self) -> reqwest::Client {
         reqwest::Client::builder()
             .cookie_store(true)
             .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(10))
+            .read_timeout(Duration::from_secs(30))
             .build()
             .expect("client")
     }
