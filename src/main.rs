@@ -6,6 +6,12 @@ use sse_notify::config::Config;
 use sse_notify::server;
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc rather than glibc's malloc: with many long-lived connections
+/// served from several threads, glibc's per-thread arenas keep freed
+/// memory fragmented and RSS per connection kept growing (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
