@@ -11,6 +11,7 @@ use tower_sessions::Session;
 
 use super::{Auth, SecureCookie};
 use crate::sse::ListingScope;
+use crate::sse::client::percent_encode;
 use crate::sse::error::ApiError;
 
 /// Pages that need a signed-in user; others redirect to the sign-in page
@@ -49,7 +50,7 @@ pub async fn identify(
                     .uri()
                     .path_and_query()
                     .map_or(path, |pq| pq.as_str());
-                let next = url_encode(target);
+                let next = percent_encode(target, b"/");
                 return Redirect::to(&format!("/login?next={next}")).into_response();
             }
         }
@@ -126,17 +127,4 @@ pub async fn secure_cookie(State(auth): State<Auth>, request: Request, next: Nex
         }
     }
     response
-}
-
-/// Percent-encodes a path for use as a query value.
-fn url_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }

@@ -61,15 +61,9 @@ fn open_stream(notifier: &Notifier, request: &Request) -> Result<Response, ApiEr
         .register(&identity, tags)
         .map_err(|e| refusal(e, config.retry))?;
 
-    let socket = request
-        .extensions()
-        .get::<ConnectInfo<ConnInfo>>()
-        .map(|info| info.0.socket.clone());
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<ConnInfo>>()
-        .map(|info| info.0.peer.to_string())
-        .unwrap_or_default();
+    let conn = request.extensions().get::<ConnectInfo<ConnInfo>>();
+    let socket = conn.map(|info| info.0.socket.clone());
+    let peer = conn.map(|info| info.0.peer.to_string()).unwrap_or_default();
     if config.enable_logging {
         tracing::info!(client = %registration.id, user = %identity.user, %peer, "sse client connected");
     } else {

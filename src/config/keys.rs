@@ -1,0 +1,219 @@
+//! The table of every configuration key: section, name, default, meaning.
+
+/// One configuration key: where it lives, its default and what it does.
+///
+/// This table is the single source for validation, `--help`-style listings
+/// and the README table, so it cannot drift from the code that reads it.
+#[derive(Debug, Clone, Copy)]
+pub struct KeySpec {
+    /// `None` for top-level keys.
+    pub section: Option<&'static str>,
+    pub name: &'static str,
+    pub default: &'static str,
+    pub doc: &'static str,
+}
+
+impl KeySpec {
+    /// The environment variable that overrides this key.
+    pub fn env_var(&self) -> String {
+        match self.section {
+            Some(section) => format!("{section}_{}", self.name).to_uppercase(),
+            None => self.name.to_uppercase(),
+        }
+    }
+
+    /// The dotted path used in messages, e.g. `leptos.site_addr`.
+    pub fn path(&self) -> String {
+        match self.section {
+            Some(section) => format!("{section}.{}", self.name),
+            None => self.name.to_string(),
+        }
+    }
+}
+
+const fn key(
+    section: Option<&'static str>,
+    name: &'static str,
+    default: &'static str,
+    doc: &'static str,
+) -> KeySpec {
+    KeySpec {
+        section,
+        name,
+        default,
+        doc,
+    }
+}
+
+/// Every key the app reads. Later features add their sections here.
+pub const KEYS: &[KeySpec] = &[
+    key(
+        None,
+        "data_dir",
+        "./data",
+        "Directory for the app's files (the SQLite database lives here).",
+    ),
+    key(
+        None,
+        "database_url",
+        "",
+        "Database to use instead of the SQLite file in `data_dir` (`sqlite://…` or `postgres://…`).",
+    ),
+    key(
+        Some("leptos"),
+        "site_addr",
+        "127.0.0.1:3000",
+        "Address and port the HTTP server listens on.",
+    ),
+    key(
+        Some("leptos"),
+        "site_root",
+        "target/site",
+        "Directory holding the built site (the WASM bundle, CSS, public files).",
+    ),
+    key(
+        Some("leptos"),
+        "site_pkg_dir",
+        "pkg",
+        "Sub-directory of `site_root` with the WASM/JS/CSS bundle.",
+    ),
+    key(
+        Some("leptos"),
+        "output_name",
+        "sse_notify",
+        "Base name of the bundle files; must match the build.",
+    ),
+    key(
+        Some("leptos"),
+        "env",
+        "PROD",
+        "`PROD` or `DEV` (DEV enables cargo-leptos live reload).",
+    ),
+    key(
+        Some("sse"),
+        "ping_interval",
+        "45s",
+        "How often a `: ping` comment is written to every stream.",
+    ),
+    key(
+        Some("sse"),
+        "client_timeout",
+        "90s",
+        "A connection whose socket accepts no bytes for this long is closed.",
+    ),
+    key(
+        Some("sse"),
+        "max_clients",
+        "1000",
+        "Open streams in this process; beyond it `GET /api/sse` answers 503.",
+    ),
+    key(
+        Some("sse"),
+        "per_user_max",
+        "16",
+        "Open streams per user; beyond it `GET /api/sse` answers 429.",
+    ),
+    key(
+        Some("sse"),
+        "queue_len",
+        "256",
+        "Events waiting for one client; a client this far behind is disconnected.",
+    ),
+    key(
+        Some("sse"),
+        "max_payload",
+        "64KiB",
+        "Largest event payload (serialised JSON); larger sends are refused.",
+    ),
+    key(
+        Some("sse"),
+        "max_client_tags",
+        "8",
+        "Tags a client may add with `?tag=key:value`.",
+    ),
+    key(
+        Some("sse"),
+        "retry",
+        "3s",
+        "The `retry:` sent to browsers: their reconnect delay.",
+    ),
+    key(
+        Some("sse"),
+        "enable_logging",
+        "true",
+        "Log every connect and disconnect at `info` (else `debug`).",
+    ),
+    key(
+        Some("auth"),
+        "admins",
+        "",
+        "Usernames with the admin role, comma-separated in the environment (`AUTH_ADMINS=alice,bob`).",
+    ),
+    key(
+        Some("auth"),
+        "session_ttl",
+        "7d",
+        "A sign-in session unused for this long expires.",
+    ),
+    key(
+        Some("auth"),
+        "secure_cookie",
+        "auto",
+        "`Secure` on the session cookie: `auto` (when `X-Forwarded-Proto: https`), `always` or `never`.",
+    ),
+    key(
+        Some("auth"),
+        "login_attempts_per_user",
+        "10",
+        "Sign-in attempts per username per `login_window`; more get 429.",
+    ),
+    key(
+        Some("auth"),
+        "login_attempts_per_ip",
+        "50",
+        "Sign-in and sign-up attempts per client address per `login_window`; more get 429.",
+    ),
+    key(
+        Some("auth"),
+        "login_window",
+        "5m",
+        "The window of the sign-in rate limits.",
+    ),
+    key(
+        Some("server"),
+        "shutdown_timeout",
+        "10s",
+        "On SIGINT/SIGTERM, how long open requests get to finish before the process exits.",
+    ),
+];
+
+/// The spec of a key the code reads. A key missing from [`KEYS`] is a bug
+/// in this file, caught by the tests that load the defaults.
+pub(super) fn spec_of(section: &str, name: &str) -> KeySpec {
+    KEYS.iter()
+        .find(|k| k.section.unwrap_or("") == section && k.name == name)
+        .copied()
+        .unwrap_or_else(|| panic!("config key {section}.{name} missing from KEYS"))
+}
+
+/// The README's configuration table, generated from [`KEYS`].
+pub fn markdown_table() -> String {
+    let mut out = String::from(
+        "| `Leptos.toml` key | environment variable | default | meaning |\n|---|---|---|---|\n",
+    );
+    for spec in KEYS {
+        let default = if spec.default.is_empty() {
+            "(none)".to_string()
+        } else {
+            format!("`{}`", spec.default)
+        };
+        out.push_str(&format!(
+            "| `{}` | `{}` | {} | {} |\n",
+            spec.path(),
+            spec.env_var(),
+            default,
+            spec.doc
+        ));
+    }
+    out
+}

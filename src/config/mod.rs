@@ -1,0 +1,142 @@
+//! Typed runtime configuration.
+//!
+//! Values come from three layers, highest first:
+//! 1. an environment variable named `SECTION_KEY` in upper case
+//!    (`LEPTOS_SITE_ADDR`, `SERVER_SHUTDOWN_TIMEOUT`; top-level keys use
+//!    just `KEY`, e.g. `DATA_DIR`);
+//! 2. `Leptos.toml` (or the file named by `CONFIG_FILE`);
+//! 3. the defaults written in [`KEYS`].
+//!
+//! Every value, whichever layer it comes from, is parsed by the same code,
+//! so `SSE_PING_INTERVAL=45s` and `ping_interval = "45s"` mean the same
+//! thing. A bad value is reported with the key, the layer and the reason;
+//! a key the app does not know is an error too, because a typo that is
+//! silently ignored is worse than a refusal to start.
+
+mod error;
+mod keys;
+mod layers;
+mod value;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use leptos::config::LeptosOptions;
+
+use crate::auth::AuthConfig;
+use crate::sse::SseConfig;
+
+pub use error::{ConfigError, Origin};
+pub use keys::{KEYS, KeySpec, markdown_table};
+pub use value::ConfigValue;
+
+use layers::Layers;
+use value::{ByteSize, LeptosEnv, List, SecureCookieValue};
+
+/// The file read when `CONFIG_FILE` is not set. Missing means defaults.
+pub const DEFAULT_FILE: &str = "Leptos.toml";
+
+/// The whole runtime configuration, parsed and checked.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    /// `None` means the embedded SQLite file under `data_dir`.
+    pub database_url: Option<String>,
+    pub leptos: LeptosOptions,
+    pub sse: SseConfig,
+    pub auth: AuthConfig,
+    pub server: ServerConfig,
+}
+
+/// `[server]`: process-level behaviour.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub shutdown_timeout: Duration,
+}
+
+impl Config {
+    /// Loads from the process environment and `CONFIG_FILE` (default
+    /// `Leptos.toml` in the working directory).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let env = |name: &str| std::env::var(name).ok();
+        let (file, explicit) = match env("CONFIG_FILE") {
+            Some(path) => (PathBuf::from(path), true),
+            None => (PathBuf::from(DEFAULT_FILE), false),
+        };
+        let text = match std::fs::read_to_string(&file) {
+            Ok(text) => Some(text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => None,
+            Err(e) => {
+                return Err(ConfigError::Read {
+                    file,
+                    reason: e.to_string(),
+                });
+            }
+        };
+        Self::load(text.as_deref().map(|t| (file.as_path(), t)), env)
+    }
+
+    /// Loads from an optional file (path, contents) and an environment
+    /// lookup. Taking the environment as a function keeps tests free of
+    /// process-global state.
+    pub fn load(
+        file: Option<(&Path, &str)>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let layers = Layers::new(file, &env)?;
+        let leptos = LeptosOptions::builder()
+            .output_name(layers.get::<String>("leptos", "output_name")?)
+            .site_root(layers.get::<String>("leptos", "site_root")?)
+            .site_pkg_dir(layers.get::<String>("leptos", "site_pkg_dir")?)
+            .site_addr(layers.get::<SocketAddr>("leptos", "site_addr")?)
+            .env(layers.get::<LeptosEnv>("leptos", "env")?.0)
+            .build();
+        let database_url = layers.get::<String>("", "database_url")?;
+        let positive = |n: &usize| (*n > 0).then_some(()).ok_or("a number above 0");
+        let nonzero = |d: &Duration| (!d.is_zero()).then_some(()).ok_or("a duration above 0");
+        let sse = SseConfig {
+            ping_interval: layers.get_checked("sse", "ping_interval", nonzero)?,
+            client_timeout: layers.get_checked("sse", "client_timeout", nonzero)?,
+            max_clients: layers.get_checked("sse", "max_clients", positive)?,
+            per_user_max: layers.get_checked("sse", "per_user_max", positive)?,
+            queue_len: layers.get_checked("sse", "queue_len", positive)?,
+            max_payload: layers
+                .get_checked::<ByteSize>("sse", "max_payload", |b| positive(&b.0))?
+                .0,
+            max_client_tags: layers.get("sse", "max_client_tags")?,
+            retry: layers.get("sse", "retry")?,
+            enable_logging: layers.get("sse", "enable_logging")?,
+        };
+        let positive_u32 = |n: &u32| (*n > 0).then_some(()).ok_or("a number above 0");
+        let auth = AuthConfig {
+            admins: layers.get::<List>("auth", "admins")?.0,
+            session_ttl: layers.get_checked("auth", "session_ttl", nonzero)?,
+            secure_cookie: layers.get::<SecureCookieValue>("auth", "secure_cookie")?.0,
+            login_attempts_per_user: layers.get_checked(
+                "auth",
+                "login_attempts_per_user",
+                positive_u32,
+            )?,
+            login_attempts_per_ip: layers.get_checked(
+                "auth",
+                "login_attempts_per_ip",
+                positive_u32,
+            )?,
+            login_window: layers.get_checked("auth", "login_window", nonzero)?,
+        };
+        Ok(Config {
+            data_dir: layers.get::<PathBuf>("", "data_dir")?,
+            database_url: (!database_url.is_empty()).then_some(database_url),
+            leptos,
+            sse,
+            auth,
+            server: ServerConfig {
+                shutdown_timeout: layers.get::<Duration>("server", "shutdown_timeout")?,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

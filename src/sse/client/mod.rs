@@ -1,0 +1,305 @@
+//! `use_sse`: the browser side of the stream, as reactive signals.
+//!
+//! One `EventSource` per call, opened only in the browser (on the server the
+//! handle is inert, so server-rendered HTML and hydration agree). The
+//! browser's own retry covers network blips; when the browser gives up (the
+//! server answered 401/429/503, or refused while restarting) the hook
+//! reconnects with exponential backoff and jitter, and stops for good on
+//! 401. Everything is closed when the owning component is cleaned up.
+//!
+//! ```ignore
+//! let sse = use_sse(SseOptions::default().tag("page", "home"));
+//! sse.on::<Notification>(move |n| set_latest.set(n.message));
+//! view! { <p>{move || sse.state.get().label()}</p> }
+//! ```
+
+use std::time::Duration;
+
+use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::event::SseEvent;
+
+/// How to connect and reconnect.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SseOptions {
+    pub url: String,
+    /// `key:value` tags sent as `?tag=` (for targeting).
+    pub tags: Vec<String>,
+    pub auto_reconnect: bool,
+    /// First backoff delay after the browser gave up.
+    pub reconnect_interval: Duration,
+    /// Backoff ceiling.
+    pub max_reconnect_interval: Duration,
+    /// `None`: try forever.
+    pub max_reconnect_attempts: Option<u32>,
+    pub backoff_factor: f64,
+    /// 0.0 to 1.0: each delay is moved randomly by up to this fraction.
+    pub jitter: f64,
+}
+
+impl Default for SseOptions {
+    fn default() -> Self {
+        SseOptions {
+            url: "/api/sse".into(),
+            tags: Vec::new(),
+            auto_reconnect: true,
+            reconnect_interval: Duration::from_secs(1),
+            max_reconnect_interval: Duration::from_secs(30),
+            max_reconnect_attempts: None,
+            backoff_factor: 2.0,
+            jitter: 0.3,
+        }
+    }
+}
+
+impl SseOptions {
+    pub fn tag(mut self, key: &str, value: &str) -> Self {
+        self.tags.push(format!("{key}:{value}"));
+        self
+    }
+
+    /// The URL with the tags as query parameters.
+    pub fn full_url(&self) -> String {
+        let mut url = self.url.clone();
+        for (i, tag) in self.tags.iter().enumerate() {
+            url.push(if i == 0 && !url.contains('?') {
+                '?'
+            } else {
+                '&'
+            });
+            url.push_str("tag=");
+            url.push_str(&percent_encode(tag, b":"));
+        }
+        url
+    }
+
+    /// The delay before reconnect attempt `attempt` (1-based), before jitter.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let factor = self
+            .backoff_factor
+            .max(1.0)
+            .powi(attempt.saturating_sub(1).min(30) as i32);
+        let millis = (self.reconnect_interval.as_millis() as f64 * factor)
+            .min(self.max_reconnect_interval.as_millis() as f64);
+        Duration::from_millis(millis as u64)
+    }
+}
+
+/// Percent-encodes `text` for a URL query value, keeping ASCII letters,
+/// digits, `-_.~` and the bytes in `also_keep` as they are.
+pub fn percent_encode(text: &str, also_keep: &[u8]) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric()
+            || matches!(b, b'-' | b'_' | b'.' | b'~')
+            || also_keep.contains(&b)
+        {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Where the connection is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConnectionState {
+    Connecting,
+    Open,
+    /// Waiting to reconnect; `attempt` counts since the last open.
+    Reconnecting {
+        attempt: u32,
+    },
+    Closed {
+        reason: String,
+    },
+}
+
+impl ConnectionState {
+    /// In words, for people.
+    pub fn label(&self) -> String {
+        match self {
+            ConnectionState::Connecting => "Connecting…".into(),
+            ConnectionState::Open => "Connected".into(),
+            ConnectionState::Reconnecting { attempt } => {
+                format!("Reconnecting… (attempt {attempt})")
+            }
+            ConnectionState::Closed { reason } => format!("Disconnected: {reason}"),
+        }
+    }
+}
+
+/// One received event, as the browser saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawEvent {
+    pub name: String,
+    pub id: Option<String>,
+    pub data: String,
+    /// Unix milliseconds when it arrived.
+    pub received_at: u64,
+}
+
+/// Removes a listener when called (or when its component is cleaned up).
+pub struct Unsubscribe(Option<Box<dyn FnOnce()>>);
+
+impl Unsubscribe {
+    pub fn unsubscribe(mut self) {
+        if let Some(f) = self.0.take() {
+            f();
+        }
+    }
+}
+
+/// What [`use_sse`] returns: signals to read, listeners to add. `Copy`.
+#[derive(Clone, Copy)]
+pub struct SseHandle {
+    pub state: ReadSignal<ConnectionState>,
+    pub last_event: ReadSignal<Option<RawEvent>>,
+    /// The last payload that could not be decoded, and why.
+    pub decode_error: ReadSignal<Option<String>>,
+    /// This connection's id, from the server's `connected` event.
+    pub client_id: ReadSignal<Option<String>>,
+    set_decode_error: WriteSignal<Option<String>>,
+    #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+    browser: BrowserStore,
+}
+
+/// The browser state: thread-local in the browser; on the server (where
+/// it is empty) thread-safe, as a server render may end on another thread.
+#[cfg(feature = "hydrate")]
+type BrowserStore = StoredValue<Option<browser::Shared>, LocalStorage>;
+#[cfg(not(feature = "hydrate"))]
+type BrowserStore = StoredValue<Option<browser::Shared>>;
+
+impl SseHandle {
+    /// Calls `f` with every `T` received under `T::NAME`.
+    pub fn on<T: SseEvent + 'static>(&self, f: impl Fn(T) + 'static) -> Unsubscribe {
+        let set_error = self.set_decode_error;
+        self.add_event_listener(T::NAME, move |raw| {
+            match serde_json::from_str::<T>(&raw.data) {
+                Ok(value) => f(value),
+                Err(e) => {
+                    let message = format!("cannot decode {:?} event: {e}", raw.name);
+                    leptos::logging::warn!("{message}");
+                    set_error.set(Some(message));
+                }
+            }
+        })
+    }
+
+    /// Calls `f` with every event named `name`, undecoded.
+    #[cfg_attr(not(feature = "hydrate"), allow(unused_variables))]
+    pub fn add_event_listener(&self, name: &str, f: impl Fn(&RawEvent) + 'static) -> Unsubscribe {
+        #[cfg(feature = "hydrate")]
+        if let Some(shared) = self.browser.get_value() {
+            let remove = browser::listen(&shared, name, std::rc::Rc::new(f));
+            let remove = std::rc::Rc::new(std::cell::Cell::new(Some(remove)));
+            let on_cleanup_remove = send_wrapper::SendWrapper::new(remove.clone());
+            if Owner::current().is_some() {
+                on_cleanup(move || {
+                    if let Some(f) = std::cell::Cell::take(&on_cleanup_remove) {
+                        f();
+                    }
+                });
+            }
+            return Unsubscribe(Some(Box::new(move || {
+                if let Some(f) = remove.take() {
+                    f();
+                }
+            })));
+        }
+        Unsubscribe(None)
+    }
+
+    /// Closes the stream for good.
+    pub fn close(&self) {
+        #[cfg(feature = "hydrate")]
+        if let Some(shared) = self.browser.get_value() {
+            browser::close(&shared, "closed by the page");
+        }
+    }
+}
+
+/// Opens the stream (in the browser) and returns its handle.
+pub fn use_sse(options: SseOptions) -> SseHandle {
+    let (state, set_state) = signal(ConnectionState::Connecting);
+    let (last_event, set_last_event) = signal(None::<RawEvent>);
+    let (decode_error, set_decode_error) = signal(None::<String>);
+    let (client_id, set_client_id) = signal(None::<String>);
+    let writers = Writers {
+        state: set_state,
+        last_event: set_last_event,
+        client_id: set_client_id,
+    };
+    #[cfg(feature = "hydrate")]
+    let shared = Some(browser::start(options, writers));
+    #[cfg(not(feature = "hydrate"))]
+    let shared = {
+        let _ = (options, writers);
+        None
+    };
+    #[cfg(feature = "hydrate")]
+    if let Some(shared) = shared.clone() {
+        let shared = send_wrapper::SendWrapper::new(shared);
+        on_cleanup(move || browser::close(&shared, "page left"));
+    }
+    SseHandle {
+        state,
+        last_event,
+        decode_error,
+        client_id,
+        set_decode_error,
+        #[cfg(feature = "hydrate")]
+        browser: StoredValue::new_local(shared),
+        #[cfg(not(feature = "hydrate"))]
+        browser: StoredValue::new(shared),
+    }
+}
+
+#[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+struct Writers {
+    state: WriteSignal<ConnectionState>,
+    last_event: WriteSignal<Option<RawEvent>>,
+    client_id: WriteSignal<Option<String>>,
+}
+
+#[cfg(not(feature = "hydrate"))]
+mod browser {
+    /// Nothing runs on the server.
+    pub type Shared = ();
+}
+
+#[cfg(feature = "hydrate")]
+mod browser;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let options = SseOptions::default();
+        assert_eq!(options.backoff(1), Duration::from_secs(1));
+        assert_eq!(options.backoff(2), Duration::from_secs(2));
+        assert_eq!(options.backoff(3), Duration::from_secs(4));
+        assert_eq!(options.backoff(10), Duration::from_secs(30));
+        assert_eq!(options.backoff(1000), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn tags_become_query_parameters() {
+        let options = SseOptions::default().tag("page", "home").tag("lang", "en");
+        assert_eq!(options.full_url(), "/api/sse?tag=page:home&tag=lang:en");
+    }
+
+    #[test]
+    fn states_read_in_words() {
+        assert_eq!(ConnectionState::Open.label(), "Connected");
+        assert_eq!(
+            ConnectionState::Reconnecting { attempt: 2 }.label(),
+            "Reconnecting… (attempt 2)"
+        );
+    }
+}

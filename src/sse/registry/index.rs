@@ -1,0 +1,136 @@
+//! The indexes behind targeting: clients by id, user, session and tag.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use super::lifecycle::ClientLink;
+use super::listing::ClientFilter;
+use crate::sse::target::{ClientId, Scope, SessionId, Tag, Target, UserId};
+
+/// One connection as the registry sees it.
+pub(super) struct Entry {
+    pub(super) user: UserId,
+    pub(super) username: Arc<str>,
+    pub(super) session: SessionId,
+    pub(super) tags: Box<[Tag]>,
+    pub(super) connected_at: SystemTime,
+    pub(super) since: Instant,
+    pub(super) queue: mpsc::Sender<Bytes>,
+    pub(super) link: Arc<ClientLink>,
+}
+
+impl Entry {
+    pub(super) fn has_tags(&self, tags: &[Tag]) -> bool {
+        tags.iter().all(|t| self.tags.contains(t))
+    }
+}
+
+#[derive(Default)]
+pub(super) struct Indexes {
+    pub(super) clients: HashMap<ClientId, Entry>,
+    pub(super) by_user: HashMap<UserId, Vec<ClientId>>,
+    pub(super) by_session: HashMap<SessionId, Vec<ClientId>>,
+    pub(super) by_tag: HashMap<Tag, HashSet<ClientId>>,
+}
+
+impl Indexes {
+    pub(super) fn insert(&mut self, id: ClientId, entry: Entry) {
+        self.by_user.entry(entry.user.clone()).or_default().push(id);
+        self.by_session
+            .entry(entry.session.clone())
+            .or_default()
+            .push(id);
+        for tag in entry.tags.iter() {
+            self.by_tag.entry(tag.clone()).or_default().insert(id);
+        }
+        self.clients.insert(id, entry);
+    }
+
+    /// Removes the client and every index entry pointing at it; empty
+    /// index buckets go too, so nothing grows with clients that left.
+    pub(super) fn remove(&mut self, id: ClientId) -> Option<Entry> {
+        let entry = self.clients.remove(&id)?;
+        remove_from_bucket(&mut self.by_user, &entry.user, id);
+        remove_from_bucket(&mut self.by_session, &entry.session, id);
+        for tag in entry.tags.iter() {
+            if let Some(set) = self.by_tag.get_mut(tag) {
+                set.remove(&id);
+                if set.is_empty() {
+                    self.by_tag.remove(tag);
+                }
+            }
+        }
+        Some(entry)
+    }
+
+    /// Calls `f` for every client the target selects, each once.
+    pub(super) fn for_each_match(&self, target: &Target, mut f: impl FnMut(ClientId, &Entry)) {
+        let tags = target.tags();
+        let mut visit = |id: &ClientId| {
+            if let Some(entry) = self.clients.get(id)
+                && entry.has_tags(tags)
+            {
+                f(*id, entry);
+            }
+        };
+        match target.scope() {
+            Scope::All => match tags
+                .iter()
+                .map(|t| self.by_tag.get(t))
+                .min_by_key(|set| set.map_or(0, HashSet::len))
+            {
+                // No tags: everyone.
+                None => self.clients.keys().for_each(&mut visit),
+                // Start from the smallest tag bucket; an unknown tag
+                // matches nobody.
+                Some(Some(set)) => set.iter().for_each(&mut visit),
+                Some(None) => {}
+            },
+            Scope::User(user) => {
+                if let Some(ids) = self.by_user.get(user) {
+                    ids.iter().for_each(&mut visit);
+                }
+            }
+            Scope::Session(session) => {
+                if let Some(ids) = self.by_session.get(session) {
+                    ids.iter().for_each(&mut visit);
+                }
+            }
+            Scope::Clients(ids) => {
+                let mut seen = HashSet::with_capacity(ids.len());
+                for id in ids {
+                    if seen.insert(*id) {
+                        visit(id);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn remove_from_bucket<K: std::hash::Hash + Eq>(
+    index: &mut HashMap<K, Vec<ClientId>>,
+    key: &K,
+    id: ClientId,
+) {
+    if let Some(ids) = index.get_mut(key) {
+        ids.retain(|x| *x != id);
+        if ids.is_empty() {
+            index.remove(key);
+        }
+    }
+}
+
+impl ClientFilter {
+    pub(super) fn matches(&self, id: ClientId, entry: &Entry) -> bool {
+        self.user
+            .as_deref()
+            .is_none_or(|u| entry.user.as_str() == u || &*entry.username == u)
+            && self.session.as_ref().is_none_or(|s| &entry.session == s)
+            && self.clients.as_ref().is_none_or(|ids| ids.contains(&id))
+    }
+}

@@ -1,0 +1,383 @@
+//! The live connections of this process and their indexes.
+//!
+//! A send looks up its receivers through the index that matches the
+//! target (user, session, tag or client id), so its cost grows with the
+//! number of receivers, never with the number of connected clients. The
+//! event is framed once into a [`Bytes`] and each receiver gets a cheap
+//! clone of it in its bounded queue; nothing here ever waits for a socket.
+
+mod index;
+mod lifecycle;
+mod listing;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use super::config::SseConfig;
+use super::event::{Event, EventError, write_frame};
+use super::target::{ClientId, Identity, Tag, Target, UserId};
+
+use index::{Entry, Indexes};
+pub use lifecycle::DisconnectReason;
+pub(crate) use lifecycle::{ClientLink, CloseSignal};
+pub(crate) use listing::unix_millis;
+pub use listing::{ClientFilter, ClientInfo, IndexSizes, Stats, unix_millis_now};
+
+/// Why a new connection was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegisterError {
+    #[error("the server holds its maximum of {max} connections")]
+    TooManyClients { max: usize },
+    #[error("this user already has {max} open connections")]
+    TooManyForUser { max: usize },
+    #[error("the server is shutting down")]
+    ShuttingDown,
+}
+
+/// Counters that outlive individual connections.
+#[derive(Default)]
+struct Counters {
+    /// Events written to sockets (one per receiver).
+    events_sent: AtomicU64,
+    /// Sends (one per `send` call that reached anyone or not).
+    events_published: AtomicU64,
+    /// Unix milliseconds of the last send; 0 = never.
+    last_event_at: AtomicU64,
+    connections_opened: AtomicU64,
+    connections_closed: AtomicU64,
+}
+
+/// The registry. Shared as `Arc<Registry>`; see [`crate::sse::Notifier`]
+/// for the handle backend code uses.
+pub struct Registry {
+    config: SseConfig,
+    indexes: RwLock<Indexes>,
+    counters: Counters,
+    next_event_id: AtomicU64,
+    shutting_down: AtomicBool,
+}
+
+/// A client admitted by [`Registry::register`]: its queue's receiving end
+/// and the guard that unregisters it when dropped. The SSE route turns it
+/// into a stream; benchmarks and tests read the queue directly.
+pub struct Registration {
+    pub(crate) id: ClientId,
+    pub(crate) queue: mpsc::Receiver<Bytes>,
+    pub(crate) guard: ClientGuard,
+}
+
+impl Registration {
+    pub fn id(&self) -> ClientId {
+        self.id
+    }
+
+    /// The next framed event, if one is queued.
+    pub fn try_next(&mut self) -> Option<Bytes> {
+        self.queue.try_recv().ok()
+    }
+}
+
+impl Registry {
+    pub fn new(config: SseConfig) -> Self {
+        // Event ids start at the current time in microseconds, so they keep
+        // increasing across restarts and a browser's Last-Event-ID from
+        // before a restart is still older than every new event.
+        let first_id = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(1, |d| d.as_micros() as u64);
+        Registry {
+            config,
+            indexes: RwLock::new(Indexes::default()),
+            counters: Counters::default(),
+            next_event_id: AtomicU64::new(first_id),
+            shutting_down: AtomicBool::new(false),
+        }
+    }
+
+    pub fn config(&self) -> &SseConfig {
+        &self.config
+    }
+
+    /// Admits a connection, or says why not. Limits are checked under the
+    /// same lock as the insert, so concurrent connects cannot overshoot.
+    pub fn register(
+        self: &Arc<Self>,
+        identity: &Identity,
+        client_tags: Vec<Tag>,
+    ) -> Result<Registration, RegisterError> {
+        let id = ClientId::random();
+        let (tx, rx) = mpsc::channel(self.config.queue_len.max(1));
+        let link = Arc::new(ClientLink {
+            close: CloseSignal::default(),
+            events_sent: AtomicU64::new(0),
+        });
+        let mut tags: Vec<Tag> = identity.tags.clone();
+        for tag in client_tags {
+            if !tags.contains(&tag) {
+                tags.push(tag);
+            }
+        }
+        let entry = Entry {
+            user: identity.user.clone(),
+            username: identity.username.as_str().into(),
+            session: identity.session.clone(),
+            tags: tags.into_boxed_slice(),
+            connected_at: SystemTime::now(),
+            since: Instant::now(),
+            queue: tx,
+            link: link.clone(),
+        };
+        {
+            let mut indexes = self.write();
+            if self.shutting_down.load(Ordering::Acquire) {
+                return Err(RegisterError::ShuttingDown);
+            }
+            if indexes.clients.len() >= self.config.max_clients {
+                return Err(RegisterError::TooManyClients {
+                    max: self.config.max_clients,
+                });
+            }
+            let of_user = indexes.by_user.get(&identity.user).map_or(0, Vec::len);
+            if of_user >= self.config.per_user_max {
+                return Err(RegisterError::TooManyForUser {
+                    max: self.config.per_user_max,
+                });
+            }
+            indexes.insert(id, entry);
+        }
+        self.counters
+            .connections_opened
+            .fetch_add(1, Ordering::Relaxed);
+        Ok(Registration {
+            id,
+            queue: rx,
+            guard: ClientGuard {
+                registry: self.clone(),
+                id,
+                user: identity.user.clone(),
+                since: Instant::now(),
+                link,
+            },
+        })
+    }
+
+    /// Frames `event` once and queues it for every client `target`
+    /// selects. Returns how many local connections it reached. Never
+    /// waits: a client whose queue is full is disconnected instead.
+    pub fn send(&self, target: &Target, event: &Event) -> Result<usize, EventError> {
+        let size = event.data().len();
+        if size > self.config.max_payload {
+            return Err(EventError::PayloadTooLarge {
+                size,
+                max: self.config.max_payload,
+            });
+        }
+        let id = self.next_event_id.fetch_add(1, Ordering::Relaxed);
+        let mut frame = Vec::new();
+        write_frame(&mut frame, Some(id), event.name(), event.data());
+        let frame = Bytes::from(frame);
+
+        let mut delivered = 0;
+        let mut overflowed = Vec::new();
+        self.read().for_each_match(target, |client, entry| {
+            match entry.queue.try_send(frame.clone()) {
+                Ok(()) => delivered += 1,
+                Err(mpsc::error::TrySendError::Full(_)) => overflowed.push(client),
+                // The stream is ending; its guard removes the entry.
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            }
+        });
+        for client in overflowed {
+            tracing::warn!(%client, queue_len = self.config.queue_len, "client fell behind; disconnecting");
+            self.disconnect(client, DisconnectReason::QueueOverflow);
+        }
+        self.counters
+            .events_published
+            .fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .last_event_at
+            .store(unix_millis(SystemTime::now()), Ordering::Relaxed);
+        Ok(delivered)
+    }
+
+    /// Ends one connection now (its stream closes with `reason`).
+    pub fn disconnect(&self, client: ClientId, reason: DisconnectReason) -> bool {
+        let removed = self.write().remove(client);
+        match removed {
+            Some(entry) => {
+                entry.link.close.close(reason);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Ends every connection the target selects (e.g. a user's streams at
+    /// sign-out). Returns how many.
+    pub fn disconnect_matching(&self, target: &Target, reason: DisconnectReason) -> usize {
+        let mut ids = Vec::new();
+        self.read().for_each_match(target, |id, _| ids.push(id));
+        ids.into_iter()
+            .filter(|id| self.disconnect(*id, reason))
+            .count()
+    }
+
+    /// Refuses new connections and ends every open stream with
+    /// [`DisconnectReason::Shutdown`].
+    pub fn shutdown(&self) {
+        self.shutting_down.store(true, Ordering::Release);
+        let entries: Vec<Entry> = {
+            let mut indexes = self.write();
+            let ids: Vec<ClientId> = indexes.clients.keys().copied().collect();
+            ids.into_iter()
+                .filter_map(|id| indexes.remove(id))
+                .collect()
+        };
+        for entry in entries {
+            entry.link.close.close(DisconnectReason::Shutdown);
+        }
+    }
+
+    /// Number of open connections.
+    pub fn len(&self) -> usize {
+        self.read().clients.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Sizes of every index, to prove that nothing leaks.
+    pub fn index_sizes(&self) -> IndexSizes {
+        let indexes = self.read();
+        IndexSizes {
+            clients: indexes.clients.len(),
+            users: indexes.by_user.len(),
+            sessions: indexes.by_session.len(),
+            tags: indexes.by_tag.len(),
+        }
+    }
+
+    /// The clients that match `filter`, newest connection last.
+    pub fn clients(&self, filter: &ClientFilter) -> Vec<ClientInfo> {
+        let indexes = self.read();
+        let mut out: Vec<ClientInfo> = indexes
+            .clients
+            .iter()
+            .filter(|(id, entry)| filter.matches(**id, entry))
+            .map(|(id, entry)| ClientInfo {
+                id: *id,
+                user_id: entry.user.clone(),
+                user: entry.username.to_string(),
+                session: entry.session.clone(),
+                tags: entry.tags.to_vec(),
+                connected_since: unix_millis(entry.connected_at),
+                events_sent: entry.link.events_sent.load(Ordering::Relaxed),
+            })
+            .collect();
+        out.sort_by_key(|c| (c.connected_since, c.id));
+        out
+    }
+
+    /// Aggregate figures over this process's connections.
+    pub fn stats(&self) -> Stats {
+        let indexes = self.read();
+        let now = Instant::now();
+        let mut per_user = BTreeMap::new();
+        let mut total_secs = 0.0;
+        for entry in indexes.clients.values() {
+            *per_user.entry(entry.username.to_string()).or_insert(0) += 1;
+            total_secs += now.duration_since(entry.since).as_secs_f64();
+        }
+        let total = indexes.clients.len();
+        let last = self.counters.last_event_at.load(Ordering::Relaxed);
+        Stats {
+            total_clients: total,
+            clients_per_user: per_user,
+            average_connection_seconds: if total == 0 {
+                0.0
+            } else {
+                total_secs / total as f64
+            },
+            events_sent: self.counters.events_sent.load(Ordering::Relaxed),
+            events_published: self.counters.events_published.load(Ordering::Relaxed),
+            last_event_at: (last != 0).then_some(last),
+            connections_opened: self.counters.connections_opened.load(Ordering::Relaxed),
+            connections_closed: self.counters.connections_closed.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Counts one event written to a client's socket.
+    pub(crate) fn count_sent(&self, link: &ClientLink) {
+        link.events_sent.fetch_add(1, Ordering::Relaxed);
+        self.counters.events_sent.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Indexes> {
+        // A panic elsewhere must not take the registry down with it: the
+        // indexes are updated in single, non-panicking steps.
+        self.indexes.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Indexes> {
+        self.indexes.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Unregisters its client when dropped, whatever ended the connection:
+/// the one place where a connection's end is recorded and logged.
+pub(crate) struct ClientGuard {
+    registry: Arc<Registry>,
+    id: ClientId,
+    user: UserId,
+    since: Instant,
+    pub(crate) link: Arc<ClientLink>,
+}
+
+impl ClientGuard {
+    pub(crate) fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Ends the connection with `fallback` unless a reason was already set.
+    pub(crate) fn finish(&self, fallback: DisconnectReason) -> DisconnectReason {
+        self.link.close.close(fallback);
+        self.link.close.reason().unwrap_or(fallback)
+    }
+}
+
+impl Drop for ClientGuard {
+    fn drop(&mut self) {
+        self.registry.write().remove(self.id);
+        self.registry
+            .counters
+            .connections_closed
+            .fetch_add(1, Ordering::Relaxed);
+        let reason = self
+            .link
+            .close
+            .reason()
+            .unwrap_or(DisconnectReason::ClientClosed);
+        let duration = self.since.elapsed();
+        let events_sent = self.link.events_sent.load(Ordering::Relaxed);
+        if self.registry.config.enable_logging {
+            tracing::info!(client = %self.id, user = %self.user, reason = reason.as_str(),
+                duration = ?round_ms(duration), events_sent, "sse client disconnected");
+        } else {
+            tracing::debug!(client = %self.id, user = %self.user, reason = reason.as_str(),
+                duration = ?round_ms(duration), events_sent, "sse client disconnected");
+        }
+    }
+}
+
+fn round_ms(d: Duration) -> Duration {
+    Duration::from_millis(d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests;
