@@ -6,11 +6,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-CLIENTS=${BENCH_CLIENTS:-"1000 5000"}
-BROADCAST_CLIENTS=${BENCH_BROADCAST_CLIENTS:-5000}
+CLIENTS=${BENCH_CLIENTS:-"1000 5000 19000"}
+IDLE_DURATION=${BENCH_IDLE_DURATION:-30}
+BROADCAST_CLIENTS=${BENCH_BROADCAST_CLIENTS:-10000}
 RATE=${BENCH_RATE:-10}
 DURATION=${BENCH_DURATION:-10}
 REPEAT=${BENCH_REPEAT:-3}
+SATURATE_CLIENTS=${BENCH_SATURATE_CLIENTS:-1000}
+TARGETED_CLIENTS=${BENCH_TARGETED_CLIENTS:-"1000 5000 18000"}
+CHURN_CYCLES=${BENCH_CHURN_CYCLES:-100000}
+SCENARIOS=${BENCH_SCENARIOS:-"micro floor idle broadcast saturate targeted churn"}
+# One generator process opens at most this many sockets (the hard
+# open-files limit is 20 000 here); more connections take more processes.
+PER_PROCESS=9500
 out=target/bench
 mkdir -p "${out}"
 results="${out}/results.jsonl"
@@ -19,9 +27,14 @@ results="${out}/results.jsonl"
 # taskset execs the program, so `$!` below is the server's own pid.
 if command -v taskset >/dev/null; then on0=(taskset -c 0); on1=(taskset -c 1); else on0=(); on1=(); fi
 
+wants() { [[ " ${SCENARIOS} " == *" $1 "* ]]; }
+processes_for() { echo $(( ($1 + PER_PROCESS - 1) / PER_PROCESS )); }
+
+if wants micro; then
 echo "==> criterion micro-benchmarks"
 cargo bench --no-default-features --features ssr --bench registry -- --noplot ${BENCH_FILTER:-} 2>&1 | tee "${out}/criterion.txt" \
   | grep -E "^(targeted_send|broadcast|connect_disconnect)|time:|thrpt:" || true
+fi
 
 echo "==> building release binaries"
 cargo build --release --no-default-features --features ssr --bin sse_notify --bin loadgen --bin baseline
@@ -31,7 +44,8 @@ data=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 bport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 
-SSE_MAX_CLIENTS=19500 SSE_PER_USER_MAX=19500 SSE_QUEUE_LEN=1024 AUTH_LOGIN_ATTEMPTS_PER_IP=1000000 \
+SSE_MAX_CLIENTS=19500 SSE_PER_USER_MAX=19500 SSE_QUEUE_LEN=1024 \
+AUTH_LOGIN_ATTEMPTS_PER_IP=1000000 AUTH_LOGIN_ATTEMPTS_PER_USER=1000000 \
 AUTH_ADMINS=benchadmin SSE_ENABLE_LOGGING=false RUST_LOG=warn DATA_DIR="${data}" \
 LEPTOS_SITE_ADDR="127.0.0.1:${port}" "${on0[@]}" target/release/sse_notify > "${out}/server.log" 2>&1 &
 server=$!
@@ -45,19 +59,51 @@ done
 
 gen() { "${on1[@]}" target/release/loadgen "$@" | tee -a "${results}"; }
 
-echo "==> floor: plain 1 KiB writes to N loopback sockets"
-gen --scenario floor --clients "${BROADCAST_CLIENTS}"
+ours=(--target ours --addr "127.0.0.1:${port}" --pid "${server}")
+base=(--target baseline --addr "127.0.0.1:${bport}" --pid "${baseline}")
 
-for n in ${CLIENTS}; do
-  echo "==> idle hold, ${n} connections, ${DURATION}s"
-  gen --target ours --addr "127.0.0.1:${port}" --scenario idle --clients "${n}" --duration "${DURATION}" --pid "${server}"
-  gen --target baseline --addr "127.0.0.1:${bport}" --scenario idle --clients "${n}" --duration "${DURATION}" --pid "${baseline}"
-done
+if wants floor; then
+  echo "==> floor: plain 1 KiB writes to ${BROADCAST_CLIENTS} loopback sockets"
+  gen --scenario floor --clients "${BROADCAST_CLIENTS}"
+fi
 
-echo "==> broadcast of 1 KiB to ${BROADCAST_CLIENTS} clients at ${RATE}/s for ${DURATION}s (x${REPEAT}, alternating)"
-for _ in $(seq "${REPEAT}"); do
-  gen --target ours --addr "127.0.0.1:${port}" --scenario broadcast --clients "${BROADCAST_CLIENTS}" --rate "${RATE}" --duration "${DURATION}"
-  gen --target baseline --addr "127.0.0.1:${bport}" --scenario broadcast --clients "${BROADCAST_CLIENTS}" --rate "${RATE}" --duration "${DURATION}"
-done
+if wants idle; then
+  for n in ${CLIENTS}; do
+    p=$(processes_for "${n}")
+    echo "==> idle hold, ${n} connections (${p} generator processes), ${IDLE_DURATION}s"
+    gen "${ours[@]}" --scenario idle --clients "${n}" --processes "${p}" --duration "${IDLE_DURATION}"
+    gen "${base[@]}" --scenario idle --clients "${n}" --processes "${p}" --duration "${IDLE_DURATION}"
+  done
+fi
+
+if wants broadcast; then
+  echo "==> broadcast of 1 KiB to ${BROADCAST_CLIENTS} clients at ${RATE}/s for ${DURATION}s (x${REPEAT}, alternating)"
+  for _ in $(seq "${REPEAT}"); do
+    gen "${ours[@]}" --scenario broadcast --clients "${BROADCAST_CLIENTS}" --rate "${RATE}" --duration "${DURATION}"
+    gen "${base[@]}" --scenario broadcast --clients "${BROADCAST_CLIENTS}" --rate "${RATE}" --duration "${DURATION}"
+  done
+fi
+
+if wants saturate; then
+  echo "==> saturation: 1 KiB broadcasts to ${SATURATE_CLIENTS} clients as fast as 4 publishers go, ${DURATION}s (x2)"
+  for _ in 1 2; do
+    gen "${ours[@]}" --scenario saturate --clients "${SATURATE_CLIENTS}" --publishers 4 --duration "${DURATION}"
+    gen "${base[@]}" --scenario saturate --clients "${SATURATE_CLIENTS}" --publishers 4 --duration "${DURATION}"
+  done
+fi
+
+if wants targeted; then
+  for n in ${TARGETED_CLIENTS}; do
+    p=$(processes_for "${n}")
+    echo "==> targeted sends, 50/s for ${DURATION}s, to one user while ${n} others are connected"
+    gen "${ours[@]}" --scenario targeted --clients "${n}" --processes "${p}" --rate 50 --duration "${DURATION}"
+  done
+fi
+
+if wants churn; then
+  echo "==> churn: ${CHURN_CYCLES} connect/disconnect cycles"
+  gen "${ours[@]}" --scenario churn --cycles "${CHURN_CYCLES}" --concurrency 64
+  gen "${base[@]}" --scenario churn --cycles "${CHURN_CYCLES}" --concurrency 64
+fi
 
 echo "==> results in ${results}"

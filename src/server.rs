@@ -17,7 +17,8 @@ use crate::app::{App, shell};
 use crate::auth::middleware::{COOKIE_NAME, identify, refuse_cross_site, secure_cookie};
 use crate::auth::{Auth, SecureCookie};
 use crate::config::Config;
-use crate::sse::{self, ConnInfo, Notifier, WatchedListener};
+use crate::sse::serve::ServeOptions;
+use crate::sse::{self, Notifier, WatchedListener};
 use crate::store::sessions::DbSessionStore;
 use crate::store::{Db, StoreError};
 
@@ -101,7 +102,7 @@ pub async fn serve(
         notifier: notifier.clone(),
         auth: Auth::new(db, config.auth.clone()),
     };
-    let app = router(state, sessions).into_make_service_with_connect_info::<ConnInfo>();
+    let app = router(state, sessions);
     let listener = WatchedListener::new(listener, config.sse.client_timeout);
 
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
@@ -114,11 +115,15 @@ pub async fn serve(
         let _ = stopping_tx.send(());
     };
     tracing::info!(%addr, "listening on http://{addr}");
-    let server = axum::serve(listener, app).with_graceful_shutdown(signal);
-    let mut server = std::pin::pin!(server.into_future());
+    let options = ServeOptions {
+        header_timeout: config.server.header_timeout,
+        ..ServeOptions::default()
+    };
+    let server = sse::serve::serve(listener, app, options, signal);
+    let mut server = std::pin::pin!(server);
 
     let result = tokio::select! {
-        result = &mut server => result.map_err(ServeError::from),
+        () = &mut server => Ok(()),
         _ = async {
             // Only starts counting once the signal has arrived.
             if stopping_rx.await.is_ok() {

@@ -185,6 +185,12 @@ pub const KEYS: &[KeySpec] = &[
         "10s",
         "On SIGINT/SIGTERM, how long open requests get to finish before the process exits.",
     ),
+    key(
+        Some("server"),
+        "header_timeout",
+        "30s",
+        "A connection that has not sent a complete request head for this long is closed (this includes idle keep-alive connections).",
+    ),
 ];
 
 /// The spec of a key the code reads. A key missing from [`KEYS`] is a bug

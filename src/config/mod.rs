@@ -53,6 +53,8 @@ pub struct Config {
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub shutdown_timeout: Duration,
+    /// Slow or silent clients cannot hold a connection without a request.
+    pub header_timeout: Duration,
 }
 
 impl Config {
@@ -133,6 +135,7 @@ impl Config {
             auth,
             server: ServerConfig {
                 shutdown_timeout: layers.get::<Duration>("server", "shutdown_timeout")?,
+                header_timeout: layers.get_checked("server", "header_timeout", nonzero)?,
             },
         })
     }

@@ -5,8 +5,9 @@
 //! everything else it needs is in [`SseConfig`].
 //!
 //! Server side (feature `ssr`): [`Notifier`] (send), [`routes`] (mount
-//! `GET /api/sse` and `GET /api/sse/clients`), [`WatchedListener`] (serve
-//! with stall detection). Shared with the browser: [`SseEvent`], [`Event`],
+//! `GET /api/sse` and `GET /api/sse/clients`), [`serve::serve`] (serve the
+//! app's router over a [`WatchedListener`], with stall detection and lean
+//! event-stream connections). Shared with the browser: [`SseEvent`], [`Event`],
 //! [`Target`] and the id types.
 
 pub mod client;
@@ -25,6 +26,8 @@ pub mod notifier;
 pub mod registry;
 #[cfg(feature = "ssr")]
 pub mod route;
+#[cfg(feature = "ssr")]
+pub mod serve;
 #[cfg(feature = "ssr")]
 pub mod socket;
 

@@ -7,7 +7,8 @@
 //! for `client_timeout`, which makes hyper drop the connection (and with
 //! it the stream and its registry entry). The way the socket ended is
 //! recorded in a [`SocketState`] that the SSE route receives through
-//! axum's `ConnectInfo`, so the disconnect log can say why.
+//! axum's `ConnectInfo` (inserted by [`super::serve`]), so the disconnect
+//! log can say why.
 
 use std::future::Future;
 use std::io;
@@ -18,8 +19,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use axum::extract::connect_info::Connected;
-use axum::serve::{IncomingStream, Listener};
+use axum::serve::Listener;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Sleep;
@@ -220,15 +220,6 @@ fn is_per_connection_error(e: &io::Error) -> bool {
 pub struct ConnInfo {
     pub peer: SocketAddr,
     pub socket: Arc<SocketState>,
-}
-
-impl Connected<IncomingStream<'_, WatchedListener>> for ConnInfo {
-    fn connect_info(stream: IncomingStream<'_, WatchedListener>) -> Self {
-        ConnInfo {
-            peer: *stream.remote_addr(),
-            socket: stream.io().state().clone(),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,434 @@
+//! Load generator for `make bench` (see BENCHMARKS.md).
+//!
+//! Opens many SSE connections to a running server — ours (`--target ours`,
+//! authenticated through the real sign-up endpoint) or the naive baseline
+//! (`--target baseline`) — spreading source addresses over 127.0.0.x, and
+//! measures one scenario:
+//!
+//! - `idle`: hold N connections (over `--processes` holder processes);
+//!   server RSS before/after, bytes per connection;
+//! - `broadcast`: 1 KiB events to N clients at a fixed rate; delivery
+//!   latency percentiles (send time is in the payload), delivered events/s;
+//! - `saturate`: 1 KiB broadcasts to N clients as fast as `--publishers`
+//!   concurrent publishers can send them; delivered events/s and losses;
+//! - `targeted`: N idle clients, plus one probe user that is sent
+//!   `--rate` events/s through the per-user send; the probe's latency;
+//! - `churn`: `--cycles` connects and disconnects; the server's count of
+//!   open streams afterwards (leaks) and its RSS against the warmed-up one;
+//! - `connect`: connections opened per second;
+//! - `floor`: no server: plain `write()`s of 1 KiB to N loopback sockets,
+//!   the kernel's own cost of a broadcast;
+//! - `hold`: internal, a holder process (see `holders.rs`).
+//!
+//! Output: one JSON object per run on stdout.
+
+mod floor;
+mod holders;
+mod http;
+mod streams;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use holders::Holders;
+use http::{now_micros, request, rss_kib, server_count, session};
+use streams::{Sink, StreamRequest, connect_stream, latency_summary, open_many, open_stream};
+
+#[derive(Clone)]
+pub struct Args {
+    target: String,
+    addr: SocketAddr,
+    scenario: String,
+    clients: usize,
+    /// Events per second (broadcast, targeted).
+    rate: u32,
+    /// Seconds to hold or to send for.
+    duration: u64,
+    /// Server pid, for RSS.
+    pid: Option<u32>,
+    /// Connections per account (ours).
+    per_user: usize,
+    concurrency: usize,
+    /// Holder processes for the idle connections (idle, targeted).
+    processes: usize,
+    /// Number of this process's first connection (holders).
+    first: usize,
+    /// Connect/disconnect cycles (churn), after `warmup` more.
+    cycles: usize,
+    warmup: usize,
+    /// Concurrent publishers (saturate).
+    publishers: usize,
+}
+
+fn args() -> Result<Args, String> {
+    let mut a = Args {
+        target: "ours".into(),
+        addr: "127.0.0.1:3000".parse().map_err(|e| format!("{e}"))?,
+        scenario: "idle".into(),
+        clients: 1000,
+        rate: 10,
+        duration: 10,
+        pid: None,
+        per_user: 1000,
+        concurrency: 128,
+        processes: 1,
+        first: 0,
+        cycles: 100_000,
+        warmup: 2_000,
+        publishers: 4,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
+        let bad = |e: &dyn std::fmt::Display| format!("{flag}: {e}");
+        match flag.as_str() {
+            "--target" => a.target = value()?,
+            "--addr" => a.addr = value()?.parse().map_err(|e| bad(&e))?,
+            "--scenario" => a.scenario = value()?,
+            "--clients" => a.clients = value()?.parse().map_err(|e| bad(&e))?,
+            "--rate" => a.rate = value()?.parse().map_err(|e| bad(&e))?,
+            "--duration" => a.duration = value()?.parse().map_err(|e| bad(&e))?,
+            "--pid" => a.pid = Some(value()?.parse().map_err(|e| bad(&e))?),
+            "--per-user" => a.per_user = value()?.parse().map_err(|e| bad(&e))?,
+            "--concurrency" => a.concurrency = value()?.parse().map_err(|e| bad(&e))?,
+            "--processes" => a.processes = value()?.parse().map_err(|e| bad(&e))?,
+            "--first" => a.first = value()?.parse().map_err(|e| bad(&e))?,
+            "--cycles" => a.cycles = value()?.parse().map_err(|e| bad(&e))?,
+            "--warmup" => a.warmup = value()?.parse().map_err(|e| bad(&e))?,
+            "--publishers" => a.publishers = value()?.parse().map_err(|e| bad(&e))?,
+            other => return Err(format!("unknown flag {other}")),
+        }
+    }
+    if a.target != "ours" && a.target != "baseline" {
+        return Err(format!(
+            "--target must be ours or baseline, not {}",
+            a.target
+        ));
+    }
+    Ok(a)
+}
+
+impl Args {
+    fn ours(&self) -> bool {
+        self.target == "ours"
+    }
+
+    /// The stream request, signing in the accounts it needs (ours).
+    async fn stream_request(&self, count: usize) -> Result<Arc<StreamRequest>, String> {
+        let mut cookies = Vec::new();
+        if self.ours() {
+            let first = self.first / self.per_user.max(1);
+            for u in 0..count.div_ceil(self.per_user.max(1)) {
+                cookies.push(session(self.addr, &format!("bench{}", first + u)).await?);
+            }
+        }
+        Ok(Arc::new(StreamRequest {
+            addr: self.addr,
+            path: if self.ours() { "/api/sse" } else { "/sse" },
+            cookies: Arc::new(cookies),
+        }))
+    }
+
+    async fn admin(&self) -> Result<Option<String>, String> {
+        if self.ours() {
+            Ok(Some(session(self.addr, "benchadmin").await?))
+        } else {
+            Ok(None)
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let a = match args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            std::process::exit(2);
+        }
+    };
+    match run(&a).await {
+        Ok(result) => println!("{result}"),
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+async fn run(a: &Args) -> Result<serde_json::Value, String> {
+    let mut result = serde_json::json!({
+        "target": a.target,
+        "scenario": a.scenario,
+        "clients": a.clients,
+    });
+    let extra = match a.scenario.as_str() {
+        "floor" => return floor::floor(a.clients),
+        "hold" => return hold(a).await,
+        "idle" => idle(a).await?,
+        "connect" => connect(a).await?,
+        "broadcast" => broadcast(a).await?,
+        "saturate" => saturate(a).await?,
+        "targeted" => targeted(a).await?,
+        "churn" => churn(a).await?,
+        other => return Err(format!("unknown scenario {other}")),
+    };
+    if let (Some(into), Some(from)) = (result.as_object_mut(), extra.as_object()) {
+        into.extend(from.clone());
+    }
+    Ok(result)
+}
+
+/// A holder process: open, report, hold until stdin closes.
+async fn hold(a: &Args) -> Result<serde_json::Value, String> {
+    use std::io::Write;
+    let sink = Arc::new(Sink::default());
+    let req = a.stream_request(a.clients).await?;
+    let (conns, took) = open_many(req, a.first, a.clients, a.concurrency, &sink).await?;
+    let report = serde_json::json!({"opened": conns.len(), "connect_seconds": took.as_secs_f64()});
+    let mut out = std::io::stdout();
+    writeln!(out, "{report}")
+        .and_then(|()| out.flush())
+        .map_err(|e| e.to_string())?;
+    tokio::task::spawn_blocking(|| std::io::copy(&mut std::io::stdin(), &mut std::io::sink()))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    drop(conns);
+    Ok(serde_json::json!({"released": true}))
+}
+
+async fn idle(a: &Args) -> Result<serde_json::Value, String> {
+    let before = a.pid.and_then(rss_kib);
+    let holders = Holders::spawn(a, 0, a.clients, a.processes).await?;
+    tokio::time::sleep(Duration::from_secs(a.duration)).await;
+    let after = a.pid.and_then(rss_kib);
+    let mut out = serde_json::json!({
+        "processes": a.processes,
+        "connects_per_second": holders.connects_per_second(),
+    });
+    if let (Some(before), Some(after)) = (before, after) {
+        out["rss_before_kib"] = before.into();
+        out["rss_after_kib"] = after.into();
+        out["bytes_per_connection"] =
+            (after.saturating_sub(before) * 1024 / a.clients.max(1) as u64).into();
+    }
+    holders.release();
+    Ok(out)
+}
+
+async fn connect(a: &Args) -> Result<serde_json::Value, String> {
+    let sink = Arc::new(Sink::default());
+    let req = a.stream_request(a.clients).await?;
+    let (conns, took) = open_many(req, 0, a.clients, a.concurrency, &sink).await?;
+    drop(conns);
+    Ok(serde_json::json!({
+        "connect_seconds": took.as_secs_f64(),
+        "connects_per_second": a.clients as f64 / took.as_secs_f64(),
+    }))
+}
+
+/// A ~1 KiB event stamped with the current time, to everyone.
+async fn publish(a: &Args, admin: Option<&str>) -> Result<(), String> {
+    let stamp = format!("t={};", now_micros());
+    let padding = "x".repeat(1024 - stamp.len() - 60);
+    let (status, text) = if a.ours() {
+        let body = format!(r#"{{"message":"{stamp}{padding}"}}"#);
+        let headers = format!(
+            "Content-Type: application/json\r\nCookie: {}\r\n",
+            admin.unwrap_or_default()
+        );
+        request(a.addr, "POST", "/api/sse/broadcast", &headers, &body).await?
+    } else {
+        request(a.addr, "POST", "/publish", "", &format!("{stamp}{padding}")).await?
+    };
+    if status != 200 {
+        return Err(format!("publish: {status}: {text:.200}"));
+    }
+    Ok(())
+}
+
+/// Waits until `expected` events arrived or none arrived for 2 s; returns
+/// when the last one did.
+async fn settle(sink: &Sink, expected: u64) -> Instant {
+    let mut last = (sink.received.load(Ordering::Relaxed), Instant::now());
+    loop {
+        let now = sink.received.load(Ordering::Relaxed);
+        if now != last.0 {
+            last = (now, Instant::now());
+        }
+        if now >= expected || last.1.elapsed() > Duration::from_secs(2) {
+            return last.1;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn broadcast(a: &Args) -> Result<serde_json::Value, String> {
+    let sink = Arc::new(Sink::default());
+    let admin = a.admin().await?;
+    let req = a.stream_request(a.clients).await?;
+    let (conns, took) = open_many(req, 0, a.clients, a.concurrency, &sink).await?;
+    let interval = Duration::from_secs_f64(1.0 / a.rate.max(1) as f64);
+    let events = a.rate as u64 * a.duration;
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(interval);
+    for _ in 0..events {
+        tick.tick().await;
+        publish(a, admin.as_deref()).await?;
+    }
+    let expected = events * a.clients as u64;
+    let last = settle(&sink, expected).await;
+    let elapsed = last.duration_since(started).as_secs_f64();
+    let mut lat = std::mem::take(&mut *sink.latencies.lock().await);
+    lat.sort_unstable();
+    drop(conns);
+    Ok(serde_json::json!({
+        "connects_per_second": a.clients as f64 / took.as_secs_f64(),
+        "events": events,
+        "expected_deliveries": expected,
+        "delivered": lat.len(),
+        "delivered_per_second": lat.len() as f64 / elapsed,
+        "latency_ms": latency_summary(&lat),
+    }))
+}
+
+async fn saturate(a: &Args) -> Result<serde_json::Value, String> {
+    let sink = Arc::new(Sink::default());
+    let admin = a.admin().await?;
+    let req = a.stream_request(a.clients).await?;
+    let (conns, _) = open_many(req, 0, a.clients, a.concurrency, &sink).await?;
+    let started = Instant::now();
+    let until = started + Duration::from_secs(a.duration);
+    let published = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut publishers = Vec::new();
+    for _ in 0..a.publishers.max(1) {
+        let (admin, published) = (admin.clone(), published.clone());
+        let a = a.clone();
+        publishers.push(tokio::spawn(async move {
+            while Instant::now() < until {
+                publish(&a, admin.as_deref()).await?;
+                published.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok::<(), String>(())
+        }));
+    }
+    for p in publishers {
+        p.await.map_err(|e| e.to_string())??;
+    }
+    let events = published.load(Ordering::Relaxed);
+    let expected = events * a.clients as u64;
+    let last = settle(&sink, expected).await;
+    let elapsed = last.duration_since(started).as_secs_f64();
+    let delivered = sink.received.load(Ordering::Relaxed);
+    let mut lat = std::mem::take(&mut *sink.latencies.lock().await);
+    lat.sort_unstable();
+    drop(conns);
+    Ok(serde_json::json!({
+        "publishers": a.publishers,
+        "events": events,
+        "expected_deliveries": expected,
+        "delivered": delivered,
+        "lost": expected.saturating_sub(delivered),
+        "delivered_per_second": delivered as f64 / elapsed,
+        "latency_ms": latency_summary(&lat),
+    }))
+}
+
+async fn targeted(a: &Args) -> Result<serde_json::Value, String> {
+    if !a.ours() {
+        return Err("targeted: the baseline cannot target a user".into());
+    }
+    let holders = Holders::spawn(a, 0, a.clients, a.processes).await?;
+    let probe = session(a.addr, "benchprobe").await?;
+    let sink = Arc::new(Sink::default());
+    let req = StreamRequest {
+        addr: a.addr,
+        path: "/api/sse",
+        cookies: Arc::new(vec![probe.clone()]),
+    };
+    let conn = open_stream(&req, a.clients, sink.clone()).await?;
+    let headers = format!("Content-Type: application/json\r\nCookie: {probe}\r\n");
+    let events = a.rate as u64 * a.duration;
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / a.rate.max(1) as f64));
+    for _ in 0..events {
+        tick.tick().await;
+        let body = format!(r#"{{"user":"benchprobe","message":"t={};"}}"#, now_micros());
+        let (status, text) = request(a.addr, "POST", "/api/sse/test", &headers, &body).await?;
+        if status != 200 {
+            return Err(format!("targeted send: {status}: {text:.200}"));
+        }
+    }
+    settle(&sink, events).await;
+    let mut lat = std::mem::take(&mut *sink.latencies.lock().await);
+    lat.sort_unstable();
+    drop(conn);
+    holders.release();
+    Ok(serde_json::json!({
+        "processes": a.processes,
+        "events": events,
+        "delivered": lat.len(),
+        "latency_ms": latency_summary(&lat),
+    }))
+}
+
+/// Connects (waiting for the response head: the server has registered
+/// the client by then) and disconnects, `count` times, `concurrency` at once.
+async fn cycles(req: &Arc<StreamRequest>, count: usize, concurrency: usize) -> Result<(), String> {
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for _ in 0..concurrency.max(1) {
+        let (req, next) = (req.clone(), next.clone());
+        workers.push(tokio::spawn(async move {
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= count {
+                    return Ok::<(), String>(());
+                }
+                drop(connect_stream(&req, n).await?);
+            }
+        }));
+    }
+    for w in workers {
+        w.await.map_err(|e| e.to_string())??;
+    }
+    Ok(())
+}
+
+async fn churn(a: &Args) -> Result<serde_json::Value, String> {
+    let admin = a.admin().await?;
+    let req = a.stream_request(a.per_user.max(1) * 10).await?;
+    let count = |admin: Option<String>| async move {
+        // Disconnects are noticed asynchronously: wait for them.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let open = server_count(a.addr, a.ours(), admin.as_deref()).await?;
+            if open == 0 || Instant::now() > deadline {
+                return Ok::<u64, String>(open);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    cycles(&req, a.warmup, a.concurrency).await?;
+    count(admin.clone()).await?;
+    let before = a.pid.and_then(rss_kib);
+    let started = Instant::now();
+    cycles(&req, a.cycles, a.concurrency).await?;
+    let took = started.elapsed();
+    let leaked = count(admin.clone()).await?;
+    let after = a.pid.and_then(rss_kib);
+    let mut out = serde_json::json!({
+        "cycles": a.cycles,
+        "warmup_cycles": a.warmup,
+        "cycles_per_second": a.cycles as f64 / took.as_secs_f64(),
+        "open_after": leaked,
+    });
+    if let (Some(before), Some(after)) = (before, after) {
+        out["rss_before_kib"] = before.into();
+        out["rss_after_kib"] = after.into();
+        out["rss_growth_percent"] = ((after as f64 - before as f64) * 100.0 / before as f64).into();
+    }
+    Ok(out)
+}

@@ -1,0 +1,193 @@
+//! Opening SSE streams and reading them: each received event's latency
+//! (its payload carries `t=<send time in µs>;`) goes to a shared sink.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::Mutex;
+
+use crate::http::{connect_from, now_micros};
+
+/// Where received events' latencies go.
+#[derive(Default)]
+pub struct Sink {
+    pub latencies: Mutex<Vec<u32>>,
+    pub received: AtomicU64,
+}
+
+/// One open stream, read by a task; aborted on drop.
+pub struct Conn {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The stream request for a target: ours is authenticated by cookie.
+pub struct StreamRequest {
+    pub addr: SocketAddr,
+    pub path: &'static str,
+    pub cookies: Arc<Vec<String>>,
+}
+
+impl StreamRequest {
+    fn bytes(&self, n: usize) -> String {
+        let cookie = if self.cookies.is_empty() {
+            String::new()
+        } else {
+            format!("Cookie: {}\r\n", self.cookies[n % self.cookies.len()])
+        };
+        format!(
+            "GET {} HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\n{cookie}\r\n",
+            self.path, self.addr
+        )
+    }
+}
+
+/// Connects and reads the response head; `Err` unless it is a 200.
+pub async fn connect_stream(req: &StreamRequest, n: usize) -> Result<TcpStream, String> {
+    let mut stream = connect_from(req.addr, n)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    stream
+        .write_all(req.bytes(n).as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut buf = [0u8; 2048];
+    let mut have = 0;
+    loop {
+        let read = stream
+            .read(&mut buf[have..])
+            .await
+            .map_err(|e| e.to_string())?;
+        if read == 0 {
+            return Err("closed before the response head".into());
+        }
+        have += read;
+        if buf[..have].windows(4).any(|w| w == b"\r\n\r\n") {
+            break;
+        }
+        if have == buf.len() {
+            return Err("response head too long".into());
+        }
+    }
+    if !buf.starts_with(b"HTTP/1.1 200") {
+        return Err(format!(
+            "refused: {}",
+            String::from_utf8_lossy(&buf[..have.min(160)])
+        ));
+    }
+    Ok(stream)
+}
+
+/// Opens one stream and starts reading it into `sink`.
+pub async fn open_stream(req: &StreamRequest, n: usize, sink: Arc<Sink>) -> Result<Conn, String> {
+    let stream = connect_stream(req, n).await?;
+    Ok(Conn {
+        task: tokio::spawn(read_events(stream, sink)),
+    })
+}
+
+async fn read_events(mut stream: TcpStream, sink: Arc<Sink>) {
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut carry: Vec<u8> = Vec::new();
+    loop {
+        let read = match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let arrived = now_micros();
+        carry.extend_from_slice(&buf[..read]);
+        let mut consumed = 0;
+        let mut found = Vec::new();
+        while let Some(at) = find(&carry[consumed..], b"t=") {
+            let start = consumed + at + 2;
+            let digits = carry[start..]
+                .iter()
+                .take_while(|b| b.is_ascii_digit())
+                .count();
+            if start + digits >= carry.len() {
+                break; // the number may continue in the next read
+            }
+            if let Some(sent) = std::str::from_utf8(&carry[start..start + digits])
+                .ok()
+                .and_then(|s| s.parse::<u64>().ok())
+            {
+                found.push(arrived.saturating_sub(sent).min(u32::MAX as u64) as u32);
+            }
+            consumed = start + digits;
+        }
+        let keep_from = consumed
+            .max(carry.len().saturating_sub(64))
+            .min(carry.len());
+        carry.drain(..keep_from);
+        if !found.is_empty() {
+            sink.received
+                .fetch_add(found.len() as u64, Ordering::Relaxed);
+            sink.latencies.lock().await.extend(found);
+        }
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Opens streams `first..first + count` with at most `concurrency` in
+/// flight; returns them and the time it took.
+pub async fn open_many(
+    req: Arc<StreamRequest>,
+    first: usize,
+    count: usize,
+    concurrency: usize,
+    sink: &Arc<Sink>,
+) -> Result<(Vec<Conn>, Duration), String> {
+    let started = Instant::now();
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+    let mut pending = Vec::with_capacity(count);
+    for n in first..first + count {
+        let permit = semaphore
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| e.to_string())?;
+        let req = req.clone();
+        let sink = sink.clone();
+        pending.push(tokio::spawn(async move {
+            let conn = open_stream(&req, n, sink).await;
+            drop(permit);
+            conn
+        }));
+    }
+    let mut conns = Vec::with_capacity(count);
+    for p in pending {
+        conns.push(p.await.map_err(|e| e.to_string())??);
+    }
+    Ok((conns, started.elapsed()))
+}
+
+pub fn percentile(sorted: &[u32], p: f64) -> u32 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// p50/p95/p99/max in milliseconds of sorted microseconds.
+pub fn latency_summary(sorted: &[u32]) -> serde_json::Value {
+    serde_json::json!({
+        "samples": sorted.len(),
+        "p50": percentile(sorted, 0.50) as f64 / 1e3,
+        "p95": percentile(sorted, 0.95) as f64 / 1e3,
+        "p99": percentile(sorted, 0.99) as f64 / 1e3,
+        "max": sorted.last().copied().unwrap_or(0) as f64 / 1e3,
+    })
+}

@@ -1,0 +1,270 @@
+//! Writes an event stream straight to its socket.
+//!
+//! The request still goes through the whole router (sessions, identity,
+//! limits): only the response is written here, as HTTP/1.1 chunked
+//! frames, each in one vectored write. What this saves against hyper is
+//! per-connection state: no read buffer, no write buffer, no dispatcher,
+//! only the socket and the body stream.
+
+use std::io::{self, IoSlice};
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
+use axum::http::{HeaderMap, Request, StatusCode, response::Parts};
+use http_body_util::BodyExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tower::ServiceExt;
+
+/// Largest non-stream response (an error) collected and written whole.
+const MAX_PLAIN_BODY: usize = 64 * 1024;
+
+/// Routes `request` through `app` and writes the response to `io`. Returns
+/// when the stream ends or the connection does.
+pub(super) async fn serve<IO>(mut io: IO, request: Request<Body>, app: Router)
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    // Boxed: the router's future is large and only needed until the
+    // response exists; the task then keeps only what streaming needs.
+    let response = match Box::pin(app.oneshot(request)).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    };
+    let (parts, body) = response.into_parts();
+    let result = if is_event_stream(&parts) {
+        // Only the head's bytes outlive this line, not the header map.
+        let head = response_head(&parts, Framing::Chunked);
+        drop(parts);
+        stream(&mut io, head, body).await
+    } else {
+        plain(&mut io, &parts, body).await
+    };
+    if let Err(e) = result {
+        tracing::debug!("event stream connection ended: {e}");
+    }
+}
+
+fn is_event_stream(parts: &Parts) -> bool {
+    parts.status == StatusCode::OK
+        && parts
+            .headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"))
+}
+
+async fn stream<IO>(io: &mut IO, head: Vec<u8>, mut body: Body) -> io::Result<()>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    io.write_all(&head).await?;
+    drop(head);
+    // Bytes a client sends after its request are read and dropped: reading
+    // is how a closed connection is noticed.
+    let mut scratch = [0u8; 64];
+    loop {
+        tokio::select! {
+            frame = body.frame() => match frame {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data()
+                        && !data.is_empty()
+                    {
+                        write_chunk(io, &data).await?;
+                    }
+                }
+                Some(Err(e)) => return Err(io::Error::other(e)),
+                None => {
+                    io.write_all(b"0\r\n\r\n").await?;
+                    return io.shutdown().await;
+                }
+            },
+            read = io.read(&mut scratch) => {
+                if read? == 0 {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+/// A refusal (401, 429, 503…): written whole, then the connection closes.
+async fn plain<IO>(io: &mut IO, parts: &Parts, body: Body) -> io::Result<()>
+where
+    IO: AsyncWrite + Unpin,
+{
+    let bytes = http_body_util::Limited::new(body, MAX_PLAIN_BODY)
+        .collect()
+        .await
+        .map_err(io::Error::other)?
+        .to_bytes();
+    let mut out = response_head(parts, Framing::Length(bytes.len()));
+    out.extend_from_slice(&bytes);
+    io.write_all(&out).await?;
+    io.shutdown().await
+}
+
+enum Framing {
+    Chunked,
+    /// Then the connection closes.
+    Length(usize),
+}
+
+/// The status line and headers; framing headers are this module's own.
+fn response_head(parts: &Parts, framing: Framing) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(parts.status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(
+        parts
+            .status
+            .canonical_reason()
+            .unwrap_or("Unknown")
+            .as_bytes(),
+    );
+    out.extend_from_slice(b"\r\n");
+    write_headers(&mut out, &parts.headers);
+    out.extend_from_slice(b"date: ");
+    out.extend_from_slice(httpdate::fmt_http_date(std::time::SystemTime::now()).as_bytes());
+    out.extend_from_slice(b"\r\n");
+    match framing {
+        Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        Framing::Length(len) => out.extend_from_slice(
+            format!("content-length: {len}\r\nconnection: close\r\n").as_bytes(),
+        ),
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+fn write_headers(out: &mut Vec<u8>, headers: &HeaderMap) {
+    for (name, value) in headers {
+        if name == CONTENT_LENGTH || name == TRANSFER_ENCODING || name == CONNECTION {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// One chunk: size line, data, CRLF; one `writev` unless the socket takes
+/// only part of it.
+async fn write_chunk<IO: AsyncWrite + Unpin>(io: &mut IO, data: &[u8]) -> io::Result<()> {
+    let mut line = [0u8; 20];
+    let line = chunk_size_line(data.len(), &mut line);
+    let pieces: [&[u8]; 3] = [line, data, b"\r\n"];
+    let total: usize = pieces.iter().map(|p| p.len()).sum();
+    let slices = pieces.map(IoSlice::new);
+    let mut written = io.write_vectored(&slices).await?;
+    if written == 0 {
+        return Err(io::ErrorKind::WriteZero.into());
+    }
+    if written < total {
+        for piece in pieces {
+            if written >= piece.len() {
+                written -= piece.len();
+                continue;
+            }
+            io.write_all(&piece[written..]).await?;
+            written = 0;
+        }
+    }
+    Ok(())
+}
+
+/// `len` in hex followed by CRLF, in `buf`.
+fn chunk_size_line(len: usize, buf: &mut [u8; 20]) -> &[u8] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut digits = [0u8; 16];
+    let mut n = len;
+    let mut count = 0;
+    loop {
+        digits[count] = HEX[n & 0xf];
+        count += 1;
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    for i in 0..count {
+        buf[i] = digits[count - 1 - i];
+    }
+    buf[count] = b'\r';
+    buf[count + 1] = b'\n';
+    &buf[..count + 2]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_size_lines_are_hex() {
+        let mut buf = [0u8; 20];
+        assert_eq!(chunk_size_line(0, &mut buf), b"0\r\n");
+        assert_eq!(chunk_size_line(1024, &mut buf), b"400\r\n");
+        assert_eq!(chunk_size_line(65535, &mut buf), b"ffff\r\n");
+        assert_eq!(
+            chunk_size_line(usize::MAX, &mut buf),
+            b"ffffffffffffffff\r\n"
+        );
+    }
+
+    /// A writer that takes at most 5 bytes per call.
+    struct Trickle(Vec<u8>);
+
+    impl AsyncWrite for Trickle {
+        fn poll_write(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<io::Result<usize>> {
+            let n = buf.len().min(5);
+            self.0.extend_from_slice(&buf[..n]);
+            std::task::Poll::Ready(Ok(n))
+        }
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_chunk_survives_partial_writes() {
+        let mut out = Trickle(Vec::new());
+        write_chunk(&mut out, b"data: hello world\n\n")
+            .await
+            .unwrap();
+        assert_eq!(out.0, b"13\r\ndata: hello world\n\n\r\n");
+    }
+
+    #[test]
+    fn the_head_has_the_app_headers_and_its_own_framing() {
+        let response = axum::http::Response::builder()
+            .status(200)
+            .header("content-type", "text/event-stream")
+            .header("content-length", "5")
+            .header("set-cookie", "sid=abc; Path=/")
+            .body(())
+            .unwrap();
+        let (parts, ()) = response.into_parts();
+        let head = String::from_utf8(response_head(&parts, Framing::Chunked)).unwrap();
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert!(head.contains("content-type: text/event-stream\r\n"));
+        assert!(head.contains("set-cookie: sid=abc; Path=/\r\n"));
+        assert!(head.contains("\r\ndate: "));
+        assert!(!head.contains("content-length"));
+        assert!(head.ends_with("transfer-encoding: chunked\r\n\r\n"));
+    }
+}

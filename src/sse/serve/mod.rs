@@ -1,0 +1,150 @@
+//! Serving an axum router, with event streams kept lean.
+//!
+//! An idle event stream served by hyper keeps hyper's per-connection read
+//! and write buffers and dispatcher for as long as it is open: most of
+//! what an idle connection costs. So the first request head of every
+//! connection is read here: a plain `GET` of the stream path goes through
+//! the router as usual and its response is written by [`direct`]; any
+//! other connection (pages, server functions, a stream requested on a
+//! reused keep-alive connection) is handed to hyper with the bytes already
+//! read, and behaves exactly as under `axum::serve`.
+
+mod direct;
+mod head;
+mod rewind;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::extract::Request;
+use axum::serve::Listener;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tower::ServiceExt;
+
+use super::socket::{ConnInfo, WatchedIo, WatchedListener};
+use head::FirstRequest;
+use rewind::Rewind;
+
+/// How connections are served.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// The path of the event stream route (`/api/sse`).
+    pub stream_path: &'static str,
+    /// A connection must send a complete request head within this long.
+    pub header_timeout: Duration,
+    /// A first request head longer than this is left to hyper.
+    pub max_direct_head: usize,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            stream_path: "/api/sse",
+            header_timeout: Duration::from_secs(30),
+            max_direct_head: 8 * 1024,
+        }
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves; then stops
+/// accepting, asks keep-alive connections to close after their current
+/// request, and returns once every connection has ended. (Event streams
+/// end when the notifier shuts down: `shutdown` should do that.)
+pub async fn serve(
+    mut listener: WatchedListener,
+    app: Router,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send,
+) {
+    // Every connection holds a receiver: `closed()` below resolves when
+    // the last one is gone.
+    let (stopping, stop) = watch::channel(false);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (io, peer) = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => break,
+        };
+        let connection = connection(io, peer, app.clone(), options.clone(), stop.clone());
+        tokio::spawn(connection);
+    }
+    drop(listener);
+    drop(stop);
+    let _ = stopping.send(true);
+    stopping.closed().await;
+}
+
+async fn connection(
+    mut io: WatchedIo<TcpStream>,
+    peer: SocketAddr,
+    app: Router,
+    options: ServeOptions,
+    stop: watch::Receiver<bool>,
+) {
+    let info = ConnInfo {
+        peer,
+        socket: io.state().clone(),
+    };
+    let read = head::read_first(&mut io, options.stream_path, options.max_direct_head);
+    let first = match tokio::time::timeout(options.header_timeout, Box::pin(read)).await {
+        Ok(first) => first,
+        Err(_) => return,
+    };
+    match first {
+        FirstRequest::Stream(request) => {
+            let mut request = *request;
+            request.extensions_mut().insert(ConnectInfo(info));
+            direct::serve(io, request, app).await;
+        }
+        FirstRequest::Other(bytes) => {
+            Box::pin(with_hyper(Rewind::new(bytes, io), app, info, options, stop)).await;
+        }
+        FirstRequest::Gone => {}
+    }
+}
+
+/// Hyper's HTTP/1.1 (keep-alive, pipelining, upgrades), with graceful
+/// shutdown: the connection closes after the request it is serving.
+async fn with_hyper(
+    io: Rewind<WatchedIo<TcpStream>>,
+    app: Router,
+    info: ConnInfo,
+    options: ServeOptions,
+    mut stop: watch::Receiver<bool>,
+) {
+    let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+        request.extensions_mut().insert(ConnectInfo(info.clone()));
+        app.clone().oneshot(request.map(Body::new))
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(options.header_timeout);
+    let connection = builder
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    let mut connection = std::pin::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => {
+            if let Err(e) = result {
+                tracing::debug!("connection ended: {e}");
+            }
+        }
+        () = async {
+            // The guard this returns must not live across the await below.
+            let _ = stop.wait_for(|stopping| *stopping).await;
+        } => {
+            connection.as_mut().graceful_shutdown();
+            if let Err(e) = connection.await {
+                tracing::debug!("connection ended during shutdown: {e}");
+            }
+        }
+    }
+}
