@@ -1,0 +1,306 @@
+//! How connections are served (`sse::serve`), over raw TCP so that the
+//! test decides what shares a connection: a stream requested first on a
+//! fresh connection is written directly, one requested on a reused
+//! keep-alive connection goes through hyper; both must look the same to
+//! a client. Also: refusals, disconnects, the header timeout, shutdown.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::TestServer;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const WAIT: Duration = Duration::from_secs(2);
+
+/// Signs `name` up without a cookie store; returns `sid=…`.
+async fn session_cookie(server: &TestServer, name: &str) -> String {
+    let response = reqwest::Client::new()
+        .post(server.url("/api/auth/signup"))
+        .form(&[("username", name), ("password", support::PASSWORD)])
+        .send()
+        .await
+        .expect("signup");
+    assert_eq!(response.status(), 200);
+    let cookie = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("sid="))
+        .expect("session cookie");
+    cookie.split(';').next().unwrap_or_default().to_string()
+}
+
+/// A raw HTTP/1.1 connection and what it has received.
+struct Raw {
+    socket: TcpStream,
+    received: Vec<u8>,
+}
+
+impl Raw {
+    async fn connect(server: &TestServer) -> Raw {
+        let addr = server.url("").trim_start_matches("http://").to_string();
+        let socket = TcpStream::connect(addr).await.expect("connect");
+        Raw {
+            socket,
+            received: Vec::new(),
+        }
+    }
+
+    async fn send(&mut self, request: &str) {
+        self.socket
+            .write_all(request.as_bytes())
+            .await
+            .expect("write");
+    }
+
+    async fn stream_request(&mut self, cookie: Option<&str>) {
+        let cookie = cookie
+            .map(|c| format!("Cookie: {c}\r\n"))
+            .unwrap_or_default();
+        self.send(&format!(
+            "GET /api/sse HTTP/1.1\r\nHost: test\r\nAccept: text/event-stream\r\n{cookie}\r\n"
+        ))
+        .await;
+    }
+
+    /// Reads until `done(received)` or `WAIT` passes; false on timeout.
+    async fn read_until(&mut self, done: impl Fn(&[u8]) -> bool) -> bool {
+        let deadline = Instant::now() + WAIT;
+        let mut buf = [0u8; 4096];
+        while !done(&self.received) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.socket.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return done(&self.received),
+                Ok(Ok(n)) => self.received.extend_from_slice(&buf[..n]),
+            }
+        }
+        true
+    }
+
+    /// Reads one complete response with a `content-length` body and
+    /// removes it from `received`; returns the head and the body.
+    async fn response(&mut self) -> (String, String) {
+        let complete = |r: &[u8]| split_response(r).is_some();
+        assert!(self.read_until(complete).await, "a complete response");
+        let (head, body, used) = split_response(&self.received).expect("response");
+        self.received.drain(..used);
+        (head, body)
+    }
+
+    /// The response head and the de-chunked body received so far.
+    fn stream_so_far(&self) -> (String, String) {
+        let text = String::from_utf8_lossy(&self.received).to_string();
+        let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        (head.to_string(), dechunk(rest).0)
+    }
+
+    async fn read_stream_until(&mut self, needle: &str) -> bool {
+        self.read_until(|r| {
+            let text = String::from_utf8_lossy(r);
+            text.split_once("\r\n\r\n")
+                .is_some_and(|(_, rest)| dechunk(rest).0.contains(needle))
+        })
+        .await
+    }
+
+    /// True if the server closes the connection within `WAIT`.
+    async fn closed_by_server(&mut self) -> bool {
+        let mut buf = [0u8; 1024];
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.socket.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return true,
+                Ok(Ok(n)) => self.received.extend_from_slice(&buf[..n]),
+                Err(_) => return false,
+            }
+        }
+    }
+}
+
+/// Splits a response with a `content-length` body off `bytes`.
+fn split_response(bytes: &[u8]) -> Option<(String, String, usize)> {
+    let end = bytes.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let head = String::from_utf8_lossy(&bytes[..end]).to_string();
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse().unwrap_or(0))
+        })
+        .unwrap_or(0);
+    let body = bytes.get(end..end + length)?;
+    Some((
+        head,
+        String::from_utf8_lossy(body).to_string(),
+        end + length,
+    ))
+}
+
+/// Decodes chunked framing; returns the data and whether the final
+/// (empty) chunk was seen.
+fn dechunk(mut rest: &str) -> (String, bool) {
+    let mut out = String::new();
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if size == 0 {
+            return (out, true);
+        }
+        let Some(data) = after.get(..size) else {
+            break;
+        };
+        out.push_str(data);
+        rest = after.get(size + 2..).unwrap_or("");
+    }
+    (out, false)
+}
+
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+#[tokio::test]
+async fn a_stream_looks_the_same_on_a_fresh_and_on_a_reused_connection() {
+    let server = TestServer::start(&[]).await;
+    let alice = session_cookie(&server, "alice").await;
+    let bob = server.signup("bob").await;
+
+    // First request on its connection: written directly.
+    let mut fresh = Raw::connect(&server).await;
+    fresh.stream_request(Some(&alice)).await;
+    // After another request on a keep-alive connection: hyper.
+    let mut reused = Raw::connect(&server).await;
+    reused
+        .send("GET /api/sse/clients HTTP/1.1\r\nHost: test\r\n\r\n")
+        .await;
+    let (head, _) = reused.response().await;
+    assert!(head.starts_with("HTTP/1.1 401"), "{head}");
+    reused.stream_request(Some(&alice)).await;
+
+    for raw in [&mut fresh, &mut reused] {
+        assert!(raw.read_stream_until("event: connected").await);
+        let (head, body) = raw.stream_so_far();
+        assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+        assert_eq!(header(&head, "content-type"), Some("text/event-stream"));
+        assert_eq!(header(&head, "cache-control"), Some("no-cache"));
+        assert_eq!(header(&head, "x-accel-buffering"), Some("no"));
+        assert_eq!(header(&head, "transfer-encoding"), Some("chunked"));
+        assert!(header(&head, "date").is_some(), "{head}");
+        assert!(
+            body.starts_with("retry: 3000\nevent: connected\n"),
+            "{body}"
+        );
+    }
+
+    let (status, answer) = bob
+        .post_json(
+            "/api/sse/test",
+            &json!({"user": "alice", "message": "to both"}).to_string(),
+        )
+        .await;
+    assert_eq!((status, answer), (200, json!({"delivered": 2})));
+    for raw in [&mut fresh, &mut reused] {
+        assert!(raw.read_stream_until("to both").await);
+        assert!(raw.stream_so_far().1.contains("event: notification\n"));
+    }
+
+    // Shutdown ends both streams with the final chunk.
+    server.shutdown().await.expect("clean shutdown");
+    for raw in [&mut fresh, &mut reused] {
+        assert!(raw.closed_by_server().await);
+        let text = String::from_utf8_lossy(&raw.received).to_string();
+        let (_, rest) = text.split_once("\r\n\r\n").expect("head");
+        assert!(dechunk(rest).1, "no final chunk in {rest:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_refused_stream_gets_its_json_error_then_the_connection_closes() {
+    let server = TestServer::start(&[]).await;
+    let mut raw = Raw::connect(&server).await;
+    raw.stream_request(None).await;
+    let (head, body) = raw.response().await;
+    assert!(head.starts_with("HTTP/1.1 401"), "{head}");
+    assert_eq!(header(&head, "content-type"), Some("application/json"));
+    assert_eq!(header(&head, "connection"), Some("close"));
+    let json: Value = serde_json::from_str(&body).expect("JSON body");
+    assert_eq!(json["error"], "unauthenticated", "{json}");
+    assert!(raw.closed_by_server().await);
+    server.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn closing_a_direct_stream_unregisters_it() {
+    let server = TestServer::start(&[]).await;
+    let alice = session_cookie(&server, "alice").await;
+    let alice_browser = server.login("alice").await;
+    let mut raw = Raw::connect(&server).await;
+    raw.stream_request(Some(&alice)).await;
+    assert!(raw.read_stream_until("event: connected").await);
+    let listed = alice_browser.clients("").await;
+    assert_eq!(
+        listed["clients"].as_array().map(Vec::len),
+        Some(1),
+        "{listed}"
+    );
+
+    drop(raw);
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        let listed = alice_browser.clients("").await;
+        if listed["clients"].as_array().is_some_and(Vec::is_empty) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still listed: {listed}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn a_connection_without_a_complete_head_is_closed_after_the_header_timeout() {
+    let server = TestServer::start(&[("SERVER_HEADER_TIMEOUT", "300ms")]).await;
+    let mut silent = Raw::connect(&server).await;
+    let mut partial = Raw::connect(&server).await;
+    partial.send("GET /api/sse HTTP/1.1\r\nHost: te").await;
+    let started = Instant::now();
+    assert!(silent.closed_by_server().await);
+    assert!(partial.closed_by_server().await);
+    assert!(started.elapsed() >= Duration::from_millis(250));
+
+    // An idle keep-alive connection after a first request, too (hyper).
+    let mut idle = Raw::connect(&server).await;
+    idle.send("GET /api/sse/clients HTTP/1.1\r\nHost: test\r\n\r\n")
+        .await;
+    let (head, _) = idle.response().await;
+    assert!(head.starts_with("HTTP/1.1 401"), "{head}");
+    assert!(idle.closed_by_server().await);
+    server.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn pipelined_and_non_stream_first_requests_are_served_by_hyper() {
+    let server = TestServer::start(&[]).await;
+    let mut raw = Raw::connect(&server).await;
+    // Two requests in one write: the first is not answered directly.
+    raw.send(
+        "GET /api/sse/clients HTTP/1.1\r\nHost: test\r\n\r\nGET /api/sse HTTP/1.1\r\nHost: test\r\n\r\n",
+    )
+    .await;
+    let (first, _) = raw.response().await;
+    assert!(first.starts_with("HTTP/1.1 401"), "{first}");
+    let (second, body) = raw.response().await;
+    assert!(second.starts_with("HTTP/1.1 401"), "{second}");
+    assert!(body.contains("unauthenticated"), "{body}");
+    server.shutdown().await.expect("clean shutdown");
+}
