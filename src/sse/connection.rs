@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures::Stream;
-use tokio::sync::mpsc::error::TryRecvError;
 use tokio::time::{Interval, MissedTickBehavior};
 
 use super::event::{EventName, write_frame};
@@ -78,8 +77,7 @@ pub(crate) fn event_stream(
                 tracing::debug!(client = %state.registration.id, reason = reason.as_str(), "ending stream");
                 None
             }
-            // None: the registry dropped our queue, we were disconnected.
-            event = state.registration.queue.recv() => event.map(|frame| batch(&mut state, frame)),
+            frame = state.registration.guard.link.queue.next() => Some(batch(&mut state, frame)),
             _ = state.ping.tick() => Some(Bytes::from_static(PING)),
         };
         chunk.map(|bytes| (Ok(bytes), state))
@@ -92,9 +90,8 @@ fn batch(state: &mut StreamState, first: Bytes) -> Bytes {
     let registry = state.registration.guard.registry();
     let link = &state.registration.guard.link;
     registry.count_sent(link);
-    let mut more = match state.registration.queue.try_recv() {
-        Ok(next) => next,
-        Err(TryRecvError::Empty | TryRecvError::Disconnected) => return first,
+    let Some(mut more) = link.queue.pop() else {
+        return first;
     };
     let mut out = BytesMut::with_capacity(MAX_BATCH_BYTES.min(first.len() * 4 + more.len()));
     out.extend_from_slice(&first);
@@ -104,9 +101,9 @@ fn batch(state: &mut StreamState, first: Bytes) -> Bytes {
         if out.len() >= MAX_BATCH_BYTES {
             break;
         }
-        match state.registration.queue.try_recv() {
-            Ok(next) => more = next,
-            Err(_) => break,
+        match link.queue.pop() {
+            Some(next) => more = next,
+            None => break,
         }
     }
     out.freeze()

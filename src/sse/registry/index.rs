@@ -4,9 +4,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use bytes::Bytes;
-use tokio::sync::mpsc;
-
 use super::lifecycle::ClientLink;
 use super::listing::ClientFilter;
 use crate::sse::target::{ClientId, Scope, SessionId, Tag, Target, UserId};
@@ -19,7 +16,6 @@ pub(super) struct Entry {
     pub(super) tags: Box<[Tag]>,
     pub(super) connected_at: SystemTime,
     pub(super) since: Instant,
-    pub(super) queue: mpsc::Sender<Bytes>,
     pub(super) link: Arc<ClientLink>,
 }
 

@@ -89,4 +89,6 @@ impl CloseSignal {
 pub(crate) struct ClientLink {
     pub(crate) close: CloseSignal,
     pub(crate) events_sent: AtomicU64,
+    /// Events framed for this client, not yet written.
+    pub(crate) queue: super::queue::EventQueue,
 }

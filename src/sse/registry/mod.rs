@@ -9,6 +9,7 @@
 mod index;
 mod lifecycle;
 mod listing;
+mod queue;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -16,7 +17,6 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
 
 use super::config::SseConfig;
 use super::event::{Event, EventError, write_frame};
@@ -27,6 +27,7 @@ pub use lifecycle::DisconnectReason;
 pub(crate) use lifecycle::{ClientLink, CloseSignal};
 pub(crate) use listing::unix_millis;
 pub use listing::{ClientFilter, ClientInfo, IndexSizes, Stats, unix_millis_now};
+use queue::{EventQueue, Full};
 
 /// Why a new connection was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -67,7 +68,6 @@ pub struct Registry {
 /// into a stream; benchmarks and tests read the queue directly.
 pub struct Registration {
     pub(crate) id: ClientId,
-    pub(crate) queue: mpsc::Receiver<Bytes>,
     pub(crate) guard: ClientGuard,
 }
 
@@ -78,7 +78,7 @@ impl Registration {
 
     /// The next framed event, if one is queued.
     pub fn try_next(&mut self) -> Option<Bytes> {
-        self.queue.try_recv().ok()
+        self.guard.link.queue.pop()
     }
 }
 
@@ -111,10 +111,10 @@ impl Registry {
         client_tags: Vec<Tag>,
     ) -> Result<Registration, RegisterError> {
         let id = ClientId::random();
-        let (tx, rx) = mpsc::channel(self.config.queue_len.max(1));
         let link = Arc::new(ClientLink {
             close: CloseSignal::default(),
             events_sent: AtomicU64::new(0),
+            queue: EventQueue::new(self.config.queue_len),
         });
         let mut tags: Vec<Tag> = identity.tags.clone();
         for tag in client_tags {
@@ -129,7 +129,6 @@ impl Registry {
             tags: tags.into_boxed_slice(),
             connected_at: SystemTime::now(),
             since: Instant::now(),
-            queue: tx,
             link: link.clone(),
         };
         {
@@ -155,7 +154,6 @@ impl Registry {
             .fetch_add(1, Ordering::Relaxed);
         Ok(Registration {
             id,
-            queue: rx,
             guard: ClientGuard {
                 registry: self.clone(),
                 id,
@@ -185,11 +183,9 @@ impl Registry {
         let mut delivered = 0;
         let mut overflowed = Vec::new();
         self.read().for_each_match(target, |client, entry| {
-            match entry.queue.try_send(frame.clone()) {
+            match entry.link.queue.push(frame.clone()) {
                 Ok(()) => delivered += 1,
-                Err(mpsc::error::TrySendError::Full(_)) => overflowed.push(client),
-                // The stream is ending; its guard removes the entry.
-                Err(mpsc::error::TrySendError::Closed(_)) => {}
+                Err(Full) => overflowed.push(client),
             }
         });
         for client in overflowed {

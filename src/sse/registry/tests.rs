@@ -29,7 +29,7 @@ fn event(n: u32) -> Event {
 /// Pulls everything queued for a client, as text.
 fn drain(reg: &mut Registration) -> Vec<String> {
     let mut out = Vec::new();
-    while let Ok(frame) = reg.queue.try_recv() {
+    while let Some(frame) = reg.try_next() {
         out.push(String::from_utf8(frame.to_vec()).unwrap());
     }
     out

@@ -1,0 +1,152 @@
+//! One client's bounded queue of framed events.
+//!
+//! A tokio `mpsc` channel would do, but it allocates about 1.6 KB per
+//! client up front (cache-padded channel state and a first block of 32
+//! slots) for what is, most of the time, an empty queue. This one is a
+//! `VecDeque` that allocates on the first event, gives memory back once
+//! drained after a burst, and has exactly one sender (the registry) and one
+//! receiver (the stream).
+
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::sync::{Mutex, PoisonError};
+use std::task::Poll;
+
+use bytes::Bytes;
+use futures::task::AtomicWaker;
+
+/// Slots kept after draining; more are given back.
+const KEEP_CAPACITY: usize = 8;
+
+pub(crate) struct EventQueue {
+    items: Mutex<VecDeque<Bytes>>,
+    capacity: usize,
+    /// The stream waiting for the next event.
+    waker: AtomicWaker,
+}
+
+/// The queue held `capacity` events already.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Full;
+
+impl EventQueue {
+    pub(crate) fn new(capacity: usize) -> Self {
+        EventQueue {
+            items: Mutex::new(VecDeque::new()),
+            capacity: capacity.max(1),
+            waker: AtomicWaker::new(),
+        }
+    }
+
+    /// Queues `frame` unless the queue is full; never waits.
+    pub(crate) fn push(&self, frame: Bytes) -> Result<(), Full> {
+        {
+            let mut items = self.lock();
+            if items.len() >= self.capacity {
+                return Err(Full);
+            }
+            items.push_back(frame);
+        }
+        self.waker.wake();
+        Ok(())
+    }
+
+    /// The next event, if one is queued.
+    pub(crate) fn pop(&self) -> Option<Bytes> {
+        let mut items = self.lock();
+        let next = items.pop_front();
+        if items.is_empty() && items.capacity() > KEEP_CAPACITY {
+            items.shrink_to(KEEP_CAPACITY);
+        }
+        next
+    }
+
+    /// Waits for the next event. Only one task may wait at a time (the
+    /// client's stream).
+    pub(crate) async fn next(&self) -> Bytes {
+        poll_fn(|cx| {
+            if let Some(frame) = self.pop() {
+                return Poll::Ready(frame);
+            }
+            self.waker.register(cx.waker());
+            // An event pushed between the pop and the register woke no one.
+            match self.pop() {
+                Some(frame) => Poll::Ready(frame),
+                None => Poll::Pending,
+            }
+        })
+        .await
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Bytes>> {
+        // Pushing and popping cannot panic half-way: a poisoned queue is
+        // still consistent.
+        self.items.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    #[test]
+    fn bounded_and_in_order() {
+        let queue = EventQueue::new(2);
+        assert_eq!(queue.push(Bytes::from_static(b"a")), Ok(()));
+        assert_eq!(queue.push(Bytes::from_static(b"b")), Ok(()));
+        assert_eq!(queue.push(Bytes::from_static(b"c")), Err(Full));
+        assert_eq!(queue.pop().as_deref(), Some(&b"a"[..]));
+        assert_eq!(queue.pop().as_deref(), Some(&b"b"[..]));
+        assert_eq!(queue.pop(), None);
+    }
+
+    #[test]
+    fn memory_is_given_back_after_a_burst() {
+        let queue = EventQueue::new(1000);
+        for _ in 0..500 {
+            queue.push(Bytes::from_static(b"x")).unwrap();
+        }
+        while queue.pop().is_some() {}
+        assert!(queue.lock().capacity() <= KEEP_CAPACITY);
+        // An idle queue holds no allocation at all.
+        assert_eq!(EventQueue::new(1000).lock().capacity(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_waiting_stream_wakes_on_push() {
+        let queue = Arc::new(EventQueue::new(4));
+        let waiting = tokio::spawn({
+            let queue = queue.clone();
+            async move { queue.next().await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        queue.push(Bytes::from_static(b"hello")).unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(2), waiting)
+            .await
+            .expect("woken")
+            .expect("task");
+        assert_eq!(&got[..], b"hello");
+    }
+
+    #[tokio::test]
+    async fn no_event_is_lost_between_threads() {
+        let queue = Arc::new(EventQueue::new(100_000));
+        let pusher = std::thread::spawn({
+            let queue = queue.clone();
+            move || {
+                for n in 0..20_000u32 {
+                    queue.push(Bytes::from(n.to_be_bytes().to_vec())).unwrap();
+                }
+            }
+        });
+        for n in 0..20_000u32 {
+            let frame = tokio::time::timeout(Duration::from_secs(5), queue.next())
+                .await
+                .expect("next event");
+            assert_eq!(&frame[..], n.to_be_bytes());
+        }
+        pusher.join().unwrap();
+    }
+}
