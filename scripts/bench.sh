@@ -40,27 +40,45 @@ echo "==> building release binaries"
 cargo build --release --no-default-features --features ssr --bin sse_notify --bin loadgen --bin baseline
 
 ulimit -n "$(ulimit -Hn)"
-data=$(mktemp -d)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-bport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+server='' baseline='' data=''
 
-SSE_MAX_CLIENTS=19500 SSE_PER_USER_MAX=19500 SSE_QUEUE_LEN=1024 \
-AUTH_LOGIN_ATTEMPTS_PER_IP=1000000 AUTH_LOGIN_ATTEMPTS_PER_USER=1000000 \
-AUTH_ADMINS=benchadmin SSE_ENABLE_LOGGING=false RUST_LOG=warn DATA_DIR="${data}" \
-LEPTOS_SITE_ADDR="127.0.0.1:${port}" "${on0[@]}" target/release/sse_notify > "${out}/server.log" 2>&1 &
-server=$!
-BASELINE_ADDR="127.0.0.1:${bport}" "${on0[@]}" target/release/baseline > "${out}/baseline.log" 2>&1 &
-baseline=$!
-trap 'kill ${server} ${baseline} 2>/dev/null || true; rm -rf "${data}"' EXIT
-for _ in $(seq 100); do
-  curl -sf "http://127.0.0.1:${port}/favicon.ico" >/dev/null && curl -sf "http://127.0.0.1:${bport}/count" >/dev/null && break
-  sleep 0.1
-done
+# Both servers, fresh (empty database, no memory from an earlier scenario).
+start_servers() {
+  stop_servers
+  data=$(mktemp -d)
+  port=$(free_port)
+  bport=$(free_port)
+  SSE_MAX_CLIENTS=19500 SSE_PER_USER_MAX=19500 SSE_QUEUE_LEN=1024 \
+  AUTH_LOGIN_ATTEMPTS_PER_IP=1000000 AUTH_LOGIN_ATTEMPTS_PER_USER=1000000 \
+  AUTH_ADMINS=benchadmin SSE_ENABLE_LOGGING=false RUST_LOG=warn DATA_DIR="${data}" \
+  LEPTOS_SITE_ADDR="127.0.0.1:${port}" "${on0[@]}" target/release/sse_notify >> "${out}/server.log" 2>&1 &
+  server=$!
+  BASELINE_ADDR="127.0.0.1:${bport}" "${on0[@]}" target/release/baseline >> "${out}/baseline.log" 2>&1 &
+  baseline=$!
+  for _ in $(seq 100); do
+    ours_up=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:${port}/api/sse/clients" || true)
+    base_up=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:${bport}/count" || true)
+    [[ "${ours_up}" == 401 && "${base_up}" == 200 ]] && break
+    sleep 0.1
+  done
+  ours=(--target ours --addr "127.0.0.1:${port}" --pid "${server}")
+  base=(--target baseline --addr "127.0.0.1:${bport}" --pid "${baseline}")
+}
+
+stop_servers() {
+  if [[ -n "${server}" ]]; then
+    kill "${server}" "${baseline}" 2>/dev/null || true
+    wait "${server}" "${baseline}" 2>/dev/null || true
+    rm -rf "${data}"
+    server=''
+  fi
+}
+trap stop_servers EXIT
+: > "${out}/server.log"
+: > "${out}/baseline.log"
 
 gen() { "${on1[@]}" target/release/loadgen "$@" | tee -a "${results}"; }
-
-ours=(--target ours --addr "127.0.0.1:${port}" --pid "${server}")
-base=(--target baseline --addr "127.0.0.1:${bport}" --pid "${baseline}")
 
 if wants floor; then
   echo "==> floor: plain 1 KiB writes to ${BROADCAST_CLIENTS} loopback sockets"
@@ -69,6 +87,7 @@ fi
 
 if wants idle; then
   for n in ${CLIENTS}; do
+    start_servers
     p=$(processes_for "${n}")
     echo "==> idle hold, ${n} connections (${p} generator processes), ${IDLE_DURATION}s"
     gen "${ours[@]}" --scenario idle --clients "${n}" --processes "${p}" --duration "${IDLE_DURATION}"
@@ -77,6 +96,7 @@ if wants idle; then
 fi
 
 if wants broadcast; then
+  start_servers
   echo "==> broadcast of 1 KiB to ${BROADCAST_CLIENTS} clients at ${RATE}/s for ${DURATION}s (x${REPEAT}, alternating)"
   for _ in $(seq "${REPEAT}"); do
     gen "${ours[@]}" --scenario broadcast --clients "${BROADCAST_CLIENTS}" --rate "${RATE}" --duration "${DURATION}"
@@ -85,6 +105,7 @@ if wants broadcast; then
 fi
 
 if wants saturate; then
+  start_servers
   echo "==> saturation: 1 KiB broadcasts to ${SATURATE_CLIENTS} clients as fast as 4 publishers go, ${DURATION}s (x2)"
   for _ in 1 2; do
     gen "${ours[@]}" --scenario saturate --clients "${SATURATE_CLIENTS}" --publishers 4 --duration "${DURATION}"
@@ -93,6 +114,7 @@ if wants saturate; then
 fi
 
 if wants targeted; then
+  start_servers
   for n in ${TARGETED_CLIENTS}; do
     p=$(processes_for "${n}")
     echo "==> targeted sends, 50/s for ${DURATION}s, to one user while ${n} others are connected"
@@ -101,6 +123,7 @@ if wants targeted; then
 fi
 
 if wants churn; then
+  start_servers
   echo "==> churn: ${CHURN_CYCLES} connect/disconnect cycles"
   gen "${ours[@]}" --scenario churn --cycles "${CHURN_CYCLES}" --concurrency 64
   gen "${base[@]}" --scenario churn --cycles "${CHURN_CYCLES}" --concurrency 64

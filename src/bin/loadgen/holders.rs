@@ -25,6 +25,18 @@ impl Holders {
         total: usize,
         processes: usize,
     ) -> Result<Self, String> {
+        Self::spawn_scenario(a, "hold", first, total, processes).await
+    }
+
+    /// Like [`Holders::spawn`], with another holder scenario (`hold-raw`:
+    /// plain TCP connections, no HTTP).
+    pub async fn spawn_scenario(
+        a: &Args,
+        scenario: &str,
+        first: usize,
+        total: usize,
+        processes: usize,
+    ) -> Result<Self, String> {
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
         let processes = processes.max(1);
         let share = total.div_ceil(processes);
@@ -43,7 +55,7 @@ impl Holders {
                     "--addr",
                     &a.addr.to_string(),
                     "--scenario",
-                    "hold",
+                    scenario,
                 ])
                 .args([
                     "--clients",

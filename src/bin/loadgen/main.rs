@@ -18,7 +18,7 @@
 //! - `connect`: connections opened per second;
 //! - `floor`: no server: plain `write()`s of 1 KiB to N loopback sockets,
 //!   the kernel's own cost of a broadcast;
-//! - `hold`: internal, a holder process (see `holders.rs`).
+//! - `hold`, `hold-raw`: internal, a holder process (see `holders.rs`).
 //!
 //! Output: one JSON object per run on stdout.
 
@@ -151,7 +151,7 @@ async fn main() {
     };
     match run(&a).await {
         // A holder has reported already; its parent stopped listening.
-        Ok(_) if a.scenario == "hold" => {}
+        Ok(_) if a.scenario.starts_with("hold") => {}
         Ok(result) => println!("{result}"),
         Err(e) => {
             eprintln!("loadgen: {e}");
@@ -167,8 +167,8 @@ async fn run(a: &Args) -> Result<serde_json::Value, String> {
         "clients": a.clients,
     });
     let extra = match a.scenario.as_str() {
-        "floor" => return floor::floor(a.clients),
-        "hold" => return hold(a).await,
+        "floor" => return floor::floor(a).await,
+        "hold" | "hold-raw" => return hold(a).await,
         "idle" => idle(a).await?,
         "connect" => connect(a).await?,
         "broadcast" => broadcast(a).await?,
@@ -186,10 +186,27 @@ async fn run(a: &Args) -> Result<serde_json::Value, String> {
 /// A holder process: open, report, hold until stdin closes.
 async fn hold(a: &Args) -> Result<serde_json::Value, String> {
     use std::io::Write;
-    let sink = Arc::new(Sink::default());
-    let req = a.stream_request(a.clients).await?;
-    let (conns, took) = open_many(req, a.first, a.clients, a.concurrency, &sink).await?;
-    let report = serde_json::json!({"opened": conns.len(), "connect_seconds": took.as_secs_f64()});
+    let started = Instant::now();
+    let mut raw = Vec::new();
+    let mut conns = Vec::new();
+    if a.scenario == "hold-raw" {
+        for n in a.first..a.first + a.clients {
+            raw.push(
+                http::connect_from(a.addr, n)
+                    .await
+                    .map_err(|e| format!("connect: {e}"))?,
+            );
+        }
+    } else {
+        let sink = Arc::new(Sink::default());
+        let req = a.stream_request(a.clients).await?;
+        conns = open_many(req, a.first, a.clients, a.concurrency, &sink)
+            .await?
+            .0;
+    }
+    let opened = raw.len() + conns.len();
+    let took = started.elapsed();
+    let report = serde_json::json!({"opened": opened, "connect_seconds": took.as_secs_f64()});
     let mut out = std::io::stdout();
     writeln!(out, "{report}")
         .and_then(|()| out.flush())
@@ -198,7 +215,7 @@ async fn hold(a: &Args) -> Result<serde_json::Value, String> {
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
-    drop(conns);
+    drop((conns, raw));
     Ok(serde_json::json!({"released": true}))
 }
 
