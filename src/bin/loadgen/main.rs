@@ -416,6 +416,9 @@ async fn cycles(req: &Arc<StreamRequest>, count: usize, concurrency: usize) -> R
     Ok(())
 }
 
+/// How long RSS is left to settle before it is read (churn).
+const SETTLE: Duration = Duration::from_secs(3);
+
 async fn churn(a: &Args) -> Result<serde_json::Value, String> {
     let admin = a.admin().await?;
     let req = a.stream_request(a.per_user.max(1) * 10).await?;
@@ -432,11 +435,15 @@ async fn churn(a: &Args) -> Result<serde_json::Value, String> {
     };
     cycles(&req, a.warmup, a.concurrency).await?;
     count(admin.clone()).await?;
+    // Sign-in hashes passwords with 19 MiB of memory each; give the
+    // allocator time to return it before taking the reference.
+    tokio::time::sleep(SETTLE).await;
     let before = a.pid.and_then(rss_kib);
     let started = Instant::now();
     cycles(&req, a.cycles, a.concurrency).await?;
     let took = started.elapsed();
     let leaked = count(admin.clone()).await?;
+    tokio::time::sleep(SETTLE).await;
     let after = a.pid.and_then(rss_kib);
     let mut out = serde_json::json!({
         "cycles": a.cycles,
