@@ -2,7 +2,9 @@
 //! heartbeats, and the end of the connection.
 
 use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -10,7 +12,7 @@ use futures::Stream;
 use tokio::time::{Interval, MissedTickBehavior};
 
 use super::event::{EventName, write_frame};
-use super::registry::{DisconnectReason, Registration};
+use super::registry::{DisconnectReason, Next, Registration};
 use super::socket::SocketState;
 use super::target::ClientId;
 
@@ -30,14 +32,18 @@ pub(crate) fn preamble(client: ClientId, retry: Duration) -> Bytes {
     Bytes::from(out)
 }
 
-struct StreamState {
+/// The response body of `GET /api/sse` for an admitted client. A plain
+/// `Stream` rather than an async block: a poll is one check of the
+/// client's link (end reason, then queue) and of the heartbeat timer, and
+/// nothing is rebuilt per event.
+pub(crate) struct EventStream {
     registration: Registration,
     socket: Option<Arc<SocketState>>,
     ping: Interval,
     preamble: Option<Bytes>,
 }
 
-impl Drop for StreamState {
+impl Drop for EventStream {
     /// Records how the connection ended before the guard (dropped right
     /// after) logs it: a reason set by the registry wins, then what the
     /// socket saw; a body dropped for any other cause means the client went.
@@ -51,42 +57,49 @@ impl Drop for StreamState {
     }
 }
 
-/// The response body of `GET /api/sse` for an admitted client.
 pub(crate) fn event_stream(
     registration: Registration,
     socket: Option<Arc<SocketState>>,
     ping_interval: Duration,
     retry: Duration,
-) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
+) -> EventStream {
     let mut ping =
         tokio::time::interval_at(tokio::time::Instant::now() + ping_interval, ping_interval);
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let state = StreamState {
+    EventStream {
         preamble: Some(preamble(registration.id, retry)),
         registration,
         socket,
         ping,
-    };
-    futures::stream::unfold(state, |mut state| async move {
-        if let Some(first) = state.preamble.take() {
-            return Some((Ok(first), state));
+    }
+}
+
+impl Stream for EventStream {
+    type Item = Result<Bytes, Infallible>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if let Some(first) = this.preamble.take() {
+            return Poll::Ready(Some(Ok(first)));
         }
-        let chunk = tokio::select! {
-            biased;
-            reason = state.registration.guard.link.close.closed() => {
-                tracing::debug!(client = %state.registration.id, reason = reason.as_str(), "ending stream");
-                None
+        match this.registration.guard.link.poll_next(cx) {
+            Poll::Ready(Next::End(reason)) => {
+                tracing::debug!(client = %this.registration.id, reason = reason.as_str(), "ending stream");
+                return Poll::Ready(None);
             }
-            frame = state.registration.guard.link.queue.next() => Some(batch(&mut state, frame)),
-            _ = state.ping.tick() => Some(Bytes::from_static(PING)),
-        };
-        chunk.map(|bytes| (Ok(bytes), state))
-    })
+            Poll::Ready(Next::Write(frame)) => return Poll::Ready(Some(Ok(batch(this, frame)))),
+            Poll::Pending => {}
+        }
+        match this.ping.poll_tick(cx) {
+            Poll::Ready(_) => Poll::Ready(Some(Ok(Bytes::from_static(PING)))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
 }
 
 /// Joins `first` with whatever else is already queued, up to
 /// [`MAX_BATCH_BYTES`], and counts every event.
-fn batch(state: &mut StreamState, first: Bytes) -> Bytes {
+fn batch(state: &mut EventStream, first: Bytes) -> Bytes {
     let registry = state.registration.guard.registry();
     let link = &state.registration.guard.link;
     registry.count_sent(link);

@@ -2,9 +2,12 @@
 //! from the registry (which decides) to the stream (which obeys).
 
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::task::{Context, Poll};
 
+use bytes::Bytes;
 use serde::Serialize;
-use tokio::sync::Notify;
+
+use super::queue::EventQueue;
 
 /// Why a connection ended. Logged, and counted in the stats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -50,24 +53,41 @@ impl DisconnectReason {
     }
 }
 
-/// A one-shot "this connection must end, because …" shared by the registry
-/// (which decides) and the connection stream (which obeys).
-#[derive(Default)]
-pub(crate) struct CloseSignal {
+/// State shared between a registry entry and its stream: the queue, the
+/// reason the connection must end (set once, by whoever decides first),
+/// and one waker for both, so that a stream waits on a single thing.
+pub(crate) struct ClientLink {
+    /// 0 while open, else a [`DisconnectReason`].
     reason: AtomicU8,
-    notify: Notify,
+    pub(crate) events_sent: AtomicU64,
+    /// Events framed for this client, not yet written.
+    pub(crate) queue: EventQueue,
 }
 
-impl CloseSignal {
-    /// Records the first reason only; later ones lose.
+/// What a stream must do next.
+pub(crate) enum Next {
+    Write(Bytes),
+    End(DisconnectReason),
+}
+
+impl ClientLink {
+    pub(crate) fn new(queue_len: usize) -> Self {
+        ClientLink {
+            reason: AtomicU8::new(0),
+            events_sent: AtomicU64::new(0),
+            queue: EventQueue::new(queue_len),
+        }
+    }
+
+    /// Ends the connection with `reason`, unless it already has one; the
+    /// stream wakes and ends.
     pub(crate) fn close(&self, reason: DisconnectReason) {
         if self
             .reason
             .compare_exchange(0, reason as u8, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
         {
-            // notify_one stores a permit if the stream is not waiting yet.
-            self.notify.notify_one();
+            self.queue.wake();
         }
     }
 
@@ -75,20 +95,20 @@ impl CloseSignal {
         DisconnectReason::from_u8(self.reason.load(Ordering::Acquire))
     }
 
-    pub(crate) async fn closed(&self) -> DisconnectReason {
-        loop {
-            if let Some(reason) = self.reason() {
-                return reason;
-            }
-            self.notify.notified().await;
+    /// The end if one was decided (it wins over queued events), else the
+    /// next queued event, else `Pending` with the stream's waker kept.
+    pub(crate) fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Next> {
+        if let Some(reason) = self.reason() {
+            return Poll::Ready(Next::End(reason));
+        }
+        match self.queue.poll_pop(cx) {
+            Poll::Ready(frame) => Poll::Ready(Next::Write(frame)),
+            // A close between the check above and the waker registration
+            // in poll_pop woke no one: look again.
+            Poll::Pending => match self.reason() {
+                Some(reason) => Poll::Ready(Next::End(reason)),
+                None => Poll::Pending,
+            },
         }
     }
-}
-
-/// State shared between a registry entry and its stream.
-pub(crate) struct ClientLink {
-    pub(crate) close: CloseSignal,
-    pub(crate) events_sent: AtomicU64,
-    /// Events framed for this client, not yet written.
-    pub(crate) queue: super::queue::EventQueue,
 }

@@ -24,10 +24,10 @@ use super::target::{ClientId, Identity, Tag, Target, UserId};
 
 use index::{Entry, Indexes};
 pub use lifecycle::DisconnectReason;
-pub(crate) use lifecycle::{ClientLink, CloseSignal};
+pub(crate) use lifecycle::{ClientLink, Next};
 pub(crate) use listing::unix_millis;
 pub use listing::{ClientFilter, ClientInfo, IndexSizes, Stats, unix_millis_now};
-use queue::{EventQueue, Full};
+use queue::Full;
 
 /// Why a new connection was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -111,11 +111,7 @@ impl Registry {
         client_tags: Vec<Tag>,
     ) -> Result<Registration, RegisterError> {
         let id = ClientId::random();
-        let link = Arc::new(ClientLink {
-            close: CloseSignal::default(),
-            events_sent: AtomicU64::new(0),
-            queue: EventQueue::new(self.config.queue_len),
-        });
+        let link = Arc::new(ClientLink::new(self.config.queue_len));
         let mut tags: Vec<Tag> = identity.tags.clone();
         for tag in client_tags {
             if !tags.contains(&tag) {
@@ -206,7 +202,7 @@ impl Registry {
         let removed = self.write().remove(client);
         match removed {
             Some(entry) => {
-                entry.link.close.close(reason);
+                entry.link.close(reason);
                 true
             }
             None => false,
@@ -235,7 +231,7 @@ impl Registry {
                 .collect()
         };
         for entry in entries {
-            entry.link.close.close(DisconnectReason::Shutdown);
+            entry.link.close(DisconnectReason::Shutdown);
         }
     }
 
@@ -342,8 +338,8 @@ impl ClientGuard {
 
     /// Ends the connection with `fallback` unless a reason was already set.
     pub(crate) fn finish(&self, fallback: DisconnectReason) -> DisconnectReason {
-        self.link.close.close(fallback);
-        self.link.close.reason().unwrap_or(fallback)
+        self.link.close(fallback);
+        self.link.reason().unwrap_or(fallback)
     }
 }
 
@@ -354,11 +350,7 @@ impl Drop for ClientGuard {
             .counters
             .connections_closed
             .fetch_add(1, Ordering::Relaxed);
-        let reason = self
-            .link
-            .close
-            .reason()
-            .unwrap_or(DisconnectReason::ClientClosed);
+        let reason = self.link.reason().unwrap_or(DisconnectReason::ClientClosed);
         let duration = self.since.elapsed();
         let events_sent = self.link.events_sent.load(Ordering::Relaxed);
         if self.registry.config.enable_logging {

@@ -8,9 +8,8 @@
 //! receiver (the stream).
 
 use std::collections::VecDeque;
-use std::future::poll_fn;
 use std::sync::{Mutex, PoisonError};
-use std::task::Poll;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures::task::AtomicWaker;
@@ -61,21 +60,23 @@ impl EventQueue {
         next
     }
 
-    /// Waits for the next event. Only one task may wait at a time (the
-    /// client's stream).
-    pub(crate) async fn next(&self) -> Bytes {
-        poll_fn(|cx| {
-            if let Some(frame) = self.pop() {
-                return Poll::Ready(frame);
-            }
-            self.waker.register(cx.waker());
-            // An event pushed between the pop and the register woke no one.
-            match self.pop() {
-                Some(frame) => Poll::Ready(frame),
-                None => Poll::Pending,
-            }
-        })
-        .await
+    /// The next event, or `Pending` with `cx`'s waker registered. Only one
+    /// task may wait at a time (the client's stream).
+    pub(crate) fn poll_pop(&self, cx: &mut Context<'_>) -> Poll<Bytes> {
+        if let Some(frame) = self.pop() {
+            return Poll::Ready(frame);
+        }
+        self.waker.register(cx.waker());
+        // An event pushed between the pop and the register woke no one.
+        match self.pop() {
+            Some(frame) => Poll::Ready(frame),
+            None => Poll::Pending,
+        }
+    }
+
+    /// Wakes the waiting stream (to notice something other than an event).
+    pub(crate) fn wake(&self) {
+        self.waker.wake();
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Bytes>> {
@@ -88,8 +89,15 @@ impl EventQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::future::poll_fn;
     use std::sync::Arc;
     use std::time::Duration;
+
+    impl EventQueue {
+        async fn next(&self) -> Bytes {
+            poll_fn(|cx| self.poll_pop(cx)).await
+        }
+    }
 
     #[test]
     fn bounded_and_in_order() {

@@ -175,10 +175,7 @@ fn every_kind_of_end_cleans_every_index() {
     // Disconnect by the server, then the stream ends.
     let w = world();
     assert!(w.registry.disconnect(w.a1.id, DisconnectReason::Kicked));
-    assert_eq!(
-        w.a1.guard.link.close.reason(),
-        Some(DisconnectReason::Kicked)
-    );
+    assert_eq!(w.a1.guard.link.reason(), Some(DisconnectReason::Kicked));
     assert_eq!(
         w.registry
             .disconnect_matching(&Target::tag("role", "admin"), DisconnectReason::Kicked),
@@ -194,10 +191,7 @@ fn every_kind_of_end_cleans_every_index() {
     w.registry.shutdown();
     assert_eq!(w.registry.index_sizes(), empty);
     for reg in [&w.a1, &w.a2, &w.b1, &w.c1] {
-        assert_eq!(
-            reg.guard.link.close.reason(),
-            Some(DisconnectReason::Shutdown)
-        );
+        assert_eq!(reg.guard.link.reason(), Some(DisconnectReason::Shutdown));
     }
     assert_eq!(
         w.registry.register(&identity("z", "s9", &[]), vec![]).err(),
@@ -223,10 +217,10 @@ fn overflow_disconnects_only_the_slow_client() {
         .unwrap();
     assert_eq!(reached, 1);
     assert_eq!(
-        w.a2.guard.link.close.reason(),
+        w.a2.guard.link.reason(),
         Some(DisconnectReason::QueueOverflow)
     );
-    assert_eq!(w.a1.guard.link.close.reason(), None);
+    assert_eq!(w.a1.guard.link.reason(), None);
     assert_eq!(w.registry.len(), 3);
     assert_eq!(drain(&mut w.a1).len(), 1);
     // Others are untouched.
