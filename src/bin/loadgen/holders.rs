@@ -44,6 +44,7 @@ impl Holders {
             children: Vec::new(),
             reports: Vec::new(),
         };
+        let cookies = (!a.cookies.is_empty()).then(|| a.cookies.join(","));
         let mut start = first;
         let mut left = total;
         while left > 0 {
@@ -69,6 +70,7 @@ impl Holders {
                     "--concurrency",
                     &a.concurrency.to_string(),
                 ])
+                .args(cookies.iter().flat_map(|c| ["--cookies", c.as_str()]))
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .spawn()

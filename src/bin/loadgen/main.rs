@@ -60,6 +60,9 @@ pub struct Args {
     warmup: usize,
     /// Concurrent publishers (saturate).
     publishers: usize,
+    /// Session cookies to connect with, instead of signing in (holders
+    /// get them from the coordinator).
+    cookies: Vec<String>,
 }
 
 fn args() -> Result<Args, String> {
@@ -78,6 +81,7 @@ fn args() -> Result<Args, String> {
         cycles: 100_000,
         warmup: 2_000,
         publishers: 4,
+        cookies: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -98,6 +102,7 @@ fn args() -> Result<Args, String> {
             "--cycles" => a.cycles = value()?.parse().map_err(|e| bad(&e))?,
             "--warmup" => a.warmup = value()?.parse().map_err(|e| bad(&e))?,
             "--publishers" => a.publishers = value()?.parse().map_err(|e| bad(&e))?,
+            "--cookies" => a.cookies = value()?.split(',').map(str::to_string).collect(),
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -117,8 +122,8 @@ impl Args {
 
     /// The stream request, signing in the accounts it needs (ours).
     async fn stream_request(&self, count: usize) -> Result<Arc<StreamRequest>, String> {
-        let mut cookies = Vec::new();
-        if self.ours() {
+        let mut cookies = self.cookies.clone();
+        if self.ours() && cookies.is_empty() {
             let first = self.first / self.per_user.max(1);
             for u in 0..count.div_ceil(self.per_user.max(1)) {
                 cookies.push(session(self.addr, &format!("bench{}", first + u)).await?);
@@ -129,6 +134,19 @@ impl Args {
             path: if self.ours() { "/api/sse" } else { "/sse" },
             cookies: Arc::new(cookies),
         }))
+    }
+
+    /// A copy that connects with sessions signed in now, one at a time:
+    /// each sign-in hashes a password with 19 MiB of server memory, which
+    /// must be in the server's RSS before the reference reading, not in
+    /// the per-connection figure.
+    async fn with_sessions(&self, count: usize) -> Result<Args, String> {
+        let mut a = self.clone();
+        if self.ours() {
+            a.cookies = self.stream_request(count).await?.cookies.to_vec();
+            tokio::time::sleep(SETTLE).await;
+        }
+        Ok(a)
     }
 
     async fn admin(&self) -> Result<Option<String>, String> {
@@ -220,6 +238,7 @@ async fn hold(a: &Args) -> Result<serde_json::Value, String> {
 }
 
 async fn idle(a: &Args) -> Result<serde_json::Value, String> {
+    let a = &a.with_sessions(a.clients).await?;
     let before = a.pid.and_then(rss_kib);
     let holders = Holders::spawn(a, 0, a.clients, a.processes).await?;
     tokio::time::sleep(Duration::from_secs(a.duration)).await;
@@ -360,6 +379,7 @@ async fn targeted(a: &Args) -> Result<serde_json::Value, String> {
     if !a.ours() {
         return Err("targeted: the baseline cannot target a user".into());
     }
+    let a = &a.with_sessions(a.clients).await?;
     let holders = Holders::spawn(a, 0, a.clients, a.processes).await?;
     let probe = session(a.addr, "benchprobe").await?;
     let sink = Arc::new(Sink::default());
@@ -416,8 +436,11 @@ async fn cycles(req: &Arc<StreamRequest>, count: usize, concurrency: usize) -> R
     Ok(())
 }
 
-/// How long RSS is left to settle before it is read (churn).
-const SETTLE: Duration = Duration::from_secs(3);
+/// How long RSS is left to settle before it is read. Sign-in hashes
+/// passwords with 19 MiB each on tokio's blocking threads; the allocator
+/// keeps that memory in those threads' heaps until the threads retire,
+/// after 10 s idle.
+const SETTLE: Duration = Duration::from_secs(12);
 
 async fn churn(a: &Args) -> Result<serde_json::Value, String> {
     let admin = a.admin().await?;
@@ -435,8 +458,6 @@ async fn churn(a: &Args) -> Result<serde_json::Value, String> {
     };
     cycles(&req, a.warmup, a.concurrency).await?;
     count(admin.clone()).await?;
-    // Sign-in hashes passwords with 19 MiB of memory each; give the
-    // allocator time to return it before taking the reference.
     tokio::time::sleep(SETTLE).await;
     let before = a.pid.and_then(rss_kib);
     let started = Instant::now();
