@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 
 CLIENTS=${BENCH_CLIENTS:-"1000 5000 19000"}
 IDLE_DURATION=${BENCH_IDLE_DURATION:-30}
+REUSE_CLIENTS=${BENCH_REUSE_CLIENTS:-5000}
 BROADCAST_CLIENTS=${BENCH_BROADCAST_CLIENTS:-10000}
 # Broadcast latency at a rate where one fan-out ends before the next event
 # (10 000 writes take ~0.12 s of the server's core), then at a rate that
@@ -97,6 +98,12 @@ if wants idle; then
     gen "${ours[@]}" --scenario idle --clients "${n}" --processes "${p}" --duration "${IDLE_DURATION}"
     gen "${base[@]}" --scenario idle --clients "${n}" --processes "${p}" --duration "${IDLE_DURATION}"
   done
+  # As a browser does when its EventSource reuses a keep-alive connection
+  # of the page: the stream is then served by hyper, not written directly.
+  start_servers
+  echo "==> idle hold, ${REUSE_CLIENTS} connections that served a request before the stream, ${IDLE_DURATION}s"
+  gen "${ours[@]}" --scenario idle --reuse --clients "${REUSE_CLIENTS}" --duration "${IDLE_DURATION}"
+  gen "${base[@]}" --scenario idle --reuse --clients "${REUSE_CLIENTS}" --duration "${IDLE_DURATION}"
 fi
 
 if wants broadcast; then

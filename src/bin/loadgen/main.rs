@@ -63,6 +63,8 @@ pub struct Args {
     /// Session cookies to connect with, instead of signing in (holders
     /// get them from the coordinator).
     cookies: Vec<String>,
+    /// Open each stream on a connection that served a request first.
+    reuse: bool,
 }
 
 fn args() -> Result<Args, String> {
@@ -82,9 +84,14 @@ fn args() -> Result<Args, String> {
         warmup: 2_000,
         publishers: 4,
         cookies: Vec::new(),
+        reuse: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
+        if flag == "--reuse" {
+            a.reuse = true;
+            continue;
+        }
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
         let bad = |e: &dyn std::fmt::Display| format!("{flag}: {e}");
         match flag.as_str() {
@@ -133,6 +140,7 @@ impl Args {
             addr: self.addr,
             path: if self.ours() { "/api/sse" } else { "/sse" },
             cookies: Arc::new(cookies),
+            reuse: self.reuse,
         }))
     }
 
@@ -244,6 +252,7 @@ async fn idle(a: &Args) -> Result<serde_json::Value, String> {
     tokio::time::sleep(Duration::from_secs(a.duration)).await;
     let after = a.pid.and_then(rss_kib);
     let mut out = serde_json::json!({
+        "reuse": a.reuse,
         "processes": a.processes,
         "connects_per_second": holders.connects_per_second(),
     });
@@ -387,6 +396,7 @@ async fn targeted(a: &Args) -> Result<serde_json::Value, String> {
         addr: a.addr,
         path: "/api/sse",
         cookies: Arc::new(vec![probe.clone()]),
+        reuse: false,
     };
     let conn = open_stream(&req, a.clients, sink.clone()).await?;
     let headers = format!("Content-Type: application/json\r\nCookie: {probe}\r\n");

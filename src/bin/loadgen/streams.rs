@@ -35,6 +35,9 @@ pub struct StreamRequest {
     pub addr: SocketAddr,
     pub path: &'static str,
     pub cookies: Arc<Vec<String>>,
+    /// Send another request first on the same connection, as a browser's
+    /// EventSource does when it reuses a keep-alive connection.
+    pub reuse: bool,
 }
 
 impl StreamRequest {
@@ -56,6 +59,9 @@ pub async fn connect_stream(req: &StreamRequest, n: usize) -> Result<TcpStream, 
     let mut stream = connect_from(req.addr, n)
         .await
         .map_err(|e| format!("connect: {e}"))?;
+    if req.reuse {
+        first_request(&mut stream, req).await?;
+    }
     stream
         .write_all(req.bytes(n).as_bytes())
         .await
@@ -85,6 +91,42 @@ pub async fn connect_stream(req: &StreamRequest, n: usize) -> Result<TcpStream, 
         ));
     }
     Ok(stream)
+}
+
+/// A small request with a `content-length` answer (ours: the listing
+/// without a session, 401; the baseline: its count), read whole.
+async fn first_request(stream: &mut TcpStream, req: &StreamRequest) -> Result<(), String> {
+    let path = if req.path == "/api/sse" {
+        "/api/sse/clients"
+    } else {
+        "/count"
+    };
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {}\r\n\r\n", req.addr);
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    loop {
+        let read = stream.read(&mut buf).await.map_err(|e| e.to_string())?;
+        if read == 0 {
+            return Err("closed after the first request".into());
+        }
+        got.extend_from_slice(&buf[..read]);
+        let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or("the first response has no content-length")?;
+        if got.len() >= end + 4 + length {
+            return Ok(());
+        }
+    }
 }
 
 /// Opens one stream and starts reading it into `sink`.
