@@ -1,8 +1,9 @@
 //! How connections are served (`sse::serve`), over raw TCP so that the
-//! test decides what shares a connection: a stream requested first on a
-//! fresh connection is written directly, one requested on a reused
-//! keep-alive connection goes through hyper; both must look the same to
-//! a client. Also: refusals, disconnects, the header timeout, shutdown.
+//! test decides what shares a connection: bodiless GETs are answered
+//! directly (a stream on a fresh connection, or after other GETs on a
+//! keep-alive one); after a request with a body the connection belongs to
+//! hyper. A stream must look the same to a client either way. Also:
+//! refusals, disconnects, the header timeout, pipelining, shutdown.
 
 mod support;
 
@@ -178,16 +179,25 @@ async fn a_stream_looks_the_same_on_a_fresh_and_on_a_reused_connection() {
     // First request on its connection: written directly.
     let mut fresh = Raw::connect(&server).await;
     fresh.stream_request(Some(&alice)).await;
-    // After another request on a keep-alive connection: hyper.
+    // After another GET on a keep-alive connection: directly too.
     let mut reused = Raw::connect(&server).await;
     reused
         .send("GET /api/sse/clients HTTP/1.1\r\nHost: test\r\n\r\n")
         .await;
     let (head, _) = reused.response().await;
     assert!(head.starts_with("HTTP/1.1 401"), "{head}");
+    assert_eq!(header(&head, "connection"), None, "{head}");
     reused.stream_request(Some(&alice)).await;
+    // After a request with a body: hyper.
+    let mut after_post = Raw::connect(&server).await;
+    after_post
+        .send("POST /api/sse/test HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+        .await;
+    let (head, _) = after_post.response().await;
+    assert!(head.starts_with("HTTP/1.1 4"), "{head}");
+    after_post.stream_request(Some(&alice)).await;
 
-    for raw in [&mut fresh, &mut reused] {
+    for raw in [&mut fresh, &mut reused, &mut after_post] {
         assert!(raw.read_stream_until("event: connected").await);
         let (head, body) = raw.stream_so_far();
         assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
@@ -208,15 +218,15 @@ async fn a_stream_looks_the_same_on_a_fresh_and_on_a_reused_connection() {
             &json!({"user": "alice", "message": "to both"}).to_string(),
         )
         .await;
-    assert_eq!((status, answer), (200, json!({"delivered": 2})));
-    for raw in [&mut fresh, &mut reused] {
+    assert_eq!((status, answer), (200, json!({"delivered": 3})));
+    for raw in [&mut fresh, &mut reused, &mut after_post] {
         assert!(raw.read_stream_until("to both").await);
         assert!(raw.stream_so_far().1.contains("event: notification\n"));
     }
 
     // Shutdown ends both streams with the final chunk.
     server.shutdown().await.expect("clean shutdown");
-    for raw in [&mut fresh, &mut reused] {
+    for raw in [&mut fresh, &mut reused, &mut after_post] {
         assert!(raw.closed_by_server().await);
         let text = String::from_utf8_lossy(&raw.received).to_string();
         let (_, rest) = text.split_once("\r\n\r\n").expect("head");
@@ -225,17 +235,29 @@ async fn a_stream_looks_the_same_on_a_fresh_and_on_a_reused_connection() {
 }
 
 #[tokio::test]
-async fn a_refused_stream_gets_its_json_error_then_the_connection_closes() {
+async fn a_refused_stream_gets_its_json_error_and_the_connection_stays_usable() {
     let server = TestServer::start(&[]).await;
+    let alice = session_cookie(&server, "alice").await;
     let mut raw = Raw::connect(&server).await;
     raw.stream_request(None).await;
     let (head, body) = raw.response().await;
     assert!(head.starts_with("HTTP/1.1 401"), "{head}");
     assert_eq!(header(&head, "content-type"), Some("application/json"));
-    assert_eq!(header(&head, "connection"), Some("close"));
     let json: Value = serde_json::from_str(&body).expect("JSON body");
     assert_eq!(json["error"], "unauthenticated", "{json}");
-    assert!(raw.closed_by_server().await);
+    // The same connection serves the next request.
+    raw.stream_request(Some(&alice)).await;
+    assert!(raw.read_stream_until("event: connected").await);
+
+    // A client that asks to close gets its answer, then the close.
+    let mut closing = Raw::connect(&server).await;
+    closing
+        .send("GET /api/sse HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .await;
+    let (head, _) = closing.response().await;
+    assert!(head.starts_with("HTTP/1.1 401"), "{head}");
+    assert_eq!(header(&head, "connection"), Some("close"));
+    assert!(closing.closed_by_server().await);
     server.shutdown().await.expect("clean shutdown");
 }
 
@@ -278,13 +300,20 @@ async fn a_connection_without_a_complete_head_is_closed_after_the_header_timeout
     assert!(partial.closed_by_server().await);
     assert!(started.elapsed() >= Duration::from_millis(250));
 
-    // An idle keep-alive connection after a first request, too (hyper).
+    // Idle keep-alive connections after a first request, too: answered
+    // directly, and by hyper.
     let mut idle = Raw::connect(&server).await;
     idle.send("GET /api/sse/clients HTTP/1.1\r\nHost: test\r\n\r\n")
         .await;
-    let (head, _) = idle.response().await;
-    assert!(head.starts_with("HTTP/1.1 401"), "{head}");
-    assert!(idle.closed_by_server().await);
+    let mut idle_hyper = Raw::connect(&server).await;
+    idle_hyper
+        .send("POST /api/sse/test HTTP/1.1\r\nHost: test\r\nContent-Length: 0\r\n\r\n")
+        .await;
+    for raw in [&mut idle, &mut idle_hyper] {
+        let (head, _) = raw.response().await;
+        assert!(head.starts_with("HTTP/1.1 4"), "{head}");
+        assert!(raw.closed_by_server().await);
+    }
     server.shutdown().await.expect("clean shutdown");
 }
 

@@ -1,10 +1,12 @@
-//! Writes an event stream straight to its socket.
+//! Answers a bodiless `GET` without hyper, event streams included.
 //!
-//! The request still goes through the whole router (sessions, identity,
-//! limits): only the response is written here, as HTTP/1.1 chunked
-//! frames, each in one vectored write. What this saves against hyper is
-//! per-connection state: no read buffer, no write buffer, no dispatcher,
-//! only the socket and the body stream.
+//! The request goes through the whole router (sessions, identity,
+//! limits); only the response is written here: an event stream as
+//! HTTP/1.1 chunked frames, each in one vectored write, until it ends;
+//! anything else with `content-length` when its size is known, chunked
+//! otherwise, after which the connection may carry the next request. What
+//! this saves against hyper is per-connection state: an open stream holds
+//! its socket and body, no read buffer, write buffer or dispatcher.
 
 use std::io::{self, IoSlice};
 
@@ -13,15 +15,26 @@ use axum::body::Body;
 use axum::http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
 use axum::http::{HeaderMap, Request, StatusCode, response::Parts};
 use http_body_util::BodyExt;
+use hyper::body::Body as _;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tower::ServiceExt;
 
-/// Largest non-stream response (an error) collected and written whole.
-const MAX_PLAIN_BODY: usize = 64 * 1024;
+/// What the connection does after a response.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum After {
+    /// Read the next request.
+    KeepAlive,
+    Close,
+}
 
-/// Routes `request` through `app` and writes the response to `io`. Returns
-/// when the stream ends or the connection does.
-pub(super) async fn serve<IO>(mut io: IO, request: Request<Body>, app: Router)
+/// Routes `request` through `app` and writes the response to `io`.
+/// `keep_alive`: the client did not ask to close after this request.
+pub(super) async fn serve<IO>(
+    io: &mut IO,
+    request: Request<Body>,
+    app: Router,
+    keep_alive: bool,
+) -> After
 where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
@@ -32,16 +45,26 @@ where
         Err(never) => match never {},
     };
     let (parts, body) = response.into_parts();
-    let result = if is_event_stream(&parts) {
+    if is_event_stream(&parts) {
         // Only the head's bytes outlive this line, not the header map.
-        let head = response_head(&parts, Framing::Chunked);
+        let head = response_head(&parts, Framing::Chunked, true);
         drop(parts);
-        stream(&mut io, head, body).await
-    } else {
-        plain(&mut io, &parts, body).await
-    };
-    if let Err(e) = result {
-        tracing::debug!("event stream connection ended: {e}");
+        if let Err(e) = stream(io, head, body).await {
+            tracing::debug!("event stream connection ended: {e}");
+        }
+        return After::Close;
+    }
+    let keep_alive = keep_alive && !asks_to_close(&parts.headers);
+    match whole(io, &parts, body, keep_alive).await {
+        Ok(()) if keep_alive => After::KeepAlive,
+        Ok(()) => {
+            let _ = io.shutdown().await;
+            After::Close
+        }
+        Err(e) => {
+            tracing::debug!("connection ended while answering: {e}");
+            After::Close
+        }
     }
 }
 
@@ -52,6 +75,16 @@ fn is_event_stream(parts: &Parts) -> bool {
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("text/event-stream"))
+}
+
+/// A `connection` header that contains the `close` token.
+pub(super) fn asks_to_close(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("close"))
 }
 
 async fn stream<IO>(io: &mut IO, head: Vec<u8>, mut body: Body) -> io::Result<()>
@@ -88,30 +121,54 @@ where
     }
 }
 
-/// A refusal (401, 429, 503…): written whole, then the connection closes.
-async fn plain<IO>(io: &mut IO, parts: &Parts, body: Body) -> io::Result<()>
+/// Any other response, written to its end: `content-length` framing when
+/// the body's size is known (error JSON, static files), chunked otherwise
+/// (pages rendered as a stream).
+async fn whole<IO>(io: &mut IO, parts: &Parts, mut body: Body, keep_alive: bool) -> io::Result<()>
 where
     IO: AsyncWrite + Unpin,
 {
-    let bytes = http_body_util::Limited::new(body, MAX_PLAIN_BODY)
-        .collect()
-        .await
-        .map_err(io::Error::other)?
-        .to_bytes();
-    let mut out = response_head(parts, Framing::Length(bytes.len()));
-    out.extend_from_slice(&bytes);
-    io.write_all(&out).await?;
-    io.shutdown().await
+    let bodiless = parts.status.is_informational()
+        || parts.status == StatusCode::NO_CONTENT
+        || parts.status == StatusCode::NOT_MODIFIED;
+    let framing = match body.size_hint().exact() {
+        _ if bodiless => Framing::None,
+        Some(len) => Framing::Length(len),
+        None => Framing::Chunked,
+    };
+    let chunked = matches!(framing, Framing::Chunked);
+    io.write_all(&response_head(parts, framing, keep_alive))
+        .await?;
+    if bodiless {
+        return Ok(());
+    }
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(io::Error::other)?;
+        if let Ok(data) = frame.into_data()
+            && !data.is_empty()
+        {
+            if chunked {
+                write_chunk(io, &data).await?;
+            } else {
+                io.write_all(&data).await?;
+            }
+        }
+    }
+    if chunked {
+        io.write_all(b"0\r\n\r\n").await?;
+    }
+    Ok(())
 }
 
 enum Framing {
     Chunked,
-    /// Then the connection closes.
-    Length(usize),
+    Length(u64),
+    /// 1xx, 204, 304: no body and no framing header.
+    None,
 }
 
 /// The status line and headers; framing headers are this module's own.
-fn response_head(parts: &Parts, framing: Framing) -> Vec<u8> {
+fn response_head(parts: &Parts, framing: Framing, keep_alive: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(parts.status.as_str().as_bytes());
@@ -130,9 +187,13 @@ fn response_head(parts: &Parts, framing: Framing) -> Vec<u8> {
     out.extend_from_slice(b"\r\n");
     match framing {
         Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
-        Framing::Length(len) => out.extend_from_slice(
-            format!("content-length: {len}\r\nconnection: close\r\n").as_bytes(),
-        ),
+        Framing::Length(len) => {
+            out.extend_from_slice(format!("content-length: {len}\r\n").as_bytes())
+        }
+        Framing::None => {}
+    }
+    if !keep_alive {
+        out.extend_from_slice(b"connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
     out
@@ -259,7 +320,7 @@ mod tests {
             .body(())
             .unwrap();
         let (parts, ()) = response.into_parts();
-        let head = String::from_utf8(response_head(&parts, Framing::Chunked)).unwrap();
+        let head = String::from_utf8(response_head(&parts, Framing::Chunked, true)).unwrap();
         assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
         assert!(head.contains("content-type: text/event-stream\r\n"));
         assert!(head.contains("set-cookie: sid=abc; Path=/\r\n"));

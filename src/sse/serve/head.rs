@@ -1,5 +1,5 @@
-//! The first request head on a connection, read before any HTTP machinery
-//! exists, to decide whether the connection is an event stream.
+//! A request head, read before any HTTP machinery exists, to decide who
+//! answers it: [`super::direct`] for a bodiless `GET`, hyper otherwise.
 
 use axum::body::Body;
 use axum::http::{HeaderName, HeaderValue, Method, Request, Version};
@@ -7,15 +7,18 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// Request heads are read in steps of this many bytes.
 const READ_STEP: usize = 1024;
-/// Most headers a direct stream request may have; more go to hyper.
+/// Most headers a direct request may have; more go to hyper.
 const MAX_HEADERS: usize = 48;
 
-/// What the first bytes of a connection turned out to be.
+/// What the next bytes of a connection turned out to be.
 #[derive(Debug)]
-pub(super) enum FirstRequest {
-    /// `GET <stream path>` over HTTP/1.1 with no body and nothing sent
-    /// after it: served without hyper.
-    Stream(Box<Request<Body>>),
+pub(super) enum Head {
+    /// `GET` over HTTP/1.1 with no body and nothing sent after it: served
+    /// without hyper. `keep_alive`: no `Connection: close`.
+    Direct {
+        request: Box<Request<Body>>,
+        keep_alive: bool,
+    },
     /// Anything else: hyper serves it, starting with these bytes.
     Other(Vec<u8>),
     /// The peer closed or failed before sending a complete head.
@@ -23,55 +26,50 @@ pub(super) enum FirstRequest {
 }
 
 /// Reads until a complete head, the end of the stream, or `max_bytes`.
-pub(super) async fn read_first<R: AsyncRead + Unpin>(
-    io: &mut R,
-    stream_path: &str,
-    max_bytes: usize,
-) -> FirstRequest {
+pub(super) async fn read_head<R: AsyncRead + Unpin>(io: &mut R, max_bytes: usize) -> Head {
     let mut buf: Vec<u8> = Vec::with_capacity(READ_STEP);
     loop {
         if buf.capacity() - buf.len() < READ_STEP / 2 {
             buf.reserve(READ_STEP);
         }
         match io.read_buf(&mut buf).await {
-            Ok(0) | Err(_) => return FirstRequest::Gone,
+            Ok(0) | Err(_) => return Head::Gone,
             Ok(_) => {}
         }
-        match classify(&buf, stream_path) {
-            Some(Parsed::Stream(request)) => return FirstRequest::Stream(request),
-            Some(Parsed::Other) => return FirstRequest::Other(buf),
-            None if buf.len() >= max_bytes => return FirstRequest::Other(buf),
+        match classify(&buf) {
+            Some(Some(request)) => {
+                let keep_alive = !super::direct::asks_to_close(request.headers());
+                return Head::Direct {
+                    request,
+                    keep_alive,
+                };
+            }
+            Some(None) => return Head::Other(buf),
+            None if buf.len() >= max_bytes => return Head::Other(buf),
             None => {}
         }
     }
 }
 
-enum Parsed {
-    Stream(Box<Request<Body>>),
-    Other,
-}
-
-/// `None` while the head is incomplete.
-fn classify(buf: &[u8], stream_path: &str) -> Option<Parsed> {
+/// `None` while the head is incomplete; then the request if it can be
+/// served directly.
+fn classify(buf: &[u8]) -> Option<Option<Box<Request<Body>>>> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut head = httparse::Request::new(&mut headers);
     let len = match head.parse(buf) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return None,
         // Malformed or too many headers: hyper gives the proper answer.
-        Err(_) => return Some(Parsed::Other),
+        Err(_) => return Some(None),
     };
-    let target = head.path.unwrap_or("");
-    let path = target.split_once('?').map_or(target, |(path, _)| path);
     let direct = len == buf.len()
         && head.method == Some("GET")
         && head.version == Some(1)
-        && path == stream_path
         && head.headers.iter().all(|h| allowed(h));
     if !direct {
-        return Some(Parsed::Other);
+        return Some(None);
     }
-    Some(build(target, head.headers).map_or(Parsed::Other, Parsed::Stream))
+    Some(build(head.path.unwrap_or("/"), head.headers))
 }
 
 /// Headers that would need HTTP machinery this path does not have (a
@@ -106,31 +104,47 @@ fn build(target: &str, headers: &[httparse::Header<'_>]) -> Option<Box<Request<B
 mod tests {
     use super::*;
 
-    async fn first(bytes: &[u8]) -> FirstRequest {
+    async fn first(bytes: &[u8]) -> Head {
         let mut io = bytes;
-        read_first(&mut io, "/api/sse", 8192).await
+        read_head(&mut io, 8192).await
     }
 
     #[tokio::test]
-    async fn a_stream_request_is_served_directly() {
+    async fn a_bodiless_get_is_served_directly() {
         let got = first(b"GET /api/sse?tag=a:b HTTP/1.1\r\nHost: x\r\nCookie: sid=1\r\n\r\n").await;
-        let FirstRequest::Stream(request) = got else {
-            panic!("expected a direct stream, got {got:?}");
+        let Head::Direct {
+            request,
+            keep_alive: true,
+        } = got
+        else {
+            panic!("expected a direct request, got {got:?}");
         };
         assert_eq!(request.uri().path(), "/api/sse");
         assert_eq!(request.uri().query(), Some("tag=a:b"));
         assert_eq!(request.headers()["cookie"], "sid=1");
         assert_eq!(request.headers()["host"], "x");
+
+        let got = first(b"GET / HTTP/1.1\r\nConnection: keep-alive, Close\r\n\r\n").await;
+        assert!(
+            matches!(
+                got,
+                Head::Direct {
+                    keep_alive: false,
+                    ..
+                }
+            ),
+            "{got:?}"
+        );
     }
 
     #[tokio::test]
     async fn everything_else_goes_to_hyper_with_the_bytes_read() {
         for raw in [
-            &b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..],
-            b"POST /api/sse HTTP/1.1\r\nHost: x\r\n\r\n",
+            &b"POST /api/sse HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+            b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n",
             b"GET /api/sse HTTP/1.0\r\nHost: x\r\n\r\n",
-            b"GET /api/sse/clients HTTP/1.1\r\nHost: x\r\n\r\n",
             b"GET /api/sse HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc",
+            b"GET /api/sse HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
             b"GET /api/sse HTTP/1.1\r\nUpgrade: websocket\r\n\r\n",
             // A pipelined second request.
             b"GET /api/sse HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n",
@@ -138,7 +152,7 @@ mod tests {
             b"\x16\x03\x01 not http at all\r\n\r\n",
         ] {
             match first(raw).await {
-                FirstRequest::Other(bytes) => assert_eq!(bytes, raw),
+                Head::Other(bytes) => assert_eq!(bytes, raw),
                 got => panic!(
                     "{:?}: expected hyper, got {got:?}",
                     String::from_utf8_lossy(raw)
@@ -151,11 +165,11 @@ mod tests {
     async fn an_oversized_head_goes_to_hyper_and_a_cut_one_is_gone() {
         let mut long = b"GET /api/sse HTTP/1.1\r\nX-Pad: ".to_vec();
         long.extend(std::iter::repeat_n(b'a', 9000));
-        assert!(matches!(first(&long).await, FirstRequest::Other(b) if b.len() >= 8192));
+        assert!(matches!(first(&long).await, Head::Other(b) if b.len() >= 8192));
         assert!(matches!(
             first(b"GET /api/sse HTTP/1.1\r\nHo").await,
-            FirstRequest::Gone
+            Head::Gone
         ));
-        assert!(matches!(first(b"").await, FirstRequest::Gone));
+        assert!(matches!(first(b"").await, Head::Gone));
     }
 }

@@ -2,12 +2,14 @@
 //!
 //! An idle event stream served by hyper keeps hyper's per-connection read
 //! and write buffers and dispatcher for as long as it is open: most of
-//! what an idle connection costs. So the first request head of every
-//! connection is read here: a plain `GET` of the stream path goes through
-//! the router as usual and its response is written by [`direct`]; any
-//! other connection (pages, server functions, a stream requested on a
-//! reused keep-alive connection) is handed to hyper with the bytes already
-//! read, and behaves exactly as under `axum::serve`.
+//! what an idle connection costs. So request heads are read here: a
+//! bodiless `GET` (pages, static files, event streams) goes through the
+//! router as usual and its response is written by [`direct`], after which
+//! a keep-alive connection comes back for its next request; so does an
+//! `EventSource` that reuses a connection of the page. The first request
+//! with a body, an upgrade, HTTP/1.0 or pipelining hands the connection to
+//! hyper with the bytes already read, for good, and it behaves exactly as
+//! under `axum::serve`.
 
 mod direct;
 mod head;
@@ -29,24 +31,23 @@ use tokio::sync::watch;
 use tower::ServiceExt;
 
 use super::socket::{ConnInfo, WatchedIo, WatchedListener};
-use head::FirstRequest;
+use direct::After;
+use head::Head;
 use rewind::Rewind;
 
 /// How connections are served.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
-    /// The path of the event stream route (`/api/sse`).
-    pub stream_path: &'static str,
-    /// A connection must send a complete request head within this long.
+    /// A connection must send a complete request head within this long
+    /// (idle keep-alive connections included).
     pub header_timeout: Duration,
-    /// A first request head longer than this is left to hyper.
+    /// A request head longer than this is left to hyper.
     pub max_direct_head: usize,
 }
 
 impl Default for ServeOptions {
     fn default() -> Self {
         ServeOptions {
-            stream_path: "/api/sse",
             header_timeout: Duration::from_secs(30),
             max_direct_head: 8 * 1024,
         }
@@ -92,22 +93,41 @@ async fn connection(
         peer,
         socket: io.state().clone(),
     };
-    let read = head::read_first(&mut io, options.stream_path, options.max_direct_head);
-    let first = match tokio::time::timeout(options.header_timeout, Box::pin(read)).await {
-        Ok(first) => first,
-        Err(_) => return,
-    };
-    match first {
-        FirstRequest::Stream(request) => {
-            let mut request = *request;
-            request.extensions_mut().insert(ConnectInfo(info));
-            direct::serve(io, request, app).await;
+    let mut stop_direct = stop.clone();
+    loop {
+        // Between requests, a shutdown closes the connection at once.
+        let next = tokio::select! {
+            next = tokio::time::timeout(
+                options.header_timeout,
+                Box::pin(head::read_head(&mut io, options.max_direct_head)),
+            ) => next,
+            () = stopping(&mut stop_direct) => return,
+        };
+        match next {
+            Ok(Head::Direct {
+                request,
+                keep_alive,
+            }) => {
+                let mut request = *request;
+                request.extensions_mut().insert(ConnectInfo(info.clone()));
+                let after = direct::serve(&mut io, request, app.clone(), keep_alive).await;
+                if after == After::Close {
+                    return;
+                }
+            }
+            Ok(Head::Other(bytes)) => {
+                let hyper = with_hyper(Rewind::new(bytes, io), app, info, options, stop);
+                return Box::pin(hyper).await;
+            }
+            Ok(Head::Gone) | Err(_) => return,
         }
-        FirstRequest::Other(bytes) => {
-            Box::pin(with_hyper(Rewind::new(bytes, io), app, info, options, stop)).await;
-        }
-        FirstRequest::Gone => {}
     }
+}
+
+/// Resolves once the server is shutting down.
+async fn stopping(stop: &mut watch::Receiver<bool>) {
+    // The guard this returns must not live across another await.
+    let _ = stop.wait_for(|stopping| *stopping).await;
 }
 
 /// Hyper's HTTP/1.1 (keep-alive, pipelining, upgrades), with graceful
@@ -137,10 +157,7 @@ async fn with_hyper(
                 tracing::debug!("connection ended: {e}");
             }
         }
-        () = async {
-            // The guard this returns must not live across the await below.
-            let _ = stop.wait_for(|stopping| *stopping).await;
-        } => {
+        () = stopping(&mut stop) => {
             connection.as_mut().graceful_shutdown();
             if let Err(e) = connection.await {
                 tracing::debug!("connection ended during shutdown: {e}");
