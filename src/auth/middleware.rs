@@ -21,6 +21,11 @@ const PROTECTED_PAGES: &[&str] = &["/home"];
 /// The session cookie's name.
 pub const COOKIE_NAME: &str = "sid";
 
+/// Where the build's static files are served (`site_pkg_dir` in
+/// Leptos.toml; a test keeps the two equal). They need no identity, and
+/// reading the session for each would be a database query per file.
+pub const STATIC_PREFIX: &str = "/pkg/";
+
 /// Puts the signed-in user into the request: [`super::CurrentUser`] for
 /// pages and server functions, the SSE layer's `Identity`, and what the
 /// client listing may show. Redirects signed-out visitors of protected
@@ -31,6 +36,9 @@ pub async fn identify(
     mut request: Request,
     next: Next,
 ) -> Response {
+    if request.uri().path().starts_with(STATIC_PREFIX) {
+        return next.run(request).await;
+    }
     match auth.user_of(&session).await {
         Some((user, identity)) => {
             let scope = if user.is_admin {

@@ -195,5 +195,10 @@ fn readme_table_matches_the_keys() {
 #[test]
 fn checked_in_leptos_toml_is_valid() {
     let text = include_str!("../../Leptos.toml");
-    load(Some(text), &[]).expect("Leptos.toml in the repository must load");
+    let config = load(Some(text), &[]).expect("Leptos.toml in the repository must load");
+    // The auth layer skips the session for static files under this path.
+    assert_eq!(
+        format!("/{}/", config.leptos.site_pkg_dir),
+        crate::auth::middleware::STATIC_PREFIX
+    );
 }
