@@ -211,6 +211,11 @@ async fn a_stream_looks_the_same_on_a_fresh_and_on_a_reused_connection() {
             "{body}"
         );
     }
+    // Written directly, a stream says that its end closes the connection.
+    for raw in [&fresh, &reused] {
+        let (head, _) = raw.stream_so_far();
+        assert_eq!(header(&head, "connection"), Some("close"), "{head}");
+    }
 
     let (status, answer) = bob
         .post_json(

@@ -45,9 +45,18 @@ where
         Err(never) => match never {},
     };
     let (parts, body) = response.into_parts();
+    if parts.status.is_informational() {
+        // Only hyper's upgrade path may answer 1xx; a client would wait
+        // forever for the final response after this one.
+        tracing::error!(status = %parts.status, "a handler answered a GET with 1xx; sending 500");
+        let _ = io.write_all(INTERNAL_ERROR).await;
+        let _ = io.shutdown().await;
+        return After::Close;
+    }
     if is_event_stream(&parts) {
-        // Only the head's bytes outlive this line, not the header map.
-        let head = response_head(&parts, Framing::Chunked, true);
+        // Only the head's bytes outlive this line, not the header map. The
+        // connection closes when the stream ends: say so.
+        let head = response_head(&parts, Framing::Chunked, false);
         drop(parts);
         if let Err(e) = stream(io, head, body).await {
             tracing::debug!("event stream connection ended: {e}");
@@ -121,20 +130,33 @@ where
     }
 }
 
+/// The answer when a handler misbehaves in a way HTTP cannot carry.
+const INTERNAL_ERROR: &[u8] =
+    b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+
 /// Any other response, written to its end: `content-length` framing when
-/// the body's size is known (error JSON, static files), chunked otherwise
-/// (pages rendered as a stream).
+/// the size is known (from the body, else from the handler's own header:
+/// error JSON, static files), chunked otherwise (pages rendered as a
+/// stream). A body that does not match its announced length is an error:
+/// the connection must close rather than fall out of step.
 async fn whole<IO>(io: &mut IO, parts: &Parts, mut body: Body, keep_alive: bool) -> io::Result<()>
 where
     IO: AsyncWrite + Unpin,
 {
-    let bodiless = parts.status.is_informational()
-        || parts.status == StatusCode::NO_CONTENT
-        || parts.status == StatusCode::NOT_MODIFIED;
-    let framing = match body.size_hint().exact() {
+    let bodiless =
+        parts.status == StatusCode::NO_CONTENT || parts.status == StatusCode::NOT_MODIFIED;
+    let framing = match body
+        .size_hint()
+        .exact()
+        .or_else(|| declared_length(&parts.headers))
+    {
         _ if bodiless => Framing::None,
         Some(len) => Framing::Length(len),
         None => Framing::Chunked,
+    };
+    let announced = match framing {
+        Framing::Length(len) => Some(len),
+        _ => None,
     };
     let chunked = matches!(framing, Framing::Chunked);
     io.write_all(&response_head(parts, framing, keep_alive))
@@ -142,28 +164,52 @@ where
     if bodiless {
         return Ok(());
     }
+    let mut written: u64 = 0;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(io::Error::other)?;
-        if let Ok(data) = frame.into_data()
-            && !data.is_empty()
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if data.is_empty() {
+            continue;
+        }
+        written += data.len() as u64;
+        if let Some(len) = announced
+            && written > len
         {
-            if chunked {
-                write_chunk(io, &data).await?;
-            } else {
-                io.write_all(&data).await?;
-            }
+            return Err(io::Error::other(format!(
+                "body longer than its content-length {len}"
+            )));
+        }
+        if chunked {
+            write_chunk(io, &data).await?;
+        } else {
+            io.write_all(&data).await?;
         }
     }
-    if chunked {
-        io.write_all(b"0\r\n\r\n").await?;
+    match announced {
+        Some(len) if written != len => Err(io::Error::other(format!(
+            "body of {written} bytes, content-length {len}"
+        ))),
+        Some(_) => Ok(()),
+        None => io.write_all(b"0\r\n\r\n").await,
     }
-    Ok(())
+}
+
+/// One well-formed `content-length` set by the handler, if any.
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    let mut values = headers.get_all(CONTENT_LENGTH).iter();
+    let first = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    first.to_str().ok()?.trim().parse().ok()
 }
 
 enum Framing {
     Chunked,
     Length(u64),
-    /// 1xx, 204, 304: no body and no framing header.
+    /// 204, 304: no body and no framing header.
     None,
 }
 
@@ -308,6 +354,72 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(out.0, b"13\r\ndata: hello world\n\n\r\n");
+    }
+
+    fn streamed(chunks: &[&'static str]) -> Body {
+        let chunks: Vec<Result<bytes::Bytes, std::convert::Infallible>> = chunks
+            .iter()
+            .map(|c| Ok(bytes::Bytes::from_static(c.as_bytes())))
+            .collect();
+        Body::from_stream(futures::stream::iter(chunks))
+    }
+
+    fn parts_with(headers: &[(&str, &str)]) -> Parts {
+        let mut builder = axum::http::Response::builder().status(200);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        builder.body(()).unwrap().into_parts().0
+    }
+
+    #[tokio::test]
+    async fn a_handler_content_length_is_used_and_checked() {
+        // A file body: no exact size hint, the handler says the length.
+        let parts = parts_with(&[("content-length", "10")]);
+        let mut out = Vec::new();
+        whole(&mut out, &parts, streamed(&["hello", "world"]), true)
+            .await
+            .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("content-length: 10\r\n"), "{text}");
+        assert!(!text.contains("transfer-encoding"), "{text}");
+        assert!(!text.contains("connection: close"), "{text}");
+        assert!(text.ends_with("\r\n\r\nhelloworld"), "{text}");
+
+        // Shorter or longer than announced: an error, so the connection
+        // closes instead of falling out of step.
+        let short = whole(&mut Vec::new(), &parts, streamed(&["hello"]), true).await;
+        assert!(short.is_err());
+        let long = whole(
+            &mut Vec::new(),
+            &parts,
+            streamed(&["hello", "world", "!"]),
+            true,
+        )
+        .await;
+        assert!(long.is_err());
+    }
+
+    #[tokio::test]
+    async fn an_unknown_length_is_chunked_and_a_known_one_is_not() {
+        let mut out = Vec::new();
+        whole(&mut out, &parts_with(&[]), streamed(&["ab", "cde"]), false)
+            .await
+            .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("transfer-encoding: chunked\r\nconnection: close\r\n\r\n"),
+            "{text}"
+        );
+        assert!(text.ends_with("2\r\nab\r\n3\r\ncde\r\n0\r\n\r\n"), "{text}");
+
+        let mut out = Vec::new();
+        whole(&mut out, &parts_with(&[]), Body::from("{}"), true)
+            .await
+            .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("content-length: 2\r\n"), "{text}");
+        assert!(text.ends_with("\r\n\r\n{}"), "{text}");
     }
 
     #[test]

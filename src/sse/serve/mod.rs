@@ -110,6 +110,8 @@ async fn connection(
             }) => {
                 let mut request = *request;
                 request.extensions_mut().insert(ConnectInfo(info.clone()));
+                // Shutting down: this answer says `connection: close`.
+                let keep_alive = keep_alive && !*stop_direct.borrow();
                 let after = direct::serve(&mut io, request, app.clone(), keep_alive).await;
                 if after == After::Close {
                     return;
