@@ -37,39 +37,44 @@ pub(super) async fn read_head<R: AsyncRead + Unpin>(io: &mut R, max_bytes: usize
             Ok(_) => {}
         }
         match classify(&buf) {
-            Some(Some(request)) => {
+            Parsed::Direct(request) => {
                 let keep_alive = !super::direct::asks_to_close(request.headers());
                 return Head::Direct {
                     request,
                     keep_alive,
                 };
             }
-            Some(None) => return Head::Other(buf),
-            None if buf.len() >= max_bytes => return Head::Other(buf),
-            None => {}
+            Parsed::Hyper => return Head::Other(buf),
+            Parsed::Incomplete if buf.len() >= max_bytes => return Head::Other(buf),
+            Parsed::Incomplete => {}
         }
     }
 }
 
-/// `None` while the head is incomplete; then the request if it can be
-/// served directly.
-fn classify(buf: &[u8]) -> Option<Option<Box<Request<Body>>>> {
+/// What the bytes read so far hold.
+enum Parsed {
+    Incomplete,
+    Direct(Box<Request<Body>>),
+    Hyper,
+}
+
+fn classify(buf: &[u8]) -> Parsed {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut head = httparse::Request::new(&mut headers);
     let len = match head.parse(buf) {
         Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) => return None,
+        Ok(httparse::Status::Partial) => return Parsed::Incomplete,
         // Malformed or too many headers: hyper gives the proper answer.
-        Err(_) => return Some(None),
+        Err(_) => return Parsed::Hyper,
     };
     let direct = len == buf.len()
         && head.method == Some("GET")
         && head.version == Some(1)
         && head.headers.iter().all(|h| allowed(h));
     if !direct {
-        return Some(None);
+        return Parsed::Hyper;
     }
-    Some(build(head.path.unwrap_or("/"), head.headers))
+    build(head.path.unwrap_or("/"), head.headers).map_or(Parsed::Hyper, Parsed::Direct)
 }
 
 /// Headers that would need HTTP machinery this path does not have (a

@@ -87,13 +87,12 @@ async fn connection(
     peer: SocketAddr,
     app: Router,
     options: ServeOptions,
-    stop: watch::Receiver<bool>,
+    mut stop: watch::Receiver<bool>,
 ) {
     let info = ConnInfo {
         peer,
         socket: io.state().clone(),
     };
-    let mut stop_direct = stop.clone();
     loop {
         // Between requests, a shutdown closes the connection at once.
         let next = tokio::select! {
@@ -101,7 +100,7 @@ async fn connection(
                 options.header_timeout,
                 Box::pin(head::read_head(&mut io, options.max_direct_head)),
             ) => next,
-            () = stopping(&mut stop_direct) => return,
+            () = stopping(&mut stop) => return,
         };
         match next {
             Ok(Head::Direct {
@@ -111,7 +110,7 @@ async fn connection(
                 let mut request = *request;
                 request.extensions_mut().insert(ConnectInfo(info.clone()));
                 // Shutting down: this answer says `connection: close`.
-                let keep_alive = keep_alive && !*stop_direct.borrow();
+                let keep_alive = keep_alive && !*stop.borrow();
                 let after = direct::serve(&mut io, request, app.clone(), keep_alive).await;
                 if after == After::Close {
                     return;
