@@ -77,29 +77,38 @@ fn Frame() -> impl IntoView {
 
 /// The header's account corner: sign-in links, or the user and a sign-out
 /// button (a form, so it works before hydration too).
+///
+/// Written to survive a render abandoned half-way (the client went away):
+/// the resource's future is taken while the owner is alive, and the links
+/// after the `await` are plain anchors, which need no router context (the
+/// router still handles clicks on them). Router `<A>`s here panicked when
+/// the owner was torn down before the suspense resolved.
 #[component]
 fn Account(auth: AuthContext) -> impl IntoView {
     use leptos::form::ActionForm;
     view! {
         <Transition fallback=|| ()>
-            {move || Suspend::new(async move {
-                match auth.user.await {
-                    Ok(Some(user)) => view! {
-                        <span class="account">
-                            <span class="account-name">{user.username}</span>
-                            <ActionForm action=auth.logout attr:class="inline-form">
-                                <button type="submit" class="link-button">"Sign out"</button>
-                            </ActionForm>
-                        </span>
+            {move || {
+                let user = auth.user.into_future();
+                Suspend::new(async move {
+                    match user.await {
+                        Ok(Some(user)) => view! {
+                            <span class="account">
+                                <span class="account-name">{user.username}</span>
+                                <ActionForm action=auth.logout attr:class="inline-form">
+                                    <button type="submit" class="link-button">"Sign out"</button>
+                                </ActionForm>
+                            </span>
+                        }
+                        .into_any(),
+                        _ => view! {
+                            <a href="/login">"Sign in"</a>
+                            <a href="/signup">"Sign up"</a>
+                        }
+                        .into_any(),
                     }
-                    .into_any(),
-                    _ => view! {
-                        <A href="/login">"Sign in"</A>
-                        <A href="/signup">"Sign up"</A>
-                    }
-                    .into_any(),
-                }
-            })}
+                })
+            }}
         </Transition>
     }
 }

@@ -151,8 +151,12 @@ mod server {
             None | Some("") => Notification::NAME.to_string(),
             Some(name) => name.to_string(),
         };
-        if let Err(e) = EventName::new(name.clone()) {
-            return Err(AppError::bad_request("bad_event_name", e.to_string()));
+        match EventName::new(name.clone()) {
+            Ok(_) => {}
+            Err(e @ EventError::ReservedName(_)) => {
+                return Err(AppError::bad_request("reserved_event_name", e.to_string()));
+            }
+            Err(e) => return Err(AppError::bad_request("bad_event_name", e.to_string())),
         }
         let payload = Notification {
             message,

@@ -11,6 +11,8 @@ pub mod pages;
 pub mod sse;
 
 #[cfg(feature = "ssr")]
+pub mod admin;
+#[cfg(feature = "ssr")]
 pub mod config;
 #[cfg(feature = "ssr")]
 pub mod server;

@@ -1,7 +1,10 @@
-//! The server binary: configuration, logging, then [`sse_notify::server`].
+//! The server binary: configuration, logging, then [`sse_notify::server`];
+//! or, with `admin …`, the operator's role commands.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
+use sse_notify::admin::{self, AdminCommand};
 use sse_notify::config::Config;
 use sse_notify::server;
 use tracing_subscriber::EnvFilter;
@@ -12,13 +15,35 @@ use tracing_subscriber::EnvFilter;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+/// After the server has stopped, how long tasks still running (a stuck
+/// handler, blocking work) may delay the exit.
+const RUNTIME_SHUTDOWN: Duration = Duration::from_secs(1);
+
+fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .init();
+
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let command = match args.split_first() {
+        None => None,
+        Some((first, rest)) if first == "admin" => match AdminCommand::parse(rest) {
+            Ok(command) => Some(command),
+            Err(usage) => {
+                eprintln!("{usage}");
+                return ExitCode::from(2);
+            }
+        },
+        Some((first, _)) => {
+            eprintln!(
+                "unknown argument {first:?}\nusage: sse_notify (serve, configured by Leptos.toml and the environment)\n       {}",
+                admin::USAGE
+            );
+            return ExitCode::from(2);
+        }
+    };
 
     let config = match Config::from_env() {
         Ok(config) => config,
@@ -27,7 +52,36 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = match command {
+        Some(command) => match runtime.block_on(admin::run(&config, command)) {
+            Ok(out) => {
+                println!("{out}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        None => runtime.block_on(serve(config)),
+    };
+    // Never wait for a task that does not end (a stuck handler, a worker
+    // blocked in a library): the process exits regardless.
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
+    code
+}
 
+async fn serve(config: Config) -> ExitCode {
     match server::raise_fd_limit() {
         Some(limit) => tracing::info!(
             open_files = limit,
@@ -44,8 +98,12 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-
-    match server::serve(listener, config, server::shutdown_signal()).await {
+    let grace = config.server.shutdown_timeout;
+    let signal = async move {
+        server::shutdown_signal().await;
+        server::exit_after(grace + server::EXIT_MARGIN);
+    };
+    match server::serve(listener, config, signal).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

@@ -227,6 +227,32 @@ async fn send_endpoint_errors_are_400_with_json() {
     server.shutdown().await.expect("clean shutdown");
 }
 
+/// Finding 9 of the hardening review: a user could push the server's own
+/// `connected` event into another user's stream (the browser hook then
+/// replaced its client id).
+#[tokio::test]
+async fn the_servers_own_event_names_cannot_be_sent() {
+    let server = TestServer::start(&[]).await;
+    let alice = server.signup("alice").await;
+    let bob = server.signup("bob").await;
+    let (mut stream, _) = bob.open("").await;
+    for name in ["connected", "sse-reset", "inbox"] {
+        let body = json!({"user": "bob", "message": "hi", "event": name}).to_string();
+        let (status, json) = alice.post_json("/api/sse/test", &body).await;
+        assert_eq!(status, 400, "{name}: {json}");
+        assert_eq!(json["error"], "reserved_event_name", "{name}: {json}");
+    }
+    // Nothing reached bob; an ordinary event still does, and is the next.
+    let (status, _) = alice
+        .post_json("/api/sse/test", r#"{"user":"bob","message":"after"}"#)
+        .await;
+    assert_eq!(status, 200);
+    let (name, data) = stream.next_event(WAIT).await.expect("an event");
+    assert_eq!(name, "notification");
+    assert!(data.contains("after"), "{data}");
+    server.shutdown().await.expect("clean shutdown");
+}
+
 #[tokio::test]
 async fn shutdown_ends_open_streams_cleanly() {
     let server = TestServer::start(&[]).await;

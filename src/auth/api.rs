@@ -49,8 +49,8 @@ pub(crate) mod server {
     use super::super::state::{KEY_HANDLE, KEY_USER_ID, KEY_USERNAME};
     use super::super::{Auth, CurrentUser, password, safe_next};
     use crate::error::AppError;
-    use crate::sse::{ConnInfo, Notifier, SessionId, Target};
-    use crate::store::users::{CreateUserError, UserRecord};
+    use crate::sse::{ClientAddr, ConnInfo, Notifier, SessionId, Target};
+    use crate::store::users::{CreateUserError, Role, UserRecord};
     use leptos::prelude::*;
 
     /// The user the auth middleware found for this request.
@@ -72,10 +72,17 @@ pub(crate) mod server {
         Ok((auth, session))
     }
 
+    /// The client's address as the server determined it (see
+    /// `server::client_addr`): behind a trusted proxy, the forwarded one.
     async fn client_address() -> String {
-        match leptos_axum::extract::<ConnectInfo<ConnInfo>>().await {
-            Ok(ConnectInfo(info)) => info.peer.ip().to_string(),
-            Err(_) => "unknown".to_string(),
+        let parts = use_context::<axum::http::request::Parts>();
+        let known = parts.as_ref().and_then(|p| p.extensions.get::<ClientAddr>());
+        match known {
+            Some(ClientAddr(addr)) => addr.to_string(),
+            None => match leptos_axum::extract::<ConnectInfo<ConnInfo>>().await {
+                Ok(ConnectInfo(info)) => info.peer.ip().to_string(),
+                Err(_) => "unknown".to_string(),
+            },
         }
     }
 
@@ -113,10 +120,10 @@ pub(crate) mod server {
         Ok(())
     }
 
-    fn finish(auth: &Auth, user: UserRecord, next: Option<String>) -> CurrentUser {
+    fn finish(user: UserRecord, next: Option<String>) -> CurrentUser {
         leptos_axum::redirect(&safe_next(next.as_deref()));
         CurrentUser {
-            is_admin: auth.is_admin(&user.username),
+            is_admin: user.role == Role::Admin,
             id: user.id,
             username: user.username,
         }
@@ -146,9 +153,9 @@ pub(crate) mod server {
             }
             Err(CreateUserError::Store(e)) => return Err(AppError::internal(e.to_string())),
         };
-        tracing::info!(user = %user.id, username = %user.username, "account created");
+        tracing::info!(user = %user.id, username = ?user.username, "account created");
         sign_in(&session, &user).await?;
-        Ok(finish(&auth, user, next))
+        Ok(finish(user, next))
     }
 
     pub(super) async fn login(
@@ -158,6 +165,9 @@ pub(crate) mod server {
     ) -> Result<CurrentUser, AppError> {
         let (auth, session) = context().await?;
         let username = username.trim().to_string();
+        // No account can have a name that fails this, and refusing it here
+        // keeps control characters out of the rate limiter and the log.
+        check_username(&username).map_err(|m| AppError::bad_request("invalid_username", m))?;
         auth.per_ip()
             .attempt(&client_address().await)
             .map_err(too_many)?;
@@ -174,7 +184,7 @@ pub(crate) mod server {
         let user = match user {
             Some(user) if valid => user,
             _ => {
-                tracing::info!(%username, "sign-in refused");
+                tracing::info!(?username, "sign-in refused");
                 return Err(AppError::new(
                     401,
                     "invalid_credentials",
@@ -183,8 +193,8 @@ pub(crate) mod server {
             }
         };
         sign_in(&session, &user).await?;
-        tracing::info!(user = %user.id, username = %user.username, "signed in");
-        Ok(finish(&auth, user, next))
+        tracing::info!(user = %user.id, username = ?user.username, "signed in");
+        Ok(finish(user, next))
     }
 
     pub(super) async fn logout() -> Result<(), AppError> {

@@ -1,6 +1,5 @@
 //! [`Auth`]: what the auth middleware and server functions share.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,6 +9,7 @@ use super::CurrentUser;
 use super::rate_limit::RateLimiter;
 use crate::sse::{Identity, SessionId, Tag, UserId};
 use crate::store::Db;
+use crate::store::users::Role;
 
 /// Session keys. The session handle is a random id of the sign-in that may
 /// be shown (in client listings, logs); the session's own id is the
@@ -28,11 +28,10 @@ pub enum SecureCookie {
     Never,
 }
 
-/// `[auth]` settings.
+/// `[auth]` settings. (Roles are not configured here: the operator grants
+/// them to existing accounts, see `sse_notify admin`.)
 #[derive(Debug, Clone)]
 pub struct AuthConfig {
-    /// Usernames with the admin role (compared without case).
-    pub admins: Vec<String>,
     /// A session unused for this long expires.
     pub session_ttl: Duration,
     pub secure_cookie: SecureCookie,
@@ -46,7 +45,6 @@ pub struct AuthConfig {
 impl Default for AuthConfig {
     fn default() -> Self {
         AuthConfig {
-            admins: Vec::new(),
             session_ttl: Duration::from_secs(7 * 24 * 3600),
             secure_cookie: SecureCookie::Auto,
             login_attempts_per_user: 10,
@@ -65,7 +63,6 @@ pub struct Auth {
 struct Inner {
     db: Db,
     config: AuthConfig,
-    admins: HashSet<String>,
     per_user: RateLimiter,
     per_ip: RateLimiter,
 }
@@ -75,7 +72,6 @@ const MAX_TRACKED: usize = 100_000;
 
 impl Auth {
     pub fn new(db: Db, config: AuthConfig) -> Self {
-        let admins = config.admins.iter().map(|a| a.to_lowercase()).collect();
         Auth {
             inner: Arc::new(Inner {
                 per_user: RateLimiter::new(
@@ -89,7 +85,6 @@ impl Auth {
                     MAX_TRACKED,
                 ),
                 db,
-                admins,
                 config,
             }),
         }
@@ -103,10 +98,6 @@ impl Auth {
         &self.inner.config
     }
 
-    pub fn is_admin(&self, username: &str) -> bool {
-        self.inner.admins.contains(&username.to_lowercase())
-    }
-
     pub(crate) fn per_user(&self) -> &RateLimiter {
         &self.inner.per_user
     }
@@ -116,7 +107,9 @@ impl Auth {
     }
 
     /// The user signed in on `session`, with the SSE identity of this
-    /// sign-in; `None` when signed out or the session expired.
+    /// sign-in; `None` when signed out, the session expired or the account
+    /// is gone. The role is read from the account on every call, so that
+    /// granting or revoking it takes effect on the next request.
     pub async fn user_of(&self, session: &Session) -> Option<(CurrentUser, Identity)> {
         let get = |key: &'static str| async move {
             match session.get::<String>(key).await {
@@ -130,7 +123,15 @@ impl Auth {
         let id = get(KEY_USER_ID).await?;
         let username = get(KEY_USERNAME).await?;
         let handle = get(KEY_HANDLE).await?;
-        let is_admin = self.is_admin(&username);
+        let is_admin = match self.inner.db.role_of(&id).await {
+            Ok(Some(role)) => role == Role::Admin,
+            Ok(None) => return None,
+            Err(e) => {
+                // Fail closed: without the role, no admin rights.
+                tracing::warn!("cannot read the role of user {id}: {e}");
+                false
+            }
+        };
         let role = if is_admin { "admin" } else { "user" };
         let identity = Identity {
             user: UserId::new(id.as_str()),

@@ -38,12 +38,16 @@ pub fn TrackConnections() -> impl IntoView {
         <section class="card track-connections" aria-labelledby="track-connections-title">
             <h2 id="track-connections-title">"Connections"</h2>
             <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
-                {move || Suspend::new(async move {
-                    match stats.await {
-                        Ok(stats) => view! { <Figures stats /> }.into_any(),
-                        Err(e) => view! { <p class="form-error">{e.message}</p> }.into_any(),
-                    }
-                })}
+                {move || {
+                    // Taken while the owner is alive (see `app::Account`).
+                    let stats = stats.into_future();
+                    Suspend::new(async move {
+                        match stats.await {
+                            Ok(stats) => view! { <Figures stats /> }.into_any(),
+                            Err(e) => view! { <p class="form-error">{e.message}</p> }.into_any(),
+                        }
+                    })
+                }}
             </Transition>
         </section>
     }

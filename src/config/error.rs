@@ -16,6 +16,12 @@ pub enum ConfigError {
     Syntax { file: PathBuf, reason: String },
     /// The file has a key (or section) the app does not know.
     UnknownKey { file: PathBuf, key: String },
+    /// A key that was removed is set (in the file or the environment).
+    Removed {
+        key: String,
+        origin: Origin,
+        instead: &'static str,
+    },
     /// A value could not be parsed.
     Invalid {
         key: String,
@@ -65,6 +71,11 @@ impl fmt::Display for ConfigError {
                     known.join(", ")
                 )
             }
+            ConfigError::Removed {
+                key,
+                origin,
+                instead,
+            } => write!(f, "`{key}` (set in {origin}) is no longer supported: {instead}"),
             ConfigError::Invalid {
                 key,
                 origin,

@@ -144,10 +144,10 @@ pub const KEYS: &[KeySpec] = &[
         "Log every connect and disconnect at `info` (else `debug`).",
     ),
     key(
-        Some("auth"),
-        "admins",
-        "",
-        "Usernames with the admin role, comma-separated in the environment (`AUTH_ADMINS=alice,bob`).",
+        Some("sse"),
+        "per_address_max",
+        "64",
+        "Open streams per client address (see `server.trusted_proxies`); beyond it `GET /api/sse` answers 429.",
     ),
     key(
         Some("auth"),
@@ -191,7 +191,40 @@ pub const KEYS: &[KeySpec] = &[
         "30s",
         "A connection that has not sent a complete request head for this long is closed (this includes idle keep-alive connections).",
     ),
+    key(
+        Some("server"),
+        "body_timeout",
+        "30s",
+        "A request body must arrive completely within this long; a slower one is answered 408 and the connection closed.",
+    ),
+    key(
+        Some("server"),
+        "max_body",
+        "1MiB",
+        "Largest request body (server functions, forms); a larger one is answered 413.",
+    ),
+    key(
+        Some("server"),
+        "direct_responses",
+        "true",
+        "Answer bodiless GETs (pages, files, event streams) without hyper's per-connection buffers; `false` serves every connection with hyper, exactly as `axum::serve` would.",
+    ),
+    key(
+        Some("server"),
+        "trusted_proxies",
+        "",
+        "Addresses of reverse proxies whose `X-Forwarded-For` names the client (comma-separated in the environment); from anyone else the header is ignored.",
+    ),
 ];
+
+/// Keys that existed once, and what replaces them. Setting one is an
+/// error that says what to do instead, never a silent no-op.
+pub const REMOVED: &[(&str, &str, &str)] = &[(
+    "auth",
+    "admins",
+    "the admin role is granted to an existing account by the operator: \
+     `sse_notify admin grant <username>` (and `admin revoke`, `admin list`)",
+)];
 
 /// The spec of a key the code reads. A key missing from [`KEYS`] is a bug
 /// in this file, caught by the tests that load the defaults.

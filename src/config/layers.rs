@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::error::{ConfigError, Origin};
-use super::keys::{KEYS, spec_of};
+use super::keys::{KEYS, REMOVED, spec_of};
 use super::value::ConfigValue;
 
 /// The file and the environment, with the lookup rules in one place.
@@ -18,6 +18,16 @@ impl<'a> Layers<'a> {
         file: Option<(&'a Path, &str)>,
         env: &'a dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
+        for (section, name, instead) in REMOVED {
+            let var = format!("{section}_{name}").to_uppercase();
+            if env(&var).is_some() {
+                return Err(ConfigError::Removed {
+                    key: format!("{section}.{name}"),
+                    origin: Origin::Env(var),
+                    instead,
+                });
+            }
+        }
         let file = match file {
             Some((path, text)) => Some((path, flatten(path, text)?)),
             None => None,
@@ -99,6 +109,16 @@ fn flatten(path: &Path, text: &str) -> Result<BTreeMap<String, String>, ConfigEr
             }
             for (key, value) in section {
                 let dotted = format!("{name}.{key}");
+                if let Some((_, _, instead)) = REMOVED
+                    .iter()
+                    .find(|(s, k, _)| *s == name.as_str() && *k == key.as_str())
+                {
+                    return Err(ConfigError::Removed {
+                        key: dotted,
+                        origin: Origin::File(path.to_path_buf()),
+                        instead,
+                    });
+                }
                 if !KEYS.iter().any(|k| k.path() == dotted) {
                     return Err(unknown(dotted));
                 }

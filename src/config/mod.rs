@@ -18,7 +18,7 @@ mod keys;
 mod layers;
 mod value;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -32,7 +32,7 @@ pub use keys::{KEYS, KeySpec, markdown_table};
 pub use value::ConfigValue;
 
 use layers::Layers;
-use value::{ByteSize, LeptosEnv, List, SecureCookieValue};
+use value::{ByteSize, IpList, LeptosEnv, SecureCookieValue};
 
 /// The file read when `CONFIG_FILE` is not set. Missing means defaults.
 pub const DEFAULT_FILE: &str = "Leptos.toml";
@@ -55,6 +55,14 @@ pub struct ServerConfig {
     pub shutdown_timeout: Duration,
     /// Slow or silent clients cannot hold a connection without a request.
     pub header_timeout: Duration,
+    /// ... nor trickle a request body.
+    pub body_timeout: Duration,
+    /// Largest request body, in bytes.
+    pub max_body: usize,
+    /// Bodiless GETs are answered without hyper (see `sse::serve`).
+    pub direct_responses: bool,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpAddr>,
 }
 
 impl Config {
@@ -109,10 +117,10 @@ impl Config {
             max_client_tags: layers.get("sse", "max_client_tags")?,
             retry: layers.get("sse", "retry")?,
             enable_logging: layers.get("sse", "enable_logging")?,
+            per_address_max: layers.get_checked("sse", "per_address_max", positive)?,
         };
         let positive_u32 = |n: &u32| (*n > 0).then_some(()).ok_or("a number above 0");
         let auth = AuthConfig {
-            admins: layers.get::<List>("auth", "admins")?.0,
             session_ttl: layers.get_checked("auth", "session_ttl", nonzero)?,
             secure_cookie: layers.get::<SecureCookieValue>("auth", "secure_cookie")?.0,
             login_attempts_per_user: layers.get_checked(
@@ -136,6 +144,12 @@ impl Config {
             server: ServerConfig {
                 shutdown_timeout: layers.get::<Duration>("server", "shutdown_timeout")?,
                 header_timeout: layers.get_checked("server", "header_timeout", nonzero)?,
+                body_timeout: layers.get_checked("server", "body_timeout", nonzero)?,
+                max_body: layers
+                    .get_checked::<ByteSize>("server", "max_body", |b| positive(&b.0))?
+                    .0,
+                direct_responses: layers.get("server", "direct_responses")?,
+                trusted_proxies: layers.get::<IpList>("server", "trusted_proxies")?.0,
             },
         })
     }

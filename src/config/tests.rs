@@ -134,19 +134,44 @@ fn sse_section_has_the_documented_defaults_and_checks() {
 }
 
 #[test]
-fn auth_section_reads_lists_from_file_and_env() {
-    let config = load(Some("[auth]\nadmins = [\"alice\", \"Bob\"]\n"), &[]).unwrap();
-    assert_eq!(config.auth.admins, vec!["alice", "Bob"]);
-    let config = load(
-        Some("[auth]\nadmins = [\"alice\"]\n"),
-        &[("AUTH_ADMINS", "carol, dave,"), ("AUTH_SESSION_TTL", "2d")],
-    )
-    .unwrap();
-    assert_eq!(config.auth.admins, vec!["carol", "dave"]);
+fn auth_section_reads_durations_and_the_removed_admins_key_is_refused() {
+    let config = load(None, &[("AUTH_SESSION_TTL", "2d")]).unwrap();
     assert_eq!(config.auth.session_ttl, Duration::from_secs(2 * 86_400));
-    assert_eq!(load(None, &[]).unwrap().auth.admins, Vec::<String>::new());
     let err = load(None, &[("AUTH_SECURE_COOKIE", "sometimes")]).unwrap_err();
     assert!(err.to_string().contains("expected auto, always or never"));
+    // Roles by name at sign-up let anyone take an admin name first.
+    let err = load(Some("[auth]\nadmins = [\"alice\"]\n"), &[]).unwrap_err();
+    assert!(
+        err.to_string().contains("`auth.admins`") && err.to_string().contains("admin grant"),
+        "{err}"
+    );
+    let err = load(None, &[("AUTH_ADMINS", "alice")]).unwrap_err();
+    assert!(
+        err.to_string().contains("environment variable AUTH_ADMINS"),
+        "{err}"
+    );
+}
+
+#[test]
+fn server_section_hardening_keys() {
+    let config = load(None, &[]).unwrap();
+    assert!(config.server.direct_responses);
+    assert_eq!(config.server.body_timeout, Duration::from_secs(30));
+    assert_eq!(config.server.max_body, 1024 * 1024);
+    assert!(config.server.trusted_proxies.is_empty());
+    assert_eq!(config.sse.per_address_max, 64);
+    let config = load(
+        None,
+        &[
+            ("SERVER_DIRECT_RESPONSES", "false"),
+            ("SERVER_TRUSTED_PROXIES", "127.0.0.1, ::1"),
+        ],
+    )
+    .unwrap();
+    assert!(!config.server.direct_responses);
+    assert_eq!(config.server.trusted_proxies.len(), 2);
+    let err = load(None, &[("SERVER_TRUSTED_PROXIES", "10.0.0.300")]).unwrap_err();
+    assert!(err.to_string().contains("server.trusted_proxies"), "{err}");
 }
 
 #[test]

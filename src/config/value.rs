@@ -115,6 +115,20 @@ impl ConfigValue for List {
     }
 }
 
+/// A comma-separated list of IP addresses.
+pub(super) struct IpList(pub(super) Vec<std::net::IpAddr>);
+
+impl ConfigValue for IpList {
+    fn parse(raw: &str) -> Result<Self, String> {
+        let items = List::parse(raw)?.0;
+        items
+            .iter()
+            .map(|item| item.parse().map_err(|_| format!("IP addresses; {item:?} is not one")))
+            .collect::<Result<_, _>>()
+            .map(IpList)
+    }
+}
+
 pub(super) struct SecureCookieValue(pub(super) SecureCookie);
 
 impl ConfigValue for SecureCookieValue {

@@ -24,12 +24,16 @@ pub fn HomePage() -> impl IntoView {
     view! {
         <Title text="Home" />
         <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
-            {move || Suspend::new(async move {
-                match user.await {
-                    Ok(Some(user)) => view! { <SseDemo user /> }.into_any(),
-                    _ => view! { <Redirect path="/login?next=/home" /> }.into_any(),
-                }
-            })}
+            {move || {
+                // Taken while the owner is alive (see `app::Account`).
+                let user = user.into_future();
+                Suspend::new(async move {
+                    match user.await {
+                        Ok(Some(user)) => view! { <SseDemo user /> }.into_any(),
+                        _ => view! { <Redirect path="/login?next=/home" /> }.into_any(),
+                    }
+                })
+            }}
         </Transition>
     }
 }

@@ -26,6 +26,9 @@ pub struct SseConfig {
     pub retry: Duration,
     /// Log connects and disconnects at `info` (otherwise `debug`).
     pub enable_logging: bool,
+    /// Open streams per client address; one more gets 429. Without it,
+    /// one address with a few dozen accounts could take every slot.
+    pub per_address_max: usize,
 }
 
 impl Default for SseConfig {
@@ -40,6 +43,7 @@ impl Default for SseConfig {
             max_client_tags: 8,
             retry: Duration::from_secs(3),
             enable_logging: true,
+            per_address_max: 64,
         }
     }
 }

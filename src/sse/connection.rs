@@ -26,7 +26,7 @@ const MAX_BATCH_BYTES: usize = 64 * 1024;
 /// and a `connected` event with the client's id.
 pub(crate) fn preamble(client: ClientId, retry: Duration) -> Bytes {
     let mut out = format!("retry: {}\n", retry.as_millis()).into_bytes();
-    let name = EventName::new("connected").unwrap_or_else(|_| unreachable!());
+    let name = EventName::reserved("connected");
     let data = format!(r#"{{"clientId":"{client}"}}"#);
     write_frame(&mut out, None, &name, &data);
     Bytes::from(out)

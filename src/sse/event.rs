@@ -13,6 +13,12 @@ use serde::de::DeserializeOwned;
 /// Longest accepted event name, in bytes.
 pub const MAX_EVENT_NAME_LEN: usize = 128;
 
+/// Names the server itself sends on every stream, which the browser hook
+/// acts on (`connected` carries the client id; replay and the inbox add
+/// theirs). Application code may not send them: a forged `connected`
+/// would wipe a browser's client id.
+pub const RESERVED_EVENT_NAMES: &[&str] = &["connected", "sse-reset", "inbox"];
+
 /// Binds a Rust type to an event name. Implement it in code shared by the
 /// server and the browser:
 ///
@@ -52,7 +58,15 @@ impl EventName {
         if name.chars().any(char::is_control) {
             return Err(EventError::NameHasControlCharacter);
         }
+        if RESERVED_EVENT_NAMES.contains(&&*name) {
+            return Err(EventError::ReservedName(name.into_owned()));
+        }
         Ok(EventName(name))
+    }
+
+    /// One of [`RESERVED_EVENT_NAMES`], for the server's own events.
+    pub(crate) const fn reserved(name: &'static str) -> Self {
+        EventName(Cow::Borrowed(name))
     }
 
     pub fn as_str(&self) -> &str {
@@ -128,6 +142,8 @@ pub enum EventError {
     NameTooLong { len: usize, max: usize },
     #[error("event name contains a control character (such as CR or LF)")]
     NameHasControlCharacter,
+    #[error("event name `{0}` is reserved for the server's own events")]
+    ReservedName(String),
     #[error("payload is {size} bytes; the limit is {max}")]
     PayloadTooLarge { size: usize, max: usize },
     #[error("payload cannot be serialised to JSON: {0}")]
@@ -250,6 +266,21 @@ mod tests {
         assert!(EventName::new("x".repeat(MAX_EVENT_NAME_LEN)).is_ok());
         assert!(EventName::new("order-shipped.v2").is_ok());
         assert!(EventName::new("ünïcode").is_ok());
+    }
+
+    #[test]
+    fn the_servers_own_names_are_refused() {
+        for name in RESERVED_EVENT_NAMES {
+            assert_eq!(
+                EventName::new(*name),
+                Err(EventError::ReservedName(name.to_string()))
+            );
+            assert!(Event::new(*name, &1).is_err());
+            assert!(Event::text(*name, "x").is_err());
+        }
+        // Only the exact names: a prefix or another case is the app's own.
+        assert!(EventName::new("connected-users").is_ok());
+        assert!(EventName::new("Connected").is_ok());
     }
 
     #[derive(Serialize, Deserialize, Debug, PartialEq)]

@@ -40,8 +40,8 @@ pub use config::SseConfig;
 #[cfg(feature = "ssr")]
 pub use notifier::Notifier;
 #[cfg(feature = "ssr")]
-pub use registry::{ClientFilter, ClientInfo, DisconnectReason, Registry, Stats};
+pub use registry::{ClientFilter, ClientInfo, DisconnectReason, Peer, Registry, Stats};
 #[cfg(feature = "ssr")]
-pub use route::{ListingScope, routes};
+pub use route::{ClientAddr, ListingScope, routes};
 #[cfg(feature = "ssr")]
 pub use socket::{ConnInfo, WatchedListener};

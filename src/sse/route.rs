@@ -3,6 +3,7 @@
 //! [`Notifier`].
 
 use std::collections::HashSet;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -16,13 +17,19 @@ use serde::Deserialize;
 use super::connection::event_stream;
 use super::error::ApiError;
 use super::notifier::Notifier;
-use super::registry::{ClientFilter, RegisterError};
+use super::registry::{ClientFilter, Peer, RegisterError};
 use super::socket::ConnInfo;
 use super::target::{ClientId, Identity, SessionId, Tag, UserId};
 
 /// Tag keys a client can never set with `?tag=`: they carry identity and
 /// roles, which only the server assigns.
 pub const RESERVED_TAG_KEYS: &[&str] = &["role", "user", "session", "client"];
+
+/// The client's address as the app determined it (behind a trusted
+/// proxy, from its forwarding header), inserted as a request extension.
+/// Without it, the socket's peer address is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub IpAddr);
 
 /// What the listing may show to the caller. The app's auth layer inserts
 /// it (as `Arc<ListingScope>`); without it callers see their own clients.
@@ -57,13 +64,24 @@ fn open_stream(notifier: &Notifier, request: &Request) -> Result<Response, ApiEr
     let identity = identity_of(request)?;
     let tags = client_tags(request, &identity, config.max_client_tags)?;
 
-    let registration = registry
-        .register(&identity, tags)
-        .map_err(|e| refusal(e, config.retry))?;
-
     let conn = request.extensions().get::<ConnectInfo<ConnInfo>>();
     let socket = conn.map(|info| info.0.socket.clone());
-    let peer = conn.map(|info| info.0.peer.to_string()).unwrap_or_default();
+    let addr = request
+        .extensions()
+        .get::<ClientAddr>()
+        .map(|a| a.0)
+        .or_else(|| conn.map(|info| info.0.peer.ip()));
+    let registration = registry
+        .register_from(
+            &identity,
+            tags,
+            Peer {
+                addr,
+                socket: socket.clone(),
+            },
+        )
+        .map_err(|e| refusal(e, config.retry))?;
+    let peer = addr.map(|a| a.to_string()).unwrap_or_default();
     if config.enable_logging {
         tracing::info!(client = %registration.id, user = %identity.user, %peer, "sse client connected");
     } else {
@@ -147,6 +165,12 @@ fn refusal(error: RegisterError, retry: std::time::Duration) -> ApiError {
         RegisterError::TooManyForUser { .. } => ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "too_many_connections",
+            message,
+        )
+        .retry_after(back_off),
+        RegisterError::TooManyForAddress { .. } => ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_connections_from_address",
             message,
         )
         .retry_after(back_off),

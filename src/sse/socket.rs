@@ -15,36 +15,57 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use axum::serve::Listener;
+use futures::task::AtomicWaker;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Sleep;
 
 use super::registry::DisconnectReason;
 
-/// How a socket ended, as far as the socket can tell.
+/// How a socket ended, as far as the socket can tell; and the switch that
+/// ends it at once.
 #[derive(Debug, Default)]
 pub struct SocketState {
     ended: AtomicU8,
+    /// Set by [`SocketState::abort_stalled_writes`].
+    aborted: AtomicBool,
+    /// The task whose write is waiting for room in the socket.
+    writer: AtomicWaker,
 }
 
 impl SocketState {
-    fn record(&self, reason: DisconnectReason) {
+    /// From now on, a write that cannot proceed at once fails instead of
+    /// waiting, and the socket is reset when dropped, which frees its
+    /// kernel send buffer at once. For a stream the registry ended (a
+    /// client fallen behind, kicked): otherwise its connection would hold
+    /// its unsent bytes until `client_timeout`.
+    pub fn abort_stalled_writes(&self) {
+        self.aborted.store(true, Ordering::Release);
+        self.writer.wake();
+    }
+
+    /// Records `reason` unless an earlier one was recorded.
+    pub(crate) fn record(&self, reason: DisconnectReason) {
         let _ = self
             .ended
             .compare_exchange(0, reason as u8, Ordering::AcqRel, Ordering::Acquire);
     }
 
-    /// `ClientClosed`, `WriteError` or `IdleTimeout`, once the socket ended.
+    /// `ClientClosed`, `WriteError`, `IdleTimeout` or `UnexpectedInput`,
+    /// once the socket ended.
     pub fn ended(&self) -> Option<DisconnectReason> {
         match self.ended.load(Ordering::Acquire) {
             x if x == DisconnectReason::ClientClosed as u8 => Some(DisconnectReason::ClientClosed),
             x if x == DisconnectReason::WriteError as u8 => Some(DisconnectReason::WriteError),
             x if x == DisconnectReason::IdleTimeout as u8 => Some(DisconnectReason::IdleTimeout),
+            x if x == DisconnectReason::UnexpectedInput as u8 => {
+                Some(DisconnectReason::UnexpectedInput)
+            }
             _ => None,
         }
     }
@@ -58,6 +79,20 @@ pub struct WatchedIo<T> {
     /// Boxed and only while stalled, so idle sockets carry no timer.
     stall: Option<Pin<Box<Sleep>>>,
     state: Arc<SocketState>,
+}
+
+/// A socket that can be made to reset (RST) rather than close gracefully
+/// (FIN after its unsent data) when dropped.
+pub trait ResetOnDrop {
+    fn reset_on_drop(&self);
+}
+
+impl ResetOnDrop for TcpStream {
+    fn reset_on_drop(&self) {
+        if let Err(e) = self.set_zero_linger() {
+            tracing::debug!("cannot set SO_LINGER 0: {e}");
+        }
+    }
 }
 
 impl<T> WatchedIo<T> {
@@ -78,12 +113,27 @@ impl<T> WatchedIo<T> {
         &self.inner
     }
 
+}
+
+impl<T: ResetOnDrop> WatchedIo<T> {
     /// Turns the outcome of a write into the outcome the caller sees.
     fn after_write(
         &mut self,
         cx: &mut Context<'_>,
         result: Poll<io::Result<usize>>,
     ) -> Poll<io::Result<usize>> {
+        if result.is_pending() {
+            // Registered before the check: an abort in between still wakes.
+            self.state.writer.register(cx.waker());
+            if self.state.aborted.load(Ordering::Acquire) {
+                self.inner.reset_on_drop();
+                self.state.record(DisconnectReason::WriteError);
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::ConnectionAborted,
+                    "the stream was ended while the socket was full",
+                )));
+            }
+        }
         match result {
             Poll::Ready(Ok(n)) => {
                 self.stall = None;
@@ -128,7 +178,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for WatchedIo<T> {
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for WatchedIo<T> {
+impl<T: AsyncWrite + ResetOnDrop + Unpin> AsyncWrite for WatchedIo<T> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -244,6 +294,34 @@ mod tests {
         };
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
         assert_eq!(io.state().ended(), Some(DisconnectReason::IdleTimeout));
+    }
+
+    #[tokio::test]
+    async fn an_abort_fails_a_stalled_write_at_once() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _peer = TcpStream::connect(addr).await.unwrap();
+        let (server_side, _) = listener.accept().await.unwrap();
+        let mut io = WatchedIo::new(server_side, Duration::from_secs(60));
+        let state = io.state().clone();
+        let writer = tokio::spawn(async move {
+            let chunk = vec![0u8; 64 * 1024];
+            loop {
+                if let Err(e) = io.write(&chunk).await {
+                    return e;
+                }
+            }
+        });
+        // Let the socket fill up and the write wait.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!writer.is_finished(), "the peer reads nothing: the write must wait");
+        state.abort_stalled_writes();
+        let err = tokio::time::timeout(Duration::from_secs(2), writer)
+            .await
+            .expect("the stalled write fails at once, not after the 60 s timeout")
+            .unwrap();
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionAborted);
+        assert_eq!(state.ended(), Some(DisconnectReason::WriteError));
     }
 
     #[tokio::test]

@@ -10,6 +10,29 @@ pub struct UserRecord {
     pub id: String,
     pub username: String,
     pub password_hash: String,
+    pub role: Role,
+}
+
+/// What an account may do. Stored as text (`user`, `admin`); changed only
+/// by the operator's `sse_notify admin` command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    User,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::User => "user",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// Unknown text reads as the least privilege.
+    fn from_db(text: &str) -> Role {
+        if text == "admin" { Role::Admin } else { Role::User }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +67,7 @@ impl Db {
                 id,
                 username: username.to_string(),
                 password_hash: password_hash.to_string(),
+                role: Role::User,
             }),
             Err(e) if is_unique_violation(&e) => Err(CreateUserError::Taken),
             Err(e) => Err(CreateUserError::Store(e.into())),
@@ -53,7 +77,7 @@ impl Db {
     /// The account with this username (any case).
     pub async fn user_by_username(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
         let row =
-            sqlx::query("SELECT id, username, password_hash FROM users WHERE username_key = $1")
+            sqlx::query("SELECT id, username, password_hash, role FROM users WHERE username_key = $1")
                 .bind(username.to_lowercase())
                 .fetch_optional(self.pool())
                 .await?;
@@ -66,13 +90,53 @@ impl Db {
         key: &str,
     ) -> Result<Option<UserRecord>, StoreError> {
         let row = sqlx::query(
-            "SELECT id, username, password_hash FROM users WHERE id = $1 OR username_key = $2",
+            "SELECT id, username, password_hash, role FROM users WHERE id = $1 OR username_key = $2",
         )
         .bind(key)
         .bind(key.to_lowercase())
         .fetch_optional(self.pool())
         .await?;
         Ok(row.map(|r| record(&r)).transpose()?)
+    }
+
+    /// The role of the account with this id; `None` if it no longer
+    /// exists. Read on every signed-in request, so that a revoked role or
+    /// a deleted account takes effect at once.
+    pub async fn role_of(&self, user_id: &str) -> Result<Option<Role>, StoreError> {
+        let row = sqlx::query("SELECT role FROM users WHERE id = $1")
+            .bind(user_id)
+            .fetch_optional(self.pool())
+            .await?;
+        match row {
+            Some(row) => Ok(Some(Role::from_db(&row.try_get::<String, _>("role")?))),
+            None => Ok(None),
+        }
+    }
+
+    /// Sets the role of the account named `username` (any case). Returns
+    /// the account as it is now, or `None` when there is no such account.
+    pub async fn set_role(
+        &self,
+        username: &str,
+        role: Role,
+    ) -> Result<Option<UserRecord>, StoreError> {
+        sqlx::query("UPDATE users SET role = $1 WHERE username_key = $2")
+            .bind(role.as_str())
+            .bind(username.to_lowercase())
+            .execute(self.pool())
+            .await?;
+        self.user_by_username(username).await
+    }
+
+    /// Usernames holding `role`, in name order.
+    pub async fn users_with_role(&self, role: Role) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("SELECT username FROM users WHERE role = $1 ORDER BY username_key")
+            .bind(role.as_str())
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter()
+            .map(|r| r.try_get::<String, _>("username").map_err(StoreError::from))
+            .collect()
     }
 }
 
@@ -81,6 +145,7 @@ fn record(row: &sqlx::any::AnyRow) -> Result<UserRecord, sqlx::Error> {
         id: row.try_get("id")?,
         username: row.try_get("username")?,
         password_hash: row.try_get("password_hash")?,
+        role: Role::from_db(&row.try_get::<String, _>("role")?),
     })
 }
 

@@ -1,6 +1,7 @@
 //! The indexes behind targeting: clients by id, user, session and tag.
 
 use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -16,6 +17,7 @@ pub(super) struct Entry {
     pub(super) tags: Box<[Tag]>,
     pub(super) connected_at: SystemTime,
     pub(super) since: Instant,
+    pub(super) addr: Option<IpAddr>,
     pub(super) link: Arc<ClientLink>,
 }
 
@@ -31,6 +33,9 @@ pub(super) struct Indexes {
     pub(super) by_user: HashMap<UserId, Vec<ClientId>>,
     pub(super) by_session: HashMap<SessionId, Vec<ClientId>>,
     pub(super) by_tag: HashMap<Tag, HashSet<ClientId>>,
+    /// Open connections per client address (a count: nothing targets an
+    /// address).
+    pub(super) by_addr: HashMap<IpAddr, usize>,
 }
 
 impl Indexes {
@@ -43,6 +48,9 @@ impl Indexes {
         for tag in entry.tags.iter() {
             self.by_tag.entry(tag.clone()).or_default().insert(id);
         }
+        if let Some(addr) = entry.addr {
+            *self.by_addr.entry(addr).or_default() += 1;
+        }
         self.clients.insert(id, entry);
     }
 
@@ -52,6 +60,14 @@ impl Indexes {
         let entry = self.clients.remove(&id)?;
         remove_from_bucket(&mut self.by_user, &entry.user, id);
         remove_from_bucket(&mut self.by_session, &entry.session, id);
+        if let Some(addr) = entry.addr
+            && let Some(count) = self.by_addr.get_mut(&addr)
+        {
+            *count -= 1;
+            if *count == 0 {
+                self.by_addr.remove(&addr);
+            }
+        }
         for tag in entry.tags.iter() {
             if let Some(set) = self.by_tag.get_mut(tag) {
                 set.remove(&id);

@@ -1,6 +1,7 @@
 //! How a connection ends: the reasons, and the signal that carries one
 //! from the registry (which decides) to the stream (which obeys).
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
@@ -8,6 +9,7 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use super::queue::EventQueue;
+use crate::sse::socket::SocketState;
 
 /// Why a connection ended. Logged, and counted in the stats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -26,6 +28,9 @@ pub enum DisconnectReason {
     Shutdown = 5,
     /// Closed by the application (e.g. the user signed out).
     Kicked = 6,
+    /// The client sent bytes after its request, beyond a small allowance
+    /// (an event stream reads nothing).
+    UnexpectedInput = 7,
 }
 
 impl DisconnectReason {
@@ -37,6 +42,7 @@ impl DisconnectReason {
             4 => Self::QueueOverflow,
             5 => Self::Shutdown,
             6 => Self::Kicked,
+            7 => Self::UnexpectedInput,
             _ => return None,
         })
     }
@@ -49,6 +55,7 @@ impl DisconnectReason {
             Self::QueueOverflow => "queue overflow",
             Self::Shutdown => "shutdown",
             Self::Kicked => "closed by the server",
+            Self::UnexpectedInput => "unexpected input",
         }
     }
 }
@@ -62,6 +69,9 @@ pub(crate) struct ClientLink {
     pub(crate) events_sent: AtomicU64,
     /// Events framed for this client, not yet written.
     pub(crate) queue: EventQueue,
+    /// The connection's socket, when served by [`crate::sse::serve`]: an
+    /// end decided here also interrupts a write stuck on a full socket.
+    socket: Option<Arc<SocketState>>,
 }
 
 /// What a stream must do next.
@@ -71,16 +81,18 @@ pub(crate) enum Next {
 }
 
 impl ClientLink {
-    pub(crate) fn new(queue_len: usize) -> Self {
+    pub(crate) fn new(queue_len: usize, socket: Option<Arc<SocketState>>) -> Self {
         ClientLink {
             reason: AtomicU8::new(0),
             events_sent: AtomicU64::new(0),
             queue: EventQueue::new(queue_len),
+            socket,
         }
     }
 
     /// Ends the connection with `reason`, unless it already has one; the
-    /// stream wakes and ends.
+    /// stream wakes and ends, and a write waiting for a full socket fails
+    /// (what fits is still written: a reading client sees a clean end).
     pub(crate) fn close(&self, reason: DisconnectReason) {
         if self
             .reason
@@ -88,6 +100,9 @@ impl ClientLink {
             .is_ok()
         {
             self.queue.wake();
+            if let Some(socket) = &self.socket {
+                socket.abort_stalled_writes();
+            }
         }
     }
 

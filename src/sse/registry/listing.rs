@@ -76,4 +76,5 @@ pub struct IndexSizes {
     pub users: usize,
     pub sessions: usize,
     pub tags: usize,
+    pub addresses: usize,
 }

@@ -12,6 +12,7 @@ mod listing;
 mod queue;
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -20,6 +21,7 @@ use bytes::Bytes;
 
 use super::config::SseConfig;
 use super::event::{Event, EventError, write_frame};
+use super::socket::SocketState;
 use super::target::{ClientId, Identity, Tag, Target, UserId};
 
 use index::{Entry, Indexes};
@@ -36,8 +38,20 @@ pub enum RegisterError {
     TooManyClients { max: usize },
     #[error("this user already has {max} open connections")]
     TooManyForUser { max: usize },
+    #[error("this address already has {max} open connections")]
+    TooManyForAddress { max: usize },
     #[error("the server is shutting down")]
     ShuttingDown,
+}
+
+/// Where a connection comes from, as far as the registry cares: the
+/// client's address (for `per_address_max`) and its socket (so that an
+/// end decided here also frees the socket). Both optional: benchmarks and
+/// tests register without a socket.
+#[derive(Debug, Clone, Default)]
+pub struct Peer {
+    pub addr: Option<IpAddr>,
+    pub socket: Option<Arc<SocketState>>,
 }
 
 /// Counters that outlive individual connections.
@@ -103,15 +117,26 @@ impl Registry {
         &self.config
     }
 
-    /// Admits a connection, or says why not. Limits are checked under the
-    /// same lock as the insert, so concurrent connects cannot overshoot.
+    /// Admits a connection from nowhere in particular (no address, no
+    /// socket); see [`Registry::register_from`].
     pub fn register(
         self: &Arc<Self>,
         identity: &Identity,
         client_tags: Vec<Tag>,
     ) -> Result<Registration, RegisterError> {
+        self.register_from(identity, client_tags, Peer::default())
+    }
+
+    /// Admits a connection, or says why not. Limits are checked under the
+    /// same lock as the insert, so concurrent connects cannot overshoot.
+    pub fn register_from(
+        self: &Arc<Self>,
+        identity: &Identity,
+        client_tags: Vec<Tag>,
+        peer: Peer,
+    ) -> Result<Registration, RegisterError> {
         let id = ClientId::random();
-        let link = Arc::new(ClientLink::new(self.config.queue_len));
+        let link = Arc::new(ClientLink::new(self.config.queue_len, peer.socket));
         let mut tags: Vec<Tag> = identity.tags.clone();
         for tag in client_tags {
             if !tags.contains(&tag) {
@@ -125,6 +150,7 @@ impl Registry {
             tags: tags.into_boxed_slice(),
             connected_at: SystemTime::now(),
             since: Instant::now(),
+            addr: peer.addr,
             link: link.clone(),
         };
         {
@@ -141,6 +167,15 @@ impl Registry {
             if of_user >= self.config.per_user_max {
                 return Err(RegisterError::TooManyForUser {
                     max: self.config.per_user_max,
+                });
+            }
+            let of_addr = peer
+                .addr
+                .and_then(|addr| indexes.by_addr.get(&addr).copied())
+                .unwrap_or(0);
+            if of_addr >= self.config.per_address_max {
+                return Err(RegisterError::TooManyForAddress {
+                    max: self.config.per_address_max,
                 });
             }
             indexes.insert(id, entry);
@@ -252,6 +287,7 @@ impl Registry {
             users: indexes.by_user.len(),
             sessions: indexes.by_session.len(),
             tags: indexes.by_tag.len(),
+            addresses: indexes.by_addr.len(),
         }
     }
 

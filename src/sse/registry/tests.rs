@@ -228,6 +228,48 @@ fn overflow_disconnects_only_the_slow_client() {
 }
 
 #[test]
+fn one_address_cannot_take_every_slot() {
+    let registry = Arc::new(Registry::new(SseConfig {
+        max_clients: 100,
+        per_user_max: 100,
+        per_address_max: 3,
+        ..SseConfig::default()
+    }));
+    let from = |ip: &str| Peer {
+        addr: Some(ip.parse().unwrap()),
+        socket: None,
+    };
+    // Three users from one address fill its share, whoever they are.
+    let mut held = Vec::new();
+    for user in ["u1", "u2", "u3"] {
+        held.push(
+            registry
+                .register_from(&identity(user, user, &[]), vec![], from("10.0.0.1"))
+                .unwrap(),
+        );
+    }
+    assert_eq!(
+        registry
+            .register_from(&identity("u4", "s", &[]), vec![], from("10.0.0.1"))
+            .err(),
+        Some(RegisterError::TooManyForAddress { max: 3 })
+    );
+    // Another address is not affected, nor is a connection without one.
+    let other = registry
+        .register_from(&identity("u4", "s", &[]), vec![], from("10.0.0.2"))
+        .unwrap();
+    let _unknown = registry.register(&identity("u5", "s", &[]), vec![]).unwrap();
+    assert_eq!(registry.index_sizes().addresses, 2);
+    // A slot given back can be taken again; counts go with the clients.
+    held.pop();
+    let again = registry
+        .register_from(&identity("u4", "s", &[]), vec![], from("10.0.0.1"))
+        .unwrap();
+    drop((held, other, again));
+    assert_eq!(registry.index_sizes().addresses, 0);
+}
+
+#[test]
 fn limits_are_enforced() {
     let registry = Arc::new(Registry::new(SseConfig {
         max_clients: 3,

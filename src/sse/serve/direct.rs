@@ -19,6 +19,15 @@ use hyper::body::Body as _;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tower::ServiceExt;
 
+use crate::sse::registry::DisconnectReason;
+use crate::sse::socket::SocketState;
+
+/// Bytes a client may send after the request of an event stream (nothing
+/// is expected; a little slack for a stray CRLF or a probe). More closes
+/// the connection: reading and discarding without limit would let one
+/// client keep a core busy.
+pub(super) const STREAM_INPUT_ALLOWANCE: usize = 4 * 1024;
+
 /// What the connection does after a response.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum After {
@@ -31,6 +40,7 @@ pub(super) enum After {
 /// `keep_alive`: the client did not ask to close after this request.
 pub(super) async fn serve<IO>(
     io: &mut IO,
+    socket: &SocketState,
     request: Request<Body>,
     app: Router,
     keep_alive: bool,
@@ -58,7 +68,7 @@ where
         // connection closes when the stream ends: say so.
         let head = response_head(&parts, Framing::Chunked, false);
         drop(parts);
-        if let Err(e) = stream(io, head, body).await {
+        if let Err(e) = stream(io, socket, head, body).await {
             tracing::debug!("event stream connection ended: {e}");
         }
         return After::Close;
@@ -96,15 +106,21 @@ pub(super) fn asks_to_close(headers: &HeaderMap) -> bool {
         .any(|token| token.trim().eq_ignore_ascii_case("close"))
 }
 
-async fn stream<IO>(io: &mut IO, head: Vec<u8>, mut body: Body) -> io::Result<()>
+async fn stream<IO>(
+    io: &mut IO,
+    socket: &SocketState,
+    head: Vec<u8>,
+    mut body: Body,
+) -> io::Result<()>
 where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
     io.write_all(&head).await?;
     drop(head);
-    // Bytes a client sends after its request are read and dropped: reading
-    // is how a closed connection is noticed.
+    // Reading is how a closed connection is noticed; the few bytes a
+    // client may send meanwhile are dropped, more end the connection.
     let mut scratch = [0u8; 64];
+    let mut received = 0usize;
     loop {
         tokio::select! {
             frame = body.frame() => match frame {
@@ -122,8 +138,19 @@ where
                 }
             },
             read = io.read(&mut scratch) => {
-                if read? == 0 {
+                let n = read?;
+                if n == 0 {
                     return Ok(());
+                }
+                received += n;
+                if received > STREAM_INPUT_ALLOWANCE {
+                    // Before the body (and with it the stream) is dropped,
+                    // so that the disconnect is logged with this reason.
+                    socket.record(DisconnectReason::UnexpectedInput);
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("client sent {received} bytes after its request"),
+                    ));
                 }
             }
         }

@@ -9,7 +9,8 @@
 //! `EventSource` that reuses a connection of the page. The first request
 //! with a body, an upgrade, HTTP/1.0 or pipelining hands the connection to
 //! hyper with the bytes already read, for good, and it behaves exactly as
-//! under `axum::serve`.
+//! under `axum::serve`. With [`ServeOptions::direct`] off, hyper serves
+//! every connection from its first byte.
 
 mod direct;
 mod head;
@@ -17,6 +18,8 @@ mod rewind;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -43,6 +46,8 @@ pub struct ServeOptions {
     pub header_timeout: Duration,
     /// A request head longer than this is left to hyper.
     pub max_direct_head: usize,
+    /// Answer bodiless GETs directly; `false`: hyper serves everything.
+    pub direct: bool,
 }
 
 impl Default for ServeOptions {
@@ -50,6 +55,7 @@ impl Default for ServeOptions {
         ServeOptions {
             header_timeout: Duration::from_secs(30),
             max_direct_head: 8 * 1024,
+            direct: true,
         }
     }
 }
@@ -93,11 +99,18 @@ async fn connection(
         peer,
         socket: io.state().clone(),
     };
+    if !options.direct {
+        let deadline = tokio::time::Instant::now() + options.header_timeout;
+        let hyper = with_hyper(Rewind::new(Vec::new(), io), app, info, options, stop, deadline);
+        return Box::pin(hyper).await;
+    }
     loop {
+        // The head must be complete by then, whoever ends up reading it.
+        let deadline = tokio::time::Instant::now() + options.header_timeout;
         // Between requests, a shutdown closes the connection at once.
         let next = tokio::select! {
-            next = tokio::time::timeout(
-                options.header_timeout,
+            next = tokio::time::timeout_at(
+                deadline,
                 Box::pin(head::read_head(&mut io, options.max_direct_head)),
             ) => next,
             () = stopping(&mut stop) => return,
@@ -111,13 +124,16 @@ async fn connection(
                 request.extensions_mut().insert(ConnectInfo(info.clone()));
                 // Shutting down: this answer says `connection: close`.
                 let keep_alive = keep_alive && !*stop.borrow();
-                let after = direct::serve(&mut io, request, app.clone(), keep_alive).await;
+                let after =
+                    direct::serve(&mut io, &info.socket, request, app.clone(), keep_alive).await;
                 if after == After::Close {
                     return;
                 }
             }
             Ok(Head::Other(bytes)) => {
-                let hyper = with_hyper(Rewind::new(bytes, io), app, info, options, stop);
+                // A head cut short at `max_direct_head` is finished by
+                // hyper within what is left of this one's time, not anew.
+                let hyper = with_hyper(Rewind::new(bytes, io), app, info, options, stop, deadline);
                 return Box::pin(hyper).await;
             }
             Ok(Head::Gone) | Err(_) => return,
@@ -132,17 +148,25 @@ async fn stopping(stop: &mut watch::Receiver<bool>) {
 }
 
 /// Hyper's HTTP/1.1 (keep-alive, pipelining, upgrades), with graceful
-/// shutdown: the connection closes after the request it is serving.
+/// shutdown: the connection closes after the request it is serving. The
+/// first request head must be complete by `first_head_by`; later ones get
+/// hyper's own `header_timeout` each.
 async fn with_hyper(
     io: Rewind<WatchedIo<TcpStream>>,
     app: Router,
     info: ConnInfo,
     options: ServeOptions,
     mut stop: watch::Receiver<bool>,
+    first_head_by: tokio::time::Instant,
 ) {
-    let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
-        request.extensions_mut().insert(ConnectInfo(info.clone()));
-        app.clone().oneshot(request.map(Body::new))
+    let first_seen = Arc::new(AtomicBool::new(false));
+    let service = hyper::service::service_fn({
+        let first_seen = first_seen.clone();
+        move |mut request: Request<Incoming>| {
+            first_seen.store(true, Ordering::Relaxed);
+            request.extensions_mut().insert(ConnectInfo(info.clone()));
+            app.clone().oneshot(request.map(Body::new))
+        }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -152,7 +176,25 @@ async fn with_hyper(
         .serve_connection(TokioIo::new(io), service)
         .with_upgrades();
     let mut connection = std::pin::pin!(connection);
+    let first_head = tokio::time::sleep_until(first_head_by);
     tokio::select! {
+        () = first_head => {
+            if !first_seen.load(Ordering::Relaxed) {
+                tracing::debug!("no complete request head within the header timeout");
+                return;
+            }
+            // The first request is being served: no deadline from here.
+            let result = tokio::select! {
+                result = connection.as_mut() => result,
+                () = stopping(&mut stop) => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!("connection ended: {e}");
+            }
+        }
         result = connection.as_mut() => {
             if let Err(e) = result {
                 tracing::debug!("connection ended: {e}");

@@ -3,6 +3,11 @@
 //! Kept out of `main.rs` so that integration tests start exactly the server
 //! that ships, on an ephemeral port.
 
+pub mod client_addr;
+pub mod page_body;
+pub mod request_body;
+pub mod request_line;
+
 use std::future::Future;
 use std::io;
 
@@ -16,11 +21,20 @@ use tower_http::trace::TraceLayer;
 use crate::app::{App, shell};
 use crate::auth::middleware::{COOKIE_NAME, identify, refuse_cross_site, secure_cookie};
 use crate::auth::{Auth, SecureCookie};
-use crate::config::Config;
+use crate::config::{Config, ServerConfig};
 use crate::sse::serve::ServeOptions;
 use crate::sse::{self, Notifier, WatchedListener};
 use crate::store::sessions::DbSessionStore;
 use crate::store::{Db, StoreError};
+
+use client_addr::{TrustedProxies, identify_client_addr};
+use page_body::finish_abandoned_pages;
+use request_body::{BodyLimits, limit_body};
+use request_line::check_request_line;
+
+/// After a shutdown signal, the process exits this long after
+/// `server.shutdown_timeout` at the latest, whatever is still running.
+pub const EXIT_MARGIN: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// How often expired sessions are deleted from the database.
 const SESSION_CLEANUP_PERIOD: std::time::Duration = std::time::Duration::from_secs(600);
@@ -44,8 +58,9 @@ pub enum ServeError {
 
 /// The full router: the SSE routes, Leptos pages and server functions,
 /// static files, 404s; sessions, identity and the cross-site check around
-/// them.
-pub fn router(state: AppState, sessions: DbSessionStore) -> Router {
+/// them; outermost, the checks every request must pass (request line,
+/// body size and time), and the client's address.
+pub fn router(state: AppState, sessions: DbSessionStore, server: &ServerConfig) -> Router {
     use axum::middleware::{from_fn, from_fn_with_state};
     use tower_sessions::cookie::SameSite;
     use tower_sessions::{Expiry, SessionManagerLayer};
@@ -79,6 +94,19 @@ pub fn router(state: AppState, sessions: DbSessionStore) -> Router {
         .layer(session_layer)
         .layer(from_fn_with_state(auth, secure_cookie))
         .layer(from_fn(refuse_cross_site))
+        .layer(from_fn(finish_abandoned_pages))
+        .layer(from_fn_with_state(
+            TrustedProxies(server.trusted_proxies.clone().into()),
+            identify_client_addr,
+        ))
+        .layer(from_fn_with_state(
+            BodyLimits {
+                max: server.max_body,
+                timeout: server.body_timeout,
+            },
+            limit_body,
+        ))
+        .layer(from_fn(check_request_line))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -102,7 +130,7 @@ pub async fn serve(
         notifier: notifier.clone(),
         auth: Auth::new(db, config.auth.clone()),
     };
-    let app = router(state, sessions);
+    let app = router(state, sessions, &config.server);
     let listener = WatchedListener::new(listener, config.sse.client_timeout);
 
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
@@ -117,6 +145,7 @@ pub async fn serve(
     tracing::info!(%addr, "listening on http://{addr}");
     let options = ServeOptions {
         header_timeout: config.server.header_timeout,
+        direct: config.server.direct_responses,
         ..ServeOptions::default()
     };
     let server = sse::serve::serve(listener, app, options, signal);
@@ -139,14 +168,30 @@ pub async fn serve(
     cleanup.abort();
     // Close database connections cleanly rather than leaving them to the
     // operating system (Postgres logs, and refuses to drop, live sessions).
-    if tokio::time::timeout(std::time::Duration::from_secs(5), pool.close())
+    if tokio::time::timeout(std::time::Duration::from_secs(2), pool.close())
         .await
         .is_err()
     {
-        tracing::warn!("database connections did not close within 5 s");
+        tracing::warn!("database connections did not close within 2 s");
     }
     tracing::info!("server stopped");
     result
+}
+
+/// Exits the process `after` from now, from a plain thread: whatever the
+/// async runtime is doing (a task that never yields, a wedged worker), a
+/// requested shutdown ends the process in bounded time.
+pub fn exit_after(after: std::time::Duration) {
+    let spawned = std::thread::Builder::new()
+        .name("exit-watchdog".into())
+        .spawn(move || {
+            std::thread::sleep(after);
+            eprintln!("error: the server did not stop within {after:?} of the shutdown signal; exiting");
+            std::process::exit(1);
+        });
+    if let Err(e) = spawned {
+        tracing::error!("cannot start the exit watchdog: {e}");
+    }
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.
