@@ -38,6 +38,10 @@ step clippy-ssr cargo clippy --no-default-features --features ssr --all-targets 
 step clippy-hydrate cargo clippy --no-default-features --features hydrate --lib \
   --target wasm32-unknown-unknown -- -D warnings
 step rust-tests cargo test --no-default-features --features ssr
+# The integration suite again with every connection served by hyper
+# (`server.direct_responses = false`): both transports must behave alike.
+step rust-tests-hyper env SERVER_DIRECT_RESPONSES=false \
+  cargo test --no-default-features --features ssr --test '*'
 step release-build cargo leptos build --release
 step e2e e2e
 

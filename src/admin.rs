@@ -18,7 +18,8 @@ pub enum AdminCommand {
 }
 
 /// How to call it, for error messages.
-pub const USAGE: &str = "usage: sse_notify admin grant <username> | admin revoke <username> | admin list";
+pub const USAGE: &str =
+    "usage: sse_notify admin grant <username> | admin revoke <username> | admin list";
 
 impl AdminCommand {
     /// Parses the words after `admin`.

@@ -245,7 +245,7 @@ async fn session_id_rotates_at_sign_in_and_expires(backend: Backend) {
 }
 
 async fn events_stay_with_their_user_whatever_the_client_claims(backend: Backend) {
-    let server = TestServer::start_on(backend, &[("AUTH_ADMINS", "root")]).await;
+    let server = TestServer::start_on(backend, &[]).await;
     let a = server.signup("anna").await;
     let b = server.signup("ben").await;
     let a_tab2 = server.login("anna").await;
@@ -311,6 +311,7 @@ async fn events_stay_with_their_user_whatever_the_client_claims(backend: Backend
         .await;
     assert_eq!((status, body["error"].as_str()), (403, Some("forbidden")));
     let root = server.signup("root").await;
+    server.grant_admin("root");
     let listing = root.clients("").await;
     assert_eq!(listing["clients"].as_array().map(Vec::len), Some(5));
     assert_eq!(
@@ -433,6 +434,86 @@ async fn secure_flag_behind_https_proxy(backend: Backend) {
     server.shutdown().await.expect("clean shutdown");
 }
 
+/// Finding 5 of the hardening review: the admin role went to whoever
+/// signed up first under a listed name. Now only the operator's command
+/// grants it, to an account that exists, and it takes effect at once.
+async fn roles_are_granted_by_the_operator_never_by_name(backend: Backend) {
+    let server = TestServer::start_on(backend, &[]).await;
+    let probe = server.signup("AdminProbe").await;
+    let me = |user: &support::User| {
+        let request = user.client.post(user.url("/api/auth/me")).send();
+        async move {
+            let json: Value = request.await.expect("POST me").json().await.expect("JSON");
+            json["isAdmin"].as_bool()
+        }
+    };
+    assert_eq!(me(&probe).await, Some(false));
+    let (status, _) = probe
+        .post_json("/api/sse/broadcast", r#"{"message":"hi"}"#)
+        .await;
+    assert_eq!(status, 403);
+
+    let missing = server.admin(&["grant", "nobody"]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no account named"));
+    let usage = server.admin(&["promote", "AdminProbe"]);
+    assert_eq!(usage.status.code(), Some(2));
+
+    server.grant_admin("adminprobe");
+    assert_eq!(me(&probe).await, Some(true), "granted: at the next request");
+    let (status, _) = probe
+        .post_json("/api/sse/broadcast", r#"{"message":"hi"}"#)
+        .await;
+    assert_eq!(status, 200);
+    let list = server.admin(&["list"]);
+    assert_eq!(String::from_utf8_lossy(&list.stdout).trim(), "AdminProbe");
+
+    let revoke = server.admin(&["revoke", "ADMINPROBE"]);
+    assert!(revoke.status.success());
+    assert_eq!(
+        me(&probe).await,
+        Some(false),
+        "revoked: at the next request"
+    );
+    server.shutdown().await.expect("clean shutdown");
+}
+
+/// Finding 10: a sign-in name with a line break wrote a forged log line.
+/// Names are checked at sign-in as at sign-up (and logged escaped).
+async fn sign_in_names_are_checked_like_sign_up_names(backend: Backend) {
+    let server = TestServer::start_on(backend, &[]).await;
+    let _bob = server.signup("bob").await;
+    let anon = server.browser();
+    for name in [
+        "bob\nINFO sse_notify: signed in user=root",
+        "bo\rb",
+        "b\u{0}b",
+        "x",
+    ] {
+        let (status, _, body) = form(
+            &anon,
+            &server,
+            "/api/auth/login",
+            &[("username", name), ("password", PASSWORD)],
+        )
+        .await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_username")),
+            "{name:?}: {body}"
+        );
+    }
+    let (status, _, _) = form(
+        &anon,
+        &server,
+        "/api/auth/login",
+        &[("username", " bob "), ("password", PASSWORD)],
+    )
+    .await;
+    assert_eq!(status, 200, "surrounding blanks are trimmed, as at sign-up");
+    server.shutdown().await.expect("clean shutdown");
+}
+
 macro_rules! on_both_databases {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -460,4 +541,6 @@ on_both_databases!(
     events_stay_with_their_user_whatever_the_client_claims,
     cross_site_posts_and_brute_force_are_refused,
     secure_flag_behind_https_proxy,
+    roles_are_granted_by_the_operator_never_by_name,
+    sign_in_names_are_checked_like_sign_up_names,
 );

@@ -55,10 +55,11 @@ async fn stream_headers_preamble_and_heartbeats() {
 
 #[tokio::test]
 async fn events_reach_exactly_the_targeted_user() {
-    let server = TestServer::start(&[("AUTH_ADMINS", "root")]).await;
+    let server = TestServer::start(&[]).await;
     let alice = server.signup("alice").await;
     let bob = server.signup("bob").await;
     let root = server.signup("root").await;
+    server.grant_admin("root");
     let (mut alice_1, _) = alice.open("").await;
     let (mut alice_2, _) = alice.open("?tag=page:home").await;
     let (mut bob_1, _) = bob.open("").await;
@@ -250,6 +251,59 @@ async fn the_servers_own_event_names_cannot_be_sent() {
     let (name, data) = stream.next_event(WAIT).await.expect("an event");
     assert_eq!(name, "notification");
     assert!(data.contains("after"), "{data}");
+    server.shutdown().await.expect("clean shutdown");
+}
+
+/// Finding 4: with no cap per address, ~63 accounts from one address
+/// filled every stream slot. A forwarding header counts only from a
+/// configured proxy.
+#[tokio::test]
+async fn one_address_cannot_take_every_stream_slot() {
+    let server = TestServer::start(&[("SSE_PER_ADDRESS_MAX", "2")]).await;
+    let users = [
+        server.signup("usr1").await,
+        server.signup("usr2").await,
+        server.signup("usr3").await,
+    ];
+    let (_s1, _) = users[0].open("").await;
+    let (_s2, _) = users[1].open("").await;
+    let refused = users[2].connect("").await;
+    assert_eq!(refused.status(), 429);
+    assert!(refused.headers().get("retry-after").is_some());
+    let json: Value = refused.json().await.expect("JSON");
+    assert_eq!(json["error"], "too_many_connections_from_address", "{json}");
+    // A forged forwarding header changes nothing without a trusted proxy.
+    let forged = users[2]
+        .client
+        .get(users[2].url("/api/sse"))
+        .header("x-forwarded-for", "198.51.100.7")
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(forged.status(), 429);
+    server.shutdown().await.expect("clean shutdown");
+
+    // Behind a trusted proxy, each forwarded address has its own share.
+    let server = TestServer::start(&[
+        ("SSE_PER_ADDRESS_MAX", "1"),
+        ("SERVER_TRUSTED_PROXIES", "127.0.0.1"),
+    ])
+    .await;
+    let a = server.signup("pxa").await;
+    let b = server.signup("pxb").await;
+    let open = |user: &support::User, from: &str| {
+        user.client
+            .get(user.url("/api/sse"))
+            .header("x-forwarded-for", from)
+            .send()
+    };
+    let first = open(&a, "198.51.100.1").await.expect("GET");
+    assert_eq!(first.status(), 200);
+    let other = open(&b, "198.51.100.2").await.expect("GET");
+    assert_eq!(other.status(), 200);
+    let same = open(&b, "203.0.113.5, 198.51.100.1").await.expect("GET");
+    assert_eq!(same.status(), 429, "the proxy's own hop names the client");
+    drop((first, other));
     server.shutdown().await.expect("clean shutdown");
 }
 

@@ -76,7 +76,9 @@ pub(crate) mod server {
     /// `server::client_addr`): behind a trusted proxy, the forwarded one.
     async fn client_address() -> String {
         let parts = use_context::<axum::http::request::Parts>();
-        let known = parts.as_ref().and_then(|p| p.extensions.get::<ClientAddr>());
+        let known = parts
+            .as_ref()
+            .and_then(|p| p.extensions.get::<ClientAddr>());
         match known {
             Some(ClientAddr(addr)) => addr.to_string(),
             None => match leptos_axum::extract::<ConnectInfo<ConnInfo>>().await {

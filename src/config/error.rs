@@ -75,7 +75,10 @@ impl fmt::Display for ConfigError {
                 key,
                 origin,
                 instead,
-            } => write!(f, "`{key}` (set in {origin}) is no longer supported: {instead}"),
+            } => write!(
+                f,
+                "`{key}` (set in {origin}) is no longer supported: {instead}"
+            ),
             ConfigError::Invalid {
                 key,
                 origin,

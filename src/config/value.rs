@@ -123,7 +123,10 @@ impl ConfigValue for IpList {
         let items = List::parse(raw)?.0;
         items
             .iter()
-            .map(|item| item.parse().map_err(|_| format!("IP addresses; {item:?} is not one")))
+            .map(|item| {
+                item.parse()
+                    .map_err(|_| format!("IP addresses; {item:?} is not one"))
+            })
             .collect::<Result<_, _>>()
             .map(IpList)
     }

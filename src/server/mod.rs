@@ -186,7 +186,9 @@ pub fn exit_after(after: std::time::Duration) {
         .name("exit-watchdog".into())
         .spawn(move || {
             std::thread::sleep(after);
-            eprintln!("error: the server did not stop within {after:?} of the shutdown signal; exiting");
+            eprintln!(
+                "error: the server did not stop within {after:?} of the shutdown signal; exiting"
+            );
             std::process::exit(1);
         });
     if let Err(e) = spawned {

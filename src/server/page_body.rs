@@ -88,7 +88,9 @@ impl Drop for FinishOnDrop {
         runtime.spawn(async move {
             let finish = async { while let Some(Ok(_)) = body.frame().await {} };
             if tokio::time::timeout(FINISH_WITHIN, finish).await.is_err() {
-                tracing::debug!("an abandoned page did not finish rendering within {FINISH_WITHIN:?}");
+                tracing::debug!(
+                    "an abandoned page did not finish rendering within {FINISH_WITHIN:?}"
+                );
             }
         });
     }
@@ -129,6 +131,9 @@ mod tests {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        panic!("only {} of 5 chunks were read", pulled.load(Ordering::SeqCst));
+        panic!(
+            "only {} of 5 chunks were read",
+            pulled.load(Ordering::SeqCst)
+        );
     }
 }

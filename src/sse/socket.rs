@@ -112,7 +112,6 @@ impl<T> WatchedIo<T> {
     pub fn get_ref(&self) -> &T {
         &self.inner
     }
-
 }
 
 impl<T: ResetOnDrop> WatchedIo<T> {
@@ -314,7 +313,10 @@ mod tests {
         });
         // Let the socket fill up and the write wait.
         tokio::time::sleep(Duration::from_millis(300)).await;
-        assert!(!writer.is_finished(), "the peer reads nothing: the write must wait");
+        assert!(
+            !writer.is_finished(),
+            "the peer reads nothing: the write must wait"
+        );
         state.abort_stalled_writes();
         let err = tokio::time::timeout(Duration::from_secs(2), writer)
             .await

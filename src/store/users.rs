@@ -31,7 +31,11 @@ impl Role {
 
     /// Unknown text reads as the least privilege.
     fn from_db(text: &str) -> Role {
-        if text == "admin" { Role::Admin } else { Role::User }
+        if text == "admin" {
+            Role::Admin
+        } else {
+            Role::User
+        }
     }
 }
 
@@ -76,11 +80,12 @@ impl Db {
 
     /// The account with this username (any case).
     pub async fn user_by_username(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
-        let row =
-            sqlx::query("SELECT id, username, password_hash, role FROM users WHERE username_key = $1")
-                .bind(username.to_lowercase())
-                .fetch_optional(self.pool())
-                .await?;
+        let row = sqlx::query(
+            "SELECT id, username, password_hash, role FROM users WHERE username_key = $1",
+        )
+        .bind(username.to_lowercase())
+        .fetch_optional(self.pool())
+        .await?;
         Ok(row.map(|r| record(&r)).transpose()?)
     }
 

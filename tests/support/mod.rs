@@ -23,6 +23,13 @@ pub enum Backend {
     Postgres,
 }
 
+/// Whether this run serves bodiless GETs directly (the default) or every
+/// connection with hyper (`SERVER_DIRECT_RESPONSES=false`, the second run
+/// of `make test`).
+pub fn direct_responses() -> bool {
+    std::env::var("SERVER_DIRECT_RESPONSES").map_or(true, |v| v != "false")
+}
+
 /// A password every test account uses.
 pub const PASSWORD: &str = "correct horse battery";
 
@@ -33,6 +40,8 @@ pub struct TestServer {
     task: tokio::task::JoinHandle<Result<(), server::ServeError>>,
     data_dir: std::path::PathBuf,
     postgres_db: Option<String>,
+    /// What the server was configured with (for the admin command).
+    env: HashMap<String, String>,
 }
 
 fn postgres_admin_url() -> String {
@@ -57,6 +66,10 @@ impl TestServer {
             .collect();
         env.entry("SERVER_SHUTDOWN_TIMEOUT".into())
             .or_insert("2s".into());
+        // `make test` runs the suite once per transport mode.
+        if let Ok(mode) = std::env::var("SERVER_DIRECT_RESPONSES") {
+            env.entry("SERVER_DIRECT_RESPONSES".into()).or_insert(mode);
+        }
         env.insert("DATA_DIR".into(), data_dir.display().to_string());
         let mut postgres_db = None;
         if backend == Backend::Postgres {
@@ -86,6 +99,7 @@ impl TestServer {
             |name| env.get(name).cloned(),
         )
         .expect("test config");
+        let env_for_admin = env.clone();
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let (stop, stopped) = oneshot::channel::<()>();
@@ -98,6 +112,7 @@ impl TestServer {
             task,
             data_dir,
             postgres_db,
+            env: env_for_admin,
         };
         // Ready once it answers (the database is connected and migrated first).
         let probe = reqwest::Client::builder()
@@ -115,6 +130,37 @@ impl TestServer {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// `host:port`.
+    pub fn addr(&self) -> String {
+        self.base.trim_start_matches("http://").to_string()
+    }
+
+    /// Runs the shipped binary's `admin …` command against this server's
+    /// database, as an operator would; returns its output.
+    pub fn admin(&self, args: &[&str]) -> std::process::Output {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_sse_notify"));
+        command.arg("admin").args(args).env_clear();
+        command.env("PATH", std::env::var("PATH").unwrap_or_default());
+        for key in ["DATA_DIR", "DATABASE_URL"] {
+            if let Some(value) = self.env.get(key) {
+                command.env(key, value);
+            }
+        }
+        // No Leptos.toml of the test's working directory is needed.
+        command.env("CONFIG_FILE", "/dev/null");
+        command.output().expect("run sse_notify admin")
+    }
+
+    /// Grants the admin role to an existing account.
+    pub fn grant_admin(&self, name: &str) {
+        let out = self.admin(&["grant", name]);
+        assert!(
+            out.status.success(),
+            "admin grant {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     pub async fn shutdown(mut self) -> Result<(), server::ServeError> {

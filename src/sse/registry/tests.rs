@@ -258,7 +258,9 @@ fn one_address_cannot_take_every_slot() {
     let other = registry
         .register_from(&identity("u4", "s", &[]), vec![], from("10.0.0.2"))
         .unwrap();
-    let _unknown = registry.register(&identity("u5", "s", &[]), vec![]).unwrap();
+    let _unknown = registry
+        .register(&identity("u5", "s", &[]), vec![])
+        .unwrap();
     assert_eq!(registry.index_sizes().addresses, 2);
     // A slot given back can be taken again; counts go with the clients.
     held.pop();

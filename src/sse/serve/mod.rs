@@ -101,7 +101,14 @@ async fn connection(
     };
     if !options.direct {
         let deadline = tokio::time::Instant::now() + options.header_timeout;
-        let hyper = with_hyper(Rewind::new(Vec::new(), io), app, info, options, stop, deadline);
+        let hyper = with_hyper(
+            Rewind::new(Vec::new(), io),
+            app,
+            info,
+            options,
+            stop,
+            deadline,
+        );
         return Box::pin(hyper).await;
     }
     loop {
