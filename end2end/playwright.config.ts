@@ -6,8 +6,8 @@ import * as path from "node:path";
 // port; the defaults below suit a manual `npx playwright test` after
 // `cargo leptos build --release` from the repository root.
 const port = Number(process.env.E2E_PORT ?? 3917);
-const serverBin = process.env.SERVER_BIN ?? "../target/release/sse_notify";
-const dataDir =
+export const serverBin = process.env.SERVER_BIN ?? "../target/release/sse_notify";
+export const dataDir =
   process.env.E2E_DATA_DIR ?? path.join(os.tmpdir(), `sse-notify-e2e-${port}`);
 
 export const baseURL = `http://127.0.0.1:${port}`;
@@ -54,7 +54,6 @@ export default defineConfig({
       LEPTOS_SITE_ROOT: process.env.LEPTOS_SITE_ROOT ?? "target/site",
       DATA_DIR: dataDir,
       RUST_LOG: process.env.RUST_LOG ?? "info",
-      AUTH_ADMINS: "e2eadmin",
     },
   },
 });

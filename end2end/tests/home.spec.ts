@@ -1,9 +1,22 @@
+import { execFileSync } from "node:child_process";
+import * as path from "node:path";
 import { expect, test, type Browser, type Page } from "@playwright/test";
+import { dataDir, serverBin } from "../playwright.config";
 
 const PASSWORD = "correct horse battery";
 
+/** Grants the admin role as an operator does: the server binary's admin command. */
+function grantAdmin(name: string) {
+  const root = path.resolve(__dirname, "..", "..");
+  execFileSync(path.resolve(root, "end2end", serverBin), ["admin", "grant", name], {
+    cwd: root,
+    env: { ...process.env, DATA_DIR: dataDir },
+    stdio: "pipe",
+  });
+}
+
 /** A signed-in page on /home, in its own browser context (its own cookies). */
-async function openHome(browser: Browser, name: string): Promise<Page> {
+async function openHome(browser: Browser, name: string, admin = false): Promise<Page> {
   const context = await browser.newContext();
   const page = await context.newPage();
   const signup = await page.request.post("/api/auth/signup", {
@@ -17,6 +30,7 @@ async function openHome(browser: Browser, name: string): Promise<Page> {
   } else {
     expect(signup.status()).toBe(200);
   }
+  if (admin) grantAdmin(name);
   await page.goto("/home");
   await expect(page.getByTestId("status")).toHaveText("Connected");
   return page;
@@ -59,7 +73,7 @@ test("a message from A reaches B only; an admin broadcast reaches both", async (
 
   // Non-admins have no Broadcast button; the admin does, and it reaches both.
   await expect(a.getByRole("button", { name: "Broadcast" })).toHaveCount(0);
-  const admin = await openHome(browser, "e2eadmin");
+  const admin = await openHome(browser, "e2eadmin", true);
   await admin.getByLabel("Message").fill("Maintenance at noon");
   await admin.getByRole("button", { name: "Broadcast" }).click();
   await expect(a.getByTestId("latest")).toHaveText("e2eadmin: Maintenance at noon", { timeout: 2_000 });

@@ -65,6 +65,7 @@ impl EventName {
     }
 
     /// One of [`RESERVED_EVENT_NAMES`], for the server's own events.
+    #[cfg(feature = "ssr")]
     pub(crate) const fn reserved(name: &'static str) -> Self {
         EventName(Cow::Borrowed(name))
     }

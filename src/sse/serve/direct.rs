@@ -166,7 +166,12 @@ const INTERNAL_ERROR: &[u8] =
 /// error JSON, static files), chunked otherwise (pages rendered as a
 /// stream). A body that does not match its announced length is an error:
 /// the connection must close rather than fall out of step.
-async fn whole<IO>(io: &mut IO, parts: &Parts, mut body: Body, keep_alive: bool) -> io::Result<()>
+pub(super) async fn whole<IO>(
+    io: &mut IO,
+    parts: &Parts,
+    mut body: Body,
+    keep_alive: bool,
+) -> io::Result<()>
 where
     IO: AsyncWrite + Unpin,
 {

@@ -13,6 +13,8 @@
 //! every connection from its first byte.
 
 mod direct;
+#[doc(hidden)]
+pub mod fuzzing;
 mod head;
 mod rewind;
 
