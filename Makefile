@@ -17,7 +17,7 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 export PATH := $(TOOLS_DIR)/node_modules/.bin:$(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: run test bench build tools tool-wasm-target tool-cargo-leptos tool-wasm-bindgen \
+.PHONY: run test bench fuzz tool-cargo-fuzz build tools tool-wasm-target tool-cargo-leptos tool-wasm-bindgen \
         tool-wasm-opt tool-chromium e2e-deps fmt lint clean
 
 ## run: install missing tools, build a release, serve on http://127.0.0.1:3000
@@ -35,6 +35,19 @@ test: tools tool-chromium e2e-deps
 ## bench: criterion micro-benchmarks + load generator vs. a naive baseline (BENCHMARKS.md)
 bench:
 	scripts/bench.sh
+
+## fuzz: each fuzz target for FUZZ_SECONDS (default 120) from its corpus in fuzz/corpus; not part of test
+FUZZ_SECONDS ?= 120
+FUZZ_TARGETS := head response
+fuzz: tool-cargo-fuzz
+	cd fuzz && for target in $(FUZZ_TARGETS); do \
+	  RUSTC_BOOTSTRAP=1 cargo fuzz run "$$target" "corpus/$$target" -- \
+	    -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 || exit 1; \
+	done
+
+# cargo-fuzz passes -Z flags to rustc: RUSTC_BOOTSTRAP=1 lets the stable toolchain take them.
+tool-cargo-fuzz:
+	@cargo fuzz --version >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 
 tools: tool-wasm-target tool-cargo-leptos tool-wasm-bindgen tool-wasm-opt
 

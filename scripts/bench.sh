@@ -20,10 +20,13 @@ REPEAT=${BENCH_REPEAT:-3}
 SATURATE_CLIENTS=${BENCH_SATURATE_CLIENTS:-1000}
 TARGETED_CLIENTS=${BENCH_TARGETED_CLIENTS:-"1000 5000 18000"}
 CHURN_CYCLES=${BENCH_CHURN_CYCLES:-100000}
-SCENARIOS=${BENCH_SCENARIOS:-"micro floor idle broadcast saturate targeted churn"}
+SOAK_DURATION=${BENCH_SOAK_DURATION:-600}
+SCENARIOS=${BENCH_SCENARIOS:-"micro floor idle broadcast saturate targeted churn soak"}
 # One generator process opens at most this many sockets (the hard
 # open-files limit is 20 000 here); more connections take more processes.
 PER_PROCESS=9500
+# Where cargo puts the release binaries (CI keeps its cache elsewhere).
+bin="${CARGO_TARGET_DIR:-target}/release"
 out=target/bench
 mkdir -p "${out}"
 results="${out}/results.jsonl"
@@ -47,6 +50,8 @@ cargo build --release --no-default-features --features ssr --bin sse_notify --bi
 ulimit -n "$(ulimit -Hn)"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 server='' baseline='' data=''
+# The password loadgen signs its accounts in with (src/bin/loadgen/http.rs).
+BENCH_PASSWORD="bench password 1"
 
 # Both servers, fresh (empty database, no memory from an earlier scenario).
 start_servers() {
@@ -54,12 +59,12 @@ start_servers() {
   data=$(mktemp -d)
   port=$(free_port)
   bport=$(free_port)
-  SSE_MAX_CLIENTS=19500 SSE_PER_USER_MAX=19500 SSE_QUEUE_LEN=1024 \
+  SSE_MAX_CLIENTS=19500 SSE_PER_USER_MAX=19500 SSE_PER_ADDRESS_MAX=19500 SSE_QUEUE_LEN=1024 \
   AUTH_LOGIN_ATTEMPTS_PER_IP=1000000 AUTH_LOGIN_ATTEMPTS_PER_USER=1000000 \
-  AUTH_ADMINS=benchadmin SSE_ENABLE_LOGGING=false RUST_LOG=warn DATA_DIR="${data}" \
-  LEPTOS_SITE_ADDR="127.0.0.1:${port}" "${on0[@]}" target/release/sse_notify >> "${out}/server.log" 2>&1 &
+  SSE_ENABLE_LOGGING=false RUST_LOG=warn DATA_DIR="${data}" \
+  LEPTOS_SITE_ADDR="127.0.0.1:${port}" "${on0[@]}" "${bin}/sse_notify" >> "${out}/server.log" 2>&1 &
   server=$!
-  BASELINE_ADDR="127.0.0.1:${bport}" "${on0[@]}" target/release/baseline >> "${out}/baseline.log" 2>&1 &
+  BASELINE_ADDR="127.0.0.1:${bport}" "${on0[@]}" "${bin}/baseline" >> "${out}/baseline.log" 2>&1 &
   baseline=$!
   for _ in $(seq 100); do
     ours_up=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:${port}/api/sse/clients" || true)
@@ -67,6 +72,11 @@ start_servers() {
     [[ "${ours_up}" == 401 && "${base_up}" == 200 ]] && break
     sleep 0.1
   done
+  # The account that broadcasts and reads the listing: an admin, granted as
+  # an operator does.
+  curl -s -o /dev/null --data-urlencode username=benchadmin \
+    --data-urlencode "password=${BENCH_PASSWORD}" "http://127.0.0.1:${port}/api/auth/signup"
+  DATA_DIR="${data}" "${bin}/sse_notify" admin grant benchadmin > /dev/null
   ours=(--target ours --addr "127.0.0.1:${port}" --pid "${server}")
   base=(--target baseline --addr "127.0.0.1:${bport}" --pid "${baseline}")
 }
@@ -83,7 +93,7 @@ trap stop_servers EXIT
 : > "${out}/server.log"
 : > "${out}/baseline.log"
 
-gen() { "${on1[@]}" target/release/loadgen "$@" | tee -a "${results}"; }
+gen() { "${on1[@]}" "${bin}/loadgen" "$@" | tee -a "${results}"; }
 
 if wants floor; then
   echo "==> floor: plain 1 KiB writes to ${BROADCAST_CLIENTS} loopback sockets"
@@ -141,6 +151,31 @@ if wants churn; then
   echo "==> churn: ${CHURN_CYCLES} connect/disconnect cycles"
   gen "${ours[@]}" --scenario churn --cycles "${CHURN_CYCLES}" --concurrency 64
   gen "${base[@]}" --scenario churn --cycles "${CHURN_CYCLES}" --concurrency 64
+fi
+
+if wants soak; then
+  start_servers
+  echo "==> soak: ${SOAK_DURATION} s of mixed traffic abandoned mid-response, then SIGTERM"
+  log_from=$(wc -l < "${out}/server.log")
+  gen "${ours[@]}" --scenario soak --duration "${SOAK_DURATION}" --concurrency 40
+  # Stopped as an operator stops it; it must exit within its
+  # shutdown_timeout (10 s) plus the 3 s the binary allows itself.
+  t0=$(date +%s.%N)
+  kill -TERM "${server}"
+  exited=false
+  for _ in $(seq 300); do
+    if ! kill -0 "${server}" 2>/dev/null; then exited=true; break; fi
+    sleep 0.05
+  done
+  exit_seconds=$(python3 -c "import time; print(round(time.time() - ${t0}, 2))")
+  $exited || kill -KILL "${server}" 2>/dev/null || true
+  wait "${server}" 2>/dev/null || true
+  panics=$(tail -n "+$((log_from + 1))" "${out}/server.log" | grep -c panicked || true)
+  echo "{\"target\":\"ours\",\"scenario\":\"soak-shutdown\",\"exited\":${exited},\"exit_seconds\":${exit_seconds},\"panics_logged\":${panics}}" | tee -a "${results}"
+  kill "${baseline}" 2>/dev/null || true
+  wait "${baseline}" 2>/dev/null || true
+  rm -rf "${data}"
+  server=''
 fi
 
 echo "==> results in ${results}"

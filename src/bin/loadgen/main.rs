@@ -16,6 +16,8 @@
 //! - `churn`: `--cycles` connects and disconnects; the server's count of
 //!   open streams afterwards (leaks) and its RSS against the warmed-up one;
 //! - `connect`: connections opened per second;
+//! - `soak`: `--duration` seconds of mixed traffic abandoned mid-response
+//!   (pages, streams, sends); RSS and open streams before and after;
 //! - `floor`: no server: plain `write()`s of 1 KiB to N loopback sockets,
 //!   the kernel's own cost of a broadcast;
 //! - `hold`, `hold-raw`: internal, a holder process (see `holders.rs`).
@@ -25,6 +27,7 @@
 mod floor;
 mod holders;
 mod http;
+mod soak;
 mod streams;
 
 use std::net::SocketAddr;
@@ -123,7 +126,7 @@ fn args() -> Result<Args, String> {
 }
 
 impl Args {
-    fn ours(&self) -> bool {
+    pub(crate) fn ours(&self) -> bool {
         self.target == "ours"
     }
 
@@ -157,7 +160,7 @@ impl Args {
         Ok(a)
     }
 
-    async fn admin(&self) -> Result<Option<String>, String> {
+    pub(crate) async fn admin(&self) -> Result<Option<String>, String> {
         if self.ours() {
             Ok(Some(session(self.addr, "benchadmin").await?))
         } else {
@@ -201,6 +204,7 @@ async fn run(a: &Args) -> Result<serde_json::Value, String> {
         "saturate" => saturate(a).await?,
         "targeted" => targeted(a).await?,
         "churn" => churn(a).await?,
+        "soak" => soak::soak(a).await?,
         other => return Err(format!("unknown scenario {other}")),
     };
     if let (Some(into), Some(from)) = (result.as_object_mut(), extra.as_object()) {
@@ -450,7 +454,7 @@ async fn cycles(req: &Arc<StreamRequest>, count: usize, concurrency: usize) -> R
 /// passwords with 19 MiB each on tokio's blocking threads; the allocator
 /// keeps that memory in those threads' heaps until the threads retire,
 /// after 10 s idle.
-const SETTLE: Duration = Duration::from_secs(12);
+pub(crate) const SETTLE: Duration = Duration::from_secs(12);
 
 async fn churn(a: &Args) -> Result<serde_json::Value, String> {
     let admin = a.admin().await?;
