@@ -41,7 +41,7 @@ FUZZ_SECONDS ?= 120
 FUZZ_TARGETS := head response
 fuzz: tool-cargo-fuzz
 	cd fuzz && for target in $(FUZZ_TARGETS); do \
-	  RUSTC_BOOTSTRAP=1 cargo fuzz run "$$target" "corpus/$$target" -- \
+	  RUSTC_BOOTSTRAP=1 cargo fuzz run -O "$$target" "corpus/$$target" -- \
 	    -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 || exit 1; \
 	done
 

@@ -1,8 +1,9 @@
 //! The direct path's head reader against hyper. Input: one byte that
 //! decides how the rest is split into reads, then the bytes a client
 //! sends. Whatever the direct path takes must be exactly one complete,
-//! bodiless GET head that hyper parses to the same request; whatever it
-//! hands on must be the bytes read so far, unchanged.
+//! bodiless GET head (what follows stays unread, for the next request)
+//! that hyper parses to the same request; whatever it hands on must be
+//! the bytes read so far, unchanged.
 
 #![no_main]
 
@@ -67,8 +68,12 @@ fuzz_target!(|data: &[u8]| {
         let max = 8 * 1024;
         match read_head(pieces, max).await {
             HeadOutcome::Direct {
-                target, headers, ..
+                target,
+                headers,
+                consumed,
+                ..
             } => {
+                let bytes = &bytes[..consumed];
                 let parsed = hyper_parse(bytes.to_vec()).await;
                 let Some((h_target, h_headers, h_empty, h_method, h_version)) = parsed else {
                     panic!("taken directly, refused by hyper: {:?}", String::from_utf8_lossy(bytes));

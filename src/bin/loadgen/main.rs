@@ -486,10 +486,15 @@ async fn churn(a: &Args) -> Result<serde_json::Value, String> {
         "cycles_per_second": a.cycles as f64 / took.as_secs_f64(),
         "open_after": leaked,
     });
+    add_rss(&mut out, before, after);
+    Ok(out)
+}
+
+/// The server's RSS before and after a run, and the growth, when known.
+pub(crate) fn add_rss(out: &mut serde_json::Value, before: Option<u64>, after: Option<u64>) {
     if let (Some(before), Some(after)) = (before, after) {
         out["rss_before_kib"] = before.into();
         out["rss_after_kib"] = after.into();
         out["rss_growth_percent"] = ((after as f64 - before as f64) * 100.0 / before as f64).into();
     }
-    Ok(out)
 }

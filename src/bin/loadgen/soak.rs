@@ -69,11 +69,7 @@ pub async fn soak(a: &Args) -> Result<serde_json::Value, String> {
         "refused": tally.refused,
         "open_after": open_after,
     });
-    if let (Some(before), Some(after)) = (before, after) {
-        out["rss_before_kib"] = before.into();
-        out["rss_after_kib"] = after.into();
-        out["rss_growth_percent"] = ((after as f64 - before as f64) * 100.0 / before as f64).into();
-    }
+    crate::add_rss(&mut out, before, after);
     Ok(out)
 }
 
@@ -173,7 +169,13 @@ async fn stream(addr: SocketAddr, n: usize, cookie: &str, rng: &mut Rng) -> Resu
         "GET /api/sse HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\nCookie: {cookie}\r\n\r\n"
     );
     write(&mut socket, &request).await?;
-    read_some(&mut socket, usize::MAX, hold).await;
+    let until = tokio::time::Instant::now() + hold;
+    let mut buf = [0u8; 4096];
+    while let Ok(Ok(n)) = tokio::time::timeout_at(until, socket.read(&mut buf)).await {
+        if n == 0 {
+            break;
+        }
+    }
     reset(socket);
     Ok(())
 }
@@ -211,13 +213,17 @@ async fn write(socket: &mut TcpStream, request: &str) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
-/// Reads until `keep` bytes came, the peer closed, or `within` passed.
+/// Reads until `keep` bytes came, the peer closed, `within` passed, or
+/// (for an answer shorter than `keep` on a keep-alive connection) nothing
+/// came for `IDLE_GAP`.
 async fn read_some(socket: &mut TcpStream, keep: usize, within: Duration) {
+    const IDLE_GAP: Duration = Duration::from_millis(300);
     let deadline = tokio::time::Instant::now() + within;
     let mut got = 0;
     let mut buf = [0u8; 4096];
     while got < keep {
-        match tokio::time::timeout_at(deadline, socket.read(&mut buf)).await {
+        let gap = (tokio::time::Instant::now() + IDLE_GAP).min(deadline);
+        match tokio::time::timeout_at(gap, socket.read(&mut buf)).await {
             Ok(Ok(n)) if n > 0 => got += n,
             _ => break,
         }

@@ -22,6 +22,8 @@ pub enum HeadOutcome {
         target: String,
         headers: Vec<(String, Vec<u8>)>,
         keep_alive: bool,
+        /// Bytes taken from the input; the rest stays for the next request.
+        consumed: usize,
     },
     /// Handed to hyper with these bytes.
     Other(Vec<u8>),
@@ -31,12 +33,16 @@ pub enum HeadOutcome {
 /// Reads a head from `pieces`, delivered one read at a time (the way a
 /// socket splits them), with the direct path's head limit `max`.
 pub async fn read_head(pieces: Vec<Vec<u8>>, max: usize) -> HeadOutcome {
+    let total: usize = pieces.iter().map(Vec::len).sum();
     let mut reader = Pieces(pieces.into());
-    match head::read_head(&mut reader, max).await {
+    let outcome = head::read_head(&mut reader, max).await;
+    let consumed = total - reader.0.iter().map(Vec::len).sum::<usize>();
+    match outcome {
         Head::Direct {
             request,
             keep_alive,
         } => HeadOutcome::Direct {
+            consumed,
             target: request.uri().to_string(),
             headers: request
                 .headers()
