@@ -142,7 +142,11 @@ const PAGES: &[&str] = &["/", "/login", "/signup", "/home", "/no-such-page"];
 /// A page request abandoned after 0–4 000 bytes of its answer.
 async fn page(addr: SocketAddr, n: usize, rng: &mut Rng) -> Result<(), String> {
     let pick = rng.next();
-    let method = if pick.is_multiple_of(4) { "HEAD" } else { "GET" };
+    let method = if pick.is_multiple_of(4) {
+        "HEAD"
+    } else {
+        "GET"
+    };
     let target = if pick % 10 == 1 {
         addr.to_string()
     } else {
@@ -193,7 +197,11 @@ async fn send(addr: SocketAddr, n: usize, sender: &str, rng: &mut Rng) -> Result
     );
     let mut socket = open(addr, n).await?;
     write(&mut socket, &request).await?;
-    let keep = if pick.is_multiple_of(2) { usize::MAX } else { 0 };
+    let keep = if pick.is_multiple_of(2) {
+        usize::MAX
+    } else {
+        0
+    };
     read_some(&mut socket, keep, Duration::from_secs(10)).await;
     reset(socket);
     Ok(())
