@@ -41,7 +41,6 @@ pub async fn me() -> Result<Option<CurrentUser>, AppError> {
 
 #[cfg(feature = "ssr")]
 pub(crate) mod server {
-    use axum::extract::ConnectInfo;
     use axum::http::{HeaderValue, header};
     use tower_sessions::Session;
 
@@ -49,7 +48,7 @@ pub(crate) mod server {
     use super::super::state::{KEY_HANDLE, KEY_USER_ID, KEY_USERNAME};
     use super::super::{Auth, CurrentUser, password, safe_next};
     use crate::error::AppError;
-    use crate::sse::{ClientAddr, ConnInfo, Notifier, SessionId, Target};
+    use crate::sse::{ClientAddr, Notifier, SessionId, Target};
     use crate::store::users::{CreateUserError, Role, UserRecord};
     use leptos::prelude::*;
 
@@ -74,18 +73,13 @@ pub(crate) mod server {
 
     /// The client's address as the server determined it (see
     /// `server::client_addr`): behind a trusted proxy, the forwarded one.
-    async fn client_address() -> String {
-        let parts = use_context::<axum::http::request::Parts>();
-        let known = parts
-            .as_ref()
-            .and_then(|p| p.extensions.get::<ClientAddr>());
-        match known {
-            Some(ClientAddr(addr)) => addr.to_string(),
-            None => match leptos_axum::extract::<ConnectInfo<ConnInfo>>().await {
-                Ok(ConnectInfo(info)) => info.peer.ip().to_string(),
-                Err(_) => "unknown".to_string(),
-            },
-        }
+    fn client_address() -> String {
+        use_context::<axum::http::request::Parts>()
+            .and_then(|p| p.extensions.get::<ClientAddr>().copied())
+            .map_or_else(
+                || "unknown".to_string(),
+                |ClientAddr(addr)| addr.to_string(),
+            )
     }
 
     fn too_many(wait: std::time::Duration) -> AppError {
@@ -140,9 +134,7 @@ pub(crate) mod server {
         let username = username.trim().to_string();
         check_username(&username).map_err(|m| AppError::bad_request("invalid_username", m))?;
         check_password(&password).map_err(|m| AppError::bad_request("invalid_password", m))?;
-        auth.per_ip()
-            .attempt(&client_address().await)
-            .map_err(too_many)?;
+        auth.per_ip().attempt(&client_address()).map_err(too_many)?;
         let hash = password::hash(password).await.map_err(AppError::internal)?;
         let user = match auth.db().create_user(&username, &hash).await {
             Ok(user) => user,
@@ -170,9 +162,7 @@ pub(crate) mod server {
         // No account can have a name that fails this, and refusing it here
         // keeps control characters out of the rate limiter and the log.
         check_username(&username).map_err(|m| AppError::bad_request("invalid_username", m))?;
-        auth.per_ip()
-            .attempt(&client_address().await)
-            .map_err(too_many)?;
+        auth.per_ip().attempt(&client_address()).map_err(too_many)?;
         auth.per_user()
             .attempt(&username.to_lowercase())
             .map_err(too_many)?;

@@ -59,15 +59,7 @@ impl SocketState {
     /// `ClientClosed`, `WriteError`, `IdleTimeout` or `UnexpectedInput`,
     /// once the socket ended.
     pub fn ended(&self) -> Option<DisconnectReason> {
-        match self.ended.load(Ordering::Acquire) {
-            x if x == DisconnectReason::ClientClosed as u8 => Some(DisconnectReason::ClientClosed),
-            x if x == DisconnectReason::WriteError as u8 => Some(DisconnectReason::WriteError),
-            x if x == DisconnectReason::IdleTimeout as u8 => Some(DisconnectReason::IdleTimeout),
-            x if x == DisconnectReason::UnexpectedInput as u8 => {
-                Some(DisconnectReason::UnexpectedInput)
-            }
-            _ => None,
-        }
+        DisconnectReason::from_u8(self.ended.load(Ordering::Acquire))
     }
 }
 

@@ -34,7 +34,7 @@ pub enum DisconnectReason {
 }
 
 impl DisconnectReason {
-    fn from_u8(n: u8) -> Option<Self> {
+    pub(crate) fn from_u8(n: u8) -> Option<Self> {
         Some(match n {
             1 => Self::ClientClosed,
             2 => Self::WriteError,
