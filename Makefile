@@ -26,7 +26,7 @@ run: build
 
 ## build: release build of the server and the WASM bundle into target/site
 build: tools
-	cargo leptos build --release
+	cargo leptos build --release --precompress
 
 ## test: fmt, clippy (ssr + hydrate), Rust tests, Playwright against a release build
 test: tools tool-chromium e2e-deps

@@ -4,7 +4,7 @@ import * as path from "node:path";
 
 // The Makefile builds the release server and passes its path and a free
 // port; the defaults below suit a manual `npx playwright test` after
-// `cargo leptos build --release` from the repository root.
+// `cargo leptos build --release --precompress` from the repository root.
 const port = Number(process.env.E2E_PORT ?? 3917);
 export const serverBin = process.env.SERVER_BIN ?? "../target/release/sse_notify";
 export const dataDir =

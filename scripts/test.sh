@@ -42,7 +42,7 @@ step rust-tests cargo test --no-default-features --features ssr
 # (`server.direct_responses = false`): both transports must behave alike.
 step rust-tests-hyper env SERVER_DIRECT_RESPONSES=false \
   cargo test --no-default-features --features ssr --test '*'
-step release-build cargo leptos build --release
+step release-build cargo leptos build --release --precompress
 step e2e e2e
 
 rm -rf "${log_dir}"

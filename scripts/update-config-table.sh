@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates the configuration table in README.md from src/config.rs KEYS
+# Regenerates the configuration table in README.md from src/config/keys.rs KEYS
 # (the unit test readme_table_matches_the_keys prints the current table).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,7 +11,10 @@ import sys
 table = sys.argv[1] + "\n"
 text = open("README.md").read()
 start = text.index("\n", text.index("<!-- config-table")) + 1
-end = text.index("<!-- end config-table")
+# The table is the run of lines starting with `|` after the marker.
+end = start
+while text.startswith("|", end):
+    end = text.index("\n", end) + 1
 open("README.md", "w").write(text[:start] + table + text[end:])
 PY
 echo "README.md table updated"

@@ -41,14 +41,13 @@ pub async fn me() -> Result<Option<CurrentUser>, AppError> {
 
 #[cfg(feature = "ssr")]
 pub(crate) mod server {
-    use axum::http::{HeaderValue, header};
     use tower_sessions::Session;
 
     use super::super::credentials::{check_password, check_username};
     use super::super::state::{KEY_HANDLE, KEY_USER_ID, KEY_USERNAME};
     use super::super::{Auth, CurrentUser, password, safe_next};
-    use crate::error::AppError;
-    use crate::sse::{ClientAddr, Notifier, SessionId, Target};
+    use crate::error::{AppError, ErrorKind};
+    use crate::sse::{Notifier, RemoteAddr, SessionId, Target};
     use crate::store::users::{CreateUserError, Role, UserRecord};
     use leptos::prelude::*;
 
@@ -59,7 +58,13 @@ pub(crate) mod server {
     }
 
     pub(crate) fn require_user() -> Result<CurrentUser, AppError> {
-        current_user().ok_or_else(|| AppError::new(401, "unauthenticated", "Sign in first."))
+        current_user().ok_or_else(|| {
+            AppError::new(
+                ErrorKind::Unauthenticated,
+                "unauthenticated",
+                "Sign in first.",
+            )
+        })
     }
 
     async fn context() -> Result<(Auth, Session), AppError> {
@@ -72,27 +77,23 @@ pub(crate) mod server {
     }
 
     /// The client's address as the server determined it (see
-    /// `server::client_addr`): behind a trusted proxy, the forwarded one.
-    fn client_address() -> String {
+    /// `server::remote_addr`): behind a trusted proxy, the forwarded one.
+    fn remote_address() -> String {
         use_context::<axum::http::request::Parts>()
-            .and_then(|p| p.extensions.get::<ClientAddr>().copied())
+            .and_then(|p| p.extensions.get::<RemoteAddr>().copied())
             .map_or_else(
                 || "unknown".to_string(),
-                |ClientAddr(addr)| addr.to_string(),
+                |RemoteAddr(addr)| addr.to_string(),
             )
     }
 
     fn too_many(wait: std::time::Duration) -> AppError {
-        let error = AppError::new(
-            429,
+        AppError::new(
+            ErrorKind::TooManyRequests,
             "too_many_attempts",
             "Too many sign-in attempts. Wait a few minutes and try again.",
-        );
-        if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
-            let secs = wait.as_secs().max(1);
-            response.insert_header(header::RETRY_AFTER, HeaderValue::from(secs));
-        }
-        error
+        )
+        .retry_after(wait)
     }
 
     /// Starts a signed-in session: a new session id (so an id planted
@@ -134,13 +135,13 @@ pub(crate) mod server {
         let username = username.trim().to_string();
         check_username(&username).map_err(|m| AppError::bad_request("invalid_username", m))?;
         check_password(&password).map_err(|m| AppError::bad_request("invalid_password", m))?;
-        auth.per_ip().attempt(&client_address()).map_err(too_many)?;
+        auth.per_ip().attempt(&remote_address()).map_err(too_many)?;
         let hash = password::hash(password).await.map_err(AppError::internal)?;
         let user = match auth.db().create_user(&username, &hash).await {
             Ok(user) => user,
             Err(CreateUserError::Taken) => {
                 return Err(AppError::new(
-                    409,
+                    ErrorKind::Conflict,
                     "username_taken",
                     "That username is taken. Choose another one.",
                 ));
@@ -162,7 +163,7 @@ pub(crate) mod server {
         // No account can have a name that fails this, and refusing it here
         // keeps control characters out of the rate limiter and the log.
         check_username(&username).map_err(|m| AppError::bad_request("invalid_username", m))?;
-        auth.per_ip().attempt(&client_address()).map_err(too_many)?;
+        auth.per_ip().attempt(&remote_address()).map_err(too_many)?;
         auth.per_user()
             .attempt(&username.to_lowercase())
             .map_err(too_many)?;
@@ -178,7 +179,7 @@ pub(crate) mod server {
             _ => {
                 tracing::info!(?username, "sign-in refused");
                 return Err(AppError::new(
-                    401,
+                    ErrorKind::Unauthenticated,
                     "invalid_credentials",
                     "Wrong username or password.",
                 ));

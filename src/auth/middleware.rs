@@ -4,19 +4,28 @@
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use tower_sessions::Session;
 
 use super::{Auth, SecureCookie};
+use crate::error::{AppError, ErrorKind};
 use crate::sse::ListingScope;
-use crate::sse::client::percent_encode;
-use crate::sse::error::ApiError;
 
 /// Pages that need a signed-in user; others redirect to the sign-in page
 /// before any HTML is rendered.
 const PROTECTED_PAGES: &[&str] = &["/home"];
+
+/// What the `?next=` of a sign-in redirect escapes: everything but RFC
+/// 3986's unreserved characters and `/`, so a path stays readable.
+const NEXT_PATH: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b'/');
 
 /// The session cookie's name.
 pub const COOKIE_NAME: &str = "sid";
@@ -58,7 +67,7 @@ pub async fn identify(
                     .uri()
                     .path_and_query()
                     .map_or(path, |pq| pq.as_str());
-                let next = percent_encode(target, b"/");
+                let next = utf8_percent_encode(target, NEXT_PATH);
                 return Redirect::to(&format!("/login?next={next}")).into_response();
             }
         }
@@ -100,7 +109,7 @@ pub async fn refuse_cross_site(request: Request, next: Next) -> Response {
 }
 
 fn forbidden(message: &str) -> Response {
-    ApiError::new(StatusCode::FORBIDDEN, "cross_site", message).into_response()
+    AppError::new(ErrorKind::Forbidden, "cross_site", message).into_response()
 }
 
 /// With [`SecureCookie::Auto`], marks the session cookie `Secure` when the

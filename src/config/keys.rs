@@ -85,6 +85,12 @@ pub const KEYS: &[KeySpec] = &[
     ),
     key(
         Some("leptos"),
+        "hash_files",
+        "true",
+        "Serve the bundle under the content-hashed names the release build lists in `hash.txt` beside the binary (cached for a year); plain names when that file is absent or with `false`.",
+    ),
+    key(
+        Some("leptos"),
         "env",
         "PROD",
         "`PROD` or `DEV` (DEV enables cargo-leptos live reload).",

@@ -59,7 +59,7 @@ pub struct ServerConfig {
     pub body_timeout: Duration,
     /// Largest request body, in bytes.
     pub max_body: usize,
-    /// Bodiless GETs are answered without hyper (see `sse::serve`).
+    /// Bodiless GETs are answered without hyper (see `http`).
     pub direct_responses: bool,
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpAddr>,
@@ -101,6 +101,7 @@ impl Config {
             .site_pkg_dir(layers.get::<String>("leptos", "site_pkg_dir")?)
             .site_addr(layers.get::<SocketAddr>("leptos", "site_addr")?)
             .env(layers.get::<LeptosEnv>("leptos", "env")?.0)
+            .hash_files(layers.get::<bool>("leptos", "hash_files")?)
             .build();
         let database_url = layers.get::<String>("", "database_url")?;
         let positive = |n: &usize| (*n > 0).then_some(()).ok_or("a number above 0");

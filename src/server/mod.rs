@@ -3,8 +3,9 @@
 //! Kept out of `main.rs` so that integration tests start exactly the server
 //! that ships, on an ephemeral port.
 
-pub mod client_addr;
+pub mod assets;
 pub mod page_body;
+pub mod remote_addr;
 pub mod request_body;
 pub mod request_line;
 
@@ -22,13 +23,13 @@ use crate::app::{App, shell};
 use crate::auth::middleware::{COOKIE_NAME, identify, refuse_cross_site, secure_cookie};
 use crate::auth::{Auth, SecureCookie};
 use crate::config::{Config, ServerConfig};
-use crate::sse::serve::ServeOptions;
-use crate::sse::{self, Notifier, WatchedListener};
+use crate::http::{self, ServeOptions, WatchedListener};
+use crate::sse::{self, Notifier};
 use crate::store::sessions::DbSessionStore;
 use crate::store::{Db, StoreError};
 
-use client_addr::{TrustedProxies, identify_client_addr};
 use page_body::finish_abandoned_pages;
+use remote_addr::{TrustedProxies, identify_remote_addr};
 use request_body::{BodyLimits, limit_body};
 use request_line::check_request_line;
 
@@ -86,10 +87,14 @@ pub fn router(state: AppState, sessions: DbSessionStore, server: &ServerConfig) 
         .with_secure(auth.config().secure_cookie == SecureCookie::Always)
         .with_path("/")
         .with_expiry(Expiry::OnInactivity(ttl));
-    Router::new()
+    let app = Router::new()
         .merge(sse::routes::<AppState>())
-        .leptos_routes_with_context(&state, routes, context, move || shell(options.clone()))
-        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .leptos_routes_with_context(&state, routes, context.clone(), {
+            let options = options.clone();
+            move || shell(options.clone())
+        });
+    let hashed = options.hash_files;
+    assets::serve_static(app, &options, hashed, context, shell)
         .layer(from_fn_with_state(auth.clone(), identify))
         .layer(session_layer)
         .layer(from_fn_with_state(auth, secure_cookie))
@@ -97,7 +102,7 @@ pub fn router(state: AppState, sessions: DbSessionStore, server: &ServerConfig) 
         .layer(from_fn(finish_abandoned_pages))
         .layer(from_fn_with_state(
             TrustedProxies(server.trusted_proxies.clone().into()),
-            identify_client_addr,
+            identify_remote_addr,
         ))
         .layer(from_fn_with_state(
             BodyLimits {
@@ -107,6 +112,7 @@ pub fn router(state: AppState, sessions: DbSessionStore, server: &ServerConfig) 
             limit_body,
         ))
         .layer(from_fn(check_request_line))
+        .layer(from_fn(assets::private_by_default))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -125,8 +131,16 @@ pub async fn serve(
     let sessions = DbSessionStore::new(db.clone());
     let cleanup = sessions.spawn_cleanup(SESSION_CLEANUP_PERIOD);
     let notifier = Notifier::new(config.sse.clone());
+    let mut leptos_options = config.leptos;
+    if leptos_options.hash_files && !assets::hash_file_present(&leptos_options.hash_file) {
+        tracing::info!(
+            "no {} beside the server binary: the bundle is served under its plain names",
+            leptos_options.hash_file
+        );
+        leptos_options.hash_files = false;
+    }
     let state = AppState {
-        leptos_options: config.leptos,
+        leptos_options,
         notifier: notifier.clone(),
         auth: Auth::new(db, config.auth.clone()),
     };
@@ -148,7 +162,7 @@ pub async fn serve(
         direct: config.server.direct_responses,
         ..ServeOptions::default()
     };
-    let server = sse::serve::serve(listener, app, options, signal);
+    let server = http::serve(listener, app, options, signal);
     let mut server = std::pin::pin!(server);
 
     let result = tokio::select! {

@@ -12,13 +12,13 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
-use crate::sse::error::ApiError;
+use crate::error::{AppError, ErrorKind};
 
 /// `server.max_body` and `server.body_timeout`.
 #[derive(Debug, Clone, Copy)]
@@ -66,14 +66,14 @@ pub async fn limit_body(
 
 fn refusal(cause: u8, limits: BodyLimits) -> Response {
     let error = if cause == TOO_LARGE {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
+        AppError::new(
+            ErrorKind::TooLarge,
             "body_too_large",
             format!("the request body is larger than {} bytes", limits.max),
         )
     } else {
-        ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
+        AppError::new(
+            ErrorKind::Timeout,
             "body_timeout",
             format!(
                 "the request body did not arrive within {:?}",

@@ -10,7 +10,7 @@ use axum::http::{Method, Version, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::sse::error::ApiError;
+use crate::error::AppError;
 
 /// Refuses the request with 400 and a JSON body if its first line or its
 /// `Host` is malformed.
@@ -29,16 +29,16 @@ pub async fn check_request_line(request: Request, next: Next) -> Response {
     }
 }
 
-fn malformed(request: &Request) -> Option<ApiError> {
+fn malformed(request: &Request) -> Option<AppError> {
     let uri = request.uri();
     if uri.path_and_query().is_none() {
-        return Some(ApiError::bad_request(
+        return Some(AppError::bad_request(
             "bad_request_target",
             "the request target must be a path (authority-form is only for proxies)",
         ));
     }
     if uri.path() == "*" && request.method() != Method::OPTIONS {
-        return Some(ApiError::bad_request(
+        return Some(AppError::bad_request(
             "bad_request_target",
             "the request target `*` is only allowed with OPTIONS",
         ));
@@ -55,7 +55,7 @@ fn malformed(request: &Request) -> Option<ApiError> {
             _ => None,
         };
         if let Some(message) = message {
-            return Some(ApiError::bad_request("bad_host", message));
+            return Some(AppError::bad_request("bad_host", message));
         }
     }
     None
@@ -86,31 +86,40 @@ mod tests {
         builder.body(Body::empty()).unwrap()
     }
 
-    fn code(method: &str, target: &str, hosts: &[&str]) -> Option<&'static str> {
-        malformed(&request(method, target, hosts)).map(|e| e.code)
+    fn code(method: &str, target: &str, hosts: &[&str]) -> Option<String> {
+        malformed(&request(method, target, hosts)).map(|e| e.error)
     }
 
     #[test]
     fn targets() {
-        assert_eq!(code("GET", "/", &["x"]), None);
-        assert_eq!(code("GET", "/a?b=c", &["x:80"]), None);
-        assert_eq!(code("GET", "http://x/a", &["x"]), None);
-        assert_eq!(code("OPTIONS", "*", &["x"]), None);
+        assert_eq!(code("GET", "/", &["x"]).as_deref(), None);
+        assert_eq!(code("GET", "/a?b=c", &["x:80"]).as_deref(), None);
+        assert_eq!(code("GET", "http://x/a", &["x"]).as_deref(), None);
+        assert_eq!(code("OPTIONS", "*", &["x"]).as_deref(), None);
         assert_eq!(
-            code("GET", "127.0.0.1:3000", &["x"]),
+            code("GET", "127.0.0.1:3000", &["x"]).as_deref(),
             Some("bad_request_target")
         );
-        assert_eq!(code("GET", "*", &["x"]), Some("bad_request_target"));
+        assert_eq!(
+            code("GET", "*", &["x"]).as_deref(),
+            Some("bad_request_target")
+        );
     }
 
     #[test]
     fn hosts() {
-        assert_eq!(code("GET", "/", &[]), Some("bad_host"));
-        assert_eq!(code("GET", "/", &["a", "b"]), Some("bad_host"));
-        assert_eq!(code("GET", "/", &["a b"]), Some("bad_host"));
-        assert_eq!(code("GET", "/", &["user@host"]), Some("bad_host"));
-        assert_eq!(code("GET", "/", &["host/path"]), Some("bad_host"));
-        assert_eq!(code("GET", "/", &[""]), None);
+        assert_eq!(code("GET", "/", &[]).as_deref(), Some("bad_host"));
+        assert_eq!(code("GET", "/", &["a", "b"]).as_deref(), Some("bad_host"));
+        assert_eq!(code("GET", "/", &["a b"]).as_deref(), Some("bad_host"));
+        assert_eq!(
+            code("GET", "/", &["user@host"]).as_deref(),
+            Some("bad_host")
+        );
+        assert_eq!(
+            code("GET", "/", &["host/path"]).as_deref(),
+            Some("bad_host")
+        );
+        assert_eq!(code("GET", "/", &[""]).as_deref(), None);
         assert_eq!(code("GET", "/", &["[::1]:3000"]), None);
         // HTTP/1.0 requests may omit it.
         let mut old = request("GET", "/", &[]);

@@ -16,7 +16,8 @@ pub struct SseConfig {
     /// Open streams per user; one more gets 429.
     pub per_user_max: usize,
     /// Events waiting for one client; a client that falls this far behind
-    /// is disconnected (it resumes with `Last-Event-ID`).
+    /// is disconnected (its browser reconnects; events sent meanwhile are
+    /// not replayed yet).
     pub queue_len: usize,
     /// Largest event payload (serialised JSON), in bytes.
     pub max_payload: usize,

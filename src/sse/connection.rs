@@ -7,14 +7,14 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::Stream;
 use tokio::time::{Interval, MissedTickBehavior};
 
 use super::event::{EventName, write_frame};
 use super::registry::{DisconnectReason, Next, Registration};
-use super::socket::SocketState;
 use super::target::ClientId;
+use crate::http::{SocketEnd, SocketState};
 
 /// The comment line sent every `ping_interval`.
 const PING: &[u8] = b": ping\n\n";
@@ -52,8 +52,18 @@ impl Drop for EventStream {
             .socket
             .as_ref()
             .and_then(|s| s.ended())
-            .unwrap_or(DisconnectReason::ClientClosed);
-        self.registration.guard.finish(seen);
+            .map_or(DisconnectReason::ClientClosed, reason_of);
+        self.registration.finish(seen);
+    }
+}
+
+/// The SSE name for how the socket ended.
+fn reason_of(end: SocketEnd) -> DisconnectReason {
+    match end {
+        SocketEnd::PeerClosed => DisconnectReason::ClientClosed,
+        SocketEnd::WriteFailed | SocketEnd::Aborted => DisconnectReason::WriteError,
+        SocketEnd::WriteStalled => DisconnectReason::IdleTimeout,
+        SocketEnd::UnexpectedInput => DisconnectReason::UnexpectedInput,
     }
 }
 
@@ -67,7 +77,7 @@ pub(crate) fn event_stream(
         tokio::time::interval_at(tokio::time::Instant::now() + ping_interval, ping_interval);
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
     EventStream {
-        preamble: Some(preamble(registration.id, retry)),
+        preamble: Some(preamble(registration.id(), retry)),
         registration,
         socket,
         ping,
@@ -82,12 +92,12 @@ impl Stream for EventStream {
         if let Some(first) = this.preamble.take() {
             return Poll::Ready(Some(Ok(first)));
         }
-        match this.registration.guard.link.poll_next(cx) {
+        match this.registration.poll_batch(cx, MAX_BATCH_BYTES) {
             Poll::Ready(Next::End(reason)) => {
-                tracing::debug!(client = %this.registration.id, reason = reason.as_str(), "ending stream");
+                tracing::debug!(client = %this.registration.id(), reason = reason.as_str(), "ending stream");
                 return Poll::Ready(None);
             }
-            Poll::Ready(Next::Write(frame)) => return Poll::Ready(Some(Ok(batch(this, frame)))),
+            Poll::Ready(Next::Write(batch)) => return Poll::Ready(Some(Ok(batch))),
             Poll::Pending => {}
         }
         match this.ping.poll_tick(cx) {
@@ -95,31 +105,6 @@ impl Stream for EventStream {
             Poll::Pending => Poll::Pending,
         }
     }
-}
-
-/// Joins `first` with whatever else is already queued, up to
-/// [`MAX_BATCH_BYTES`], and counts every event.
-fn batch(state: &mut EventStream, first: Bytes) -> Bytes {
-    let registry = state.registration.guard.registry();
-    let link = &state.registration.guard.link;
-    registry.count_sent(link);
-    let Some(mut more) = link.queue.pop() else {
-        return first;
-    };
-    let mut out = BytesMut::with_capacity(MAX_BATCH_BYTES.min(first.len() * 4 + more.len()));
-    out.extend_from_slice(&first);
-    loop {
-        registry.count_sent(link);
-        out.extend_from_slice(&more);
-        if out.len() >= MAX_BATCH_BYTES {
-            break;
-        }
-        match link.queue.pop() {
-            Some(next) => more = next,
-            None => break,
-        }
-    }
-    out.freeze()
 }
 
 #[cfg(test)]

@@ -4,13 +4,13 @@
 //! [`Identity`] request extension (inserted by the app's auth layer);
 //! everything else it needs is in [`SseConfig`].
 //!
-//! Server side (feature `ssr`): [`Notifier`] (send), [`routes`] (mount
-//! `GET /api/sse` and `GET /api/sse/clients`), [`serve::serve`] (serve the
-//! app's router over a [`WatchedListener`], with stall detection and lean
-//! event-stream connections). Shared with the browser: [`SseEvent`], [`Event`],
-//! [`Target`] and the id types.
+//! Server side (feature `ssr`): [`Notifier`] (send) and [`routes`] (mount
+//! `GET /api/sse` and `GET /api/sse/clients` on any axum router, served by
+//! `axum::serve` or by [`crate::http::serve`], whose stall-watching
+//! sockets also let a stream stuck on a full socket end at once). Shared
+//! with the browser: [`SseEvent`], [`Event`], [`Target`] and the id types.
 
-pub mod client;
+pub mod browser;
 pub mod event;
 pub mod target;
 
@@ -19,19 +19,13 @@ pub mod config;
 #[cfg(feature = "ssr")]
 mod connection;
 #[cfg(feature = "ssr")]
-pub mod error;
-#[cfg(feature = "ssr")]
 pub mod notifier;
 #[cfg(feature = "ssr")]
 pub mod registry;
 #[cfg(feature = "ssr")]
 pub mod route;
-#[cfg(feature = "ssr")]
-pub mod serve;
-#[cfg(feature = "ssr")]
-pub mod socket;
 
-pub use client::{ConnectionState, RawEvent, SseHandle, SseOptions, Unsubscribe, use_sse};
+pub use browser::{ConnectionState, RawEvent, SseHandle, SseOptions, Unsubscribe, use_sse};
 pub use event::{Event, EventError, EventName, SseEvent};
 pub use target::{ClientId, Identity, Scope, SessionId, Tag, TagError, Target, UserId};
 
@@ -42,6 +36,4 @@ pub use notifier::Notifier;
 #[cfg(feature = "ssr")]
 pub use registry::{ClientFilter, ClientInfo, DisconnectReason, Peer, Registry, Stats};
 #[cfg(feature = "ssr")]
-pub use route::{ClientAddr, ListingScope, routes};
-#[cfg(feature = "ssr")]
-pub use socket::{ConnInfo, WatchedListener};
+pub use route::{ListingScope, RemoteAddr, routes};

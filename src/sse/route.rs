@@ -3,33 +3,33 @@
 //! [`Notifier`].
 
 use std::collections::HashSet;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, FromRef, Query, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 
 use super::connection::event_stream;
-use super::error::ApiError;
 use super::notifier::Notifier;
 use super::registry::{ClientFilter, Peer, RegisterError};
-use super::socket::ConnInfo;
 use super::target::{ClientId, Identity, SessionId, Tag, UserId};
+use crate::error::{AppError, ErrorKind};
+use crate::http::{ConnInfo, SocketState};
 
 /// Tag keys a client can never set with `?tag=`: they carry identity and
 /// roles, which only the server assigns.
 pub const RESERVED_TAG_KEYS: &[&str] = &["role", "user", "session", "client"];
 
-/// The client's address as the app determined it (behind a trusted
-/// proxy, from its forwarding header), inserted as a request extension.
-/// Without it, the socket's peer address is used.
+/// The address a request came from, as the app determined it (behind a
+/// trusted proxy, from its forwarding header), inserted as a request
+/// extension. Without it, the socket's peer address is used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClientAddr(pub IpAddr);
+pub struct RemoteAddr(pub IpAddr);
 
 /// What the listing may show to the caller. The app's auth layer inserts
 /// it (as `Arc<ListingScope>`); without it callers see their own clients.
@@ -58,19 +58,13 @@ async fn stream(State(notifier): State<Notifier>, request: Request) -> Response 
     }
 }
 
-fn open_stream(notifier: &Notifier, request: &Request) -> Result<Response, ApiError> {
+fn open_stream(notifier: &Notifier, request: &Request) -> Result<Response, AppError> {
     let registry = notifier.registry();
     let config = registry.config();
     let identity = identity_of(request)?;
     let tags = client_tags(request, &identity, config.max_client_tags)?;
 
-    let conn = request.extensions().get::<ConnectInfo<ConnInfo>>();
-    let socket = conn.map(|info| info.0.socket.clone());
-    let addr = request
-        .extensions()
-        .get::<ClientAddr>()
-        .map(|a| a.0)
-        .or_else(|| conn.map(|info| info.0.peer.ip()));
+    let (addr, socket) = connection_of(request);
     let registration = registry
         .register_from(
             &identity,
@@ -83,9 +77,9 @@ fn open_stream(notifier: &Notifier, request: &Request) -> Result<Response, ApiEr
         .map_err(|e| refusal(e, config.retry))?;
     let peer = addr.map(|a| a.to_string()).unwrap_or_default();
     if config.enable_logging {
-        tracing::info!(client = %registration.id, user = %identity.user, %peer, "sse client connected");
+        tracing::info!(client = %registration.id(), user = %identity.user, %peer, "sse client connected");
     } else {
-        tracing::debug!(client = %registration.id, user = %identity.user, %peer, "sse client connected");
+        tracing::debug!(client = %registration.id(), user = %identity.user, %peer, "sse client connected");
     }
 
     let body = Body::from_stream(event_stream(
@@ -105,16 +99,34 @@ fn open_stream(notifier: &Notifier, request: &Request) -> Result<Response, ApiEr
     Ok(response)
 }
 
+/// The client's address and, when served by [`crate::http::serve`], its
+/// socket. The address is the app's [`RemoteAddr`] if it set one, else the
+/// peer of the connection (`ConnectInfo` of either server), else unknown.
+fn connection_of(request: &Request) -> (Option<IpAddr>, Option<Arc<SocketState>>) {
+    let extensions = request.extensions();
+    let served = extensions.get::<ConnectInfo<ConnInfo>>();
+    let peer = served.map(|info| info.0.peer).or_else(|| {
+        extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|info| info.0)
+    });
+    let addr = extensions
+        .get::<RemoteAddr>()
+        .map(|a| a.0)
+        .or_else(|| peer.map(|p| p.ip()));
+    (addr, served.map(|info| info.0.socket.clone()))
+}
+
 /// The identity the app's auth layer attached; never anything the client
 /// sent.
-fn identity_of(request: &Request) -> Result<Identity, ApiError> {
+fn identity_of(request: &Request) -> Result<Identity, AppError> {
     request
         .extensions()
         .get::<Identity>()
         .cloned()
         .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
+            AppError::new(
+                ErrorKind::Unauthenticated,
                 "unauthenticated",
                 "sign in to use the event stream",
             )
@@ -123,20 +135,20 @@ fn identity_of(request: &Request) -> Result<Identity, ApiError> {
 
 /// Tags from `?tag=key:value` (repeatable). Other query parameters are
 /// ignored: in particular nothing in the query sets a user, session or role.
-fn client_tags(request: &Request, identity: &Identity, max: usize) -> Result<Vec<Tag>, ApiError> {
+fn client_tags(request: &Request, identity: &Identity, max: usize) -> Result<Vec<Tag>, AppError> {
     let Query(params): Query<Vec<(String, String)>> = Query::try_from_uri(request.uri())
-        .map_err(|e| ApiError::bad_request("bad_query", format!("cannot read the query: {e}")))?;
+        .map_err(|e| AppError::bad_request("bad_query", format!("cannot read the query: {e}")))?;
     let mut tags = Vec::new();
     for (name, value) in params {
         if name != "tag" {
             continue;
         }
         let tag =
-            Tag::parse(&value).map_err(|e| ApiError::bad_request("bad_tag", e.to_string()))?;
+            Tag::parse(&value).map_err(|e| AppError::bad_request("bad_tag", e.to_string()))?;
         let reserved = RESERVED_TAG_KEYS.contains(&tag.key())
             || identity.tags.iter().any(|t| t.key() == tag.key());
         if reserved {
-            return Err(ApiError::bad_request(
+            return Err(AppError::bad_request(
                 "reserved_tag",
                 format!("tag key `{}` is reserved for the server", tag.key()),
             ));
@@ -145,7 +157,7 @@ fn client_tags(request: &Request, identity: &Identity, max: usize) -> Result<Vec
             tags.push(tag);
         }
         if tags.len() > max {
-            return Err(ApiError::bad_request(
+            return Err(AppError::bad_request(
                 "too_many_tags",
                 format!("at most {max} tags per connection"),
             ));
@@ -154,29 +166,25 @@ fn client_tags(request: &Request, identity: &Identity, max: usize) -> Result<Vec
     Ok(tags)
 }
 
-fn refusal(error: RegisterError, retry: std::time::Duration) -> ApiError {
+fn refusal(error: RegisterError, retry: std::time::Duration) -> AppError {
     let message = error.to_string();
     let back_off = retry.max(std::time::Duration::from_secs(5));
     match error {
         RegisterError::TooManyClients { .. } => {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "too_many_clients", message)
+            AppError::new(ErrorKind::Unavailable, "too_many_clients", message).retry_after(back_off)
+        }
+        RegisterError::TooManyForUser { .. } => {
+            AppError::new(ErrorKind::TooManyRequests, "too_many_connections", message)
                 .retry_after(back_off)
         }
-        RegisterError::TooManyForUser { .. } => ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_connections",
-            message,
-        )
-        .retry_after(back_off),
-        RegisterError::TooManyForAddress { .. } => ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
+        RegisterError::TooManyForAddress { .. } => AppError::new(
+            ErrorKind::TooManyRequests,
             "too_many_connections_from_address",
             message,
         )
         .retry_after(back_off),
         RegisterError::ShuttingDown => {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", message)
-                .retry_after(back_off)
+            AppError::new(ErrorKind::Unavailable, "shutting_down", message).retry_after(back_off)
         }
     }
 }
@@ -213,9 +221,9 @@ fn list_clients(
     request: &Request,
     identity: &Identity,
     scope: ListingScope,
-) -> Result<serde_json::Value, ApiError> {
+) -> Result<serde_json::Value, AppError> {
     let Query(query): Query<ClientsQuery> = Query::try_from_uri(request.uri())
-        .map_err(|e| ApiError::bad_request("bad_query", format!("cannot read the query: {e}")))?;
+        .map_err(|e| AppError::bad_request("bad_query", format!("cannot read the query: {e}")))?;
     let clients = match query.client_ids.as_deref() {
         None => None,
         Some(list) => {
@@ -223,7 +231,7 @@ fn list_clients(
             let mut seen = HashSet::new();
             for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
                 let id = ClientId::parse(part).ok_or_else(|| {
-                    ApiError::bad_request("bad_client_id", format!("{part:?} is not a client id"))
+                    AppError::bad_request("bad_client_id", format!("{part:?} is not a client id"))
                 })?;
                 if seen.insert(id) {
                     ids.push(id);

@@ -1,15 +1,19 @@
-//! How a connection ends: the reasons, and the signal that carries one
-//! from the registry (which decides) to the stream (which obeys).
+//! How a connection ends: the reasons, the signal that carries one from
+//! the registry (which decides) to the stream (which obeys), and the guard
+//! that unregisters a client and logs its end whatever ended it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde::Serialize;
 
+use super::Registry;
 use super::queue::EventQueue;
-use crate::sse::socket::SocketState;
+use crate::http::SocketState;
+use crate::sse::target::{ClientId, UserId};
 
 /// Why a connection ended. Logged, and counted in the stats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -69,7 +73,7 @@ pub(crate) struct ClientLink {
     pub(crate) events_sent: AtomicU64,
     /// Events framed for this client, not yet written.
     pub(crate) queue: EventQueue,
-    /// The connection's socket, when served by [`crate::sse::serve`]: an
+    /// The connection's socket, when served by [`crate::http::serve`]: an
     /// end decided here also interrupts a write stuck on a full socket.
     socket: Option<Arc<SocketState>>,
 }
@@ -124,6 +128,63 @@ impl ClientLink {
                 Some(reason) => Poll::Ready(Next::End(reason)),
                 None => Poll::Pending,
             },
+        }
+    }
+}
+
+/// Unregisters its client when dropped, whatever ended the connection:
+/// the one place where a connection's end is recorded and logged.
+pub(super) struct ClientGuard {
+    registry: Arc<Registry>,
+    id: ClientId,
+    user: UserId,
+    since: Instant,
+    link: Arc<ClientLink>,
+}
+
+impl ClientGuard {
+    pub(super) fn new(
+        registry: Arc<Registry>,
+        id: ClientId,
+        user: UserId,
+        link: Arc<ClientLink>,
+    ) -> Self {
+        ClientGuard {
+            registry,
+            id,
+            user,
+            since: Instant::now(),
+            link,
+        }
+    }
+
+    pub(super) fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    pub(super) fn link(&self) -> &ClientLink {
+        &self.link
+    }
+
+    /// Ends the connection with `fallback` unless a reason was already set.
+    pub(super) fn finish(&self, fallback: DisconnectReason) -> DisconnectReason {
+        self.link.close(fallback);
+        self.link.reason().unwrap_or(fallback)
+    }
+}
+
+impl Drop for ClientGuard {
+    fn drop(&mut self) {
+        self.registry.unregister(self.id);
+        let reason = self.link.reason().unwrap_or(DisconnectReason::ClientClosed);
+        let duration = Duration::from_millis(self.since.elapsed().as_millis() as u64);
+        let events_sent = self.link.events_sent.load(Ordering::Relaxed);
+        if self.registry.config().enable_logging {
+            tracing::info!(client = %self.id, user = %self.user, reason = reason.as_str(),
+                ?duration, events_sent, "sse client disconnected");
+        } else {
+            tracing::debug!(client = %self.id, user = %self.user, reason = reason.as_str(),
+                ?duration, events_sent, "sse client disconnected");
         }
     }
 }

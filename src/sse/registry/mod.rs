@@ -15,16 +15,19 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
 
 use super::config::SseConfig;
 use super::event::{Event, EventError, write_frame};
-use super::socket::SocketState;
-use super::target::{ClientId, Identity, Tag, Target, UserId};
+use super::target::{ClientId, Identity, Tag, Target};
+use crate::http::SocketState;
 
 use index::{Entry, Indexes};
+use lifecycle::ClientGuard;
 pub use lifecycle::DisconnectReason;
 pub(crate) use lifecycle::{ClientLink, Next};
 pub(crate) use listing::unix_millis;
@@ -77,12 +80,13 @@ pub struct Registry {
     shutting_down: AtomicBool,
 }
 
-/// A client admitted by [`Registry::register`]: its queue's receiving end
-/// and the guard that unregisters it when dropped. The SSE route turns it
-/// into a stream; benchmarks and tests read the queue directly.
+/// A client admitted by [`Registry::register`]: the receiving end of its
+/// queue, and the guard that unregisters it when dropped. The SSE route
+/// turns it into a stream ([`Registration::poll_batch`]); benchmarks and
+/// tests read the queue directly ([`Registration::try_next`]).
 pub struct Registration {
-    pub(crate) id: ClientId,
-    pub(crate) guard: ClientGuard,
+    id: ClientId,
+    guard: ClientGuard,
 }
 
 impl Registration {
@@ -92,7 +96,50 @@ impl Registration {
 
     /// The next framed event, if one is queued.
     pub fn try_next(&mut self) -> Option<Bytes> {
-        self.guard.link.queue.pop()
+        self.guard.link().queue.pop()
+    }
+
+    /// What the stream writes next: the end, if one was decided (it wins
+    /// over queued events); else every queued event joined into one chunk
+    /// of at most about `max_bytes` (a burst costs one write, not one per
+    /// event), each counted as sent; else `Pending`, with `cx`'s waker kept
+    /// for the next event or the end.
+    pub(crate) fn poll_batch(&mut self, cx: &mut Context<'_>, max_bytes: usize) -> Poll<Next> {
+        let link = self.guard.link();
+        let first = match link.poll_next(cx) {
+            Poll::Ready(Next::Write(first)) => first,
+            other => return other,
+        };
+        let registry = self.guard.registry();
+        registry.count_sent(link);
+        let Some(mut more) = link.queue.pop() else {
+            return Poll::Ready(Next::Write(first));
+        };
+        let mut out = BytesMut::with_capacity(max_bytes.min(first.len() * 4 + more.len()));
+        out.extend_from_slice(&first);
+        loop {
+            registry.count_sent(link);
+            out.extend_from_slice(&more);
+            if out.len() >= max_bytes {
+                break;
+            }
+            match link.queue.pop() {
+                Some(next) => more = next,
+                None => break,
+            }
+        }
+        Poll::Ready(Next::Write(out.freeze()))
+    }
+
+    /// Ends the connection with `seen` (how the stream saw it end) unless
+    /// the registry had already decided a reason; returns the reason kept.
+    pub(crate) fn finish(&self, seen: DisconnectReason) -> DisconnectReason {
+        self.guard.finish(seen)
+    }
+
+    /// The reason the connection must end, once one was decided.
+    pub fn end_reason(&self) -> Option<DisconnectReason> {
+        self.guard.link().reason()
     }
 }
 
@@ -185,13 +232,7 @@ impl Registry {
             .fetch_add(1, Ordering::Relaxed);
         Ok(Registration {
             id,
-            guard: ClientGuard {
-                registry: self.clone(),
-                id,
-                user: identity.user.clone(),
-                since: Instant::now(),
-                link,
-            },
+            guard: ClientGuard::new(self.clone(), id, identity.user.clone(), link),
         })
     }
 
@@ -340,6 +381,14 @@ impl Registry {
         }
     }
 
+    /// Forgets a client whose connection ended (its guard calls this).
+    fn unregister(&self, client: ClientId) {
+        self.write().remove(client);
+        self.counters
+            .connections_closed
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Counts one event written to a client's socket.
     pub(crate) fn count_sent(&self, link: &ClientLink) {
         link.events_sent.fetch_add(1, Ordering::Relaxed);
@@ -355,52 +404,6 @@ impl Registry {
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Indexes> {
         self.indexes.write().unwrap_or_else(PoisonError::into_inner)
     }
-}
-
-/// Unregisters its client when dropped, whatever ended the connection:
-/// the one place where a connection's end is recorded and logged.
-pub(crate) struct ClientGuard {
-    registry: Arc<Registry>,
-    id: ClientId,
-    user: UserId,
-    since: Instant,
-    pub(crate) link: Arc<ClientLink>,
-}
-
-impl ClientGuard {
-    pub(crate) fn registry(&self) -> &Registry {
-        &self.registry
-    }
-
-    /// Ends the connection with `fallback` unless a reason was already set.
-    pub(crate) fn finish(&self, fallback: DisconnectReason) -> DisconnectReason {
-        self.link.close(fallback);
-        self.link.reason().unwrap_or(fallback)
-    }
-}
-
-impl Drop for ClientGuard {
-    fn drop(&mut self) {
-        self.registry.write().remove(self.id);
-        self.registry
-            .counters
-            .connections_closed
-            .fetch_add(1, Ordering::Relaxed);
-        let reason = self.link.reason().unwrap_or(DisconnectReason::ClientClosed);
-        let duration = self.since.elapsed();
-        let events_sent = self.link.events_sent.load(Ordering::Relaxed);
-        if self.registry.config.enable_logging {
-            tracing::info!(client = %self.id, user = %self.user, reason = reason.as_str(),
-                duration = ?round_ms(duration), events_sent, "sse client disconnected");
-        } else {
-            tracing::debug!(client = %self.id, user = %self.user, reason = reason.as_str(),
-                duration = ?round_ms(duration), events_sent, "sse client disconnected");
-        }
-    }
-}
-
-fn round_ms(d: Duration) -> Duration {
-    Duration::from_millis(d.as_millis() as u64)
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::sse::event::Event;
-use crate::sse::target::SessionId;
+use crate::sse::target::{SessionId, UserId};
 
 fn config() -> SseConfig {
     SseConfig {
@@ -175,7 +175,7 @@ fn every_kind_of_end_cleans_every_index() {
     // Disconnect by the server, then the stream ends.
     let w = world();
     assert!(w.registry.disconnect(w.a1.id, DisconnectReason::Kicked));
-    assert_eq!(w.a1.guard.link.reason(), Some(DisconnectReason::Kicked));
+    assert_eq!(w.a1.end_reason(), Some(DisconnectReason::Kicked));
     assert_eq!(
         w.registry
             .disconnect_matching(&Target::tag("role", "admin"), DisconnectReason::Kicked),
@@ -191,7 +191,7 @@ fn every_kind_of_end_cleans_every_index() {
     w.registry.shutdown();
     assert_eq!(w.registry.index_sizes(), empty);
     for reg in [&w.a1, &w.a2, &w.b1, &w.c1] {
-        assert_eq!(reg.guard.link.reason(), Some(DisconnectReason::Shutdown));
+        assert_eq!(reg.end_reason(), Some(DisconnectReason::Shutdown));
     }
     assert_eq!(
         w.registry.register(&identity("z", "s9", &[]), vec![]).err(),
@@ -216,11 +216,8 @@ fn overflow_disconnects_only_the_slow_client() {
         .send(&Target::user(UserId::new("a")), &event(99))
         .unwrap();
     assert_eq!(reached, 1);
-    assert_eq!(
-        w.a2.guard.link.reason(),
-        Some(DisconnectReason::QueueOverflow)
-    );
-    assert_eq!(w.a1.guard.link.reason(), None);
+    assert_eq!(w.a2.end_reason(), Some(DisconnectReason::QueueOverflow));
+    assert_eq!(w.a1.end_reason(), None);
     assert_eq!(w.registry.len(), 3);
     assert_eq!(drain(&mut w.a1).len(), 1);
     // Others are untouched.

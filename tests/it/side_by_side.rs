@@ -4,11 +4,9 @@
 //! (`server.direct_responses`, on by default) may only differ from hyper
 //! in what it costs, never in what a client sees.
 
-mod support;
-
 use std::time::Duration;
 
-use support::TestServer;
+use crate::support::TestServer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

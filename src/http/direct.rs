@@ -19,8 +19,7 @@ use hyper::body::Body as _;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tower::ServiceExt;
 
-use crate::sse::registry::DisconnectReason;
-use crate::sse::socket::SocketState;
+use super::socket::{SocketEnd, SocketState};
 
 /// Bytes a client may send after the request of an event stream (nothing
 /// is expected; a little slack for a stray CRLF or a probe). More closes
@@ -146,7 +145,7 @@ where
                 if received > STREAM_INPUT_ALLOWANCE {
                     // Before the body (and with it the stream) is dropped,
                     // so that the disconnect is logged with this reason.
-                    socket.record(DisconnectReason::UnexpectedInput);
+                    socket.record(SocketEnd::UnexpectedInput);
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidData,
                         format!("client sent {received} bytes after its request"),

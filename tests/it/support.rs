@@ -1,8 +1,6 @@
 //! Shared by the integration tests: the real server on an ephemeral port,
 //! and a small SSE client that parses the stream as browsers do.
 
-#![allow(dead_code)]
-
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
@@ -336,7 +334,6 @@ pub enum Item {
 /// Reads `text/event-stream` by the WHATWG rules: lines end at CR LF, CR
 /// or LF; fields `event`, `data`, `id`, `retry`; a blank line dispatches.
 pub struct SseStream {
-    pub response_status: u16,
     body: futures::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
     buffer: String,
     /// Bytes of a UTF-8 character split across chunks.
@@ -351,7 +348,6 @@ pub struct SseStream {
 impl SseStream {
     pub fn new(response: reqwest::Response) -> Self {
         SseStream {
-            response_status: response.status().as_u16(),
             body: response.bytes_stream().boxed(),
             buffer: String::new(),
             partial: Vec::new(),

@@ -1,7 +1,7 @@
-//! The client's address: the socket's peer, or, when that peer is one of
-//! `server.trusted_proxies`, the address the proxy says it forwarded for.
-//! A forwarding header from anyone else is ignored: it is whatever the
-//! client wants it to be. Stream caps and sign-in rate limits count by it.
+//! The address a request came from: the socket's peer, or, when that peer
+//! is one of `server.trusted_proxies`, the address the proxy says it
+//! forwarded for. A forwarding header from anyone else is ignored: it is
+//! whatever the sender wants it to be. Stream caps and sign-in rate limits count by it.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -11,14 +11,15 @@ use axum::http::HeaderMap;
 use axum::middleware::Next;
 use axum::response::Response;
 
-use crate::sse::{ClientAddr, ConnInfo};
+use crate::http::ConnInfo;
+use crate::sse::RemoteAddr;
 
 /// `server.trusted_proxies`.
 #[derive(Debug, Clone, Default)]
 pub struct TrustedProxies(pub Arc<[IpAddr]>);
 
-/// Inserts [`ClientAddr`] into the request.
-pub async fn identify_client_addr(
+/// Inserts [`RemoteAddr`] into the request.
+pub async fn identify_remote_addr(
     State(trusted): State<TrustedProxies>,
     mut request: Request,
     next: Next,
@@ -28,15 +29,15 @@ pub async fn identify_client_addr(
         .get::<ConnectInfo<ConnInfo>>()
         .map(|info| info.0.peer.ip());
     if let Some(peer) = peer {
-        let addr = client_addr(peer, request.headers(), &trusted.0);
-        request.extensions_mut().insert(ClientAddr(addr));
+        let addr = remote_addr(peer, request.headers(), &trusted.0);
+        request.extensions_mut().insert(RemoteAddr(addr));
     }
     next.run(request).await
 }
 
 /// Walks `X-Forwarded-For` from the right (the hop nearest to us) past
 /// trusted proxies; the first address that is not one is the client's.
-pub fn client_addr(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAddr {
+pub fn remote_addr(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAddr {
     let peer = peer.to_canonical();
     if !trusted.contains(&peer) {
         return peer;
@@ -69,7 +70,7 @@ mod tests {
             headers.append("x-forwarded-for", value.parse().unwrap());
         }
         let trusted: Vec<IpAddr> = trusted.iter().map(|t| t.parse().unwrap()).collect();
-        client_addr(peer.parse().unwrap(), &headers, &trusted).to_string()
+        remote_addr(peer.parse().unwrap(), &headers, &trusted).to_string()
     }
 
     #[test]

@@ -3,12 +3,10 @@
 //! sign up through the real endpoint; their session cookie is their
 //! identity.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::{Item, SseStream, TestServer};
 use serde_json::{Value, json};
-use support::{Item, SseStream, TestServer};
 
 const WAIT: Duration = Duration::from_secs(2);
 
@@ -291,7 +289,7 @@ async fn one_address_cannot_take_every_stream_slot() {
     .await;
     let a = server.signup("pxa").await;
     let b = server.signup("pxb").await;
-    let open = |user: &support::User, from: &str| {
+    let open = |user: &crate::support::User, from: &str| {
         user.client
             .get(user.url("/api/sse"))
             .header("x-forwarded-for", from)
@@ -354,7 +352,7 @@ async fn a_stalled_client_is_dropped_after_the_client_timeout() {
     let login = server
         .browser()
         .post(server.url("/api/auth/login"))
-        .form(&[("username", "hank"), ("password", support::PASSWORD)])
+        .form(&[("username", "hank"), ("password", crate::support::PASSWORD)])
         .send()
         .await
         .expect("login");

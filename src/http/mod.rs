@@ -1,22 +1,31 @@
-//! Serving an axum router, with event streams kept lean.
+//! The connection server: accepts sockets, reads request heads, and
+//! serves an axum router on them. It knows HTTP/1.1 and sockets, nothing
+//! about events, users or pages; any router can be served with it, and
+//! the SSE layer works as well under plain `axum::serve`.
 //!
-//! An idle event stream served by hyper keeps hyper's per-connection read
-//! and write buffers and dispatcher for as long as it is open: most of
-//! what an idle connection costs. So request heads are read here: a
-//! bodiless `GET` (pages, static files, event streams) goes through the
-//! router as usual and its response is written by [`direct`], after which
-//! a keep-alive connection comes back for its next request; so does an
-//! `EventSource` that reuses a connection of the page. The first request
-//! with a body, an upgrade, HTTP/1.0 or pipelining hands the connection to
-//! hyper with the bytes already read, for good, and it behaves exactly as
-//! under `axum::serve`. With [`ServeOptions::direct`] off, hyper serves
-//! every connection from its first byte.
+//! Why it exists: an idle event stream served by hyper keeps hyper's
+//! per-connection read and write buffers and dispatcher for as long as it
+//! is open, most of what an idle connection costs. So request heads are
+//! read here, and the **direct path** stays deliberately narrow: only a
+//! bodiless HTTP/1.1 `GET` (pages, static files, event streams) is routed
+//! as usual and has its response written by [`direct`], after which a
+//! keep-alive connection comes back for its next request. Everything else
+//! (a request with a body, any other method, an upgrade, HTTP/1.0,
+//! pipelining, an oversized head) hands the connection to hyper with the
+//! bytes already read, for good, and it behaves exactly as under
+//! `axum::serve`. With [`ServeOptions::direct`] off, hyper serves every
+//! connection from its first byte.
+//!
+//! [`socket`] wraps each accepted socket so that a write stuck on a
+//! client that stopped reading fails after a timeout, and records how the
+//! socket ended ([`SocketEnd`]) for the handler that owns the response.
 
 mod direct;
 #[doc(hidden)]
 pub mod fuzzing;
 mod head;
 mod rewind;
+pub mod socket;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -35,10 +44,10 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tower::ServiceExt;
 
-use super::socket::{ConnInfo, WatchedIo, WatchedListener};
 use direct::After;
 use head::Head;
 use rewind::Rewind;
+pub use socket::{ConnInfo, SocketEnd, SocketState, WatchedIo, WatchedListener};
 
 /// How connections are served.
 #[derive(Debug, Clone)]

@@ -2,12 +2,10 @@
 //! the real server and a real database. Every test runs twice: on SQLite
 //! and on Postgres.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::{Backend, PASSWORD, TestServer};
 use serde_json::{Value, json};
-use support::{Backend, PASSWORD, TestServer};
 
 /// Sends a form to a server function; returns status, headers and JSON.
 async fn form(
@@ -440,7 +438,7 @@ async fn secure_flag_behind_https_proxy(backend: Backend) {
 async fn roles_are_granted_by_the_operator_never_by_name(backend: Backend) {
     let server = TestServer::start_on(backend, &[]).await;
     let probe = server.signup("AdminProbe").await;
-    let me = |user: &support::User| {
+    let me = |user: &crate::support::User| {
         let request = user.client.post(user.url("/api/auth/me")).send();
         async move {
             let json: Value = request.await.expect("POST me").json().await.expect("JSON");

@@ -5,12 +5,10 @@
 //! hyper. A stream must look the same to a client either way. Also:
 //! refusals, disconnects, the header timeout, pipelining, shutdown.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::TestServer;
 use serde_json::{Value, json};
-use support::TestServer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -20,7 +18,7 @@ const WAIT: Duration = Duration::from_secs(2);
 async fn session_cookie(server: &TestServer, name: &str) -> String {
     let response = reqwest::Client::new()
         .post(server.url("/api/auth/signup"))
-        .form(&[("username", name), ("password", support::PASSWORD)])
+        .form(&[("username", name), ("password", crate::support::PASSWORD)])
         .send()
         .await
         .expect("signup");
@@ -212,7 +210,7 @@ async fn a_stream_looks_the_same_on_a_fresh_and_on_a_reused_connection() {
         );
     }
     // Written directly, a stream says that its end closes the connection.
-    let direct = if support::direct_responses() {
+    let direct = if crate::support::direct_responses() {
         vec![&fresh, &reused]
     } else {
         Vec::new()

@@ -6,9 +6,10 @@
 //! socket in a [`WatchedIo`] that fails a write which has made no progress
 //! for `client_timeout`, which makes hyper drop the connection (and with
 //! it the stream and its registry entry). The way the socket ended is
-//! recorded in a [`SocketState`] that the SSE route receives through
-//! axum's `ConnectInfo` (inserted by [`super::serve`]), so the disconnect
-//! log can say why.
+//! recorded, in the socket's own terms ([`SocketEnd`]), in a
+//! [`SocketState`] that handlers receive through axum's `ConnectInfo`
+//! (inserted by [`super::serve`]); the SSE layer turns it into the reason
+//! it logs.
 
 use std::future::Future;
 use std::io;
@@ -25,7 +26,35 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Sleep;
 
-use super::registry::DisconnectReason;
+/// How a socket ended, as seen from the socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum SocketEnd {
+    /// The peer closed its side, or reading failed.
+    PeerClosed = 1,
+    /// A write failed.
+    WriteFailed = 2,
+    /// A write made no progress for the write timeout.
+    WriteStalled = 3,
+    /// A write was failed on purpose ([`SocketState::abort_stalled_writes`]).
+    Aborted = 4,
+    /// The peer sent more than the connection allows (e.g. bytes after
+    /// the request of a response that reads nothing).
+    UnexpectedInput = 5,
+}
+
+impl SocketEnd {
+    fn from_u8(n: u8) -> Option<Self> {
+        Some(match n {
+            1 => Self::PeerClosed,
+            2 => Self::WriteFailed,
+            3 => Self::WriteStalled,
+            4 => Self::Aborted,
+            5 => Self::UnexpectedInput,
+            _ => return None,
+        })
+    }
+}
 
 /// How a socket ended, as far as the socket can tell; and the switch that
 /// ends it at once.
@@ -49,17 +78,16 @@ impl SocketState {
         self.writer.wake();
     }
 
-    /// Records `reason` unless an earlier one was recorded.
-    pub(crate) fn record(&self, reason: DisconnectReason) {
+    /// Records `end` unless an earlier one was recorded.
+    pub(crate) fn record(&self, end: SocketEnd) {
         let _ = self
             .ended
-            .compare_exchange(0, reason as u8, Ordering::AcqRel, Ordering::Acquire);
+            .compare_exchange(0, end as u8, Ordering::AcqRel, Ordering::Acquire);
     }
 
-    /// `ClientClosed`, `WriteError`, `IdleTimeout` or `UnexpectedInput`,
-    /// once the socket ended.
-    pub fn ended(&self) -> Option<DisconnectReason> {
-        DisconnectReason::from_u8(self.ended.load(Ordering::Acquire))
+    /// How the socket ended, once it did.
+    pub fn ended(&self) -> Option<SocketEnd> {
+        SocketEnd::from_u8(self.ended.load(Ordering::Acquire))
     }
 }
 
@@ -118,7 +146,7 @@ impl<T: ResetOnDrop> WatchedIo<T> {
             self.state.writer.register(cx.waker());
             if self.state.aborted.load(Ordering::Acquire) {
                 self.inner.reset_on_drop();
-                self.state.record(DisconnectReason::WriteError);
+                self.state.record(SocketEnd::Aborted);
                 return Poll::Ready(Err(io::Error::new(
                     io::ErrorKind::ConnectionAborted,
                     "the stream was ended while the socket was full",
@@ -131,7 +159,7 @@ impl<T: ResetOnDrop> WatchedIo<T> {
                 Poll::Ready(Ok(n))
             }
             Poll::Ready(Err(e)) => {
-                self.state.record(DisconnectReason::WriteError);
+                self.state.record(SocketEnd::WriteFailed);
                 Poll::Ready(Err(e))
             }
             Poll::Pending => {
@@ -140,7 +168,7 @@ impl<T: ResetOnDrop> WatchedIo<T> {
                     .stall
                     .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
                 ready!(stall.as_mut().poll(cx));
-                self.state.record(DisconnectReason::IdleTimeout);
+                self.state.record(SocketEnd::WriteStalled);
                 Poll::Ready(Err(io::Error::new(
                     io::ErrorKind::TimedOut,
                     format!("socket accepted no data for {timeout:?}"),
@@ -160,9 +188,9 @@ impl<T: AsyncRead + Unpin> AsyncRead for WatchedIo<T> {
         let result = ready!(Pin::new(&mut self.inner).poll_read(cx, buf));
         match &result {
             Ok(()) if buf.filled().len() == before && buf.remaining() > 0 => {
-                self.state.record(DisconnectReason::ClientClosed);
+                self.state.record(SocketEnd::PeerClosed);
             }
-            Err(_) => self.state.record(DisconnectReason::ClientClosed),
+            Err(_) => self.state.record(SocketEnd::PeerClosed),
             Ok(()) => {}
         }
         Poll::Ready(result)
@@ -284,7 +312,7 @@ mod tests {
             }
         };
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
-        assert_eq!(io.state().ended(), Some(DisconnectReason::IdleTimeout));
+        assert_eq!(io.state().ended(), Some(SocketEnd::WriteStalled));
     }
 
     #[tokio::test]
@@ -315,7 +343,7 @@ mod tests {
             .expect("the stalled write fails at once, not after the 60 s timeout")
             .unwrap();
         assert_eq!(err.kind(), io::ErrorKind::ConnectionAborted);
-        assert_eq!(state.ended(), Some(DisconnectReason::WriteError));
+        assert_eq!(state.ended(), Some(SocketEnd::Aborted));
     }
 
     #[tokio::test]
@@ -329,6 +357,6 @@ mod tests {
         let mut buf = [0u8; 16];
         let n = io.read(&mut buf).await.unwrap_or(0);
         assert_eq!(n, 0);
-        assert_eq!(io.state().ended(), Some(DisconnectReason::ClientClosed));
+        assert_eq!(io.state().ended(), Some(SocketEnd::PeerClosed));
     }
 }

@@ -16,9 +16,19 @@
 use std::time::Duration;
 
 use leptos::prelude::*;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::{Deserialize, Serialize};
 
 use super::event::SseEvent;
+
+/// What `?tag=` values escape: everything but RFC 3986's unreserved
+/// characters and the `:` between key and value.
+const TAG_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b':');
 
 /// How to connect and reconnect.
 #[derive(Clone, Debug, PartialEq)]
@@ -69,7 +79,7 @@ impl SseOptions {
                 '&'
             });
             url.push_str("tag=");
-            url.push_str(&percent_encode(tag, b":"));
+            url.extend(utf8_percent_encode(tag, TAG_VALUE));
         }
         url
     }
@@ -84,23 +94,6 @@ impl SseOptions {
             .min(self.max_reconnect_interval.as_millis() as f64);
         Duration::from_millis(millis as u64)
     }
-}
-
-/// Percent-encodes `text` for a URL query value, keeping ASCII letters,
-/// digits, `-_.~` and the bytes in `also_keep` as they are.
-pub fn percent_encode(text: &str, also_keep: &[u8]) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric()
-            || matches!(b, b'-' | b'_' | b'.' | b'~')
-            || also_keep.contains(&b)
-        {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// Where the connection is.
@@ -169,9 +162,9 @@ pub struct SseHandle {
 /// The browser state: thread-local in the browser; on the server (where
 /// it is empty) thread-safe, as a server render may end on another thread.
 #[cfg(feature = "hydrate")]
-type BrowserStore = StoredValue<Option<browser::Shared>, LocalStorage>;
+type BrowserStore = StoredValue<Option<event_source::Shared>, LocalStorage>;
 #[cfg(not(feature = "hydrate"))]
-type BrowserStore = StoredValue<Option<browser::Shared>>;
+type BrowserStore = StoredValue<Option<event_source::Shared>>;
 
 impl SseHandle {
     /// Calls `f` with every `T` received under `T::NAME`.
@@ -194,7 +187,7 @@ impl SseHandle {
     pub fn add_event_listener(&self, name: &str, f: impl Fn(&RawEvent) + 'static) -> Unsubscribe {
         #[cfg(feature = "hydrate")]
         if let Some(shared) = self.browser.get_value() {
-            let remove = browser::listen(&shared, name, std::rc::Rc::new(f));
+            let remove = event_source::listen(&shared, name, std::rc::Rc::new(f));
             let remove = std::rc::Rc::new(std::cell::Cell::new(Some(remove)));
             let on_cleanup_remove = send_wrapper::SendWrapper::new(remove.clone());
             if Owner::current().is_some() {
@@ -217,7 +210,7 @@ impl SseHandle {
     pub fn close(&self) {
         #[cfg(feature = "hydrate")]
         if let Some(shared) = self.browser.get_value() {
-            browser::close(&shared, "closed by the page");
+            event_source::close(&shared, "closed by the page");
         }
     }
 }
@@ -234,7 +227,7 @@ pub fn use_sse(options: SseOptions) -> SseHandle {
         client_id: set_client_id,
     };
     #[cfg(feature = "hydrate")]
-    let shared = Some(browser::start(options, writers));
+    let shared = Some(event_source::start(options, writers));
     #[cfg(not(feature = "hydrate"))]
     let shared = {
         let _ = (options, writers);
@@ -243,7 +236,7 @@ pub fn use_sse(options: SseOptions) -> SseHandle {
     #[cfg(feature = "hydrate")]
     if let Some(shared) = shared.clone() {
         let shared = send_wrapper::SendWrapper::new(shared);
-        on_cleanup(move || browser::close(&shared, "page left"));
+        on_cleanup(move || event_source::close(&shared, "page left"));
     }
     SseHandle {
         state,
@@ -266,13 +259,13 @@ struct Writers {
 }
 
 #[cfg(not(feature = "hydrate"))]
-mod browser {
+mod event_source {
     /// Nothing runs on the server.
     pub type Shared = ();
 }
 
 #[cfg(feature = "hydrate")]
-mod browser;
+mod event_source;
 
 #[cfg(test)]
 mod tests {

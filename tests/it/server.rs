@@ -1,8 +1,6 @@
 //! The real server on an ephemeral port: pages, 404, shutdown.
 
-mod support;
-
-use support::TestServer;
+use crate::support::TestServer;
 
 #[tokio::test]
 async fn landing_page_is_rendered_on_the_server() {

@@ -1,0 +1,14 @@
+//! The integration suites, as one test binary: one link instead of one per
+//! suite (linking is the slow part of a test build on a 2-core machine).
+//! Each suite is a module; `support` is what they share: the real server
+//! on an ephemeral port and an SSE parser that reads a stream as browsers
+//! do.
+
+mod auth;
+mod connections;
+mod plain_axum;
+mod process;
+mod server;
+mod side_by_side;
+mod sse;
+mod support;
