@@ -9,7 +9,7 @@ use leptos::prelude::*;
 use leptos::server_fn::codec::Json;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{AppError, ErrorKind};
+use crate::error::AppError;
 use crate::sse::SseEvent;
 
 /// Longest message, in characters.
@@ -113,7 +113,7 @@ pub async fn broadcast(event: Option<String>, message: String) -> Result<Deliver
     let sender = crate::auth::api::server::require_user()?;
     if !sender.is_admin {
         return Err(AppError::new(
-            ErrorKind::Forbidden,
+            crate::error::ErrorKind::Forbidden,
             "forbidden",
             "Only admins may broadcast.",
         ));

@@ -51,8 +51,11 @@ test("an unknown path gives the styled 404 page with status 404", async ({ page 
   await expect(page).toHaveTitle("Page not found · Notify");
 });
 
-test("static files are served: stylesheet and favicon", async ({ request }) => {
-  const css = await request.get("/pkg/sse_notify.css");
+test("static files are served: stylesheet and favicon", async ({ page, request }) => {
+  await page.goto("/");
+  const href = await page.locator('link[rel="stylesheet"]').first().getAttribute("href");
+  expect(href).toMatch(/^\/pkg\/sse_notify\.[A-Za-z0-9_-]{22}\.css$/);
+  const css = await request.get(href!);
   expect(css.status()).toBe(200);
   expect(css.headers()["content-type"]).toContain("text/css");
   const icon = await request.get("/favicon.ico");
