@@ -21,10 +21,12 @@ pub mod server;
 #[cfg(feature = "ssr")]
 pub mod store;
 
-/// Entry point of the WASM bundle: takes over the server-rendered page.
+/// Entry point of the WASM bundle: brings the page's islands (the
+/// interactive parts, `#[island]`) to life; the rest of the page is plain
+/// server-rendered HTML with links and forms that work without it.
 #[cfg(feature = "hydrate")]
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {
     console_error_panic_hook::set_once();
-    leptos::mount::hydrate_body(app::App);
+    leptos::mount::hydrate_islands();
 }

@@ -39,8 +39,9 @@ pub fn HomePage() -> impl IntoView {
 }
 
 /// The live demo: connection status, the latest message, a send form and
-/// the received notifications.
-#[component]
+/// the received notifications. An island: the only part of the page that
+/// runs in the browser (`user` travels serialised with it).
+#[island]
 fn SseDemo(user: CurrentUser) -> impl IntoView {
     let sse = use_sse(SseOptions::default().tag("page", "home"));
     let (received, set_received) = signal(Vec::<(u64, Notification)>::new());

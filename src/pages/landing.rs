@@ -40,7 +40,7 @@ pub fn LandingPage() -> impl IntoView {
 
 /// A button that adds a local preview notification: works only once the
 /// WASM bundle has taken over the page, which makes it a hydration check.
-#[component]
+#[island]
 fn NotificationPreview() -> impl IntoView {
     let (count, set_count) = signal(0u32);
     let label = move || match count.get() {
