@@ -107,9 +107,14 @@ pub async fn send_test(
     )
 }
 
-/// Sends `message` to everyone connected.
+/// Sends `message` to everyone connected, or with `tag` (`key:value`) to
+/// every connection carrying that tag. Admins only.
 #[server(prefix = "/api", endpoint = "sse/broadcast", input = Json)]
-pub async fn broadcast(event: Option<String>, message: String) -> Result<Delivered, AppError> {
+pub async fn broadcast(
+    event: Option<String>,
+    message: String,
+    #[server(default)] tag: Option<String>,
+) -> Result<Delivered, AppError> {
     let sender = crate::auth::api::server::require_user()?;
     if !sender.is_admin {
         return Err(AppError::new(
@@ -118,7 +123,15 @@ pub async fn broadcast(event: Option<String>, message: String) -> Result<Deliver
             "Only admins may broadcast.",
         ));
     }
-    server::send(&crate::sse::Target::all(), event, message, sender.username)
+    let target = match tag.as_deref().map(str::trim) {
+        None | Some("") => crate::sse::Target::all(),
+        Some(text) => {
+            let tag = crate::sse::Tag::parse(text)
+                .map_err(|e| AppError::bad_request("bad_tag", e.to_string()))?;
+            crate::sse::Target::all().with(tag)
+        }
+    };
+    server::send(&target, event, message, sender.username)
 }
 
 #[cfg(feature = "ssr")]

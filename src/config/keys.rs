@@ -156,6 +156,24 @@ pub const KEYS: &[KeySpec] = &[
         "Open streams per client address (see `server.trusted_proxies`); beyond it `GET /api/sse` answers 429.",
     ),
     key(
+        Some("sse"),
+        "history_len",
+        "10000",
+        "Published events kept for `Last-Event-ID` replay; an id older than the history gets `sse-reset`. 0 keeps none.",
+    ),
+    key(
+        Some("sse"),
+        "history_age",
+        "10m",
+        "How long a published event stays replayable.",
+    ),
+    key(
+        Some("sse"),
+        "history_max_bytes",
+        "64MiB",
+        "The replay history's framed events, at most (oldest dropped first).",
+    ),
+    key(
         Some("auth"),
         "session_ttl",
         "7d",

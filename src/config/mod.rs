@@ -119,6 +119,9 @@ impl Config {
             retry: layers.get("sse", "retry")?,
             enable_logging: layers.get("sse", "enable_logging")?,
             per_address_max: layers.get_checked("sse", "per_address_max", positive)?,
+            history_len: layers.get("sse", "history_len")?,
+            history_age: layers.get("sse", "history_age")?,
+            history_max_bytes: layers.get::<ByteSize>("sse", "history_max_bytes")?.0,
         };
         let positive_u32 = |n: &u32| (*n > 0).then_some(()).ok_or("a number above 0");
         let auth = AuthConfig {

@@ -99,6 +99,7 @@ fn SseDemo(user: CurrentUser) -> impl IntoView {
         broadcast.dispatch(Broadcast {
             event: None,
             message: message.get_untracked(),
+            tag: None,
         });
     };
 

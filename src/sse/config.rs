@@ -16,8 +16,8 @@ pub struct SseConfig {
     /// Open streams per user; one more gets 429.
     pub per_user_max: usize,
     /// Events waiting for one client; a client that falls this far behind
-    /// is disconnected (its browser reconnects; events sent meanwhile are
-    /// not replayed yet).
+    /// is disconnected; its browser reconnects and the history replays
+    /// what it missed.
     pub queue_len: usize,
     /// Largest event payload (serialised JSON), in bytes.
     pub max_payload: usize,
@@ -30,6 +30,13 @@ pub struct SseConfig {
     /// Open streams per client address; one more gets 429. Without it,
     /// one address with a few dozen accounts could take every slot.
     pub per_address_max: usize,
+    /// Published events kept for replay after a reconnect, at most.
+    pub history_len: usize,
+    /// How long a published event stays replayable.
+    pub history_age: Duration,
+    /// The history's framed bytes, at most (with `max_payload`, what
+    /// bounds its memory).
+    pub history_max_bytes: usize,
 }
 
 impl Default for SseConfig {
@@ -45,6 +52,9 @@ impl Default for SseConfig {
             retry: Duration::from_secs(3),
             enable_logging: true,
             per_address_max: 64,
+            history_len: 10_000,
+            history_age: Duration::from_secs(600),
+            history_max_bytes: 64 * 1024 * 1024,
         }
     }
 }

@@ -12,6 +12,7 @@ use futures::Stream;
 use tokio::time::{Interval, MissedTickBehavior};
 
 use super::event::{EventName, write_frame};
+use super::event_id::EventId;
 use super::registry::{DisconnectReason, Next, Registration};
 use super::target::ClientId;
 use crate::http::{SocketEnd, SocketState};
@@ -23,12 +24,14 @@ const PING: &[u8] = b": ping\n\n";
 const MAX_BATCH_BYTES: usize = 64 * 1024;
 
 /// The first bytes of every stream: how long to wait before reconnecting,
-/// and a `connected` event with the client's id.
-pub(crate) fn preamble(client: ClientId, retry: Duration) -> Bytes {
+/// and a `connected` event with the client's id. Its event id is where
+/// the stream starts (see [`Registration::start`]): a browser that
+/// reconnects before any other event arrived still resumes from there.
+pub(crate) fn preamble(client: ClientId, retry: Duration, start: &EventId) -> Bytes {
     let mut out = format!("retry: {}\n", retry.as_millis()).into_bytes();
     let name = EventName::reserved("connected");
     let data = format!(r#"{{"clientId":"{client}"}}"#);
-    write_frame(&mut out, None, &name, &data);
+    write_frame(&mut out, Some(&start.to_string()), &name, &data);
     Bytes::from(out)
 }
 
@@ -77,7 +80,7 @@ pub(crate) fn event_stream(
         tokio::time::interval_at(tokio::time::Instant::now() + ping_interval, ping_interval);
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
     EventStream {
-        preamble: Some(preamble(registration.id(), retry)),
+        preamble: Some(preamble(registration.id(), retry, &registration.start())),
         registration,
         socket,
         ping,
@@ -114,11 +117,16 @@ mod tests {
     #[test]
     fn preamble_sets_retry_and_announces_the_client() {
         let client = ClientId::parse("5f0c3d56-8a4e-4e53-9d5f-4f1c0b2a7e11").unwrap();
+        let start = EventId {
+            epoch: crate::sse::event_id::Epoch::from_u64(0xab),
+            position: crate::sse::event_id::Position::new(12, 0),
+        };
         let text =
-            String::from_utf8(preamble(client, Duration::from_millis(2500)).to_vec()).unwrap();
+            String::from_utf8(preamble(client, Duration::from_millis(2500), &start).to_vec())
+                .unwrap();
         assert_eq!(
             text,
-            "retry: 2500\nevent: connected\ndata: {\"clientId\":\"5f0c3d56-8a4e-4e53-9d5f-4f1c0b2a7e11\"}\n\n"
+            "retry: 2500\nid: 00000000000000ab-12-0\nevent: connected\ndata: {\"clientId\":\"5f0c3d56-8a4e-4e53-9d5f-4f1c0b2a7e11\"}\n\n"
         );
     }
 }

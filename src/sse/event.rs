@@ -163,11 +163,11 @@ pub fn decode<E: SseEvent>(data: &str) -> Result<E, serde_json::Error> {
 /// and each line becomes its own `data:` field, so the browser rebuilds the
 /// text with LF between lines. A trailing line break is kept by a final
 /// empty `data:` line.
-pub fn write_frame(out: &mut Vec<u8>, id: Option<u64>, name: &EventName, data: &str) {
-    out.reserve(data.len() + name.as_str().len() + 40);
+pub fn write_frame(out: &mut Vec<u8>, id: Option<&str>, name: &EventName, data: &str) {
+    out.reserve(data.len() + name.as_str().len() + 80);
     if let Some(id) = id {
         out.extend_from_slice(b"id: ");
-        out.extend_from_slice(id.to_string().as_bytes());
+        out.extend_from_slice(id.as_bytes());
         out.push(b'\n');
     }
     out.extend_from_slice(b"event: ");
@@ -207,7 +207,7 @@ mod tests {
 
     fn frame(data: &str) -> String {
         let mut out = Vec::new();
-        write_frame(&mut out, Some(7), &EventName::new("note").unwrap(), data);
+        write_frame(&mut out, Some("7"), &EventName::new("note").unwrap(), data);
         String::from_utf8(out).unwrap()
     }
 

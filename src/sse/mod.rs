@@ -19,6 +19,8 @@ pub mod config;
 #[cfg(feature = "ssr")]
 mod connection;
 #[cfg(feature = "ssr")]
+pub mod event_id;
+#[cfg(feature = "ssr")]
 pub mod notifier;
 #[cfg(feature = "ssr")]
 pub mod registry;
@@ -27,13 +29,15 @@ pub mod route;
 
 pub use browser::{ConnectionState, RawEvent, SseHandle, SseOptions, Unsubscribe, use_sse};
 pub use event::{Event, EventError, EventName, SseEvent};
-pub use target::{ClientId, Identity, Scope, SessionId, Tag, TagError, Target, UserId};
+pub use target::{ClientId, Identity, Recipient, Scope, SessionId, Tag, TagError, Target, UserId};
 
 #[cfg(feature = "ssr")]
 pub use config::SseConfig;
 #[cfg(feature = "ssr")]
 pub use notifier::Notifier;
 #[cfg(feature = "ssr")]
-pub use registry::{ClientFilter, ClientInfo, DisconnectReason, Peer, Registry, Stats};
+pub use registry::{
+    ClientFilter, ClientInfo, DisconnectReason, Peer, Registry, ResetReason, Resume, Stats,
+};
 #[cfg(feature = "ssr")]
 pub use route::{ListingScope, RemoteAddr, routes};

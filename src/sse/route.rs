@@ -16,7 +16,7 @@ use serde::Deserialize;
 
 use super::connection::event_stream;
 use super::notifier::Notifier;
-use super::registry::{ClientFilter, Peer, RegisterError};
+use super::registry::{ClientFilter, Peer, RegisterError, Resume};
 use super::target::{ClientId, Identity, SessionId, Tag, UserId};
 use crate::error::{AppError, ErrorKind};
 use crate::http::{ConnInfo, SocketState};
@@ -65,6 +65,11 @@ fn open_stream(notifier: &Notifier, request: &Request) -> Result<Response, AppEr
     let tags = client_tags(request, &identity, config.max_client_tags)?;
 
     let (addr, socket) = connection_of(request);
+    let last_event_id = last_event_id(request);
+    let resume = match &last_event_id {
+        Some(id) => Resume::After(id),
+        None => Resume::Fresh,
+    };
     let registration = registry
         .register_from(
             &identity,
@@ -73,6 +78,7 @@ fn open_stream(notifier: &Notifier, request: &Request) -> Result<Response, AppEr
                 addr,
                 socket: socket.clone(),
             },
+            resume,
         )
         .map_err(|e| refusal(e, config.retry))?;
     let peer = addr.map(|a| a.to_string()).unwrap_or_default();
@@ -97,6 +103,23 @@ fn open_stream(notifier: &Notifier, request: &Request) -> Result<Response, AppEr
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     Ok(response)
+}
+
+/// Where the client wants to resume: the `Last-Event-ID` header (what a
+/// browser's `EventSource` sends when it reconnects by itself), else a
+/// `lastEventId` query parameter (for clients that cannot set headers).
+/// Bytes that are not text are kept as they are, to be answered with
+/// `sse-reset`.
+fn last_event_id(request: &Request) -> Option<String> {
+    if let Some(value) = request.headers().get("last-event-id") {
+        let text = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        return (!text.is_empty()).then_some(text);
+    }
+    let Query(params): Query<Vec<(String, String)>> = Query::try_from_uri(request.uri()).ok()?;
+    params
+        .into_iter()
+        .find(|(name, value)| name == "lastEventId" && !value.is_empty())
+        .map(|(_, value)| value)
 }
 
 /// The client's address and, when served by [`crate::http::serve`], its

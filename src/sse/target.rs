@@ -249,9 +249,33 @@ impl Target {
         &self.scope
     }
 
+    /// Whether this target selects `recipient`: the one definition of who
+    /// receives what. Live sends reach the same clients faster through the
+    /// registry's indexes (a test keeps the two in agreement); replays
+    /// filter the history with this.
+    pub fn selects(&self, recipient: &Recipient<'_>) -> bool {
+        let in_scope = match &self.scope {
+            Scope::All => true,
+            Scope::User(user) => user == recipient.user,
+            Scope::Session(session) => session == recipient.session,
+            Scope::Clients(ids) => ids.contains(&recipient.client),
+        };
+        in_scope && self.tags.iter().all(|t| recipient.tags.contains(t))
+    }
+
     pub fn tags(&self) -> &[Tag] {
         &self.tags
     }
+}
+
+/// What targeting looks at on one connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Recipient<'a> {
+    pub client: ClientId,
+    pub user: &'a UserId,
+    pub session: &'a SessionId,
+    /// Every tag of the connection: the identity's and the client's own.
+    pub tags: &'a [Tag],
 }
 
 /// Who is on the other end of a connection. `auth` inserts it as a request

@@ -8,6 +8,7 @@ mod auth;
 mod connections;
 mod plain_axum;
 mod process;
+mod replay;
 mod server;
 mod side_by_side;
 mod sse;

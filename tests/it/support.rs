@@ -273,7 +273,26 @@ impl User {
     /// stream and the client id.
     pub async fn open(&self, query: &str) -> (SseStream, String) {
         let response = self.connect(query).await;
-        assert_eq!(response.status(), 200, "GET /api/sse as {}", self.name);
+        Self::opened(&self.name, response).await
+    }
+
+    /// Opens a stream resuming after `last_event_id` (sent as the
+    /// `Last-Event-ID` header, as a browser does when it reconnects).
+    pub async fn resume(&self, query: &str, last_event_id: &str) -> (SseStream, String) {
+        let response = self
+            .client
+            .get(self.url(&format!("/api/sse{query}")))
+            .header("accept", "text/event-stream")
+            .header("last-event-id", last_event_id)
+            .send()
+            .await
+            .expect("GET /api/sse");
+        Self::opened(&self.name, response).await
+    }
+
+    async fn opened(name: &str, response: reqwest::Response) -> (SseStream, String) {
+        let self_name = name;
+        assert_eq!(response.status(), 200, "GET /api/sse as {self_name}");
         let mut stream = SseStream::new(response);
         assert_eq!(
             stream.next_within(Duration::from_secs(2)).await,
@@ -371,6 +390,20 @@ impl SseStream {
             match chunk {
                 Ok(Some(Ok(bytes))) => self.feed_bytes(&bytes),
                 Ok(Some(Err(_))) | Ok(None) | Err(_) => return None,
+            }
+        }
+    }
+
+    /// The next event with its id (comments and retry skipped).
+    pub async fn next_with_id(&mut self, wait: Duration) -> Option<(String, String, String)> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.next_within(left).await? {
+                Item::Event { id, name, data } => {
+                    return Some((id.unwrap_or_default(), name, data));
+                }
+                _ => continue,
             }
         }
     }

@@ -5,7 +5,14 @@
 //! number of receivers, never with the number of connected clients. The
 //! event is framed once into a [`Bytes`] and each receiver gets a cheap
 //! clone of it in its bounded queue; nothing here ever waits for a socket.
+//!
+//! Every send also gets the next position of the [`history`] and is kept
+//! there for replay. Sends are sequenced by the history's lock, held while
+//! the event is queued for its receivers, so every client sees events in
+//! id order; a client that resumes registers under the same lock, so each
+//! event either reaches it live or is in what it replays, never both.
 
+mod history;
 mod index;
 mod lifecycle;
 mod listing;
@@ -14,18 +21,21 @@ mod queue;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::time::{Instant, SystemTime};
 
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 
 use super::config::SseConfig;
-use super::event::{Event, EventError, write_frame};
-use super::target::{ClientId, Identity, Tag, Target};
+use super::event::{Event, EventError, EventName, write_frame};
+use super::event_id::{Epoch, EventId, Position};
+use super::target::{ClientId, Identity, Recipient, SessionId, Tag, Target, UserId};
 use crate::http::SocketState;
 
+pub use history::ResetReason;
+use history::{History, Step};
 use index::{Entry, Indexes};
 use lifecycle::ClientGuard;
 pub use lifecycle::DisconnectReason;
@@ -76,8 +86,30 @@ pub struct Registry {
     config: SseConfig,
     indexes: RwLock<Indexes>,
     counters: Counters,
-    next_event_id: AtomicU64,
+    /// Taken before `indexes` when both are needed, never after.
+    history: Mutex<History>,
     shutting_down: AtomicBool,
+}
+
+/// Where a client's stream starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Resume<'a> {
+    /// From now: events published after the connect.
+    #[default]
+    Fresh,
+    /// After the event with this id (as the client sent it back in
+    /// `Last-Event-ID`): what it missed is replayed first.
+    After(&'a str),
+}
+
+/// What a resuming client still has to be sent from the history, and the
+/// attributes targeting looks at (a copy of its registry entry's).
+struct Replay {
+    cursor: Position,
+    until: Position,
+    user: UserId,
+    session: SessionId,
+    tags: Box<[Tag]>,
 }
 
 /// A client admitted by [`Registry::register`]: the receiving end of its
@@ -87,11 +119,22 @@ pub struct Registry {
 pub struct Registration {
     id: ClientId,
     guard: ClientGuard,
+    /// The stream is complete from this event on: the `connected` event
+    /// carries it as its id, so a reconnect always has a place to resume.
+    start: EventId,
+    /// Written before anything else (an `sse-reset`).
+    opening: Option<Bytes>,
+    replay: Option<Replay>,
 }
 
 impl Registration {
     pub fn id(&self) -> ClientId {
         self.id
+    }
+
+    /// The id after which this stream holds every event meant for it.
+    pub fn start(&self) -> EventId {
+        self.start
     }
 
     /// The next framed event, if one is queued.
@@ -105,6 +148,22 @@ impl Registration {
     /// event), each counted as sent; else `Pending`, with `cx`'s waker kept
     /// for the next event or the end.
     pub(crate) fn poll_batch(&mut self, cx: &mut Context<'_>, max_bytes: usize) -> Poll<Next> {
+        if let Some(reason) = self.guard.link().reason() {
+            return Poll::Ready(Next::End(reason));
+        }
+        if let Some(frame) = self.opening.take() {
+            return Poll::Ready(Next::Write(frame));
+        }
+        if self.replay.is_some() {
+            match self.replay_batch(max_bytes) {
+                Replayed::Frames(frames) => return Poll::Ready(Next::Write(frames)),
+                Replayed::Reset(frame) => {
+                    self.replay = None;
+                    return Poll::Ready(Next::Write(frame));
+                }
+                Replayed::Done => self.replay = None,
+            }
+        }
         let link = self.guard.link();
         let first = match link.poll_next(cx) {
             Poll::Ready(Next::Write(first)) => first,
@@ -131,6 +190,47 @@ impl Registration {
         Poll::Ready(Next::Write(out.freeze()))
     }
 
+    /// The next replayed frames. A replay the history trimmed under it
+    /// ends with an `sse-reset`.
+    fn replay_batch(&mut self, max_bytes: usize) -> Replayed {
+        let registry = self.guard.registry();
+        let Some(replay) = self.replay.as_mut() else {
+            return Replayed::Done;
+        };
+        let recipient = Recipient {
+            client: self.id,
+            user: &replay.user,
+            session: &replay.session,
+            tags: &replay.tags,
+        };
+        loop {
+            // The lock is taken per step, so sends are not held up by a
+            // long replay.
+            let step = registry.lock_history().replay(
+                &mut replay.cursor,
+                replay.until,
+                &recipient,
+                max_bytes,
+                Instant::now(),
+            );
+            let (frames, count, done) = match step {
+                Step::More { frames, count } => (frames, count, false),
+                Step::Done { frames, count } => (frames, count, true),
+                Step::Lost => {
+                    let since = registry.lock_history().id(replay.until);
+                    tracing::warn!(client = %self.id, "replay overtaken by the history's trimming");
+                    return Replayed::Reset(reset_frame(ResetReason::TooOld, since));
+                }
+            };
+            registry.count_sent_n(self.guard.link(), count);
+            match frames {
+                Some(frames) => return Replayed::Frames(frames),
+                None if done => return Replayed::Done,
+                None => continue,
+            }
+        }
+    }
+
     /// Ends the connection with `seen` (how the stream saw it end) unless
     /// the registry had already decided a reason; returns the reason kept.
     pub(crate) fn finish(&self, seen: DisconnectReason) -> DisconnectReason {
@@ -143,19 +243,46 @@ impl Registration {
     }
 }
 
+/// One step of a replay, as the stream sees it.
+enum Replayed {
+    Frames(Bytes),
+    /// The history lost events before they could be replayed.
+    Reset(Bytes),
+    Done,
+}
+
+/// `sse-reset`: the stream cannot replay what the client missed; it is
+/// complete from `since` on (also its id, so a later reconnect resumes
+/// from there). The page should refetch its state.
+fn reset_frame(reason: ResetReason, since: EventId) -> Bytes {
+    let since = since.to_string();
+    let data = serde_json::json!({ "reason": reason.as_str(), "since": since }).to_string();
+    let mut out = Vec::new();
+    write_frame(
+        &mut out,
+        Some(&since),
+        &EventName::reserved("sse-reset"),
+        &data,
+    );
+    Bytes::from(out)
+}
+
 impl Registry {
+    /// A registry with a new history (a random epoch): ids handed out by
+    /// an earlier registry, e.g. before a restart, are answered with
+    /// `sse-reset`.
     pub fn new(config: SseConfig) -> Self {
-        // Event ids start at the current time in microseconds, so they keep
-        // increasing across restarts and a browser's Last-Event-ID from
-        // before a restart is still older than every new event.
-        let first_id = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(1, |d| d.as_micros() as u64);
+        let history = History::new(
+            Epoch::random(),
+            config.history_len,
+            config.history_age,
+            config.history_max_bytes,
+        );
         Registry {
             config,
             indexes: RwLock::new(Indexes::default()),
             counters: Counters::default(),
-            next_event_id: AtomicU64::new(first_id),
+            history: Mutex::new(history),
             shutting_down: AtomicBool::new(false),
         }
     }
@@ -165,22 +292,27 @@ impl Registry {
     }
 
     /// Admits a connection from nowhere in particular (no address, no
-    /// socket); see [`Registry::register_from`].
+    /// socket), from now on; see [`Registry::register_from`].
     pub fn register(
         self: &Arc<Self>,
         identity: &Identity,
         client_tags: Vec<Tag>,
     ) -> Result<Registration, RegisterError> {
-        self.register_from(identity, client_tags, Peer::default())
+        self.register_from(identity, client_tags, Peer::default(), Resume::Fresh)
     }
 
     /// Admits a connection, or says why not. Limits are checked under the
     /// same lock as the insert, so concurrent connects cannot overshoot.
+    /// With [`Resume::After`], the client first gets what it missed (or an
+    /// `sse-reset` saying it cannot), then live events, with no gap and
+    /// nothing twice: it is registered under the history's lock, so every
+    /// event is either before `until` (replayed) or after (queued live).
     pub fn register_from(
         self: &Arc<Self>,
         identity: &Identity,
         client_tags: Vec<Tag>,
         peer: Peer,
+        resume: Resume<'_>,
     ) -> Result<Registration, RegisterError> {
         let id = ClientId::random();
         let link = Arc::new(ClientLink::new(self.config.queue_len, peer.socket));
@@ -190,16 +322,34 @@ impl Registry {
                 tags.push(tag);
             }
         }
+        let tags = tags.into_boxed_slice();
+        let replay_tags = matches!(resume, Resume::After(_)).then(|| tags.clone());
         let entry = Entry {
             user: identity.user.clone(),
             username: identity.username.as_str().into(),
             session: identity.session.clone(),
-            tags: tags.into_boxed_slice(),
+            tags,
             connected_at: SystemTime::now(),
             since: Instant::now(),
             addr: peer.addr,
             link: link.clone(),
         };
+        let mut history = self.lock_history();
+        let now = Instant::now();
+        let until = history.last();
+        let (after, opening) = match resume {
+            Resume::Fresh => (None, None),
+            Resume::After(text) => {
+                let point = EventId::parse(text)
+                    .ok_or(ResetReason::Unparsable)
+                    .and_then(|id| history.resume_point(&id, now));
+                match point {
+                    Ok(after) => (Some(after), None),
+                    Err(reason) => (None, Some(reset_frame(reason, history.id(until)))),
+                }
+            }
+        };
+        let start = history.id(after.unwrap_or(until));
         {
             let mut indexes = self.write();
             if self.shutting_down.load(Ordering::Acquire) {
@@ -227,12 +377,23 @@ impl Registry {
             }
             indexes.insert(id, entry);
         }
+        drop(history);
+        let replay = after.filter(|after| *after < until).map(|cursor| Replay {
+            cursor,
+            until,
+            user: identity.user.clone(),
+            session: identity.session.clone(),
+            tags: replay_tags.unwrap_or_default(),
+        });
         self.counters
             .connections_opened
             .fetch_add(1, Ordering::Relaxed);
         Ok(Registration {
             id,
             guard: ClientGuard::new(self.clone(), id, identity.user.clone(), link),
+            start,
+            opening,
+            replay,
         })
     }
 
@@ -247,9 +408,11 @@ impl Registry {
                 max: self.config.max_payload,
             });
         }
-        let id = self.next_event_id.fetch_add(1, Ordering::Relaxed);
+        let mut history = self.lock_history();
+        let position = history.next_position();
+        let id = history.id(position).to_string();
         let mut frame = Vec::new();
-        write_frame(&mut frame, Some(id), event.name(), event.data());
+        write_frame(&mut frame, Some(&id), event.name(), event.data());
         let frame = Bytes::from(frame);
 
         let mut delivered = 0;
@@ -260,6 +423,8 @@ impl Registry {
                 Err(Full) => overflowed.push(client),
             }
         });
+        history.record(position, target.clone(), frame, Instant::now());
+        drop(history);
         for client in overflowed {
             tracing::warn!(%client, queue_len = self.config.queue_len, "client fell behind; disconnecting");
             self.disconnect(client, DisconnectReason::QueueOverflow);
@@ -387,6 +552,19 @@ impl Registry {
         self.counters
             .connections_closed
             .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts `n` replayed events written to a client's socket.
+    fn count_sent_n(&self, link: &ClientLink, n: u64) {
+        if n > 0 {
+            link.events_sent.fetch_add(n, Ordering::Relaxed);
+            self.counters.events_sent.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    fn lock_history(&self) -> MutexGuard<'_, History> {
+        // Like the indexes: updated in single, non-panicking steps.
+        self.history.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Counts one event written to a client's socket.

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::sse::event::Event;
+use crate::sse::event_id::EventId;
 use crate::sse::target::{SessionId, UserId};
 
 fn config() -> SseConfig {
@@ -140,10 +141,54 @@ fn a_broadcast_is_framed_once_with_an_id() {
     assert_eq!(a, c);
     assert!(a[0].starts_with("id: "), "{a:?}");
     assert!(a[0].ends_with("event: test\ndata: {\"n\":7}\n\n"), "{a:?}");
-    // Ids increase.
+    // Ids increase, within one epoch.
     w.registry.send(&Target::all(), &event(8)).unwrap();
-    let id = |s: &str| s[4..s.find('\n').unwrap()].parse::<u64>().unwrap();
-    assert!(id(&drain(&mut w.a1)[0]) > id(&a[0]));
+    let id = |s: &str| EventId::parse(&s[4..s.find('\n').unwrap()]).unwrap();
+    let (first, second) = (id(&a[0]), id(&drain(&mut w.a1)[0]));
+    assert_eq!(first.epoch, second.epoch);
+    assert!(second.position > first.position);
+}
+
+#[test]
+fn the_indexes_and_target_selects_agree_on_who_receives_what() {
+    // Live sends find receivers through the indexes; replays filter the
+    // history with `Target::selects`: the same clients, always.
+    let w = world();
+    let clients = w.registry.clients(&ClientFilter::default());
+    let a1 = w.a1.id();
+    let targets = [
+        Target::all(),
+        Target::user(UserId::new("a")),
+        Target::user(UserId::new("b")).with_tag("role", "admin"),
+        Target::session(SessionId::new("s2")),
+        Target::tag("page", "home"),
+        Target::tag("page", "home").with_tag("role", "admin"),
+        Target::tag("page", "nowhere"),
+        Target::clients([a1, w.c1.id()]),
+        Target::clients([a1]).with_tag("page", "settings"),
+        Target::user(UserId::new("a")).with_tag("page", "home"),
+    ];
+    for target in targets {
+        let mut by_index = Vec::new();
+        w.registry
+            .read()
+            .for_each_match(&target, |id, _| by_index.push(id));
+        by_index.sort();
+        let mut by_rule: Vec<ClientId> = clients
+            .iter()
+            .filter(|c| {
+                target.selects(&Recipient {
+                    client: c.id,
+                    user: &c.user_id,
+                    session: &c.session,
+                    tags: &c.tags,
+                })
+            })
+            .map(|c| c.id)
+            .collect();
+        by_rule.sort();
+        assert_eq!(by_index, by_rule, "{target:?}");
+    }
 }
 
 #[test]
@@ -241,19 +286,34 @@ fn one_address_cannot_take_every_slot() {
     for user in ["u1", "u2", "u3"] {
         held.push(
             registry
-                .register_from(&identity(user, user, &[]), vec![], from("10.0.0.1"))
+                .register_from(
+                    &identity(user, user, &[]),
+                    vec![],
+                    from("10.0.0.1"),
+                    Resume::Fresh,
+                )
                 .unwrap(),
         );
     }
     assert_eq!(
         registry
-            .register_from(&identity("u4", "s", &[]), vec![], from("10.0.0.1"))
+            .register_from(
+                &identity("u4", "s", &[]),
+                vec![],
+                from("10.0.0.1"),
+                Resume::Fresh
+            )
             .err(),
         Some(RegisterError::TooManyForAddress { max: 3 })
     );
     // Another address is not affected, nor is a connection without one.
     let other = registry
-        .register_from(&identity("u4", "s", &[]), vec![], from("10.0.0.2"))
+        .register_from(
+            &identity("u4", "s", &[]),
+            vec![],
+            from("10.0.0.2"),
+            Resume::Fresh,
+        )
         .unwrap();
     let _unknown = registry
         .register(&identity("u5", "s", &[]), vec![])
@@ -262,7 +322,12 @@ fn one_address_cannot_take_every_slot() {
     // A slot given back can be taken again; counts go with the clients.
     held.pop();
     let again = registry
-        .register_from(&identity("u4", "s", &[]), vec![], from("10.0.0.1"))
+        .register_from(
+            &identity("u4", "s", &[]),
+            vec![],
+            from("10.0.0.1"),
+            Resume::Fresh,
+        )
         .unwrap();
     drop((held, other, again));
     assert_eq!(registry.index_sizes().addresses, 0);

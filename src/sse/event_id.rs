@@ -1,0 +1,144 @@
+//! Event ids: which history an event belongs to, and where in it.
+//!
+//! Written on the `id:` line of every event, `{epoch}-{major}-{minor}`,
+//! e.g. `3f9a0c5d2b7e1a44-1742-0`. Clients treat it as opaque and hand it
+//! back (`Last-Event-ID`) to resume. The **epoch** names one history: a
+//! random number drawn when the history starts (a process today; the
+//! identity of a Redis stream once several processes share one), so an id
+//! from a previous run or a lost history is recognised as such and never
+//! taken for a position in the current one. The **position** is totally
+//! ordered within its epoch; this process counts `major` up from 1 with
+//! `minor` 0, and a Redis stream's entry ids (`ms-seq`) fit the same two
+//! numbers, so moving ids to Redis changes where they come from, not what
+//! they mean.
+
+use std::fmt;
+
+/// Which history an id belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Epoch(u64);
+
+impl Epoch {
+    /// A fresh epoch: a random 64-bit number, so two histories never share
+    /// one in practice.
+    pub fn random() -> Self {
+        Epoch(rand::random::<u64>())
+    }
+
+    pub const fn from_u64(n: u64) -> Self {
+        Epoch(n)
+    }
+}
+
+/// A place in one history. Ordered: `major`, then `minor`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Position {
+    pub major: u64,
+    pub minor: u64,
+}
+
+impl Position {
+    /// Before every event of a history.
+    pub const START: Position = Position { major: 0, minor: 0 };
+
+    pub const fn new(major: u64, minor: u64) -> Self {
+        Position { major, minor }
+    }
+}
+
+/// One event's id: its history and its place in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct EventId {
+    pub epoch: Epoch,
+    pub position: Position,
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:016x}-{}-{}",
+            self.epoch.0, self.position.major, self.position.minor
+        )
+    }
+}
+
+/// The longest id accepted from a client (a real one is at most 58 bytes).
+pub const MAX_ID_LEN: usize = 64;
+
+impl EventId {
+    /// Reads an id a client sent back; `None` if it is not one of ours.
+    pub fn parse(text: &str) -> Option<Self> {
+        if text.len() > MAX_ID_LEN {
+            return None;
+        }
+        let mut parts = text.trim().splitn(3, '-');
+        let epoch = parts.next()?;
+        if epoch.len() != 16 {
+            return None;
+        }
+        let epoch = u64::from_str_radix(epoch, 16).ok()?;
+        let major = digits(parts.next()?)?;
+        let minor = digits(parts.next()?)?;
+        Some(EventId {
+            epoch: Epoch(epoch),
+            position: Position { major, minor },
+        })
+    }
+}
+
+/// A decimal number, digits only (no sign, no spaces).
+fn digits(text: &str) -> Option<u64> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_print_and_parse_back() {
+        let id = EventId {
+            epoch: Epoch(0x3f9a_0c5d_2b7e_1a44),
+            position: Position::new(1742, 0),
+        };
+        assert_eq!(id.to_string(), "3f9a0c5d2b7e1a44-1742-0");
+        assert_eq!(EventId::parse(&id.to_string()), Some(id));
+        let redis_like = EventId {
+            epoch: Epoch(1),
+            position: Position::new(1_733_150_000_000, 7),
+        };
+        assert_eq!(EventId::parse(&redis_like.to_string()), Some(redis_like));
+    }
+
+    #[test]
+    fn anything_else_is_not_an_id() {
+        for text in [
+            "",
+            "17",
+            "1733150000000123",
+            "3f9a0c5d2b7e1a44",
+            "3f9a0c5d2b7e1a44-1",
+            "3f9a0c5d2b7e1a44-1-",
+            "3f9a0c5d2b7e1a44--1-0",
+            "3f9a0c5d2b7e1a44-+1-0",
+            "3f9a0c5d2b7e1a4-1-0",
+            "zz9a0c5d2b7e1a44-1-0",
+            "3f9a0c5d2b7e1a44-1-0-0",
+            "3f9a0c5d2b7e1a44-99999999999999999999999-0",
+        ] {
+            assert_eq!(EventId::parse(text), None, "{text:?}");
+        }
+        assert_eq!(EventId::parse(&"1".repeat(MAX_ID_LEN + 1)), None);
+    }
+
+    #[test]
+    fn positions_order_by_major_then_minor() {
+        assert!(Position::new(1, 9) < Position::new(2, 0));
+        assert!(Position::new(2, 0) < Position::new(2, 1));
+        assert!(Position::START < Position::new(0, 1));
+    }
+}
