@@ -1,7 +1,8 @@
 import { execFileSync } from "node:child_process";
 import * as path from "node:path";
 import { expect, test, type Browser, type Page } from "@playwright/test";
-import { dataDir, serverBin } from "../playwright.config";
+import * as net from "node:net";
+import { baseURL, dataDir, serverBin } from "../playwright.config";
 
 const PASSWORD = "correct horse battery";
 
@@ -113,4 +114,82 @@ test("the page works on a narrow screen", async ({ browser }) => {
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   expect(overflow).toBeLessThanOrEqual(0);
   await page.context().close();
+});
+
+/** A TCP proxy in front of the server whose connections the test can
+ *  cut (every open one closed, new ones refused) and restore. */
+async function cuttableProxy(targetPort: number) {
+  let open = true;
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    if (!open) {
+      client.destroy();
+      return;
+    }
+    const upstream = net.connect(targetPort, "127.0.0.1");
+    for (const socket of [client, upstream]) {
+      sockets.add(socket);
+      socket.on("error", () => {});
+      socket.on("close", () => {
+        client.destroy();
+        upstream.destroy();
+        sockets.delete(socket);
+      });
+    }
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = (server.address() as net.AddressInfo).port;
+  return {
+    origin: `http://127.0.0.1:${port}`,
+    cut() {
+      open = false;
+      for (const socket of sockets) socket.destroy();
+    },
+    restore() {
+      open = true;
+    },
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+test("notifications sent while the page's stream is cut arrive after the reconnect, in order, once each", async ({
+  browser,
+}) => {
+  const proxy = await cuttableProxy(Number(new URL(baseURL).port));
+  const nameA = `gus${suffix()}`;
+  // A reaches the server through the proxy; B directly.
+  const context = await browser.newContext({ baseURL: proxy.origin });
+  const a = await context.newPage();
+  expect((await a.request.post("/api/auth/signup", { form: { username: nameA, password: PASSWORD } })).status()).toBe(200);
+  await a.goto("/home");
+  await expect(a.getByTestId("status")).toHaveText("Connected");
+  const b = await openHome(browser, `hal${suffix()}`);
+  const received = a.getByRole("list", { name: "Received notifications" }).getByRole("listitem");
+  const post = async (message: string) => {
+    const response = await b.request.post("/api/sse/test", { data: { user: nameA, message } });
+    expect(response.status()).toBe(200);
+  };
+  await post("before");
+  await expect(received).toHaveCount(1);
+
+  // The network between A and the server goes down: its stream breaks
+  // and its reconnects fail, while five notifications are sent.
+  proxy.cut();
+  await expect(a.getByTestId("status")).toHaveText(/Reconnecting/, { timeout: 10_000 });
+  for (let n = 1; n <= 5; n++) await post(`missed ${n}`);
+  proxy.restore();
+
+  await expect(a.getByTestId("status")).toHaveText("Connected", { timeout: 15_000 });
+  await expect(received).toHaveCount(6, { timeout: 5_000 });
+  // Newest first: the five, in order, then the one from before.
+  const texts = await received.locator(".message").allTextContents();
+  expect(texts).toEqual(["missed 5", "missed 4", "missed 3", "missed 2", "missed 1", "before"]);
+  // Nothing arrives twice later on.
+  await a.waitForTimeout(1_000);
+  await expect(received).toHaveCount(6);
+  await context.close();
+  await b.context().close();
+  await proxy.close();
 });

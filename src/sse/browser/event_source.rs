@@ -6,6 +6,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use leptos::prelude::*;
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::closure::Closure;
 use web_sys::{EventSource, EventSourceInit, MessageEvent};
@@ -30,7 +31,15 @@ pub struct Inner {
     attempt: u32,
     timer: Option<TimeoutHandle>,
     closed: bool,
+    /// The id of the last event seen (any source of this handle): where a
+    /// source we open ourselves resumes (`?lastEventId=`). The browser's
+    /// own retries send it as `Last-Event-ID` without our help.
+    last_id: Option<String>,
 }
+
+/// Listened to on every source, whoever asked: `connected` (the client
+/// id, and the stream's first id) and `sse-reset` (an id too).
+const BUILT_IN: [&str; 2] = ["connected", "sse-reset"];
 
 pub fn start(options: SseOptions, writers: Writers) -> Shared {
     let shared = Rc::new(RefCell::new(Inner {
@@ -46,6 +55,7 @@ pub fn start(options: SseOptions, writers: Writers) -> Shared {
         attempt: 0,
         timer: None,
         closed: false,
+        last_id: None,
     }));
     // A stream opened while the page is still loading keeps the browser
     // "loading" (spinner, no `load` event) for as long as it is open:
@@ -89,9 +99,19 @@ fn now_ms() -> u64 {
     js_sys::Date::now() as u64
 }
 
-/// Opens a new `EventSource` with every known listener attached.
+/// Opens a new `EventSource` with every known listener attached, resuming
+/// after the last event seen, if any.
 fn open(shared: &Shared) {
-    let url = shared.borrow().options.full_url();
+    let url = {
+        let inner = shared.borrow();
+        let mut url = inner.options.full_url();
+        if let Some(id) = &inner.last_id {
+            url.push(if url.contains('?') { '&' } else { '?' });
+            url.push_str("lastEventId=");
+            url.extend(utf8_percent_encode(id, NON_ALPHANUMERIC));
+        }
+        url
+    };
     let init = EventSourceInit::new();
     init.set_with_credentials(true);
     let source = match EventSource::new_with_event_source_init_dict(&url, &init) {
@@ -106,11 +126,12 @@ fn open(shared: &Shared) {
         inner.callbacks.clear();
         inner.source = Some(source.clone());
     }
-    // Built-in: the client id.
-    attach(shared, &source, "connected");
+    for name in BUILT_IN {
+        attach(shared, &source, name);
+    }
     let names: Vec<String> = shared.borrow().listeners.keys().cloned().collect();
     for name in names {
-        if name != "connected" {
+        if !BUILT_IN.contains(&name.as_str()) {
             attach(shared, &source, &name);
         }
     }
@@ -150,6 +171,9 @@ fn attach(shared: &Shared, source: &EventSource, name: &str) {
             data: event.data().as_string().unwrap_or_default(),
             received_at: now_ms(),
         };
+        if raw.id.is_some() {
+            shared.borrow_mut().last_id.clone_from(&raw.id);
+        }
         let listeners: Vec<Listener> = {
             let inner = shared.borrow();
             if raw.name == "connected" {
@@ -157,7 +181,7 @@ fn attach(shared: &Shared, source: &EventSource, name: &str) {
                     .ok()
                     .and_then(|v| v["clientId"].as_str().map(str::to_string));
                 inner.writers.client_id.set(id);
-            } else {
+            } else if raw.name != "sse-reset" {
                 inner.writers.last_event.set(Some(raw.clone()));
             }
             inner
@@ -190,7 +214,7 @@ pub fn listen(shared: &Shared, name: &str, listener: Listener) -> Box<dyn FnOnce
         (id, new_name, inner.source.clone())
     };
     if new_name
-        && name != "connected"
+        && !BUILT_IN.contains(&name)
         && let Some(source) = source
     {
         attach(shared, &source, name);
