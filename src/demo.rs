@@ -73,14 +73,16 @@ pub async fn live_stats() -> Result<ConnectionStats, AppError> {
 }
 
 /// Sends `message` to every connection of `user` (a username or user id),
-/// as a `notification` event unless `event` names another.
+/// as a `notification` event unless `event` names another; with `client`
+/// (a client id), to that one connection only (`Target::clients`).
 #[server(prefix = "/api", endpoint = "sse/test", input = Json)]
 pub async fn send_test(
     user: String,
     event: Option<String>,
     message: String,
+    #[server(default)] client: Option<String>,
 ) -> Result<Delivered, AppError> {
-    use crate::sse::{Target, UserId};
+    use crate::sse::{ClientId, Target, UserId};
     let sender = crate::auth::api::server::require_user()?;
     let user = user.trim();
     if user.is_empty() {
@@ -99,12 +101,16 @@ pub async fn send_test(
         .ok_or_else(|| {
             AppError::bad_request("unknown_user", format!("There is no user named {user:?}."))
         })?;
-    server::send(
-        &Target::user(UserId::new(record.id)),
-        event,
-        message,
-        sender.username,
-    )
+    let target = match client.as_deref().map(str::trim) {
+        None | Some("") => Target::user(UserId::new(record.id)),
+        Some(text) => {
+            let id = ClientId::parse(text).ok_or_else(|| {
+                AppError::bad_request("bad_client_id", format!("{text:?} is not a client id"))
+            })?;
+            Target::clients([id])
+        }
+    };
+    server::send(&target, event, message, sender.username)
 }
 
 /// Sends `message` to everyone connected, or with `tag` (`key:value`) to

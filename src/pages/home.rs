@@ -93,6 +93,7 @@ fn SseDemo(user: CurrentUser) -> impl IntoView {
             user: to.get_untracked(),
             event: None,
             message: message.get_untracked(),
+            client: None,
         });
     };
     let on_broadcast = move |_| {

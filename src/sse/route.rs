@@ -67,7 +67,10 @@ fn open_stream(notifier: &Notifier, request: &Request) -> Result<Response, AppEr
     let (addr, socket) = connection_of(request);
     let last_event_id = last_event_id(request);
     let resume = match &last_event_id {
-        Some(id) => Resume::After(id),
+        Some(id) => Resume::After {
+            last_event_id: id,
+            client: previous_client(request)?,
+        },
         None => Resume::Fresh,
     };
     let registration = registry
@@ -120,6 +123,19 @@ fn last_event_id(request: &Request) -> Option<String> {
         .into_iter()
         .find(|(name, value)| name == "lastEventId" && !value.is_empty())
         .map(|(_, value)| value)
+}
+
+/// `?client=<id>`: the client id the reconnecting connection had before.
+/// Only trusted within the same session (see [`Resume::After`]).
+fn previous_client(request: &Request) -> Result<Option<ClientId>, AppError> {
+    let Query(params): Query<Vec<(String, String)>> = Query::try_from_uri(request.uri())
+        .map_err(|e| AppError::bad_request("bad_query", format!("cannot read the query: {e}")))?;
+    match params.into_iter().find(|(name, _)| name == "client") {
+        None => Ok(None),
+        Some((_, value)) => ClientId::parse(&value).map(Some).ok_or_else(|| {
+            AppError::bad_request("bad_client_id", format!("{value:?} is not a client id"))
+        }),
+    }
 }
 
 /// The client's address and, when served by [`crate::http::serve`], its

@@ -370,3 +370,62 @@ async fn a_replay_never_carries_another_users_events() {
         quiet(&mut stream).await;
     }
 }
+
+#[tokio::test]
+async fn a_reconnect_from_the_same_session_takes_its_client_id_back() {
+    let server = TestServer::start(&[]).await;
+    let ann = server.signup("annc").await;
+    let bob = server.signup("bobc").await;
+    let to_client = |client: &str, text: &str| {
+        json!({ "user": "annc", "client": client, "message": text }).to_string()
+    };
+
+    let (mut stream, start) = open_with_start(&ann, "").await;
+    let client = ann.clients("").await["clients"][0]["id"]
+        .as_str()
+        .expect("client id")
+        .to_string();
+    drop(stream);
+    // Sent to that connection while it is away (whether or not the server
+    // noticed yet), then to the user.
+    let (status, body) = bob
+        .post_json("/api/sse/test", &to_client(&client, "to the tab"))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    send_to(&bob, "annc", "to ann").await;
+
+    // Back with its client id: both, and the same id again.
+    let (resumed, id) = ann.resume(&format!("?client={client}"), &start).await;
+    stream = resumed;
+    assert_eq!(id, client, "the reconnect has its client id back");
+    assert_eq!(read(&mut stream, 2).await.0, ["to the tab", "to ann"]);
+    quiet(&mut stream).await;
+
+    // The same id from another session gets a new id and nothing sent to
+    // the old one.
+    drop(stream);
+    let (status, _) = bob
+        .post_json("/api/sse/test", &to_client(&client, "private"))
+        .await;
+    assert_eq!(status, 200);
+    let other_session = server.login("annc").await;
+    let (mut stream, other_id) = other_session
+        .resume(&format!("?client={client}"), &start)
+        .await;
+    assert_ne!(other_id, client);
+    let (got, _) = read(&mut stream, 1).await;
+    assert_eq!(
+        got,
+        ["to ann"],
+        "only what any connection of ann's would get"
+    );
+    quiet(&mut stream).await;
+
+    // A malformed client id is a clear error.
+    let response = ann
+        .connect(&format!("?client=nope&lastEventId={start}"))
+        .await;
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.expect("JSON");
+    assert_eq!(body["error"], "bad_client_id");
+}

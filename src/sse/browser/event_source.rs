@@ -35,6 +35,9 @@ pub struct Inner {
     /// source we open ourselves resumes (`?lastEventId=`). The browser's
     /// own retries send it as `Last-Event-ID` without our help.
     last_id: Option<String>,
+    /// This handle's client id (from `connected`): a reconnect asks for it
+    /// back (`?client=`), so events sent to it are replayed too.
+    client_id: Option<String>,
 }
 
 /// Listened to on every source, whoever asked: `connected` (the client
@@ -56,6 +59,7 @@ pub fn start(options: SseOptions, writers: Writers) -> Shared {
         timer: None,
         closed: false,
         last_id: None,
+        client_id: None,
     }));
     // A stream opened while the page is still loading keeps the browser
     // "loading" (spinner, no `load` event) for as long as it is open:
@@ -109,6 +113,10 @@ fn open(shared: &Shared) {
             url.push(if url.contains('?') { '&' } else { '?' });
             url.push_str("lastEventId=");
             url.extend(utf8_percent_encode(id, NON_ALPHANUMERIC));
+            if let Some(client) = &inner.client_id {
+                url.push_str("&client=");
+                url.extend(utf8_percent_encode(client, NON_ALPHANUMERIC));
+            }
         }
         url
     };
@@ -174,13 +182,16 @@ fn attach(shared: &Shared, source: &EventSource, name: &str) {
         if raw.id.is_some() {
             shared.borrow_mut().last_id.clone_from(&raw.id);
         }
+        if raw.name == "connected" {
+            let id = serde_json::from_str::<serde_json::Value>(&raw.data)
+                .ok()
+                .and_then(|v| v["clientId"].as_str().map(str::to_string));
+            shared.borrow_mut().client_id = id;
+        }
         let listeners: Vec<Listener> = {
             let inner = shared.borrow();
             if raw.name == "connected" {
-                let id = serde_json::from_str::<serde_json::Value>(&raw.data)
-                    .ok()
-                    .and_then(|v| v["clientId"].as_str().map(str::to_string));
-                inner.writers.client_id.set(id);
+                inner.writers.client_id.set(inner.client_id.clone());
             } else if raw.name != "sse-reset" {
                 inner.writers.last_event.set(Some(raw.clone()));
             }
@@ -230,8 +241,12 @@ pub fn listen(shared: &Shared, name: &str, listener: Listener) -> Box<dyn FnOnce
     })
 }
 
-/// The source reported an error: either the browser is retrying by
-/// itself (network blip), or it gave up and reconnecting is ours.
+/// The source reported an error. Reconnecting is always ours: the
+/// browser's own retry would reopen the same URL, without the client id
+/// to take back; ours resumes after the last id with it, after a jittered
+/// backoff (so a server restart is not met by every page at once). When
+/// the browser gave up (an HTTP error), the stream URL is asked for its
+/// status first, so that a signed-out page stops retrying.
 fn on_failure(shared: &Shared) {
     let (gave_up, attempt) = {
         let mut inner = shared.borrow_mut();
@@ -250,9 +265,6 @@ fn on_failure(shared: &Shared) {
         .writers
         .state
         .set(ConnectionState::Reconnecting { attempt });
-    if !gave_up {
-        return;
-    }
     drop_source(shared);
     let options = shared.borrow().options.clone();
     if !options.auto_reconnect {
@@ -264,6 +276,10 @@ fn on_failure(shared: &Shared) {
         .is_some_and(|max| attempt > max)
     {
         close(shared, &format!("gave up after {} attempts", attempt - 1));
+        return;
+    }
+    if !gave_up {
+        reopen_later(shared, &options, attempt);
         return;
     }
     // Ask the server why, so that a signed-out page stops retrying.
@@ -279,11 +295,18 @@ fn on_failure(shared: &Shared) {
             close(&shared, "signed out (401)");
             return;
         }
+        reopen_later(&shared, &options, attempt);
+    });
+}
+
+/// Opens a new source after the backoff for `attempt`, with jitter.
+fn reopen_later(shared: &Shared, options: &SseOptions, attempt: u32) {
+    {
         let base = options.backoff(attempt);
         let spread = base.as_millis() as f64 * options.jitter.clamp(0.0, 1.0);
         let delay =
             (base.as_millis() as f64 + spread * (2.0 * js_sys::Math::random() - 1.0)).max(0.0);
-        let again = Rc::downgrade(&shared);
+        let again = Rc::downgrade(shared);
         let timer = set_timeout_with_handle(
             move || {
                 if let Some(shared) = again.upgrade()
@@ -296,7 +319,7 @@ fn on_failure(shared: &Shared) {
             Duration::from_millis(delay as u64),
         );
         shared.borrow_mut().timer = timer.ok();
-    });
+    }
 }
 
 /// The HTTP status the stream URL answers now (the request is aborted

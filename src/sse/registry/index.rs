@@ -1,9 +1,9 @@
 //! The indexes behind targeting: clients by id, user, session and tag.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::lifecycle::ClientLink;
 use super::listing::ClientFilter;
@@ -27,7 +27,6 @@ impl Entry {
     }
 }
 
-#[derive(Default)]
 pub(super) struct Indexes {
     pub(super) clients: HashMap<ClientId, Entry>,
     pub(super) by_user: HashMap<UserId, Vec<ClientId>>,
@@ -36,9 +35,77 @@ pub(super) struct Indexes {
     /// Open connections per client address (a count: nothing targets an
     /// address).
     pub(super) by_addr: HashMap<IpAddr, usize>,
+    /// Clients whose connection ended recently, with their session: a
+    /// reconnect from the same session may take the id back (`client=`),
+    /// so that events sent to that id are replayed to it. Bounded by
+    /// count and age.
+    departed: HashMap<ClientId, (SessionId, Instant)>,
+    departed_order: VecDeque<(ClientId, Instant)>,
+    departed_max: usize,
+    departed_age: Duration,
 }
 
 impl Indexes {
+    pub(super) fn new(departed_max: usize, departed_age: Duration) -> Self {
+        Indexes {
+            clients: HashMap::new(),
+            by_user: HashMap::new(),
+            by_session: HashMap::new(),
+            by_tag: HashMap::new(),
+            by_addr: HashMap::new(),
+            departed: HashMap::new(),
+            departed_order: VecDeque::new(),
+            departed_max,
+            departed_age,
+        }
+    }
+
+    /// Removes the client only if it is still the connection `link`
+    /// belongs to (its id may have been taken over by a reconnect).
+    pub(super) fn remove_link(&mut self, id: ClientId, link: &Arc<ClientLink>) -> Option<Entry> {
+        let same = self
+            .clients
+            .get(&id)
+            .is_some_and(|entry| Arc::ptr_eq(&entry.link, link));
+        if same { self.remove(id) } else { None }
+    }
+
+    /// Whether `id` left recently from `session`; if so, it is taken back
+    /// (forgotten as departed).
+    pub(super) fn reclaim(&mut self, id: ClientId, session: &SessionId, now: Instant) -> bool {
+        self.trim_departed(now);
+        match self.departed.get(&id) {
+            Some((from, _)) if from == session => {
+                self.departed.remove(&id);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn remember_departure(&mut self, id: ClientId, session: SessionId, now: Instant) {
+        if self.departed_max == 0 {
+            return;
+        }
+        self.departed.insert(id, (session, now));
+        self.departed_order.push_back((id, now));
+        self.trim_departed(now);
+    }
+
+    fn trim_departed(&mut self, now: Instant) {
+        while let Some(&(id, at)) = self.departed_order.front() {
+            let over = self.departed_order.len() > self.departed_max
+                || now.saturating_duration_since(at) > self.departed_age;
+            if !over {
+                break;
+            }
+            self.departed_order.pop_front();
+            // Only if this record is the current one for the id.
+            if self.departed.get(&id).is_some_and(|(_, when)| *when == at) {
+                self.departed.remove(&id);
+            }
+        }
+    }
     pub(super) fn insert(&mut self, id: ClientId, entry: Entry) {
         self.by_user.entry(entry.user.clone()).or_default().push(id);
         self.by_session
@@ -76,6 +143,7 @@ impl Indexes {
                 }
             }
         }
+        self.remember_departure(id, entry.session.clone(), Instant::now());
         Some(entry)
     }
 

@@ -35,6 +35,9 @@ pub enum DisconnectReason {
     /// The client sent bytes after its request, beyond a small allowance
     /// (an event stream reads nothing).
     UnexpectedInput = 7,
+    /// Its browser reconnected (`client=` with its id) before the server
+    /// noticed this connection was gone.
+    Replaced = 8,
 }
 
 impl DisconnectReason {
@@ -47,6 +50,7 @@ impl DisconnectReason {
             5 => Self::Shutdown,
             6 => Self::Kicked,
             7 => Self::UnexpectedInput,
+            8 => Self::Replaced,
             _ => return None,
         })
     }
@@ -60,6 +64,7 @@ impl DisconnectReason {
             Self::Shutdown => "shutdown",
             Self::Kicked => "closed by the server",
             Self::UnexpectedInput => "unexpected input",
+            Self::Replaced => "replaced by its reconnect",
         }
     }
 }
@@ -175,7 +180,7 @@ impl ClientGuard {
 
 impl Drop for ClientGuard {
     fn drop(&mut self) {
-        self.registry.unregister(self.id);
+        self.registry.unregister(self.id, &self.link);
         let reason = self.link.reason().unwrap_or(DisconnectReason::ClientClosed);
         let duration = Duration::from_millis(self.since.elapsed().as_millis() as u64);
         let events_sent = self.link.events_sent.load(Ordering::Relaxed);

@@ -98,8 +98,15 @@ pub enum Resume<'a> {
     #[default]
     Fresh,
     /// After the event with this id (as the client sent it back in
-    /// `Last-Event-ID`): what it missed is replayed first.
-    After(&'a str),
+    /// `Last-Event-ID`): what it missed is replayed first. With `client`,
+    /// the id its previous connection had: if that connection belonged to
+    /// the same session and ended recently (or is still registered, its
+    /// end not noticed yet: it is replaced), the new one takes the id
+    /// back, and events sent to that client id are replayed too.
+    After {
+        last_event_id: &'a str,
+        client: Option<ClientId>,
+    },
 }
 
 /// What a resuming client still has to be sent from the history, and the
@@ -278,9 +285,10 @@ impl Registry {
             config.history_age,
             config.history_max_bytes,
         );
+        let indexes = Indexes::new(config.max_clients, config.history_age);
         Registry {
             config,
-            indexes: RwLock::new(Indexes::default()),
+            indexes: RwLock::new(indexes),
             counters: Counters::default(),
             history: Mutex::new(history),
             shutting_down: AtomicBool::new(false),
@@ -314,7 +322,6 @@ impl Registry {
         peer: Peer,
         resume: Resume<'_>,
     ) -> Result<Registration, RegisterError> {
-        let id = ClientId::random();
         let link = Arc::new(ClientLink::new(self.config.queue_len, peer.socket));
         let mut tags: Vec<Tag> = identity.tags.clone();
         for tag in client_tags {
@@ -323,7 +330,7 @@ impl Registry {
             }
         }
         let tags = tags.into_boxed_slice();
-        let replay_tags = matches!(resume, Resume::After(_)).then(|| tags.clone());
+        let replay_tags = matches!(resume, Resume::After { .. }).then(|| tags.clone());
         let entry = Entry {
             user: identity.user.clone(),
             username: identity.username.as_str().into(),
@@ -337,24 +344,46 @@ impl Registry {
         let mut history = self.lock_history();
         let now = Instant::now();
         let until = history.last();
-        let (after, opening) = match resume {
-            Resume::Fresh => (None, None),
-            Resume::After(text) => {
+        let (after, opening, claim) = match resume {
+            Resume::Fresh => (None, None, None),
+            Resume::After {
+                last_event_id: text,
+                client,
+            } => {
                 let point = EventId::parse(text)
                     .ok_or(ResetReason::Unparsable)
                     .and_then(|id| history.resume_point(&id, now));
                 match point {
-                    Ok(after) => (Some(after), None),
-                    Err(reason) => (None, Some(reset_frame(reason, history.id(until)))),
+                    Ok(after) => (Some(after), None, client),
+                    Err(reason) => (None, Some(reset_frame(reason, history.id(until))), None),
                 }
             }
         };
         let start = history.id(after.unwrap_or(until));
+        let mut replaced = None;
+        let id;
         {
             let mut indexes = self.write();
             if self.shutting_down.load(Ordering::Acquire) {
                 return Err(RegisterError::ShuttingDown);
             }
+            id = match claim {
+                Some(old) => {
+                    let stale = indexes
+                        .clients
+                        .get(&old)
+                        .is_some_and(|e| e.session == identity.session);
+                    if stale {
+                        replaced = indexes.remove(old);
+                    }
+                    if indexes.reclaim(old, &identity.session, now) {
+                        old
+                    } else {
+                        ClientId::random()
+                    }
+                }
+                None => ClientId::random(),
+            };
             if indexes.clients.len() >= self.config.max_clients {
                 return Err(RegisterError::TooManyClients {
                     max: self.config.max_clients,
@@ -378,6 +407,9 @@ impl Registry {
             indexes.insert(id, entry);
         }
         drop(history);
+        if let Some(old) = replaced {
+            old.link.close(DisconnectReason::Replaced);
+        }
         let replay = after.filter(|after| *after < until).map(|cursor| Replay {
             cursor,
             until,
@@ -547,8 +579,8 @@ impl Registry {
     }
 
     /// Forgets a client whose connection ended (its guard calls this).
-    fn unregister(&self, client: ClientId) {
-        self.write().remove(client);
+    fn unregister(&self, client: ClientId, link: &Arc<ClientLink>) {
+        self.write().remove_link(client, link);
         self.counters
             .connections_closed
             .fetch_add(1, Ordering::Relaxed);
