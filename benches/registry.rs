@@ -90,6 +90,45 @@ fn broadcast(c: &mut Criterion) {
     group.finish();
 }
 
+/// A targeted send at 10k registered, with the replay history off and at
+/// its default length (every send is also recorded there, and the oldest
+/// entry dropped once it is full).
+fn history(c: &mut Criterion) {
+    let mut group = c.benchmark_group("send_history");
+    let event = event();
+    let clients = 10_000usize;
+    for (label, history_len) in [("off", 0usize), ("10000", 10_000)] {
+        let registry = Arc::new(Registry::new(SseConfig {
+            history_len,
+            ..config(clients)
+        }));
+        let mut held: Vec<_> = (0..clients)
+            .map(|i| {
+                registry
+                    .register(&identity(i), Vec::new())
+                    .expect("register")
+            })
+            .collect();
+        // Fill the history first, so the figure includes trimming.
+        for n in 0..history_len {
+            let target = Target::user(UserId::new(format!("user-{}", n % clients)));
+            registry.send(&target, &event).expect("send");
+            let _ = held[n % clients].try_next();
+        }
+        let mut n = 0usize;
+        group.bench_function(BenchmarkId::from_parameter(label), |b| {
+            b.iter(|| {
+                n = (n + 7919) % clients;
+                let target = Target::user(UserId::new(format!("user-{n}")));
+                let reached = registry.send(&target, &event).expect("send");
+                let _ = held[n].try_next();
+                reached
+            })
+        });
+    }
+    group.finish();
+}
+
 /// Register and drop (unregister) one client while 10k others are there.
 fn connect_disconnect(c: &mut Criterion) {
     let (registry, _held) = registry_with(10_000);
@@ -100,5 +139,5 @@ fn connect_disconnect(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, targeted, broadcast, connect_disconnect);
+criterion_group!(benches, targeted, broadcast, history, connect_disconnect);
 criterion_main!(benches);

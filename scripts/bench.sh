@@ -21,7 +21,9 @@ SATURATE_CLIENTS=${BENCH_SATURATE_CLIENTS:-1000}
 TARGETED_CLIENTS=${BENCH_TARGETED_CLIENTS:-"1000 5000 18000"}
 CHURN_CYCLES=${BENCH_CHURN_CYCLES:-100000}
 SOAK_DURATION=${BENCH_SOAK_DURATION:-600}
-SCENARIOS=${BENCH_SCENARIOS:-"micro floor idle broadcast saturate targeted churn soak"}
+STORM_CLIENTS=${BENCH_STORM_CLIENTS:-10000}
+STORM_EVENTS=${BENCH_STORM_EVENTS:-1000}
+SCENARIOS=${BENCH_SCENARIOS:-"micro floor idle broadcast saturate targeted churn storm soak"}
 # One generator process opens at most this many sockets (the hard
 # open-files limit is 20 000 here); more connections take more processes.
 PER_PROCESS=9500
@@ -151,6 +153,12 @@ if wants churn; then
   echo "==> churn: ${CHURN_CYCLES} connect/disconnect cycles"
   gen "${ours[@]}" --scenario churn --cycles "${CHURN_CYCLES}" --concurrency 64
   gen "${base[@]}" --scenario churn --cycles "${CHURN_CYCLES}" --concurrency 64
+fi
+
+if wants storm; then
+  start_servers
+  echo "==> reconnect storm: ${STORM_CLIENTS} clients drop and come back at once, ${STORM_EVENTS} events missed, with and without replay"
+  gen "${ours[@]}" --scenario storm --clients "${STORM_CLIENTS}" --events "${STORM_EVENTS}" --concurrency 256
 fi
 
 if wants soak; then

@@ -18,6 +18,9 @@
 //! - `connect`: connections opened per second;
 //! - `soak`: `--duration` seconds of mixed traffic abandoned mid-response
 //!   (pages, streams, sends); RSS and open streams before and after;
+//! - `storm`: N clients drop at once and reconnect at once, with and
+//!   without `Last-Event-ID`, after `--events` sends while they were away;
+//!   time until all are live again, server CPU time and peak RSS;
 //! - `floor`: no server: plain `write()`s of 1 KiB to N loopback sockets,
 //!   the kernel's own cost of a broadcast;
 //! - `hold`, `hold-raw`: internal, a holder process (see `holders.rs`).
@@ -28,6 +31,7 @@ mod floor;
 mod holders;
 mod http;
 mod soak;
+mod storm;
 mod streams;
 
 use std::net::SocketAddr;
@@ -68,6 +72,8 @@ pub struct Args {
     cookies: Vec<String>,
     /// Open each stream on a connection that served a request first.
     reuse: bool,
+    /// Events sent while the clients are away (storm).
+    events: usize,
 }
 
 fn args() -> Result<Args, String> {
@@ -88,6 +94,7 @@ fn args() -> Result<Args, String> {
         publishers: 4,
         cookies: Vec::new(),
         reuse: false,
+        events: 1_000,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -112,6 +119,7 @@ fn args() -> Result<Args, String> {
             "--cycles" => a.cycles = value()?.parse().map_err(|e| bad(&e))?,
             "--warmup" => a.warmup = value()?.parse().map_err(|e| bad(&e))?,
             "--publishers" => a.publishers = value()?.parse().map_err(|e| bad(&e))?,
+            "--events" => a.events = value()?.parse().map_err(|e| bad(&e))?,
             "--cookies" => a.cookies = value()?.split(',').map(str::to_string).collect(),
             other => return Err(format!("unknown flag {other}")),
         }
@@ -144,6 +152,7 @@ impl Args {
             path: if self.ours() { "/api/sse" } else { "/sse" },
             cookies: Arc::new(cookies),
             reuse: self.reuse,
+            last_event_id: None,
         }))
     }
 
@@ -205,6 +214,7 @@ async fn run(a: &Args) -> Result<serde_json::Value, String> {
         "targeted" => targeted(a).await?,
         "churn" => churn(a).await?,
         "soak" => soak::soak(a).await?,
+        "storm" => storm::storm(a).await?,
         other => return Err(format!("unknown scenario {other}")),
     };
     if let (Some(into), Some(from)) = (result.as_object_mut(), extra.as_object()) {
@@ -401,6 +411,7 @@ async fn targeted(a: &Args) -> Result<serde_json::Value, String> {
         path: "/api/sse",
         cookies: Arc::new(vec![probe.clone()]),
         reuse: false,
+        last_event_id: None,
     };
     let conn = open_stream(&req, a.clients, sink.clone()).await?;
     let headers = format!("Content-Type: application/json\r\nCookie: {probe}\r\n");
@@ -440,7 +451,7 @@ async fn cycles(req: &Arc<StreamRequest>, count: usize, concurrency: usize) -> R
                 if n >= count {
                     return Ok::<(), String>(());
                 }
-                drop(connect_stream(&req, n).await?);
+                drop(connect_stream(&req, n).await?.0);
             }
         }));
     }

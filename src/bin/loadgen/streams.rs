@@ -38,24 +38,32 @@ pub struct StreamRequest {
     /// Send another request first on the same connection, as a browser's
     /// EventSource does when it reuses a keep-alive connection.
     pub reuse: bool,
+    /// Sent as `Last-Event-ID` (resume after it).
+    pub last_event_id: Option<String>,
 }
 
 impl StreamRequest {
-    fn bytes(&self, n: usize) -> String {
+    pub fn bytes(&self, n: usize) -> String {
         let cookie = if self.cookies.is_empty() {
             String::new()
         } else {
             format!("Cookie: {}\r\n", self.cookies[n % self.cookies.len()])
         };
+        let resume = self
+            .last_event_id
+            .as_ref()
+            .map_or(String::new(), |id| format!("Last-Event-ID: {id}\r\n"));
         format!(
-            "GET {} HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\n{cookie}\r\n",
+            "GET {} HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\n{cookie}{resume}\r\n",
             self.path, self.addr
         )
     }
 }
 
 /// Connects and reads the response head; `Err` unless it is a 200.
-pub async fn connect_stream(req: &StreamRequest, n: usize) -> Result<TcpStream, String> {
+/// Returns the socket and the body bytes read with the head (a replay
+/// follows the head at once).
+pub async fn connect_stream(req: &StreamRequest, n: usize) -> Result<(TcpStream, Vec<u8>), String> {
     let mut stream = connect_from(req.addr, n)
         .await
         .map_err(|e| format!("connect: {e}"))?;
@@ -77,20 +85,19 @@ pub async fn connect_stream(req: &StreamRequest, n: usize) -> Result<TcpStream, 
             return Err("closed before the response head".into());
         }
         have += read;
-        if buf[..have].windows(4).any(|w| w == b"\r\n\r\n") {
-            break;
+        if let Some(end) = buf[..have].windows(4).position(|w| w == b"\r\n\r\n") {
+            if !buf.starts_with(b"HTTP/1.1 200") {
+                return Err(format!(
+                    "refused: {}",
+                    String::from_utf8_lossy(&buf[..have.min(160)])
+                ));
+            }
+            return Ok((stream, buf[end + 4..have].to_vec()));
         }
         if have == buf.len() {
             return Err("response head too long".into());
         }
     }
-    if !buf.starts_with(b"HTTP/1.1 200") {
-        return Err(format!(
-            "refused: {}",
-            String::from_utf8_lossy(&buf[..have.min(160)])
-        ));
-    }
-    Ok(stream)
 }
 
 /// A small request with a `content-length` answer (ours: the listing
@@ -131,19 +138,26 @@ async fn first_request(stream: &mut TcpStream, req: &StreamRequest) -> Result<()
 
 /// Opens one stream and starts reading it into `sink`.
 pub async fn open_stream(req: &StreamRequest, n: usize, sink: Arc<Sink>) -> Result<Conn, String> {
-    let stream = connect_stream(req, n).await?;
+    let (stream, first) = connect_stream(req, n).await?;
     Ok(Conn {
-        task: tokio::spawn(read_events(stream, sink)),
+        task: tokio::spawn(read_events(stream, first, sink)),
     })
 }
 
-async fn read_events(mut stream: TcpStream, sink: Arc<Sink>) {
+async fn read_events(mut stream: TcpStream, first: Vec<u8>, sink: Arc<Sink>) {
     let mut buf = vec![0u8; 16 * 1024];
     let mut carry: Vec<u8> = Vec::new();
+    let mut pending = Some(first);
     loop {
-        let read = match stream.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
+        let read = match pending.take() {
+            Some(first) => {
+                buf[..first.len()].copy_from_slice(&first);
+                first.len()
+            }
+            None => match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            },
         };
         let arrived = now_micros();
         carry.extend_from_slice(&buf[..read]);
