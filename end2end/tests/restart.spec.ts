@@ -50,7 +50,7 @@ async function stopServer(child: ChildProcess) {
   await exited;
 }
 
-test("stopping and restarting the server: the page reconnects by itself", async ({ browser }) => {
+test("stopping and restarting the server: the page reconnects by itself and says what it may have missed", async ({ browser }) => {
   test.setTimeout(60_000);
   const port = await freePort();
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "sse-notify-restart-"));
@@ -73,6 +73,9 @@ test("stopping and restarting the server: the page reconnects by itself", async 
     // Same data directory: accounts and sessions survive the restart.
     server = await startServer(port, dataDir);
     await expect(status).toHaveText("Connected", { timeout: 20_000 });
+    // Its last event id belongs to the previous run's history: the server
+    // says it cannot replay, and the page says so.
+    await expect(page.getByTestId("reset")).toHaveText(/The server restarted/, { timeout: 5_000 });
 
     const sent = await page.request.post("/api/sse/test", {
       data: { user: "restarter", message: "after the restart" },

@@ -57,6 +57,20 @@ fn SseDemo(user: CurrentUser) -> impl IntoView {
             list.truncate(KEEP);
         });
     });
+    // The server could not replay what this page missed while it was
+    // disconnected: say so (an app would refetch its state here).
+    let (reset, set_reset) = signal(None::<&'static str>);
+    sse.add_event_listener("sse-reset", move |event| {
+        let reason = serde_json::from_str::<serde_json::Value>(&event.data)
+            .ok()
+            .and_then(|v| v["reason"].as_str().map(str::to_string));
+        set_reset.set(Some(match reason.as_deref() {
+            Some("other_epoch") => {
+                "The server restarted: notifications sent while you were disconnected may be missing."
+            }
+            _ => "You were disconnected too long: notifications sent meanwhile may be missing.",
+        }));
+    });
     // Events with other names (e.g. an admin's custom broadcast) still
     // show as the latest message.
     Effect::new(move |_| {
@@ -128,6 +142,7 @@ fn SseDemo(user: CurrentUser) -> impl IntoView {
                         {move || sse.state.get().label()}
                     </span>
                 </p>
+                <p class="muted" role="status" data-testid="reset">{move || reset.get()}</p>
                 <div class="latest-box">
                     <h2>"Latest message"</h2>
                     <p class="latest" aria-live="polite" data-testid="latest">
