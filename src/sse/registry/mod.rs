@@ -361,13 +361,12 @@ impl Registry {
         };
         let start = history.id(after.unwrap_or(until));
         let mut replaced = None;
-        let id;
-        {
+        let admitted = 'admit: {
             let mut indexes = self.write();
             if self.shutting_down.load(Ordering::Acquire) {
-                return Err(RegisterError::ShuttingDown);
+                break 'admit Err(RegisterError::ShuttingDown);
             }
-            id = match claim {
+            let id = match claim {
                 Some(old) => {
                     let stale = indexes
                         .clients
@@ -385,13 +384,13 @@ impl Registry {
                 None => ClientId::random(),
             };
             if indexes.clients.len() >= self.config.max_clients {
-                return Err(RegisterError::TooManyClients {
+                break 'admit Err(RegisterError::TooManyClients {
                     max: self.config.max_clients,
                 });
             }
             let of_user = indexes.by_user.get(&identity.user).map_or(0, Vec::len);
             if of_user >= self.config.per_user_max {
-                return Err(RegisterError::TooManyForUser {
+                break 'admit Err(RegisterError::TooManyForUser {
                     max: self.config.per_user_max,
                 });
             }
@@ -400,16 +399,20 @@ impl Registry {
                 .and_then(|addr| indexes.by_addr.get(&addr).copied())
                 .unwrap_or(0);
             if of_addr >= self.config.per_address_max {
-                return Err(RegisterError::TooManyForAddress {
+                break 'admit Err(RegisterError::TooManyForAddress {
                     max: self.config.per_address_max,
                 });
             }
             indexes.insert(id, entry);
-        }
+            Ok(id)
+        };
         drop(history);
+        // A stale connection taken over ends even if the new one was
+        // refused: it is gone from the registry either way.
         if let Some(old) = replaced {
             old.link.close(DisconnectReason::Replaced);
         }
+        let id = admitted?;
         let replay = after.filter(|after| *after < until).map(|cursor| Replay {
             cursor,
             until,

@@ -453,3 +453,84 @@ async fn concurrent_connect_send_disconnect_leaves_an_empty_registry() {
     assert_eq!(stats.connections_opened, stats.connections_closed);
     assert_eq!(stats.connections_opened, 16 * 300);
 }
+
+#[test]
+fn a_stale_connection_taken_over_ends_even_when_the_new_one_is_refused() {
+    let registry = Arc::new(Registry::new(SseConfig {
+        per_address_max: 1,
+        ..config()
+    }));
+    let from = |addr: &str| Peer {
+        addr: Some(addr.parse().unwrap()),
+        socket: None,
+    };
+    let ann = identity("ann", "s1", &[]);
+    let old = registry
+        .register_from(&ann, vec![], from("10.0.0.1"), Resume::Fresh)
+        .unwrap();
+    let start = old.start().to_string();
+    // Another user fills the address the reconnect comes from.
+    let _bob = registry
+        .register_from(
+            &identity("bob", "s2", &[]),
+            vec![],
+            from("10.0.0.2"),
+            Resume::Fresh,
+        )
+        .unwrap();
+    let refused = registry.register_from(
+        &ann,
+        vec![],
+        from("10.0.0.2"),
+        Resume::After {
+            last_event_id: &start,
+            client: Some(old.id()),
+        },
+    );
+    assert!(matches!(
+        refused,
+        Err(RegisterError::TooManyForAddress { .. })
+    ));
+    assert_eq!(old.end_reason(), Some(DisconnectReason::Replaced));
+    assert_eq!(registry.len(), 1, "only bob's connection is left");
+}
+
+#[test]
+fn a_reconnect_takes_back_the_id_of_a_connection_of_its_own_session_only() {
+    let registry = Arc::new(Registry::new(config()));
+    let ann = identity("ann", "s1", &[]);
+    let first = registry.register(&ann, vec![]).unwrap();
+    let (old_id, start) = (first.id(), first.start().to_string());
+    drop(first);
+    let resume = |client| Resume::After {
+        last_event_id: &start,
+        client: Some(client),
+    };
+    // Another session of the same user cannot take it.
+    let other = registry
+        .register_from(
+            &identity("ann", "s2", &[]),
+            vec![],
+            Peer::default(),
+            resume(old_id),
+        )
+        .unwrap();
+    assert_ne!(other.id(), old_id);
+    // Its own session can, once.
+    let again = registry
+        .register_from(&ann, vec![], Peer::default(), resume(old_id))
+        .unwrap();
+    assert_eq!(again.id(), old_id);
+    // Still registered under that id: a second claim replaces it.
+    let third = registry
+        .register_from(&ann, vec![], Peer::default(), resume(old_id))
+        .unwrap();
+    assert_eq!(third.id(), old_id);
+    assert_eq!(again.end_reason(), Some(DisconnectReason::Replaced));
+    // The replaced guard's drop does not unregister its successor.
+    drop(again);
+    assert_eq!(registry.len(), 2);
+    drop(third);
+    drop(other);
+    assert!(registry.is_empty());
+}
