@@ -17,6 +17,7 @@ mod index;
 mod lifecycle;
 mod listing;
 mod queue;
+mod registration;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -24,18 +25,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Instant, SystemTime};
 
-use std::task::{Context, Poll};
-
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use super::config::SseConfig;
-use super::event::{Event, EventError, EventName, write_frame};
-use super::event_id::{Epoch, EventId, Position};
-use super::target::{ClientId, Identity, Recipient, SessionId, Tag, Target, UserId};
+use super::event::{Event, EventError, write_frame};
+use super::event_id::{Epoch, EventId};
+use super::target::{ClientId, Identity, Tag, Target};
 use crate::http::SocketState;
 
+use history::History;
 pub use history::ResetReason;
-use history::{History, Step};
 use index::{Entry, Indexes};
 use lifecycle::ClientGuard;
 pub use lifecycle::DisconnectReason;
@@ -43,6 +42,8 @@ pub(crate) use lifecycle::{ClientLink, Next};
 pub(crate) use listing::unix_millis;
 pub use listing::{ClientFilter, ClientInfo, IndexSizes, Stats, unix_millis_now};
 use queue::Full;
+pub use registration::{Registration, Resume};
+use registration::{Replay, reset_frame};
 
 /// Why a new connection was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -89,189 +90,6 @@ pub struct Registry {
     /// Taken before `indexes` when both are needed, never after.
     history: Mutex<History>,
     shutting_down: AtomicBool,
-}
-
-/// Where a client's stream starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Resume<'a> {
-    /// From now: events published after the connect.
-    #[default]
-    Fresh,
-    /// After the event with this id (as the client sent it back in
-    /// `Last-Event-ID`): what it missed is replayed first. With `client`,
-    /// the id its previous connection had: if that connection belonged to
-    /// the same session and ended recently (or is still registered, its
-    /// end not noticed yet: it is replaced), the new one takes the id
-    /// back, and events sent to that client id are replayed too.
-    After {
-        last_event_id: &'a str,
-        client: Option<ClientId>,
-    },
-}
-
-/// What a resuming client still has to be sent from the history, and the
-/// attributes targeting looks at (a copy of its registry entry's).
-struct Replay {
-    cursor: Position,
-    until: Position,
-    user: UserId,
-    session: SessionId,
-    tags: Box<[Tag]>,
-}
-
-/// A client admitted by [`Registry::register`]: the receiving end of its
-/// queue, and the guard that unregisters it when dropped. The SSE route
-/// turns it into a stream ([`Registration::poll_batch`]); benchmarks and
-/// tests read the queue directly ([`Registration::try_next`]).
-pub struct Registration {
-    id: ClientId,
-    guard: ClientGuard,
-    /// The stream is complete from this event on: the `connected` event
-    /// carries it as its id, so a reconnect always has a place to resume.
-    start: EventId,
-    /// Written before anything else (an `sse-reset`).
-    opening: Option<Bytes>,
-    replay: Option<Replay>,
-}
-
-impl Registration {
-    pub fn id(&self) -> ClientId {
-        self.id
-    }
-
-    /// The id after which this stream holds every event meant for it.
-    pub fn start(&self) -> EventId {
-        self.start
-    }
-
-    /// The next framed event, if one is queued.
-    pub fn try_next(&mut self) -> Option<Bytes> {
-        self.guard.link().queue.pop()
-    }
-
-    /// What the stream writes next: the end, if one was decided (it wins
-    /// over queued events); else every queued event joined into one chunk
-    /// of at most about `max_bytes` (a burst costs one write, not one per
-    /// event), each counted as sent; else `Pending`, with `cx`'s waker kept
-    /// for the next event or the end.
-    pub(crate) fn poll_batch(&mut self, cx: &mut Context<'_>, max_bytes: usize) -> Poll<Next> {
-        if let Some(reason) = self.guard.link().reason() {
-            return Poll::Ready(Next::End(reason));
-        }
-        if let Some(frame) = self.opening.take() {
-            return Poll::Ready(Next::Write(frame));
-        }
-        if self.replay.is_some() {
-            match self.replay_batch(max_bytes) {
-                Replayed::Frames(frames) => return Poll::Ready(Next::Write(frames)),
-                Replayed::Reset(frame) => {
-                    self.replay = None;
-                    return Poll::Ready(Next::Write(frame));
-                }
-                Replayed::Done => self.replay = None,
-            }
-        }
-        let link = self.guard.link();
-        let first = match link.poll_next(cx) {
-            Poll::Ready(Next::Write(first)) => first,
-            other => return other,
-        };
-        let registry = self.guard.registry();
-        registry.count_sent(link);
-        let Some(mut more) = link.queue.pop() else {
-            return Poll::Ready(Next::Write(first));
-        };
-        let mut out = BytesMut::with_capacity(max_bytes.min(first.len() * 4 + more.len()));
-        out.extend_from_slice(&first);
-        loop {
-            registry.count_sent(link);
-            out.extend_from_slice(&more);
-            if out.len() >= max_bytes {
-                break;
-            }
-            match link.queue.pop() {
-                Some(next) => more = next,
-                None => break,
-            }
-        }
-        Poll::Ready(Next::Write(out.freeze()))
-    }
-
-    /// The next replayed frames. A replay the history trimmed under it
-    /// ends with an `sse-reset`.
-    fn replay_batch(&mut self, max_bytes: usize) -> Replayed {
-        let registry = self.guard.registry();
-        let Some(replay) = self.replay.as_mut() else {
-            return Replayed::Done;
-        };
-        let recipient = Recipient {
-            client: self.id,
-            user: &replay.user,
-            session: &replay.session,
-            tags: &replay.tags,
-        };
-        loop {
-            // The lock is taken per step, so sends are not held up by a
-            // long replay.
-            let step = registry.lock_history().replay(
-                &mut replay.cursor,
-                replay.until,
-                &recipient,
-                max_bytes,
-                Instant::now(),
-            );
-            let (frames, count, done) = match step {
-                Step::More { frames, count } => (frames, count, false),
-                Step::Done { frames, count } => (frames, count, true),
-                Step::Lost => {
-                    let since = registry.lock_history().id(replay.until);
-                    tracing::warn!(client = %self.id, "replay overtaken by the history's trimming");
-                    return Replayed::Reset(reset_frame(ResetReason::TooOld, since));
-                }
-            };
-            registry.count_sent_n(self.guard.link(), count);
-            match frames {
-                Some(frames) => return Replayed::Frames(frames),
-                None if done => return Replayed::Done,
-                None => continue,
-            }
-        }
-    }
-
-    /// Ends the connection with `seen` (how the stream saw it end) unless
-    /// the registry had already decided a reason; returns the reason kept.
-    pub(crate) fn finish(&self, seen: DisconnectReason) -> DisconnectReason {
-        self.guard.finish(seen)
-    }
-
-    /// The reason the connection must end, once one was decided.
-    pub fn end_reason(&self) -> Option<DisconnectReason> {
-        self.guard.link().reason()
-    }
-}
-
-/// One step of a replay, as the stream sees it.
-enum Replayed {
-    Frames(Bytes),
-    /// The history lost events before they could be replayed.
-    Reset(Bytes),
-    Done,
-}
-
-/// `sse-reset`: the stream cannot replay what the client missed; it is
-/// complete from `since` on (also its id, so a later reconnect resumes
-/// from there). The page should refetch its state.
-fn reset_frame(reason: ResetReason, since: EventId) -> Bytes {
-    let since = since.to_string();
-    let data = serde_json::json!({ "reason": reason.as_str(), "since": since }).to_string();
-    let mut out = Vec::new();
-    write_frame(
-        &mut out,
-        Some(&since),
-        &EventName::reserved("sse-reset"),
-        &data,
-    );
-    Bytes::from(out)
 }
 
 impl Registry {

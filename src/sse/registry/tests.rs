@@ -3,7 +3,7 @@
 use super::*;
 use crate::sse::event::Event;
 use crate::sse::event_id::EventId;
-use crate::sse::target::{SessionId, UserId};
+use crate::sse::target::{Recipient, SessionId, UserId};
 
 fn config() -> SseConfig {
     SseConfig {

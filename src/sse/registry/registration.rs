@@ -1,0 +1,198 @@
+//! A client's side of the registry: where its stream starts
+//! ([`Resume`]), and the handle its stream reads from
+//! ([`Registration`]): an opening `sse-reset` if any, then what it missed
+//! from the history, then its live queue, in batches.
+
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+
+use super::history::{ResetReason, Step};
+use super::lifecycle::{ClientGuard, DisconnectReason, Next};
+use crate::sse::event::{EventName, write_frame};
+use crate::sse::event_id::{EventId, Position};
+use crate::sse::target::{ClientId, Recipient, SessionId, Tag, UserId};
+
+/// Where a client's stream starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Resume<'a> {
+    /// From now: events published after the connect.
+    #[default]
+    Fresh,
+    /// After the event with this id (as the client sent it back in
+    /// `Last-Event-ID`): what it missed is replayed first. With `client`,
+    /// the id its previous connection had: if that connection belonged to
+    /// the same session and ended recently (or is still registered, its
+    /// end not noticed yet: it is replaced), the new one takes the id
+    /// back, and events sent to that client id are replayed too.
+    After {
+        last_event_id: &'a str,
+        client: Option<ClientId>,
+    },
+}
+
+/// What a resuming client still has to be sent from the history, and the
+/// attributes targeting looks at (a copy of its registry entry's).
+pub(super) struct Replay {
+    pub(super) cursor: Position,
+    pub(super) until: Position,
+    pub(super) user: UserId,
+    pub(super) session: SessionId,
+    pub(super) tags: Box<[Tag]>,
+}
+
+/// A client admitted by [`Registry::register`]: the receiving end of its
+/// queue, and the guard that unregisters it when dropped. The SSE route
+/// turns it into a stream ([`Registration::poll_batch`]); benchmarks and
+/// tests read the queue directly ([`Registration::try_next`]).
+pub struct Registration {
+    pub(super) id: ClientId,
+    pub(super) guard: ClientGuard,
+    /// The stream is complete from this event on: the `connected` event
+    /// carries it as its id, so a reconnect always has a place to resume.
+    pub(super) start: EventId,
+    /// Written before anything else (an `sse-reset`).
+    pub(super) opening: Option<Bytes>,
+    pub(super) replay: Option<Replay>,
+}
+
+impl Registration {
+    pub fn id(&self) -> ClientId {
+        self.id
+    }
+
+    /// The id after which this stream holds every event meant for it.
+    pub fn start(&self) -> EventId {
+        self.start
+    }
+
+    /// The next framed event, if one is queued.
+    pub fn try_next(&mut self) -> Option<Bytes> {
+        self.guard.link().queue.pop()
+    }
+
+    /// What the stream writes next: the end, if one was decided (it wins
+    /// over queued events); else every queued event joined into one chunk
+    /// of at most about `max_bytes` (a burst costs one write, not one per
+    /// event), each counted as sent; else `Pending`, with `cx`'s waker kept
+    /// for the next event or the end.
+    pub(crate) fn poll_batch(&mut self, cx: &mut Context<'_>, max_bytes: usize) -> Poll<Next> {
+        if let Some(reason) = self.guard.link().reason() {
+            return Poll::Ready(Next::End(reason));
+        }
+        if let Some(frame) = self.opening.take() {
+            return Poll::Ready(Next::Write(frame));
+        }
+        if self.replay.is_some() {
+            match self.replay_batch(max_bytes) {
+                Replayed::Frames(frames) => return Poll::Ready(Next::Write(frames)),
+                Replayed::Reset(frame) => {
+                    self.replay = None;
+                    return Poll::Ready(Next::Write(frame));
+                }
+                Replayed::Done => self.replay = None,
+            }
+        }
+        let link = self.guard.link();
+        let first = match link.poll_next(cx) {
+            Poll::Ready(Next::Write(first)) => first,
+            other => return other,
+        };
+        let registry = self.guard.registry();
+        registry.count_sent(link);
+        let Some(mut more) = link.queue.pop() else {
+            return Poll::Ready(Next::Write(first));
+        };
+        let mut out = BytesMut::with_capacity(max_bytes.min(first.len() * 4 + more.len()));
+        out.extend_from_slice(&first);
+        loop {
+            registry.count_sent(link);
+            out.extend_from_slice(&more);
+            if out.len() >= max_bytes {
+                break;
+            }
+            match link.queue.pop() {
+                Some(next) => more = next,
+                None => break,
+            }
+        }
+        Poll::Ready(Next::Write(out.freeze()))
+    }
+
+    /// The next replayed frames. A replay the history trimmed under it
+    /// ends with an `sse-reset`.
+    fn replay_batch(&mut self, max_bytes: usize) -> Replayed {
+        let registry = self.guard.registry();
+        let Some(replay) = self.replay.as_mut() else {
+            return Replayed::Done;
+        };
+        let recipient = Recipient {
+            client: self.id,
+            user: &replay.user,
+            session: &replay.session,
+            tags: &replay.tags,
+        };
+        loop {
+            // The lock is taken per step, so sends are not held up by a
+            // long replay.
+            let step = registry.lock_history().replay(
+                &mut replay.cursor,
+                replay.until,
+                &recipient,
+                max_bytes,
+                Instant::now(),
+            );
+            let (frames, count, done) = match step {
+                Step::More { frames, count } => (frames, count, false),
+                Step::Done { frames, count } => (frames, count, true),
+                Step::Lost => {
+                    let since = registry.lock_history().id(replay.until);
+                    tracing::warn!(client = %self.id, "replay overtaken by the history's trimming");
+                    return Replayed::Reset(reset_frame(ResetReason::TooOld, since));
+                }
+            };
+            registry.count_sent_n(self.guard.link(), count);
+            match frames {
+                Some(frames) => return Replayed::Frames(frames),
+                None if done => return Replayed::Done,
+                None => continue,
+            }
+        }
+    }
+
+    /// Ends the connection with `seen` (how the stream saw it end) unless
+    /// the registry had already decided a reason; returns the reason kept.
+    pub(crate) fn finish(&self, seen: DisconnectReason) -> DisconnectReason {
+        self.guard.finish(seen)
+    }
+
+    /// The reason the connection must end, once one was decided.
+    pub fn end_reason(&self) -> Option<DisconnectReason> {
+        self.guard.link().reason()
+    }
+}
+
+/// One step of a replay, as the stream sees it.
+enum Replayed {
+    Frames(Bytes),
+    /// The history lost events before they could be replayed.
+    Reset(Bytes),
+    Done,
+}
+
+/// `sse-reset`: the stream cannot replay what the client missed; it is
+/// complete from `since` on (also its id, so a later reconnect resumes
+/// from there). The page should refetch its state.
+pub(super) fn reset_frame(reason: ResetReason, since: EventId) -> Bytes {
+    let since = since.to_string();
+    let data = serde_json::json!({ "reason": reason.as_str(), "since": since }).to_string();
+    let mut out = Vec::new();
+    write_frame(
+        &mut out,
+        Some(&since),
+        &EventName::reserved("sse-reset"),
+        &data,
+    );
+    Bytes::from(out)
+}
