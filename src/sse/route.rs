@@ -62,14 +62,15 @@ fn open_stream(notifier: &Notifier, request: &Request) -> Result<Response, AppEr
     let registry = notifier.registry();
     let config = registry.config();
     let identity = identity_of(request)?;
-    let tags = client_tags(request, &identity, config.max_client_tags)?;
+    let params = query_params(request)?;
+    let tags = client_tags(&params, &identity, config.max_client_tags)?;
 
     let (addr, socket) = connection_of(request);
-    let last_event_id = last_event_id(request);
+    let last_event_id = last_event_id(request, &params);
     let resume = match &last_event_id {
         Some(id) => Resume::After {
             last_event_id: id,
-            client: previous_client(request)?,
+            client: previous_client(&params)?,
         },
         None => Resume::Fresh,
     };
@@ -113,26 +114,23 @@ fn open_stream(notifier: &Notifier, request: &Request) -> Result<Response, AppEr
 /// `lastEventId` query parameter (for clients that cannot set headers).
 /// Bytes that are not text are kept as they are, to be answered with
 /// `sse-reset`.
-fn last_event_id(request: &Request) -> Option<String> {
+fn last_event_id(request: &Request, params: &[(String, String)]) -> Option<String> {
     if let Some(value) = request.headers().get("last-event-id") {
         let text = String::from_utf8_lossy(value.as_bytes()).into_owned();
         return (!text.is_empty()).then_some(text);
     }
-    let Query(params): Query<Vec<(String, String)>> = Query::try_from_uri(request.uri()).ok()?;
     params
-        .into_iter()
+        .iter()
         .find(|(name, value)| name == "lastEventId" && !value.is_empty())
-        .map(|(_, value)| value)
+        .map(|(_, value)| value.clone())
 }
 
 /// `?client=<id>`: the client id the reconnecting connection had before.
 /// Only trusted within the same session (see [`Resume::After`]).
-fn previous_client(request: &Request) -> Result<Option<ClientId>, AppError> {
-    let Query(params): Query<Vec<(String, String)>> = Query::try_from_uri(request.uri())
-        .map_err(|e| AppError::bad_request("bad_query", format!("cannot read the query: {e}")))?;
-    match params.into_iter().find(|(name, _)| name == "client") {
+fn previous_client(params: &[(String, String)]) -> Result<Option<ClientId>, AppError> {
+    match params.iter().find(|(name, _)| name == "client") {
         None => Ok(None),
-        Some((_, value)) => ClientId::parse(&value).map(Some).ok_or_else(|| {
+        Some((_, value)) => ClientId::parse(value).map(Some).ok_or_else(|| {
             AppError::bad_request("bad_client_id", format!("{value:?} is not a client id"))
         }),
     }
@@ -172,18 +170,27 @@ fn identity_of(request: &Request) -> Result<Identity, AppError> {
         })
 }
 
+/// The stream's query parameters, read once: `tag`, `lastEventId`,
+/// `client`.
+fn query_params(request: &Request) -> Result<Vec<(String, String)>, AppError> {
+    let Query(params) = Query::try_from_uri(request.uri())
+        .map_err(|e| AppError::bad_request("bad_query", format!("cannot read the query: {e}")))?;
+    Ok(params)
+}
+
 /// Tags from `?tag=key:value` (repeatable). Other query parameters are
 /// ignored: in particular nothing in the query sets a user, session or role.
-fn client_tags(request: &Request, identity: &Identity, max: usize) -> Result<Vec<Tag>, AppError> {
-    let Query(params): Query<Vec<(String, String)>> = Query::try_from_uri(request.uri())
-        .map_err(|e| AppError::bad_request("bad_query", format!("cannot read the query: {e}")))?;
+fn client_tags(
+    params: &[(String, String)],
+    identity: &Identity,
+    max: usize,
+) -> Result<Vec<Tag>, AppError> {
     let mut tags = Vec::new();
     for (name, value) in params {
         if name != "tag" {
             continue;
         }
-        let tag =
-            Tag::parse(&value).map_err(|e| AppError::bad_request("bad_tag", e.to_string()))?;
+        let tag = Tag::parse(value).map_err(|e| AppError::bad_request("bad_tag", e.to_string()))?;
         let reserved = RESERVED_TAG_KEYS.contains(&tag.key())
             || identity.tags.iter().any(|t| t.key() == tag.key());
         if reserved {
