@@ -28,6 +28,8 @@ pub struct Notification {
 
 impl SseEvent for Notification {
     const NAME: &'static str = "notification";
+    /// Kept in the inbox: a user who was offline sees it when they return.
+    const PERSISTENT: bool = true;
 }
 
 /// The answer of the send functions.
@@ -35,6 +37,11 @@ impl SseEvent for Notification {
 pub struct Delivered {
     /// Connections (in this process) the event was queued for.
     pub delivered: usize,
+    /// The stored notification's id, when it was stored (a `notification`
+    /// to a user or to everyone; other events and sends to one client or
+    /// a tag are live only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<crate::sse::InboxId>,
 }
 
 /// Connection figures for the dashboard (`TrackConnections`).
@@ -101,16 +108,16 @@ pub async fn send_test(
         .ok_or_else(|| {
             AppError::bad_request("unknown_user", format!("There is no user named {user:?}."))
         })?;
-    let target = match client.as_deref().map(str::trim) {
-        None | Some("") => Target::user(UserId::new(record.id)),
+    let to = match client.as_deref().map(str::trim) {
+        None | Some("") => server::To::User(UserId::new(record.id)),
         Some(text) => {
             let id = ClientId::parse(text).ok_or_else(|| {
                 AppError::bad_request("bad_client_id", format!("{text:?} is not a client id"))
             })?;
-            Target::clients([id])
+            server::To::Live(Target::clients([id]))
         }
     };
-    server::send(&target, event, message, sender.username)
+    server::send(to, event, message, sender.username).await
 }
 
 /// Sends `message` to everyone connected, or with `tag` (`key:value`) to
@@ -129,24 +136,32 @@ pub async fn broadcast(
             "Only admins may broadcast.",
         ));
     }
-    let target = match tag.as_deref().map(str::trim) {
-        None | Some("") => crate::sse::Target::all(),
+    let to = match tag.as_deref().map(str::trim) {
+        None | Some("") => server::To::Everyone,
         Some(text) => {
             let tag = crate::sse::Tag::parse(text)
                 .map_err(|e| AppError::bad_request("bad_tag", e.to_string()))?;
-            crate::sse::Target::all().with(tag)
+            server::To::Live(crate::sse::Target::all().with(tag))
         }
     };
-    server::send(&target, event, message, sender.username)
+    server::send(to, event, message, sender.username).await
 }
 
 #[cfg(feature = "ssr")]
 mod server {
     use super::*;
-    use crate::sse::{EventError, EventName, Notifier, Target};
+    use crate::sse::{Audience, EventError, EventName, InboxError, Notifier, Target, UserId};
 
-    pub(super) fn send(
-        target: &Target,
+    /// Where a demo send goes. A `notification` to a user or to everyone
+    /// is stored (persistent); anything else is live only.
+    pub(super) enum To {
+        User(UserId),
+        Everyone,
+        Live(Target),
+    }
+
+    pub(super) async fn send(
+        to: To,
         event: Option<String>,
         message: String,
         from: String,
@@ -182,12 +197,48 @@ mod server {
             from: Some(from),
             sent_at: crate::sse::registry::unix_millis_now(),
         };
-        match notifier.send_json(target, &name, &payload) {
-            Ok(delivered) => Ok(Delivered { delivered }),
-            Err(e @ EventError::PayloadTooLarge { .. }) => {
-                Err(AppError::bad_request("payload_too_large", e.to_string()))
+        let persistent = name == Notification::NAME;
+        let target = match to {
+            To::User(user) if persistent => {
+                return store(&notifier, Audience::user(user), &payload).await;
             }
-            Err(e) => Err(AppError::bad_request("bad_event", e.to_string())),
+            To::Everyone if persistent => {
+                return store(&notifier, Audience::Everyone, &payload).await;
+            }
+            To::User(user) => Target::user(user),
+            To::Everyone => Target::all(),
+            To::Live(target) => target,
+        };
+        match notifier.send_json(&target, &name, &payload) {
+            Ok(delivered) => Ok(Delivered {
+                delivered,
+                id: None,
+            }),
+            Err(e) => Err(event_error(e)),
+        }
+    }
+
+    async fn store(
+        notifier: &Notifier,
+        audience: Audience,
+        payload: &Notification,
+    ) -> Result<Delivered, AppError> {
+        match notifier.notify(audience, payload).await {
+            Ok(stored) => Ok(Delivered {
+                delivered: stored.delivered,
+                id: Some(stored.id),
+            }),
+            Err(InboxError::Event(e)) => Err(event_error(e)),
+            Err(e) => Err(crate::inbox::server_error(e)),
+        }
+    }
+
+    fn event_error(e: EventError) -> AppError {
+        match e {
+            EventError::PayloadTooLarge { .. } => {
+                AppError::bad_request("payload_too_large", e.to_string())
+            }
+            e => AppError::bad_request("bad_event", e.to_string()),
         }
     }
 }

@@ -28,6 +28,8 @@ pub enum ErrorKind {
     Unauthenticated,
     /// Signed in, but not allowed.
     Forbidden,
+    /// What the request names does not exist (for this user).
+    NotFound,
     MethodNotAllowed,
     /// The request (its body) did not arrive in time.
     Timeout,
@@ -50,6 +52,7 @@ impl ErrorKind {
             Self::BadRequest => 400,
             Self::Unauthenticated => 401,
             Self::Forbidden => 403,
+            Self::NotFound => 404,
             Self::MethodNotAllowed => 405,
             Self::Timeout => 408,
             Self::Conflict => 409,

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod components;
 pub mod demo;
 pub mod error;
+pub mod inbox;
 pub mod pages;
 pub mod sse;
 

@@ -174,6 +174,48 @@ pub const KEYS: &[KeySpec] = &[
         "The replay history's framed events, at most (oldest dropped first).",
     ),
     key(
+        Some("sse"),
+        "inbox_replay_max",
+        "100",
+        "Unread inbox notifications (the newest) sent first on a stream opened without `Last-Event-ID`; 0 sends none.",
+    ),
+    key(
+        Some("inbox"),
+        "retention",
+        "30d",
+        "Stored notifications older than this are deleted.",
+    ),
+    key(
+        Some("inbox"),
+        "max_per_user",
+        "1000",
+        "Stored notifications kept per user (and broadcasts kept in all); beyond it the oldest read ones go first, then the oldest unread. A send never fails for it.",
+    ),
+    key(
+        Some("inbox"),
+        "batch_max",
+        "1000",
+        "Persistent sends written in one group commit, at most.",
+    ),
+    key(
+        Some("inbox"),
+        "queue_max",
+        "16384",
+        "Persistent sends waiting for the writer, at most; a send beyond it waits for room.",
+    ),
+    key(
+        Some("inbox"),
+        "relay_interval",
+        "1s",
+        "How often committed but unpublished notifications (transactional sends, a crash) are looked for and published.",
+    ),
+    key(
+        Some("inbox"),
+        "sweep_interval",
+        "1m",
+        "How often retention and the per-user cap are applied in bulk (inserts apply the cap too).",
+    ),
+    key(
         Some("auth"),
         "session_ttl",
         "7d",

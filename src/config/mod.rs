@@ -25,7 +25,7 @@ use std::time::Duration;
 use leptos::config::LeptosOptions;
 
 use crate::auth::AuthConfig;
-use crate::sse::SseConfig;
+use crate::sse::{InboxConfig, SseConfig};
 
 pub use error::{ConfigError, Origin};
 pub use keys::{KEYS, KeySpec, markdown_table};
@@ -45,6 +45,7 @@ pub struct Config {
     pub database_url: Option<String>,
     pub leptos: LeptosOptions,
     pub sse: SseConfig,
+    pub inbox: InboxConfig,
     pub auth: AuthConfig,
     pub server: ServerConfig,
 }
@@ -122,6 +123,15 @@ impl Config {
             history_len: layers.get("sse", "history_len")?,
             history_age: layers.get("sse", "history_age")?,
             history_max_bytes: layers.get::<ByteSize>("sse", "history_max_bytes")?.0,
+            inbox_replay_max: layers.get("sse", "inbox_replay_max")?,
+        };
+        let inbox = InboxConfig {
+            retention: layers.get_checked("inbox", "retention", nonzero)?,
+            max_per_user: layers.get_checked("inbox", "max_per_user", positive)?,
+            batch_max: layers.get_checked("inbox", "batch_max", positive)?,
+            queue_max: layers.get_checked("inbox", "queue_max", positive)?,
+            relay_interval: layers.get_checked("inbox", "relay_interval", nonzero)?,
+            sweep_interval: layers.get_checked("inbox", "sweep_interval", nonzero)?,
         };
         let positive_u32 = |n: &u32| (*n > 0).then_some(()).ok_or("a number above 0");
         let auth = AuthConfig {
@@ -144,6 +154,7 @@ impl Config {
             database_url: (!database_url.is_empty()).then_some(database_url),
             leptos,
             sse,
+            inbox,
             auth,
             server: ServerConfig {
                 shutdown_timeout: layers.get::<Duration>("server", "shutdown_timeout")?,

@@ -130,7 +130,16 @@ pub async fn serve(
     let pool = db.pool().clone();
     let sessions = DbSessionStore::new(db.clone());
     let cleanup = sessions.spawn_cleanup(SESSION_CLEANUP_PERIOD);
-    let notifier = Notifier::new(config.sse.clone());
+    let notifier = Notifier::with_inbox(config.sse.clone(), pool.clone(), config.inbox.clone());
+    let mut maintenance = Vec::new();
+    if let Ok(inbox) = notifier.inbox() {
+        // What a previous run committed but did not publish goes out
+        // before any stream opens (and stays in the inbox for later ones).
+        if let Err(e) = inbox.relay_once().await {
+            tracing::warn!(error = %e, "inbox relay at start failed; it retries on its interval");
+        }
+        maintenance = inbox.spawn_maintenance();
+    }
     let mut leptos_options = config.leptos;
     if leptos_options.hash_files && !assets::hash_file_present(&leptos_options.hash_file) {
         tracing::info!(
@@ -180,6 +189,9 @@ pub async fn serve(
         }
     };
     cleanup.abort();
+    for task in maintenance {
+        task.abort();
+    }
     // Close database connections cleanly rather than leaving them to the
     // operating system (Postgres logs, and refuses to drop, live sessions).
     if tokio::time::timeout(std::time::Duration::from_secs(2), pool.close())

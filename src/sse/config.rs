@@ -37,6 +37,9 @@ pub struct SseConfig {
     /// The history's framed bytes, at most (with `max_payload`, what
     /// bounds its memory).
     pub history_max_bytes: usize,
+    /// Unread inbox notifications sent first on a stream that starts
+    /// without `Last-Event-ID` (the newest ones); 0 sends none.
+    pub inbox_replay_max: usize,
 }
 
 impl Default for SseConfig {
@@ -55,6 +58,7 @@ impl Default for SseConfig {
             history_len: 10_000,
             history_age: Duration::from_secs(600),
             history_max_bytes: 64 * 1024 * 1024,
+            inbox_replay_max: 100,
         }
     }
 }

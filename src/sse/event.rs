@@ -36,6 +36,11 @@ pub const RESERVED_EVENT_NAMES: &[&str] = &["connected", "sse-reset", "inbox"];
 pub trait SseEvent: Serialize + DeserializeOwned {
     /// The SSE `event:` field. Must pass [`EventName::new`].
     const NAME: &'static str;
+    /// Whether the event is kept in the user's inbox (sent with
+    /// `Notifier::notify`, which stores it before publishing it) rather
+    /// than live only (`Notifier::send`, which refuses persistent types at
+    /// compile time).
+    const PERSISTENT: bool = false;
 }
 
 /// An event name that is safe to put on the wire: non-empty, at most
@@ -123,6 +128,15 @@ impl Event {
             name: EventName::new(name)?,
             data: data.into(),
         })
+    }
+
+    /// One of the server's own events ([`RESERVED_EVENT_NAMES`]).
+    #[cfg(feature = "ssr")]
+    pub(crate) fn reserved(name: &'static str, payload: &impl Serialize) -> Self {
+        Event {
+            name: EventName::reserved(name),
+            data: serde_json::to_string(payload).unwrap_or_default(),
+        }
     }
 
     pub fn name(&self) -> &EventName {

@@ -63,16 +63,26 @@ impl fmt::Display for EventId {
     }
 }
 
-/// The longest id accepted from a client (a real one is at most 58 bytes).
-pub const MAX_ID_LEN: usize = 64;
+/// The longest id accepted from a client (a real one is at most 58 bytes,
+/// 78 with an inbox id).
+pub const MAX_ID_LEN: usize = 96;
 
 impl EventId {
     /// Reads an id a client sent back; `None` if it is not one of ours.
+    /// A stored event's id ends in `:<inbox id>`, which names the inbox
+    /// row, not a place in the history: it is checked and left out.
     pub fn parse(text: &str) -> Option<Self> {
         if text.len() > MAX_ID_LEN {
             return None;
         }
-        let mut parts = text.trim().splitn(3, '-');
+        let text = match text.trim().split_once(':') {
+            Some((id, inbox)) => {
+                digits(inbox)?;
+                id
+            }
+            None => text.trim(),
+        };
+        let mut parts = text.splitn(3, '-');
         let epoch = parts.next()?;
         if epoch.len() != 16 {
             return None;
@@ -112,6 +122,9 @@ mod tests {
             position: Position::new(1_733_150_000_000, 7),
         };
         assert_eq!(EventId::parse(&redis_like.to_string()), Some(redis_like));
+        assert_eq!(EventId::parse("3f9a0c5d2b7e1a44-1742-0:17"), Some(id));
+        assert_eq!(EventId::parse("3f9a0c5d2b7e1a44-1742-0:"), None);
+        assert_eq!(EventId::parse("3f9a0c5d2b7e1a44-1742-0:x"), None);
     }
 
     #[test]

@@ -7,11 +7,14 @@
 //! Server side (feature `ssr`): [`Notifier`] (send) and [`routes`] (mount
 //! `GET /api/sse` and `GET /api/sse/clients` on any axum router, served by
 //! `axum::serve` or by [`crate::http::serve`], whose stall-watching
-//! sockets also let a stream stuck on a full socket end at once). Shared
-//! with the browser: [`SseEvent`], [`Event`], [`Target`] and the id types.
+//! sockets also let a stream stuck on a full socket end at once); with a
+//! database, the [`inbox`] keeps persistent events for offline users.
+//! Shared with the browser: [`SseEvent`], [`Event`], [`Target`], the id
+//! types and the inbox's types.
 
 pub mod browser;
 pub mod event;
+pub mod inbox;
 pub mod target;
 
 #[cfg(feature = "ssr")]
@@ -31,8 +34,12 @@ pub use browser::{ConnectionState, RawEvent, SseHandle, SseOptions, Unsubscribe,
 pub use event::{Event, EventError, EventName, SseEvent};
 pub use target::{ClientId, Identity, Recipient, Scope, SessionId, Tag, TagError, Target, UserId};
 
+pub use inbox::{InboxId, InboxItem, InboxPage, InboxSummary};
+
 #[cfg(feature = "ssr")]
 pub use config::SseConfig;
+#[cfg(feature = "ssr")]
+pub use inbox::{Audience, Inbox, InboxConfig, InboxError, Pending, Stored};
 #[cfg(feature = "ssr")]
 pub use notifier::Notifier;
 #[cfg(feature = "ssr")]

@@ -3,15 +3,23 @@
 use std::sync::Arc;
 
 use serde::Serialize;
+use sqlx::AnyConnection;
 
 use super::config::SseConfig;
 use super::event::{Event, EventError, SseEvent};
+use super::inbox::{Audience, Inbox, InboxConfig, InboxError, Pending, Stored};
 use super::registry::{DisconnectReason, Registry};
 use super::target::{Target, UserId};
 
 /// Sends events to connected clients. Cheap to clone (one `Arc`); put it
 /// in app state, hand it to background tasks, read it from Leptos context
 /// in server functions.
+///
+/// Two kinds of event: **live** ones ([`Notifier::send`]) reach the
+/// clients connected now (and those that reconnect within the replay
+/// history); **persistent** ones ([`Notifier::notify`], for types with
+/// `PERSISTENT = true`) are stored in the users' inbox first, so users
+/// who are offline get them when they come back.
 ///
 /// ```
 /// # use serde::{Deserialize, Serialize};
@@ -28,21 +36,44 @@ use super::target::{Target, UserId};
 #[derive(Clone)]
 pub struct Notifier {
     registry: Arc<Registry>,
+    inbox: Option<Inbox>,
 }
 
 impl Notifier {
+    /// Live events only: no inbox ([`Notifier::notify`] fails).
     pub fn new(config: SseConfig) -> Self {
         Notifier {
             registry: Arc::new(Registry::new(config)),
+            inbox: None,
         }
     }
 
-    /// Sends a typed event. Returns how many local connections it reached.
+    /// With an inbox in `pool`'s database (whose migrations created the
+    /// inbox tables). Starts the inbox's writer on the current runtime;
+    /// call [`Inbox::spawn_maintenance`] for the relay and the sweep.
+    pub fn with_inbox(config: SseConfig, pool: sqlx::AnyPool, inbox: InboxConfig) -> Self {
+        let registry = Arc::new(Registry::new(config));
+        let inbox = Inbox::start(pool, registry.clone(), inbox);
+        Notifier {
+            registry,
+            inbox: Some(inbox),
+        }
+    }
+
+    /// Sends a typed live event. Returns how many local connections it
+    /// reached. A persistent type does not compile here: use `notify`.
     pub fn send<E: SseEvent>(&self, target: &Target, event: &E) -> Result<usize, EventError> {
+        const {
+            assert!(
+                !E::PERSISTENT,
+                "a persistent event is sent with `Notifier::notify`"
+            )
+        };
         self.registry.send(target, &Event::typed(event)?)
     }
 
-    /// Sends an untyped event: any valid name, any serialisable payload.
+    /// Sends an untyped live event: any valid name, any serialisable
+    /// payload.
     pub fn send_json(
         &self,
         target: &Target,
@@ -66,6 +97,69 @@ impl Notifier {
     /// Every connected client.
     pub fn broadcast<E: SseEvent>(&self, event: &E) -> Result<usize, EventError> {
         self.send(&Target::all(), event)
+    }
+
+    /// Stores a persistent event in the inbox of `audience` (committed
+    /// with other sends in one group commit), then publishes it to their
+    /// live streams. A live-only type does not compile here: use `send`.
+    pub async fn notify<E: SseEvent>(
+        &self,
+        audience: Audience,
+        event: &E,
+    ) -> Result<Stored, InboxError> {
+        const {
+            assert!(
+                E::PERSISTENT,
+                "a live-only event is sent with `Notifier::send`; set `PERSISTENT = true` to store it"
+            )
+        };
+        self.notify_event(audience, Event::typed(event)?).await
+    }
+
+    /// [`Notifier::notify`] for an untyped event.
+    pub async fn notify_json(
+        &self,
+        audience: Audience,
+        name: &str,
+        payload: &impl Serialize,
+    ) -> Result<Stored, InboxError> {
+        self.notify_event(audience, Event::new(name.to_string(), payload)?)
+            .await
+    }
+
+    /// [`Notifier::notify`] for an event built beforehand.
+    pub async fn notify_event(
+        &self,
+        audience: Audience,
+        event: Event,
+    ) -> Result<Stored, InboxError> {
+        self.inbox()?.store(audience, event).await
+    }
+
+    /// Writes a persistent event in the caller's transaction (`&mut *tx`
+    /// of an `sqlx::Transaction<Any>` on the app's pool): it exists only
+    /// if the transaction commits. Publish the returned [`Pending`] after
+    /// the commit; a crash before that is covered by the relay.
+    pub async fn notify_in<E: SseEvent>(
+        &self,
+        tx: &mut AnyConnection,
+        audience: Audience,
+        event: &E,
+    ) -> Result<Pending, InboxError> {
+        const {
+            assert!(
+                E::PERSISTENT,
+                "a live-only event is sent with `Notifier::send`; set `PERSISTENT = true` to store it"
+            )
+        };
+        self.inbox()?
+            .stage(tx, audience, Event::typed(event)?)
+            .await
+    }
+
+    /// The inbox, for reads and read state.
+    pub fn inbox(&self) -> Result<&Inbox, InboxError> {
+        self.inbox.as_ref().ok_or(InboxError::NoInbox)
     }
 
     /// Closes the matching connections (e.g. at sign-out).

@@ -16,7 +16,7 @@ use serde::Deserialize;
 
 use super::connection::event_stream;
 use super::notifier::Notifier;
-use super::registry::{ClientFilter, Peer, RegisterError, Resume};
+use super::registry::{ClientFilter, Peer, RegisterError, Registration, Resume};
 use super::target::{ClientId, Identity, SessionId, Tag, UserId};
 use crate::error::{AppError, ErrorKind};
 use crate::http::{ConnInfo, SocketState};
@@ -52,13 +52,48 @@ where
 
 /// `GET /api/sse`: admits the caller and streams its events.
 async fn stream(State(notifier): State<Notifier>, request: Request) -> Response {
-    match open_stream(&notifier, &request) {
-        Ok(response) => response,
-        Err(error) => error.into_response(),
+    let (mut registration, identity, socket) = match admit(&notifier, &request) {
+        Ok(admitted) => admitted,
+        Err(error) => return error.into_response(),
+    };
+    let config = notifier.registry().config();
+    // Registered first, then the unread rows are read: see
+    // `inbox::backlog` for why nothing falls between the two.
+    if registration.is_fresh()
+        && config.inbox_replay_max > 0
+        && let Ok(inbox) = notifier.inbox()
+    {
+        let start = registration.start();
+        match inbox
+            .backlog(&identity.user, start, config.inbox_replay_max)
+            .await
+        {
+            Ok(backlog) => registration.set_backlog(backlog.frames, backlog.ids),
+            Err(e) => {
+                tracing::warn!(client = %registration.id(), error = %e, "inbox backlog unavailable; streaming live events only")
+            }
+        }
     }
+    let body = Body::from_stream(event_stream(
+        registration,
+        socket,
+        config.ping_interval,
+        config.retry,
+    ));
+    let mut response = Response::new(body);
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
 }
 
-fn open_stream(notifier: &Notifier, request: &Request) -> Result<Response, AppError> {
+type Admitted = (Registration, Identity, Option<Arc<SocketState>>);
+
+fn admit(notifier: &Notifier, request: &Request) -> Result<Admitted, AppError> {
     let registry = notifier.registry();
     let config = registry.config();
     let identity = identity_of(request)?;
@@ -91,22 +126,7 @@ fn open_stream(notifier: &Notifier, request: &Request) -> Result<Response, AppEr
     } else {
         tracing::debug!(client = %registration.id(), user = %identity.user, %peer, "sse client connected");
     }
-
-    let body = Body::from_stream(event_stream(
-        registration,
-        socket,
-        config.ping_interval,
-        config.retry,
-    ));
-    let mut response = Response::new(body);
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    Ok(response)
+    Ok((registration, identity, socket))
 }
 
 /// Where the client wants to resume: the `Last-Event-ID` header (what a

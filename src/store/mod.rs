@@ -1,6 +1,8 @@
 //! The app's database: one connection pool, SQLite (the default, a file
 //! under `data_dir`) or Postgres (`DATABASE_URL=postgres://…`), chosen at
-//! start. Queries are written once, in SQL both engines accept.
+//! start. Queries are written once, in SQL both engines accept; the
+//! migrations come in one set per engine (`migrations/sqlite`,
+//! `migrations/postgres`), identical except where the engines' DDL differs.
 
 pub mod sessions;
 pub mod users;
@@ -82,10 +84,13 @@ impl Db {
             });
         }
         let pool = options.connect(&url).await.map_err(StoreError::Connect)?;
-        sqlx::migrate!("./migrations")
-            .run(&pool)
-            .await
-            .map_err(StoreError::Migrate)?;
+        // One set of migrations per engine: the same tables, in each
+        // engine's own words where they differ (auto-increment ids).
+        let migrator = match engine {
+            Engine::Sqlite => sqlx::migrate!("./migrations/sqlite"),
+            Engine::Postgres => sqlx::migrate!("./migrations/postgres"),
+        };
+        migrator.run(&pool).await.map_err(StoreError::Migrate)?;
         tracing::info!(engine = ?engine, "database ready");
         Ok(Db { pool, engine })
     }

@@ -284,7 +284,7 @@ async fn events_stay_with_their_user_whatever_the_client_claims(backend: Backend
                 .to_string(),
         )
         .await;
-    assert_eq!((status, &body), (200, &json!({"delivered": 3})));
+    assert_eq!((status, &body["delivered"]), (200, &json!(3)));
     for stream in [&mut a1, &mut a2, &mut a3] {
         let (name, data) = stream
             .next_event(Duration::from_secs(2))
@@ -322,7 +322,7 @@ async fn events_stay_with_their_user_whatever_the_client_claims(backend: Backend
     let (status, body) = root
         .post_json("/api/sse/broadcast", r#"{"message":"hi all"}"#)
         .await;
-    assert_eq!((status, &body), (200, &json!({"delivered": 6})));
+    assert_eq!((status, &body["delivered"]), (200, &json!(6)));
     for stream in [&mut a1, &mut b1, &mut r1] {
         assert!(
             stream.next_event(Duration::from_secs(2)).await.is_some(),

@@ -6,6 +6,7 @@
 
 mod auth;
 mod connections;
+mod inbox;
 mod plain_axum;
 mod process;
 mod replay;

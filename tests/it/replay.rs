@@ -163,6 +163,8 @@ async fn expect_reset(stream: &mut SseStream, reason: &str) -> Value {
         id.as_str(),
         "the reset carries its position as its id"
     );
+    // Having lost its place, the stream starts over with the inbox.
+    stream.take_backlog().await;
     json
 }
 
@@ -263,6 +265,7 @@ async fn open_with_start(user: &User, query: &str) -> (SseStream, String) {
     let mut stream = SseStream::new(user.connect(query).await);
     let (start, name, _) = stream.next_with_id(WAIT).await.expect("connected");
     assert_eq!(name, "connected");
+    stream.take_backlog().await;
     (stream, start)
 }
 

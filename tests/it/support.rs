@@ -42,6 +42,50 @@ pub struct TestServer {
     env: HashMap<String, String>,
 }
 
+/// Creates an empty database on the test Postgres server; returns its
+/// name and URL.
+pub async fn create_postgres_db() -> (String, String) {
+    use sqlx::Connection;
+    let admin = postgres_admin_url();
+    let name = format!("sse_notify_test_{}", uuid::Uuid::new_v4().simple());
+    let create = async {
+        let mut conn = sqlx::PgConnection::connect(&admin)
+            .await
+            .unwrap_or_else(|e| panic!("Postgres at {admin} (set TEST_POSTGRES_URL): {e}"));
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .expect("CREATE DATABASE");
+        let _ = conn.close().await;
+    };
+    tokio::time::timeout(Duration::from_secs(30), create)
+        .await
+        .expect("CREATE DATABASE within 30 s");
+    let base = admin
+        .rsplit_once('/')
+        .map_or(admin.as_str(), |(base, _)| base);
+    let url = format!("{base}/{name}");
+    (name, url)
+}
+
+/// Drops a database [`create_postgres_db`] made; best effort, bounded.
+pub async fn drop_postgres_db(name: &str) {
+    use sqlx::Connection;
+    let drop = async {
+        if let Ok(mut conn) = sqlx::PgConnection::connect(&postgres_admin_url()).await {
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut conn)
+                .await;
+        }
+    };
+    if tokio::time::timeout(Duration::from_secs(10), drop)
+        .await
+        .is_err()
+    {
+        eprintln!("warning: could not drop test database {name} within 10 s");
+    }
+}
+
 fn postgres_admin_url() -> String {
     std::env::var("TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
@@ -55,7 +99,6 @@ impl TestServer {
     }
 
     pub async fn start_on(backend: Backend, overrides: &[(&str, &str)]) -> Self {
-        use sqlx::Connection;
         let data_dir =
             std::env::temp_dir().join(format!("sse-notify-test-{}", uuid::Uuid::new_v4()));
         let mut env: HashMap<String, String> = overrides
@@ -71,27 +114,18 @@ impl TestServer {
         env.insert("DATA_DIR".into(), data_dir.display().to_string());
         let mut postgres_db = None;
         if backend == Backend::Postgres {
-            let admin = postgres_admin_url();
-            let name = format!("sse_notify_test_{}", uuid::Uuid::new_v4().simple());
-            let create = async {
-                let mut conn = sqlx::PgConnection::connect(&admin)
-                    .await
-                    .unwrap_or_else(|e| panic!("Postgres at {admin} (set TEST_POSTGRES_URL): {e}"));
-                sqlx::query(&format!("CREATE DATABASE {name}"))
-                    .execute(&mut conn)
-                    .await
-                    .expect("CREATE DATABASE");
-                let _ = conn.close().await;
-            };
-            tokio::time::timeout(Duration::from_secs(30), create)
-                .await
-                .expect("CREATE DATABASE within 30 s");
-            let base = admin
-                .rsplit_once('/')
-                .map_or(admin.as_str(), |(base, _)| base);
-            env.insert("DATABASE_URL".into(), format!("{base}/{name}"));
+            let (name, url) = create_postgres_db().await;
+            env.insert("DATABASE_URL".into(), url);
             postgres_db = Some(name);
         }
+        Self::launch(data_dir, postgres_db, env).await
+    }
+
+    async fn launch(
+        data_dir: std::path::PathBuf,
+        postgres_db: Option<String>,
+        env: HashMap<String, String>,
+    ) -> Self {
         let config = Config::load(
             Some((Path::new("Leptos.toml"), include_str!("../../Leptos.toml"))),
             |name| env.get(name).cloned(),
@@ -124,6 +158,34 @@ impl TestServer {
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
         panic!("test server did not start");
+    }
+
+    /// Stops the server and keeps its database, for [`TestServer::restart`].
+    pub async fn stop_keeping_data(mut self) -> Kept {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        tokio::time::timeout(Duration::from_secs(5), &mut self.task)
+            .await
+            .expect("server stops within 5 s")
+            .expect("server task did not panic")
+            .expect("server stopped cleanly");
+        Kept {
+            data_dir: std::mem::take(&mut self.data_dir),
+            postgres_db: self.postgres_db.take(),
+            env: std::mem::take(&mut self.env),
+        }
+    }
+
+    /// A new server (new port, new process state) on a kept database.
+    pub async fn restart(kept: Kept) -> Self {
+        Self::launch(kept.data_dir, kept.postgres_db, kept.env).await
+    }
+
+    /// The database this server uses, as a pool of the app's own kind
+    /// (migrated), for tests that write to it directly.
+    pub async fn db(&self) -> sse_notify::store::Db {
+        database_of(&self.env).await
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -170,21 +232,7 @@ impl TestServer {
             .expect("server stops within 5 s")
             .expect("server task did not panic");
         if let Some(name) = self.postgres_db.take() {
-            use sqlx::Connection;
-            // Best effort, bounded: a database left behind is harmless.
-            let drop = async {
-                if let Ok(mut conn) = sqlx::PgConnection::connect(&postgres_admin_url()).await {
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .execute(&mut conn)
-                        .await;
-                }
-            };
-            if tokio::time::timeout(Duration::from_secs(10), drop)
-                .await
-                .is_err()
-            {
-                eprintln!("warning: could not drop test database {name} within 10 s");
-            }
+            drop_postgres_db(&name).await;
         }
         result
     }
@@ -243,8 +291,28 @@ impl TestServer {
 
 impl Drop for TestServer {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.data_dir);
+        if !self.data_dir.as_os_str().is_empty() {
+            let _ = std::fs::remove_dir_all(&self.data_dir);
+        }
     }
+}
+
+/// A stopped server's database and settings.
+pub struct Kept {
+    pub data_dir: std::path::PathBuf,
+    pub postgres_db: Option<String>,
+    pub env: HashMap<String, String>,
+}
+
+/// Connects to the database a server with `env` uses.
+pub async fn database_of(env: &HashMap<String, String>) -> sse_notify::store::Db {
+    let dir = env
+        .get("DATA_DIR")
+        .map(std::path::PathBuf::from)
+        .expect("DATA_DIR");
+    sse_notify::store::Db::connect(env.get("DATABASE_URL").map(String::as_str), &dir)
+        .await
+        .expect("connect to the test database")
 }
 
 /// A signed-in browser.
@@ -271,9 +339,21 @@ impl User {
 
     /// Opens a stream and reads up to its `connected` event; returns the
     /// stream and the client id.
-    pub async fn open(&self, query: &str) -> (SseStream, String) {
+    /// Opens a stream and reads up to its `connected` event only.
+    pub async fn open_raw(&self, query: &str) -> (SseStream, String) {
         let response = self.connect(query).await;
         Self::opened(&self.name, response).await
+    }
+
+    /// A fresh stream also starts with the inbox backlog, which is read
+    /// here too (see [`SseStream::backlog`]).
+    pub async fn open(&self, query: &str) -> (SseStream, String) {
+        let response = self.connect(query).await;
+        let (mut stream, id) = Self::opened(&self.name, response).await;
+        if !query.contains("lastEventId=") {
+            stream.take_backlog().await;
+        }
+        (stream, id)
     }
 
     /// Opens a stream resuming after `last_event_id` (sent as the
@@ -350,9 +430,34 @@ pub enum Item {
     Retry(u64),
 }
 
+/// The `inbox` summary a fresh stream starts with and the unread
+/// notifications after it.
+#[derive(Debug, Clone, Default)]
+pub struct Backlog {
+    pub unread: u64,
+    /// (id, name, data), oldest first.
+    pub events: Vec<(String, String, String)>,
+}
+
+impl Backlog {
+    /// The inbox ids of the backlog's events.
+    pub fn inbox_ids(&self) -> Vec<i64> {
+        self.events.iter().map(|(id, _, _)| inbox_id(id)).collect()
+    }
+}
+
+/// The inbox id at the end of a stored event's id (`<event id>:<n>`).
+pub fn inbox_id(id: &str) -> i64 {
+    id.rsplit_once(':')
+        .and_then(|(_, n)| n.parse().ok())
+        .unwrap_or_else(|| panic!("{id:?} carries no inbox id"))
+}
+
 /// Reads `text/event-stream` by the WHATWG rules: lines end at CR LF, CR
 /// or LF; fields `event`, `data`, `id`, `retry`; a blank line dispatches.
 pub struct SseStream {
+    /// What [`SseStream::take_backlog`] read.
+    pub backlog: Backlog,
     body: futures::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
     buffer: String,
     /// Bytes of a UTF-8 character split across chunks.
@@ -375,7 +480,33 @@ impl SseStream {
             name: None,
             data: Vec::new(),
             id: None,
+            backlog: Backlog::default(),
         }
+    }
+
+    /// Reads the `inbox` summary that comes next, and as many unread
+    /// events as it announces (at most `sse.inbox_replay_max`, 100 here).
+    pub async fn take_backlog(&mut self) -> &Backlog {
+        let (_, name, data) = self
+            .next_with_id(Duration::from_secs(5))
+            .await
+            .expect("the inbox summary");
+        assert_eq!(
+            name, "inbox",
+            "a fresh stream starts with the inbox: {data}"
+        );
+        let summary: serde_json::Value = serde_json::from_str(&data).expect("inbox is JSON");
+        let unread = summary["unread"].as_u64().expect("unread count");
+        let mut events = Vec::new();
+        for _ in 0..unread.min(100) {
+            events.push(
+                self.next_with_id(Duration::from_secs(5))
+                    .await
+                    .expect("an unread notification"),
+            );
+        }
+        self.backlog = Backlog { unread, events };
+        &self.backlog
     }
 
     /// The next event or comment, or `None` when the stream ended or

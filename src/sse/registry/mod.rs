@@ -30,6 +30,7 @@ use bytes::Bytes;
 use super::config::SseConfig;
 use super::event::{Event, EventError, write_frame};
 use super::event_id::{Epoch, EventId};
+use super::inbox::InboxId;
 use super::target::{ClientId, Identity, Tag, Target};
 use crate::http::SocketState;
 
@@ -231,6 +232,9 @@ impl Registry {
             old.link.close(DisconnectReason::Replaced);
         }
         let id = admitted?;
+        // Without a position to resume from, the stream starts with the
+        // inbox's unread notifications (when the app gives it one).
+        let fresh = after.is_none();
         let replay = after.filter(|after| *after < until).map(|cursor| Replay {
             cursor,
             until,
@@ -247,6 +251,9 @@ impl Registry {
             start,
             opening,
             replay,
+            fresh,
+            backlog: None,
+            dedupe: None,
         })
     }
 
@@ -254,6 +261,17 @@ impl Registry {
     /// selects. Returns how many local connections it reached. Never
     /// waits: a client whose queue is full is disconnected instead.
     pub fn send(&self, target: &Target, event: &Event) -> Result<usize, EventError> {
+        self.send_stored(target, event, None)
+    }
+
+    /// [`Registry::send`] for an event stored in the inbox: its id line
+    /// carries the row's id after the position (`<event id>:<inbox id>`).
+    pub fn send_stored(
+        &self,
+        target: &Target,
+        event: &Event,
+        inbox: Option<InboxId>,
+    ) -> Result<usize, EventError> {
         let size = event.data().len();
         if size > self.config.max_payload {
             return Err(EventError::PayloadTooLarge {
@@ -263,7 +281,11 @@ impl Registry {
         }
         let mut history = self.lock_history();
         let position = history.next_position();
-        let id = history.id(position).to_string();
+        let mut id = history.id(position).to_string();
+        if let Some(inbox) = inbox {
+            id.push(':');
+            id.push_str(&inbox.to_string());
+        }
         let mut frame = Vec::new();
         write_frame(&mut frame, Some(&id), event.name(), event.data());
         let frame = Bytes::from(frame);

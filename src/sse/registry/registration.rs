@@ -1,10 +1,11 @@
 //! A client's side of the registry: where its stream starts
 //! ([`Resume`]), and the handle its stream reads from
 //! ([`Registration`]): an opening `sse-reset` if any, then what it missed
-//! from the history, then its live queue, in batches.
+//! from the history (or, starting afresh, the inbox backlog the route
+//! set), then its live queue, in batches.
 
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
@@ -12,6 +13,7 @@ use super::history::{ResetReason, Step};
 use super::lifecycle::{ClientGuard, DisconnectReason, Next};
 use crate::sse::event::{EventName, write_frame};
 use crate::sse::event_id::{EventId, Position};
+use crate::sse::inbox::InboxId;
 use crate::sse::target::{ClientId, Recipient, SessionId, Tag, UserId};
 
 /// Where a client's stream starts.
@@ -55,6 +57,58 @@ pub struct Registration {
     /// Written before anything else (an `sse-reset`).
     pub(super) opening: Option<Bytes>,
     pub(super) replay: Option<Replay>,
+    /// Started without a position (fresh, or reset): the inbox backlog
+    /// belongs at its start.
+    pub(super) fresh: bool,
+    /// Written after the opening, before live events (the inbox backlog).
+    pub(super) backlog: Option<Bytes>,
+    /// Live copies of what the backlog held, to drop.
+    pub(super) dedupe: Option<Dedupe>,
+}
+
+/// The inbox ids a stream already sent in its backlog. Live events
+/// carrying one of them are dropped while the switch-over can still
+/// produce duplicates: until each was seen once, or `until`.
+pub(super) struct Dedupe {
+    ids: Vec<InboxId>,
+    until: Instant,
+}
+
+/// How long after the backlog a live copy of one of its notifications can
+/// still arrive: the time between a commit and its publish (the writer's,
+/// or a transactional caller's, or the relay's next pass).
+const DEDUPE_WINDOW: Duration = Duration::from_secs(30);
+
+impl Dedupe {
+    /// Whether to drop `frame`; forgets ids once seen, and everything once
+    /// the window has passed.
+    fn drops(slot: &mut Option<Dedupe>, frame: &[u8]) -> bool {
+        let Some(dedupe) = slot.as_mut() else {
+            return false;
+        };
+        if Instant::now() > dedupe.until {
+            *slot = None;
+            return false;
+        }
+        let Some(id) = inbox_id_of(frame) else {
+            return false;
+        };
+        let Some(at) = dedupe.ids.iter().position(|seen| *seen == id) else {
+            return false;
+        };
+        dedupe.ids.swap_remove(at);
+        if dedupe.ids.is_empty() {
+            *slot = None;
+        }
+        true
+    }
+}
+
+/// The inbox id on a frame's `id:` line (`id: <event id>:<inbox id>`).
+fn inbox_id_of(frame: &[u8]) -> Option<InboxId> {
+    let line = frame.strip_prefix(b"id: ")?;
+    let end = line.iter().position(|b| *b == b'\n')?;
+    InboxId::from_event_id(std::str::from_utf8(&line[..end]).ok()?)
 }
 
 impl Registration {
@@ -67,9 +121,31 @@ impl Registration {
         self.start
     }
 
+    /// Whether the stream started without a position to resume from (no
+    /// `Last-Event-ID`, or one it could not resume from): the app's inbox
+    /// backlog belongs at its start.
+    pub fn is_fresh(&self) -> bool {
+        self.fresh
+    }
+
+    /// Sets what to write after the opening and before live events, and
+    /// the inbox ids it holds (their live copies are dropped).
+    pub fn set_backlog(&mut self, frames: Bytes, ids: Vec<InboxId>) {
+        self.backlog = Some(frames);
+        self.dedupe = (!ids.is_empty()).then(|| Dedupe {
+            ids,
+            until: Instant::now() + DEDUPE_WINDOW,
+        });
+    }
+
     /// The next framed event, if one is queued.
     pub fn try_next(&mut self) -> Option<Bytes> {
-        self.guard.link().queue.pop()
+        loop {
+            let frame = self.guard.link().queue.pop()?;
+            if !Dedupe::drops(&mut self.dedupe, &frame) {
+                return Some(frame);
+            }
+        }
     }
 
     /// What the stream writes next: the end, if one was decided (it wins
@@ -94,14 +170,24 @@ impl Registration {
                 Replayed::Done => self.replay = None,
             }
         }
+        if let Some(frames) = self.backlog.take() {
+            return Poll::Ready(Next::Write(frames));
+        }
         let link = self.guard.link();
-        let first = match link.poll_next(cx) {
-            Poll::Ready(Next::Write(first)) => first,
-            other => return other,
+        let dedupe = &mut self.dedupe;
+        let first = loop {
+            match link.poll_next(cx) {
+                Poll::Ready(Next::Write(first)) if Dedupe::drops(dedupe, &first) => continue,
+                Poll::Ready(Next::Write(first)) => break first,
+                other => return other,
+            }
         };
         let registry = self.guard.registry();
         registry.count_sent(link);
-        let Some(mut more) = link.queue.pop() else {
+        let next = |dedupe: &mut Option<Dedupe>| {
+            std::iter::from_fn(|| link.queue.pop()).find(|f| !Dedupe::drops(dedupe, f))
+        };
+        let Some(mut more) = next(dedupe) else {
             return Poll::Ready(Next::Write(first));
         };
         let mut out = BytesMut::with_capacity(max_bytes.min(first.len() * 4 + more.len()));
@@ -112,8 +198,8 @@ impl Registration {
             if out.len() >= max_bytes {
                 break;
             }
-            match link.queue.pop() {
-                Some(next) => more = next,
+            match next(dedupe) {
+                Some(frame) => more = frame,
                 None => break,
             }
         }

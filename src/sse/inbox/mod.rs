@@ -1,0 +1,336 @@
+//! The inbox: persistent notifications that outlive connections and
+//! restarts, with read state per user.
+//!
+//! A persistent send ([`crate::sse::Notifier::notify`]) is stored before
+//! it is published: the group-commit [`writer`] writes it, then publishes
+//! it with the row's id appended to the event id (`<event id>:<inbox id>`),
+//! so the browser can mark it read. A transactional send
+//! ([`crate::sse::Notifier::notify_in`]) is written in the caller's
+//! transaction and published after the commit ([`outbox`]). A stream that
+//! opens without `Last-Event-ID` first gets an `inbox` summary and the
+//! newest unread notifications ([`backlog`]). The [`sweep`] keeps the
+//! tables within `inbox.retention` and `inbox.max_per_user`.
+
+pub mod types;
+
+#[cfg(feature = "ssr")]
+mod backlog;
+#[cfg(feature = "ssr")]
+mod outbox;
+#[cfg(feature = "ssr")]
+mod store;
+#[cfg(feature = "ssr")]
+mod sweep;
+#[cfg(feature = "ssr")]
+mod writer;
+
+pub use types::{InboxId, InboxItem, InboxPage, InboxSummary};
+
+#[cfg(feature = "ssr")]
+pub use server::*;
+
+#[cfg(feature = "ssr")]
+mod server {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use sqlx::AnyPool;
+    use tokio::sync::{mpsc, oneshot};
+
+    pub use super::backlog::Backlog;
+    pub use super::outbox::Pending;
+    use super::store::Store;
+    pub use super::writer::Stored;
+    use super::writer::{Job, Writer, now_ms};
+    use super::{InboxId, InboxPage, InboxSummary};
+    use crate::sse::event::{Event, EventError};
+    use crate::sse::registry::Registry;
+    use crate::sse::target::{Target, UserId};
+
+    /// Limits and timings of the inbox.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct InboxConfig {
+        /// Notifications older than this are deleted.
+        pub retention: Duration,
+        /// Rows kept per user (and broadcasts kept in all); beyond it the
+        /// oldest read ones go first, then the oldest unread.
+        pub max_per_user: usize,
+        /// Persistent sends written in one commit, at most.
+        pub batch_max: usize,
+        /// Persistent sends waiting for the writer, at most; a send beyond
+        /// it waits for room.
+        pub queue_max: usize,
+        /// How often committed, unpublished rows are looked for.
+        pub relay_interval: Duration,
+        /// How often retention and the per-user cap are applied in bulk
+        /// (they are also applied at every insert).
+        pub sweep_interval: Duration,
+    }
+
+    impl Default for InboxConfig {
+        fn default() -> Self {
+            InboxConfig {
+                retention: Duration::from_secs(30 * 24 * 3600),
+                max_per_user: 1000,
+                batch_max: 1000,
+                queue_max: 16_384,
+                relay_interval: Duration::from_secs(1),
+                sweep_interval: Duration::from_secs(60),
+            }
+        }
+    }
+
+    /// Who a persistent notification is for.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum Audience {
+        /// These users (one stored row each; duplicates count once).
+        Users(Vec<UserId>),
+        /// Every user, including those offline now and accounts created
+        /// later (within retention): one row in all, however many users.
+        Everyone,
+    }
+
+    impl Audience {
+        pub fn user(user: UserId) -> Self {
+            Audience::Users(vec![user])
+        }
+
+        pub fn users(users: impl IntoIterator<Item = UserId>) -> Self {
+            Audience::Users(users.into_iter().collect())
+        }
+    }
+
+    /// Why a persistent send or an inbox request failed.
+    #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+    pub enum InboxError {
+        #[error(transparent)]
+        Event(#[from] EventError),
+        #[error("the notifier has no inbox (no database was given to it)")]
+        NoInbox,
+        #[error("the inbox's database failed: {0}")]
+        Store(String),
+        #[error("the inbox writer has stopped")]
+        Stopped,
+        #[error("unknown notification ids: {0:?}")]
+        UnknownIds(Vec<InboxId>),
+    }
+
+    impl InboxError {
+        pub(crate) fn store(e: sqlx::Error) -> Self {
+            InboxError::Store(e.to_string())
+        }
+    }
+
+    pub(super) struct Shared {
+        pub store: Store,
+        pub registry: Arc<Registry>,
+        pub config: InboxConfig,
+        jobs: mpsc::Sender<Job>,
+    }
+
+    /// The inbox of a [`crate::sse::Notifier`]. Cheap to clone.
+    #[derive(Clone)]
+    pub struct Inbox {
+        pub(super) inner: Arc<Shared>,
+    }
+
+    /// Queues a stored notification for the live streams of its audience,
+    /// its inbox id on its event id. Returns the connections reached.
+    pub(super) fn publish(
+        registry: &Registry,
+        audience: &Audience,
+        event: &Event,
+        id: InboxId,
+    ) -> usize {
+        let result = match audience {
+            Audience::Everyone => registry.send_stored(&Target::all(), event, Some(id)),
+            Audience::Users(users) => {
+                let mut reached = 0;
+                let mut seen = std::collections::HashSet::new();
+                for user in users.iter().filter(|u| seen.insert(*u)) {
+                    match registry.send_stored(&Target::user(user.clone()), event, Some(id)) {
+                        Ok(n) => reached += n,
+                        Err(e) => return log_unsent(id, &e),
+                    }
+                }
+                Ok(reached)
+            }
+        };
+        result.unwrap_or_else(|e| log_unsent(id, &e))
+    }
+
+    fn log_unsent(id: InboxId, error: &EventError) -> usize {
+        // Checked before storing; only a changed limit gets here.
+        tracing::warn!(%id, %error, "stored notification not published");
+        0
+    }
+
+    impl Inbox {
+        /// Starts the writer task (on the current tokio runtime).
+        pub fn start(pool: AnyPool, registry: Arc<Registry>, config: InboxConfig) -> Inbox {
+            let (jobs, receiver) = mpsc::channel(config.queue_max.max(1));
+            let writer = Writer {
+                pool: pool.clone(),
+                registry: registry.clone(),
+                batch_max: config.batch_max.max(1),
+                max_per_user: config.max_per_user as i64,
+            };
+            tokio::spawn(writer.run(receiver));
+            Inbox {
+                inner: Arc::new(Shared {
+                    store: Store::new(pool),
+                    registry,
+                    config,
+                    jobs,
+                }),
+            }
+        }
+
+        pub fn config(&self) -> &InboxConfig {
+            &self.inner.config
+        }
+
+        pub(super) fn check(&self, event: &Event) -> Result<(), InboxError> {
+            let size = event.data().len();
+            let max = self.inner.registry.config().max_payload;
+            if size > max {
+                return Err(EventError::PayloadTooLarge { size, max }.into());
+            }
+            Ok(())
+        }
+
+        /// Stores `event` for `audience` (in the writer's next group
+        /// commit), then publishes it. Resolves once both happened.
+        pub async fn store(&self, audience: Audience, event: Event) -> Result<Stored, InboxError> {
+            self.check(&event)?;
+            let (reply, answer) = oneshot::channel();
+            let job = Job {
+                audience,
+                event,
+                created_at: now_ms(),
+                reply,
+            };
+            self.inner
+                .jobs
+                .send(job)
+                .await
+                .map_err(|_| InboxError::Stopped)?;
+            answer.await.map_err(|_| InboxError::Stopped)?
+        }
+
+        /// One page of `user`'s notifications, newest first.
+        pub async fn page(
+            &self,
+            user: &UserId,
+            before: Option<InboxId>,
+            limit: usize,
+        ) -> Result<InboxPage, InboxError> {
+            self.inner
+                .store
+                .page(user, before, limit)
+                .await
+                .map_err(InboxError::store)
+        }
+
+        pub async fn unread_count(&self, user: &UserId) -> Result<u64, InboxError> {
+            self.inner
+                .store
+                .unread_count(user)
+                .await
+                .map_err(InboxError::store)
+        }
+
+        /// Marks `ids` read for `user` and tells the user's streams. Ids
+        /// the user cannot see fail the whole request, changing nothing.
+        pub async fn mark_read(
+            &self,
+            user: &UserId,
+            ids: &[InboxId],
+        ) -> Result<InboxSummary, InboxError> {
+            let store = &self.inner.store;
+            let unknown = store
+                .not_visible(user, ids)
+                .await
+                .map_err(InboxError::store)?;
+            if !unknown.is_empty() {
+                return Err(InboxError::UnknownIds(unknown));
+            }
+            store
+                .mark_read(user, ids, now_ms())
+                .await
+                .map_err(InboxError::store)?;
+            let summary = InboxSummary {
+                unread: self.unread_count(user).await?,
+                read: ids.to_vec(),
+                read_upto: None,
+            };
+            self.tell(user, &summary);
+            Ok(summary)
+        }
+
+        /// Marks everything up to `upto` (default: all) read for `user`
+        /// and tells the user's streams.
+        pub async fn mark_all_read(
+            &self,
+            user: &UserId,
+            upto: Option<InboxId>,
+        ) -> Result<InboxSummary, InboxError> {
+            let upto = self
+                .inner
+                .store
+                .mark_all_read(user, upto, now_ms())
+                .await
+                .map_err(InboxError::store)?;
+            let summary = InboxSummary {
+                unread: self.unread_count(user).await?,
+                read: Vec::new(),
+                read_upto: upto,
+            };
+            self.tell(user, &summary);
+            Ok(summary)
+        }
+
+        /// Pushes an `inbox` event to every stream of `user`.
+        fn tell(&self, user: &UserId, summary: &InboxSummary) {
+            let event = Event::reserved(InboxSummary::EVENT, summary);
+            if let Err(e) = self
+                .inner
+                .registry
+                .send(&Target::user(user.clone()), &event)
+            {
+                tracing::warn!(error = %e, "cannot push the inbox summary");
+            }
+        }
+
+        /// Starts the relay and the sweep, each on its own interval.
+        pub fn spawn_maintenance(&self) -> Vec<tokio::task::JoinHandle<()>> {
+            let relay = {
+                let inbox = self.clone();
+                tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(inbox.config().relay_interval);
+                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    loop {
+                        tick.tick().await;
+                        if let Err(e) = inbox.relay_once().await {
+                            tracing::warn!(error = %e, "inbox relay failed; retrying");
+                        }
+                    }
+                })
+            };
+            let sweep = {
+                let inbox = self.clone();
+                tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(inbox.config().sweep_interval);
+                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    loop {
+                        tick.tick().await;
+                        if let Err(e) = inbox.sweep_once().await {
+                            tracing::warn!(error = %e, "inbox sweep failed; retrying");
+                        }
+                    }
+                })
+            };
+            vec![relay, sweep]
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! Transactional sends: rows written in the caller's own transaction, so
+//! a notification exists exactly when the caller's other writes do. They
+//! are stored unpublished; [`Pending::publish`] publishes them once the
+//! transaction committed, and the relay publishes whatever a crash (or a
+//! forgotten `publish`) left behind. Each row is claimed in the database
+//! before it is published, so it goes out once however many callers,
+//! tasks or processes try.
+
+use sqlx::AnyConnection;
+
+use super::store::{self, NewRow};
+use super::types::InboxId;
+use super::writer::now_ms;
+use super::{Audience, Inbox, InboxError, publish};
+use crate::sse::event::Event;
+
+/// Rows claimed per relay step.
+const RELAY_STEP: usize = 500;
+
+/// Notifications written in a transaction that has not been published
+/// yet. Publish it after the commit; if that never happens (the process
+/// died, the caller forgot), the relay publishes it within
+/// `inbox.relay_interval`. A rolled-back transaction left no rows, so
+/// publishing its `Pending` does nothing.
+#[must_use = "call `publish` after the transaction commits (else the relay publishes it later)"]
+pub struct Pending {
+    inbox: Inbox,
+    sends: Vec<(InboxId, Audience, Event)>,
+}
+
+impl Pending {
+    /// The stored rows' ids.
+    pub fn ids(&self) -> Vec<InboxId> {
+        self.sends.iter().map(|(id, _, _)| *id).collect()
+    }
+
+    /// Publishes the rows the transaction committed and nobody published
+    /// yet. Returns the connections of this process reached.
+    pub async fn publish(self) -> Result<usize, InboxError> {
+        let ids = self.ids();
+        let claimed = self
+            .inbox
+            .inner
+            .store
+            .claim_unpublished(Some(&ids), ids.len(), now_ms())
+            .await
+            .map_err(InboxError::store)?;
+        let registry = &self.inbox.inner.registry;
+        let mut delivered = 0;
+        for (id, audience, event) in &self.sends {
+            if claimed.iter().any(|c| c.id == *id) {
+                delivered += publish(registry, audience, event, *id);
+            }
+        }
+        Ok(delivered)
+    }
+}
+
+impl Inbox {
+    /// Writes `event` for `audience` on `conn` (the caller's transaction:
+    /// pass `&mut *tx`), unpublished. On SQLite, begin that transaction
+    /// with a write (or `BEGIN IMMEDIATE`): a deferred transaction that
+    /// read first can fail to upgrade while the writer commits.
+    pub async fn stage(
+        &self,
+        conn: &mut AnyConnection,
+        audience: Audience,
+        event: Event,
+    ) -> Result<Pending, InboxError> {
+        self.check(&event)?;
+        let row = NewRow {
+            audience: &audience,
+            event: event.name().as_str(),
+            payload: event.data(),
+            created_at: now_ms(),
+        };
+        let ids = store::insert(conn, &[row], None, self.inner.config.max_per_user as i64)
+            .await
+            .map_err(InboxError::store)?;
+        let sends = ids
+            .into_iter()
+            .map(|id| (id, audience.clone(), event.clone()))
+            .collect();
+        Ok(Pending {
+            inbox: self.clone(),
+            sends,
+        })
+    }
+
+    /// Publishes every committed row nobody published: the relay's work,
+    /// also run once before the server accepts connections. Returns how
+    /// many rows it published.
+    pub async fn relay_once(&self) -> Result<usize, InboxError> {
+        let mut published = 0;
+        loop {
+            let claimed = self
+                .inner
+                .store
+                .claim_unpublished(None, RELAY_STEP, now_ms())
+                .await
+                .map_err(InboxError::store)?;
+            for row in &claimed {
+                match Event::text(row.event.clone(), row.payload.clone()) {
+                    Ok(event) => {
+                        publish(&self.inner.registry, &row.audience, &event, row.id);
+                    }
+                    Err(e) => {
+                        tracing::warn!(id = %row.id, error = %e, "stored notification not published")
+                    }
+                }
+            }
+            published += claimed.len();
+            if claimed.len() < RELAY_STEP {
+                break;
+            }
+        }
+        if published > 0 {
+            tracing::info!(published, "relay published committed notifications");
+        }
+        Ok(published)
+    }
+}
