@@ -6,6 +6,7 @@ use leptos_router::components::{A, Route, Router, Routes};
 use leptos_router::{SsrMode, StaticSegment};
 
 use crate::auth::session_ui::{AuthContext, provide_auth};
+use crate::components::UnreadBadge;
 use crate::pages::{HomePage, LandingPage, LoginPage, NotFoundPage, SignupPage};
 
 /// The document around the app, rendered on the server only.
@@ -94,6 +95,7 @@ fn Account(auth: AuthContext) -> impl IntoView {
                     match user.await {
                         Ok(Some(user)) => view! {
                             <span class="account">
+                                <UnreadBadge />
                                 <span class="account-name">{user.username}</span>
                                 <ActionForm action=auth.logout attr:class="inline-form">
                                     <button type="submit" class="link-button">"Sign out"</button>

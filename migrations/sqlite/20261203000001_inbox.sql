@@ -29,9 +29,12 @@ CREATE TABLE inbox (
 ) WITHOUT ROWID;
 CREATE INDEX inbox_notification ON inbox (notification_id);
 
--- "Mark all read" per user: every broadcast up to `read_upto` is read.
+-- Per user: every broadcast up to `read_upto` is read ("mark all read");
+-- broadcasts up to `since` were sent before the account existed and are
+-- not shown to it.
 CREATE TABLE inbox_marks (
     user_id   TEXT PRIMARY KEY,
     read_upto BIGINT NOT NULL,
-    read_at   BIGINT NOT NULL
+    read_at   BIGINT NOT NULL,
+    since     BIGINT NOT NULL DEFAULT 0
 );

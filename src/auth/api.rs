@@ -149,6 +149,15 @@ pub(crate) mod server {
             Err(CreateUserError::Store(e)) => return Err(AppError::internal(e.to_string())),
         };
         tracing::info!(user = %user.id, username = ?user.username, "account created");
+        // Broadcasts sent before the account existed are not its news.
+        if let Some(notifier) = use_context::<Notifier>()
+            && let Ok(inbox) = notifier.inbox()
+            && let Err(e) = inbox
+                .open_account(&crate::sse::UserId::new(user.id.clone()))
+                .await
+        {
+            tracing::warn!(user = %user.id, error = %e, "cannot start the account's inbox");
+        }
         sign_in(&session, &user).await?;
         Ok(finish(user, next))
     }

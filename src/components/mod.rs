@@ -1,8 +1,12 @@
 //! Reusable views.
 
+pub mod inbox_list;
 pub mod track_connections;
+pub mod unread;
 
+pub use inbox_list::InboxList;
 pub use track_connections::TrackConnections;
+pub use unread::UnreadBadge;
 
 /// A Unix-milliseconds time as the reader's local clock time (UTC on the
 /// server, where nothing time-dependent is rendered).

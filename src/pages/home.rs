@@ -8,13 +8,11 @@ use leptos_router::components::Redirect;
 
 use crate::auth::CurrentUser;
 use crate::auth::api::me;
-use crate::components::{TrackConnections, clock};
+use crate::components::{InboxList, TrackConnections};
 use crate::demo::{Broadcast, Delivered, Notification, SendTest};
 use crate::error::AppError;
-use crate::sse::{ConnectionState, SseOptions, use_sse};
-
-/// Notifications kept on the page, newest first.
-const KEEP: usize = 50;
+use crate::sse::event::RESERVED_EVENT_NAMES;
+use crate::sse::{ConnectionState, SseEvent, SseOptions, use_sse};
 
 #[component]
 pub fn HomePage() -> impl IntoView {
@@ -44,18 +42,12 @@ pub fn HomePage() -> impl IntoView {
 #[island]
 fn SseDemo(user: CurrentUser) -> impl IntoView {
     let sse = use_sse(SseOptions::default().tag("page", "home"));
-    let (received, set_received) = signal(Vec::<(u64, Notification)>::new());
     let (latest, set_latest) = signal(None::<String>);
     sse.on::<Notification>(move |notification| {
         set_latest.set(Some(match &notification.from {
             Some(from) => format!("{from}: {}", notification.message),
             None => notification.message.clone(),
         }));
-        set_received.update(|list| {
-            let key = list.first().map_or(0, |(k, _)| k + 1);
-            list.insert(0, (key, notification));
-            list.truncate(KEEP);
-        });
     });
     // The server could not replay what this page missed while it was
     // disconnected: say so (an app would refetch its state here).
@@ -72,10 +64,11 @@ fn SseDemo(user: CurrentUser) -> impl IntoView {
         }));
     });
     // Events with other names (e.g. an admin's custom broadcast) still
-    // show as the latest message.
+    // show as the latest message; the server's own events do not.
     Effect::new(move |_| {
         if let Some(event) = sse.last_event.get()
-            && event.name != "notification"
+            && event.name != Notification::NAME
+            && !RESERVED_EVENT_NAMES.contains(&event.name.as_str())
         {
             set_latest.set(Some(format!("{}: {}", event.name, event.data)));
         }
@@ -190,29 +183,7 @@ fn SseDemo(user: CurrentUser) -> impl IntoView {
                 </form>
             </section>
             <TrackConnections />
-            <section class="card received" aria-labelledby="received-title">
-                <h2 id="received-title">"Received"</h2>
-                <Show
-                    when=move || !received.get().is_empty()
-                    fallback=|| view! { <p class="muted">"Nothing received yet."</p> }
-                >
-                    <ol class="notifications" aria-label="Received notifications">
-                        <For
-                            each=move || received.get()
-                            key=|(key, _)| *key
-                            children=|(_, n)| {
-                                view! {
-                                    <li>
-                                        <time>{clock(n.sent_at)}</time>
-                                        <span class="from">{n.from.clone().unwrap_or_default()}</span>
-                                        <span class="message">{n.message.clone()}</span>
-                                    </li>
-                                }
-                            }
-                        />
-                    </ol>
-                </Show>
-            </section>
+            <InboxList sse />
         </div>
     }
 }

@@ -93,6 +93,7 @@ async fn offline_user(backend: Backend) {
     }
     let (mut tab1, _) = bob.open("").await;
     assert_eq!(tab1.backlog.unread, 5);
+    assert_eq!(tab1.backlog.replayed, 5);
     assert_eq!(tab1.backlog.inbox_ids(), ids, "all five, oldest first");
     assert_eq!(
         messages(&tab1),
@@ -166,6 +167,7 @@ async fn offline_user(backend: Backend) {
 
     // A persistent broadcast reaches Bob though he is offline: one row,
     // read state per user.
+    let dan = server.signup("dan").await;
     server.grant_admin("ann");
     let boss = server.login("ann").await;
     let (status, answer) = boss
@@ -186,12 +188,17 @@ async fn offline_user(backend: Backend) {
     assert_eq!(answer["unread"], 0);
     let (tab6, _) = bob.open("").await;
     assert_eq!(tab6.backlog.unread, 0, "read by Bob");
-    let (carol_tab, _) = server.signup("carol").await.open("").await;
+    let (dan_tab, _) = dan.open("").await;
     assert_eq!(
-        carol_tab.backlog.inbox_ids(),
+        dan_tab.backlog.inbox_ids(),
         vec![broadcast],
         "still unread for others"
     );
+    // An account created after the broadcast does not get it.
+    let carol = server.signup("carol").await;
+    let (carol_tab, _) = carol.open("").await;
+    assert_eq!(carol_tab.backlog.unread, 0);
+    assert!(listed(&carol).await.is_empty());
     let stored: i64 = sqlx::query("SELECT COUNT(*) FROM inbox WHERE notification_id = $1")
         .bind(broadcast)
         .fetch_one(server.db().await.pool())
@@ -202,7 +209,7 @@ async fn offline_user(backend: Backend) {
         stored, 1,
         "one row: Bob's read; none for those who did not read"
     );
-    drop((tab5, tab6, carol_tab));
+    drop((tab5, tab6, dan_tab, carol_tab));
     server.shutdown().await.expect("clean shutdown");
 }
 

@@ -435,6 +435,8 @@ pub enum Item {
 #[derive(Debug, Clone, Default)]
 pub struct Backlog {
     pub unread: u64,
+    /// How many unread events the summary said follow it.
+    pub replayed: u64,
     /// (id, name, data), oldest first.
     pub events: Vec<(String, String, String)>,
 }
@@ -497,15 +499,25 @@ impl SseStream {
         );
         let summary: serde_json::Value = serde_json::from_str(&data).expect("inbox is JSON");
         let unread = summary["unread"].as_u64().expect("unread count");
+        let replayed = summary["replayed"].as_u64().unwrap_or(0);
+        assert_eq!(
+            replayed,
+            unread.min(100),
+            "the newest unread follow: {summary}"
+        );
         let mut events = Vec::new();
-        for _ in 0..unread.min(100) {
+        for _ in 0..replayed {
             events.push(
                 self.next_with_id(Duration::from_secs(5))
                     .await
                     .expect("an unread notification"),
             );
         }
-        self.backlog = Backlog { unread, events };
+        self.backlog = Backlog {
+            unread,
+            replayed,
+            events,
+        };
         &self.backlog
     }
 

@@ -37,10 +37,17 @@ impl Inbox {
             .unread(user, max)
             .await
             .map_err(InboxError::store)?;
+        // A stored name that is no longer acceptable (e.g. reserved since)
+        // stays in the inbox listing but is not streamed.
+        let items: Vec<_> = items
+            .into_iter()
+            .filter_map(|item| Some((EventName::new(item.event.clone()).ok()?, item)))
+            .collect();
         let start = start.to_string();
         let mut out = Vec::new();
         let summary = InboxSummary {
             unread,
+            replayed: items.len() as u64,
             ..InboxSummary::default()
         };
         let data = serde_json::to_string(&summary).unwrap_or_default();
@@ -51,12 +58,7 @@ impl Inbox {
             &data,
         );
         let mut ids = Vec::with_capacity(items.len());
-        for item in items {
-            // A stored name that is no longer acceptable (e.g. reserved
-            // since) is left in the inbox listing but not streamed.
-            let Ok(name) = EventName::new(item.event) else {
-                continue;
-            };
+        for (name, item) in items {
             let id = format!("{start}:{}", item.id);
             write_frame(&mut out, Some(&id), &name, &item.payload);
             ids.push(item.id);

@@ -85,8 +85,9 @@ mod server {
     pub enum Audience {
         /// These users (one stored row each; duplicates count once).
         Users(Vec<UserId>),
-        /// Every user, including those offline now and accounts created
-        /// later (within retention): one row in all, however many users.
+        /// Every user, including those offline now: one row in all,
+        /// however many users. Accounts created later do not see it (see
+        /// [`Inbox::open_account`]).
         Everyone,
     }
 
@@ -218,6 +219,17 @@ mod server {
             answer.await.map_err(|_| InboxError::Stopped)?
         }
 
+        /// Call when an account is created: broadcasts sent before it are
+        /// not shown to it (without this, a new account sees every
+        /// broadcast still within retention, as unread).
+        pub async fn open_account(&self, user: &UserId) -> Result<(), InboxError> {
+            self.inner
+                .store
+                .open_account(user, now_ms())
+                .await
+                .map_err(InboxError::store)
+        }
+
         /// One page of `user`'s notifications, newest first.
         pub async fn page(
             &self,
@@ -262,7 +274,7 @@ mod server {
             let summary = InboxSummary {
                 unread: self.unread_count(user).await?,
                 read: ids.to_vec(),
-                read_upto: None,
+                ..InboxSummary::default()
             };
             self.tell(user, &summary);
             Ok(summary)
@@ -283,8 +295,8 @@ mod server {
                 .map_err(InboxError::store)?;
             let summary = InboxSummary {
                 unread: self.unread_count(user).await?,
-                read: Vec::new(),
                 read_upto: upto,
+                ..InboxSummary::default()
             };
             self.tell(user, &summary);
             Ok(summary)

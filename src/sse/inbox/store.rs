@@ -294,7 +294,7 @@ impl Store {
                       CASE WHEN n.id <= COALESCE(m.read_upto, 0) THEN m.read_at ELSE NULL END, \
                       n.audience \
                  FROM notifications n LEFT JOIN inbox_marks m ON m.user_id = $3 \
-                WHERE n.audience = 1 AND n.id < $4 \
+                WHERE n.audience = 1 AND n.id < $4 AND n.id > COALESCE(m.since, 0) \
                   AND NOT EXISTS (SELECT 1 FROM inbox r2 \
                                    WHERE r2.user_id = $5 AND r2.notification_id = n.id)\
              ) u ORDER BY id DESC LIMIT $6",
@@ -424,6 +424,21 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(Some(InboxId(upto)))
+    }
+
+    /// Starts a new account's inbox after every broadcast sent so far:
+    /// those are neither unread nor listed for it.
+    pub(crate) async fn open_account(&self, user: &UserId, now: i64) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO inbox_marks (user_id, read_upto, read_at, since) \
+             SELECT $1, COALESCE(MAX(id), 0), $2, COALESCE(MAX(id), 0) FROM notifications \
+             WHERE true ON CONFLICT (user_id) DO NOTHING",
+        )
+        .bind(user.as_str())
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     /// Claims committed rows nobody published yet (`only`: just these) and

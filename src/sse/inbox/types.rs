@@ -78,6 +78,15 @@ pub struct InboxSummary {
     /// Everything up to this id was just marked read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub read_upto: Option<InboxId>,
+    /// On a stream's opening summary: how many of the unread (the newest)
+    /// follow it as events. They are part of `unread`; the live ones
+    /// after them are not yet.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub replayed: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl InboxSummary {
