@@ -23,7 +23,10 @@ CHURN_CYCLES=${BENCH_CHURN_CYCLES:-100000}
 SOAK_DURATION=${BENCH_SOAK_DURATION:-600}
 STORM_CLIENTS=${BENCH_STORM_CLIENTS:-10000}
 STORM_EVENTS=${BENCH_STORM_EVENTS:-1000}
-SCENARIOS=${BENCH_SCENARIOS:-"micro floor idle broadcast saturate targeted churn storm soak"}
+INBOX_EVENTS=${BENCH_INBOX_EVENTS:-100000}
+# The Postgres server the inbox scenario creates (and drops) its database on.
+POSTGRES_URL=${BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+SCENARIOS=${BENCH_SCENARIOS:-"micro floor idle broadcast saturate targeted churn storm inbox soak"}
 # One generator process opens at most this many sockets (the hard
 # open-files limit is 20 000 here); more connections take more processes.
 PER_PROCESS=9500
@@ -159,6 +162,17 @@ if wants storm; then
   start_servers
   echo "==> reconnect storm: ${STORM_CLIENTS} clients drop and come back at once, ${STORM_EVENTS} events missed, with and without replay"
   gen "${ours[@]}" --scenario storm --clients "${STORM_CLIENTS}" --events "${STORM_EVENTS}" --concurrency 256
+fi
+
+if wants inbox; then
+  stop_servers
+  # In process, on both cores: the writer, its callers and (for SQLite)
+  # the database are one process; Postgres is the machine's own server.
+  echo "==> inbox: ${INBOX_EVENTS} persistent sends to distinct users, then 1 000/s for 10 s, on SQLite and Postgres"
+  "${bin}/loadgen" --scenario inbox --database sqlite --events "${INBOX_EVENTS}" \
+    --concurrency 1000 --rate 1000 --duration 10 | tee -a "${results}"
+  "${bin}/loadgen" --scenario inbox --database "${POSTGRES_URL}" --events "${INBOX_EVENTS}" \
+    --concurrency 1000 --rate 1000 --duration 10 | tee -a "${results}"
 fi
 
 if wants soak; then

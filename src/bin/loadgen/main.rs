@@ -21,6 +21,9 @@
 //! - `storm`: N clients drop at once and reconnect at once, with and
 //!   without `Last-Event-ID`, after `--events` sends while they were away;
 //!   time until all are live again, server CPU time and peak RSS;
+//! - `inbox`: no server: persistent sends in process against a fresh
+//!   database (`--database`); group commit, one commit per send, live only,
+//!   and the store step's latency at `--rate` (see `inbox.rs`);
 //! - `floor`: no server: plain `write()`s of 1 KiB to N loopback sockets,
 //!   the kernel's own cost of a broadcast;
 //! - `hold`, `hold-raw`: internal, a holder process (see `holders.rs`).
@@ -30,6 +33,7 @@
 mod floor;
 mod holders;
 mod http;
+mod inbox;
 mod soak;
 mod storm;
 mod streams;
@@ -72,8 +76,10 @@ pub struct Args {
     cookies: Vec<String>,
     /// Open each stream on a connection that served a request first.
     reuse: bool,
-    /// Events sent while the clients are away (storm).
+    /// Events sent while the clients are away (storm); sends (inbox).
     events: usize,
+    /// `sqlite`, or a Postgres admin URL (inbox).
+    database: String,
 }
 
 fn args() -> Result<Args, String> {
@@ -95,6 +101,7 @@ fn args() -> Result<Args, String> {
         cookies: Vec::new(),
         reuse: false,
         events: 1_000,
+        database: "sqlite".into(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -120,6 +127,7 @@ fn args() -> Result<Args, String> {
             "--warmup" => a.warmup = value()?.parse().map_err(|e| bad(&e))?,
             "--publishers" => a.publishers = value()?.parse().map_err(|e| bad(&e))?,
             "--events" => a.events = value()?.parse().map_err(|e| bad(&e))?,
+            "--database" => a.database = value()?,
             "--cookies" => a.cookies = value()?.split(',').map(str::to_string).collect(),
             other => return Err(format!("unknown flag {other}")),
         }
@@ -206,6 +214,7 @@ async fn run(a: &Args) -> Result<serde_json::Value, String> {
     });
     let extra = match a.scenario.as_str() {
         "floor" => return floor::floor(a).await,
+        "inbox" => return inbox::inbox(a).await,
         "hold" | "hold-raw" => return hold(a).await,
         "idle" => idle(a).await?,
         "connect" => connect(a).await?,
