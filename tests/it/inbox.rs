@@ -199,6 +199,14 @@ async fn offline_user(backend: Backend) {
     let (carol_tab, _) = carol.open("").await;
     assert_eq!(carol_tab.backlog.unread, 0);
     assert!(listed(&carol).await.is_empty());
+    let (status, answer) = carol
+        .post_json(
+            "/api/inbox/read",
+            &json!({ "ids": [broadcast] }).to_string(),
+        )
+        .await;
+    assert_eq!(status, 404, "not Carol's: {answer}");
+    assert!(listed(&carol).await.is_empty());
     let stored: i64 = sqlx::query("SELECT COUNT(*) FROM inbox WHERE notification_id = $1")
         .bind(broadcast)
         .fetch_one(server.db().await.pool())

@@ -330,16 +330,21 @@ impl Store {
     ) -> Result<Vec<InboxId>, sqlx::Error> {
         let mut missing = Vec::new();
         for chunk in chunked(ids) {
+            // A broadcast from before the account existed is not the
+            // user's to mark.
             let sql = format!(
                 "SELECT notification_id FROM inbox WHERE user_id = $1 AND notification_id IN ({}) \
-                 UNION SELECT id FROM notifications WHERE audience = 1 AND id IN ({})",
+                 UNION SELECT id FROM notifications WHERE audience = 1 AND id IN ({}) \
+                   AND id > COALESCE((SELECT since FROM inbox_marks WHERE user_id = ${}), 0)",
                 list(chunk.len(), 2),
-                list(chunk.len(), chunk.len() + 2)
+                list(chunk.len(), chunk.len() + 2),
+                2 * chunk.len() + 2
             );
             let mut query = sqlx::query(&sql).bind(user.as_str());
             for id in chunk.iter().chain(chunk) {
                 query = query.bind(id.0);
             }
+            query = query.bind(user.as_str());
             let found: HashSet<i64> = query
                 .fetch_all(&self.pool)
                 .await?

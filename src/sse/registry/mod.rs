@@ -252,7 +252,6 @@ impl Registry {
             opening,
             replay,
             fresh,
-            backlog: None,
             dedupe: None,
         })
     }

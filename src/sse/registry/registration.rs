@@ -54,16 +54,16 @@ pub struct Registration {
     /// The stream is complete from this event on: the `connected` event
     /// carries it as its id, so a reconnect always has a place to resume.
     pub(super) start: EventId,
-    /// Written before anything else (an `sse-reset`).
+    /// Written before anything else: an `sse-reset`, and (from
+    /// [`Registration::set_backlog`]) the inbox backlog.
     pub(super) opening: Option<Bytes>,
     pub(super) replay: Option<Replay>,
     /// Started without a position (fresh, or reset): the inbox backlog
     /// belongs at its start.
     pub(super) fresh: bool,
-    /// Written after the opening, before live events (the inbox backlog).
-    pub(super) backlog: Option<Bytes>,
-    /// Live copies of what the backlog held, to drop.
-    pub(super) dedupe: Option<Dedupe>,
+    /// Live copies of what the backlog held, to drop. Boxed: most streams
+    /// never have one, and each stream's size is what an idle one costs.
+    pub(super) dedupe: Option<Box<Dedupe>>,
 }
 
 /// The inbox ids a stream already sent in its backlog. Live events
@@ -82,7 +82,7 @@ const DEDUPE_WINDOW: Duration = Duration::from_secs(30);
 impl Dedupe {
     /// Whether to drop `frame`; forgets ids once seen, and everything once
     /// the window has passed.
-    fn drops(slot: &mut Option<Dedupe>, frame: &[u8]) -> bool {
+    fn drops(slot: &mut Option<Box<Dedupe>>, frame: &[u8]) -> bool {
         let Some(dedupe) = slot.as_mut() else {
             return false;
         };
@@ -128,13 +128,24 @@ impl Registration {
         self.fresh
     }
 
-    /// Sets what to write after the opening and before live events, and
-    /// the inbox ids it holds (their live copies are dropped).
+    /// Adds the inbox backlog to the opening (after an `sse-reset`, if
+    /// any), before live events; live copies of the inbox ids it holds
+    /// are dropped.
     pub fn set_backlog(&mut self, frames: Bytes, ids: Vec<InboxId>) {
-        self.backlog = Some(frames);
-        self.dedupe = (!ids.is_empty()).then(|| Dedupe {
-            ids,
-            until: Instant::now() + DEDUPE_WINDOW,
+        self.opening = Some(match self.opening.take() {
+            Some(reset) => {
+                let mut both = BytesMut::with_capacity(reset.len() + frames.len());
+                both.extend_from_slice(&reset);
+                both.extend_from_slice(&frames);
+                both.freeze()
+            }
+            None => frames,
+        });
+        self.dedupe = (!ids.is_empty()).then(|| {
+            Box::new(Dedupe {
+                ids,
+                until: Instant::now() + DEDUPE_WINDOW,
+            })
         });
     }
 
@@ -170,9 +181,6 @@ impl Registration {
                 Replayed::Done => self.replay = None,
             }
         }
-        if let Some(frames) = self.backlog.take() {
-            return Poll::Ready(Next::Write(frames));
-        }
         let link = self.guard.link();
         let dedupe = &mut self.dedupe;
         let first = loop {
@@ -184,7 +192,7 @@ impl Registration {
         };
         let registry = self.guard.registry();
         registry.count_sent(link);
-        let next = |dedupe: &mut Option<Dedupe>| {
+        let next = |dedupe: &mut Option<Box<Dedupe>>| {
             std::iter::from_fn(|| link.queue.pop()).find(|f| !Dedupe::drops(dedupe, f))
         };
         let Some(mut more) = next(dedupe) else {
