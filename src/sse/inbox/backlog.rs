@@ -31,12 +31,19 @@ impl Inbox {
         start: EventId,
         max: usize,
     ) -> Result<Backlog, InboxError> {
+        let permit = self
+            .inner
+            .backlog_readers
+            .acquire()
+            .await
+            .map_err(|_| InboxError::Stopped)?;
         let (items, unread) = self
             .inner
             .store
             .unread(user, max)
             .await
             .map_err(InboxError::store)?;
+        drop(permit);
         // A stored name that is no longer acceptable (e.g. reserved since)
         // stays in the inbox listing but is not streamed.
         let items: Vec<_> = items

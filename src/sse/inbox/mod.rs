@@ -127,6 +127,10 @@ mod server {
         pub registry: Arc<Registry>,
         pub config: InboxConfig,
         jobs: mpsc::Sender<Job>,
+        /// Backlog reads in flight, at most: one pool connection fewer
+        /// than the pool has, so a storm of connects never leaves the
+        /// writer waiting for a connection (persistent sends go on).
+        pub backlog_readers: tokio::sync::Semaphore,
     }
 
     /// The inbox of a [`crate::sse::Notifier`]. Cheap to clone.
@@ -177,8 +181,10 @@ mod server {
                 max_per_user: config.max_per_user as i64,
             };
             tokio::spawn(writer.run(receiver));
+            let readers = (pool.options().get_max_connections() as usize).saturating_sub(1);
             Inbox {
                 inner: Arc::new(Shared {
+                    backlog_readers: tokio::sync::Semaphore::new(readers.max(1)),
                     store: Store::new(pool),
                     registry,
                     config,
