@@ -7,7 +7,10 @@
 //! - floor: the same sends, live only (no store), through the registry;
 //! - latency: `--rate` sends per second for `--duration` seconds, one user
 //!   each; the time each send waits for its store step (queue, commit,
-//!   publish), p50/p99/max.
+//!   publish), p50/p99/max;
+//! - backlog: what a fresh stream's first read costs, for a user with 100
+//!   unread (the default `sse.inbox_replay_max`): reads per second from 8
+//!   tasks at once.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -154,6 +157,62 @@ async fn latency(
     }))
 }
 
+/// Fresh-stream backlog reads of 100 unread, 8 at a time, for 5 s.
+async fn backlog(notifier: &Notifier) -> Result<serde_json::Value, String> {
+    let user = UserId::new("reader");
+    for n in 0..100 {
+        notifier
+            .notify_event(Audience::user(user.clone()), event(n))
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let inbox = notifier.inbox().map_err(|e| e.to_string())?.clone();
+    let start = notifier
+        .registry()
+        .register(
+            &sse_notify::sse::Identity {
+                user: user.clone(),
+                username: "reader".into(),
+                session: sse_notify::sse::SessionId::new("s"),
+                tags: Vec::new(),
+            },
+            Vec::new(),
+        )
+        .map_err(|e| e.to_string())?
+        .start();
+    let until = Instant::now() + Duration::from_secs(5);
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let inbox = inbox.clone();
+            let user = user.clone();
+            tokio::spawn(async move {
+                let mut reads = 0u64;
+                while Instant::now() < until {
+                    let got = inbox
+                        .backlog(&user, start, 100)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    if got.ids.len() != 100 {
+                        return Err(format!("read {} unread, not 100", got.ids.len()));
+                    }
+                    reads += 1;
+                }
+                Ok::<u64, String>(reads)
+            })
+        })
+        .collect();
+    let mut reads = 0;
+    for task in tasks {
+        reads += task.await.map_err(|e| e.to_string())??;
+    }
+    let per_second = reads as f64 / 5.0;
+    Ok(json!({
+        "unread": 100,
+        "reads_per_second": per_second.round(),
+        "micros_per_read": (1e6 / per_second).round(),
+    }))
+}
+
 fn notifier(db: &Db, batch_max: usize) -> Notifier {
     let inbox = InboxConfig {
         batch_max,
@@ -200,6 +259,7 @@ pub async fn inbox(a: &Args) -> Result<serde_json::Value, String> {
         Duration::from_secs(a.duration),
     )
     .await?;
+    let reads = backlog(&notifier(&fresh.db, InboxConfig::default().batch_max)).await?;
     fresh.remove().await;
 
     Ok(json!({
@@ -209,5 +269,6 @@ pub async fn inbox(a: &Args) -> Result<serde_json::Value, String> {
         "one_commit_per_send": { "sends": single_events, "per_second": single.round() },
         "live_only_floor": { "sends": a.events, "per_second": floor.round() },
         "store_latency": late,
+        "backlog_100_unread": reads,
     }))
 }
