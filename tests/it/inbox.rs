@@ -240,6 +240,27 @@ async fn restart(backend: Backend) {
     server.shutdown().await.expect("clean shutdown");
 }
 
+on_both!(only_the_newest_unread_are_streamed, newest_unread);
+async fn newest_unread(backend: Backend) {
+    let server = TestServer::start_on(backend, &[("SSE_INBOX_REPLAY_MAX", "10")]).await;
+    let ann = server.signup("ann").await;
+    let bob = server.signup("bob").await;
+    let mut ids = Vec::new();
+    for n in 0..15 {
+        ids.push(notify(&ann, "bob", &format!("{n}")).await);
+    }
+    let (stream, _) = bob.open("").await;
+    assert_eq!(stream.backlog.unread, 15, "the count is of every unread");
+    assert_eq!(stream.backlog.replayed, 10);
+    assert_eq!(
+        stream.backlog.inbox_ids(),
+        ids[5..].to_vec(),
+        "the newest 10, oldest first"
+    );
+    drop(stream);
+    server.shutdown().await.expect("clean shutdown");
+}
+
 on_both!(switch_over_has_no_gap_and_no_duplicate, switch_over);
 async fn switch_over(backend: Backend) {
     const SENDS: usize = 500;

@@ -238,13 +238,17 @@ impl Store {
     }
 
     /// The newest `limit` unread notifications, oldest first (the order a
-    /// stream sends them in), and how many are unread in all.
+    /// stream sends them in), and how many are unread in all. One query:
+    /// the total is a window count over every unread row, taken before
+    /// the limit.
     pub(crate) async fn unread(
         &self,
         user: &UserId,
         limit: usize,
     ) -> Result<(Vec<InboxItem>, u64), sqlx::Error> {
-        let sql = format!("SELECT * FROM ({UNREAD}) u ORDER BY id DESC LIMIT $4");
+        let sql = format!(
+            "SELECT u.*, COUNT(*) OVER () AS total FROM ({UNREAD}) u ORDER BY id DESC LIMIT $4"
+        );
         let rows = sqlx::query(&sql)
             .bind(user.as_str())
             .bind(user.as_str())
@@ -252,13 +256,12 @@ impl Store {
             .bind(limit as i64)
             .fetch_all(&self.pool)
             .await?;
+        let total = match rows.first() {
+            Some(row) => row.try_get::<i64, _>("total")?.max(0) as u64,
+            None => 0,
+        };
         let mut items = rows.iter().map(item).collect::<Result<Vec<_>, _>>()?;
         items.reverse();
-        let total = if items.len() < limit {
-            items.len() as u64
-        } else {
-            self.unread_count(user).await?
-        };
         Ok((items, total))
     }
 
