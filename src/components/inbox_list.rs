@@ -101,6 +101,9 @@ pub fn InboxList(sse: SseHandle) -> impl IntoView {
     #[cfg(feature = "hydrate")]
     load(None);
     sse.add_event_listener("sse-reset", move |_| load(None));
+    // Every stream opens with `connected`: what an earlier stream's
+    // summary announced no longer follows.
+    sse.add_event_listener("connected", move |_| replayed.set_value(0));
 
     sse.add_event_listener(Notification::NAME, move |raw: &RawEvent| {
         let Ok(n) = serde_json::from_str::<Notification>(&raw.data) else {

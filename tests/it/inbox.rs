@@ -492,6 +492,43 @@ async fn transactional(backend: Backend) {
     assert_eq!(orders(&pool).await, 1);
     assert_eq!(inbox.unread_count(&user).await.expect("count"), 1);
 
+    // A rolled-back handle published after another transaction took the
+    // same id (SQLite reuses it: AUTOINCREMENT rolls back too): what goes
+    // out is the committed row, once, never the rolled-back copy.
+    let mut tx = pool.begin().await.expect("begin");
+    let rolled_back = notifier
+        .notify_in(
+            &mut tx,
+            Audience::user(UserId::new("nobody")),
+            &OrderShipped { order: 4 },
+        )
+        .await
+        .expect("stage");
+    tx.rollback().await.expect("rollback");
+    let mut tx = pool.begin().await.expect("begin");
+    let committed = notifier
+        .notify_in(
+            &mut tx,
+            Audience::user(user.clone()),
+            &OrderShipped { order: 5 },
+        )
+        .await
+        .expect("stage");
+    tx.commit().await.expect("commit");
+    let committed_id = committed.ids()[0];
+    let reached =
+        rolled_back.publish().await.expect("publish") + committed.publish().await.expect("publish");
+    assert_eq!(reached, 1);
+    let frame = client.try_next().expect("the committed one");
+    let text = String::from_utf8_lossy(&frame);
+    assert!(text.contains(&format!(":{committed_id}\n")), "{text}");
+    assert!(
+        text.contains(r#"{"order":5}"#),
+        "the committed payload: {text}"
+    );
+    assert!(client.try_next().is_none(), "once");
+    assert_eq!(inbox.unread_count(&user).await.expect("count"), 2);
+
     // Committed, never published by the caller: the relay does it, once.
     let mut tx = pool.begin().await.expect("begin");
     write_order(&mut tx, 3).await;
@@ -511,7 +548,7 @@ async fn transactional(backend: Backend) {
     assert!(String::from_utf8_lossy(&frame).contains(&format!(":{forgotten_id}\n")));
     assert!(client.try_next().is_none());
     assert_eq!(inbox.relay_once().await.expect("relay"), 0);
-    assert_eq!(inbox.unread_count(&user).await.expect("count"), 2);
+    assert_eq!(inbox.unread_count(&user).await.expect("count"), 3);
 
     drop(client);
     pool.close().await;
@@ -668,6 +705,29 @@ async fn cap(backend: Backend) {
             .await
             .is_none()
     );
+    drop(stream);
+
+    // A broadcast Bob read stays read however many sends push him over
+    // the cap: his read mark is not one of the rows the cap drops.
+    server.grant_admin("ann");
+    let boss = server.login("ann").await;
+    let (status, answer) = boss
+        .post_json("/api/sse/broadcast", r#"{"message":"to all"}"#)
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let broadcast = answer["id"].as_i64().expect("stored");
+    let (status, _) = bob
+        .post_json(
+            "/api/inbox/read",
+            &json!({ "ids": [broadcast] }).to_string(),
+        )
+        .await;
+    assert_eq!(status, 200);
+    for n in 0..6 {
+        notify(&ann, "bob", &format!("more {n}")).await;
+    }
+    let (_, count) = bob.post_json("/api/inbox/unread", "{}").await;
+    assert_eq!(count["unread"], 5, "five direct, the broadcast still read");
     server.shutdown().await.expect("clean shutdown");
 }
 

@@ -8,7 +8,7 @@
 
 use sqlx::AnyConnection;
 
-use super::store::{self, NewRow};
+use super::store::{self, NewRow, Unpublished};
 use super::types::InboxId;
 use super::writer::now_ms;
 use super::{Audience, Inbox, InboxError, publish};
@@ -25,34 +25,29 @@ const RELAY_STEP: usize = 500;
 #[must_use = "call `publish` after the transaction commits (else the relay publishes it later)"]
 pub struct Pending {
     inbox: Inbox,
-    sends: Vec<(InboxId, Audience, Event)>,
+    ids: Vec<InboxId>,
 }
 
 impl Pending {
     /// The stored rows' ids.
     pub fn ids(&self) -> Vec<InboxId> {
-        self.sends.iter().map(|(id, _, _)| *id).collect()
+        self.ids.clone()
     }
 
     /// Publishes the rows the transaction committed and nobody published
-    /// yet. Returns the connections of this process reached.
+    /// yet. Returns the connections of this process reached. What is
+    /// published is what the database holds under those ids, never this
+    /// handle's copy: after a rollback, SQLite may give the same id to
+    /// another transaction's row.
     pub async fn publish(self) -> Result<usize, InboxError> {
-        let ids = self.ids();
         let claimed = self
             .inbox
             .inner
             .store
-            .claim_unpublished(Some(&ids), ids.len(), now_ms())
+            .claim_unpublished(Some(&self.ids), self.ids.len(), now_ms())
             .await
             .map_err(InboxError::store)?;
-        let registry = &self.inbox.inner.registry;
-        let mut delivered = 0;
-        for (id, audience, event) in &self.sends {
-            if claimed.iter().any(|c| c.id == *id) {
-                delivered += publish(registry, audience, event, *id);
-            }
-        }
-        Ok(delivered)
+        Ok(self.inbox.publish_claimed(&claimed))
     }
 }
 
@@ -77,13 +72,9 @@ impl Inbox {
         let ids = store::insert(conn, &[row], None, self.inner.config.max_per_user as i64)
             .await
             .map_err(InboxError::store)?;
-        let sends = ids
-            .into_iter()
-            .map(|id| (id, audience.clone(), event.clone()))
-            .collect();
         Ok(Pending {
             inbox: self.clone(),
-            sends,
+            ids,
         })
     }
 
@@ -99,16 +90,7 @@ impl Inbox {
                 .claim_unpublished(None, RELAY_STEP, now_ms())
                 .await
                 .map_err(InboxError::store)?;
-            for row in &claimed {
-                match Event::text(row.event.clone(), row.payload.clone()) {
-                    Ok(event) => {
-                        publish(&self.inner.registry, &row.audience, &event, row.id);
-                    }
-                    Err(e) => {
-                        tracing::warn!(id = %row.id, error = %e, "stored notification not published")
-                    }
-                }
-            }
+            self.publish_claimed(&claimed);
             published += claimed.len();
             if claimed.len() < RELAY_STEP {
                 break;
@@ -118,5 +100,21 @@ impl Inbox {
             tracing::info!(published, "relay published committed notifications");
         }
         Ok(published)
+    }
+
+    /// Publishes rows just claimed; returns the connections reached.
+    fn publish_claimed(&self, claimed: &[Unpublished]) -> usize {
+        let mut delivered = 0;
+        for row in claimed {
+            match Event::text(row.event.clone(), row.payload.clone()) {
+                Ok(event) => {
+                    delivered += publish(&self.inner.registry, &row.audience, &event, row.id);
+                }
+                Err(e) => {
+                    tracing::warn!(id = %row.id, error = %e, "stored notification not published")
+                }
+            }
+        }
+        delivered
     }
 }

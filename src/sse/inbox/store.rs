@@ -160,8 +160,9 @@ pub(crate) async fn insert(
     let reached: Vec<&UserId> = reached.into_iter().collect();
     for chunk in chunked(&reached) {
         let sql = format!(
-            "SELECT user_id FROM inbox WHERE user_id IN ({}) \
-             GROUP BY user_id HAVING COUNT(*) > ${}",
+            "SELECT r.user_id FROM inbox r JOIN notifications n ON n.id = r.notification_id \
+             WHERE r.user_id IN ({}) AND n.audience = 0 \
+             GROUP BY r.user_id HAVING COUNT(*) > ${}",
             list(chunk.len(), 1),
             chunk.len() + 1
         );
@@ -183,13 +184,17 @@ pub(crate) async fn insert(
     Ok(ids)
 }
 
-/// Keeps a user's newest `max` rows, unread ones first: the oldest read
-/// rows go first, unread ones only when nothing read is left.
+/// Keeps a user's newest `max` rows of sends to users, unread ones
+/// first: the oldest read rows go first, unread ones only when nothing
+/// read is left. A user's read marks on broadcasts are not counted nor
+/// dropped here (dropping one would make its broadcast unread again);
+/// they go with their broadcast, which has its own cap.
 async fn prune_user(conn: &mut AnyConnection, user: &str, max: i64) -> Result<u64, sqlx::Error> {
     let done = sqlx::query(
         "DELETE FROM inbox WHERE user_id = $1 AND notification_id IN (\
-           SELECT notification_id FROM inbox WHERE user_id = $2 \
-           ORDER BY CASE WHEN read_at IS NULL THEN 0 ELSE 1 END, notification_id DESC \
+           SELECT r.notification_id FROM inbox r JOIN notifications n ON n.id = r.notification_id \
+           WHERE r.user_id = $2 AND n.audience = 0 \
+           ORDER BY CASE WHEN r.read_at IS NULL THEN 0 ELSE 1 END, r.notification_id DESC \
            LIMIT 1000000000 OFFSET $3)",
     )
     .bind(user)
@@ -495,7 +500,7 @@ impl Store {
             let audience = if row.try_get::<i64, _>("audience")? == AUDIENCE_ALL {
                 Audience::Everyone
             } else {
-                Audience::Users(self.recipients(id).await?)
+                Audience::Users(Vec::new())
             };
             claimed.push(Unpublished {
                 id,
@@ -505,17 +510,32 @@ impl Store {
             });
         }
         claimed.sort_by_key(|u| u.id);
-        Ok(claimed)
-    }
-
-    async fn recipients(&self, id: InboxId) -> Result<Vec<UserId>, sqlx::Error> {
-        sqlx::query("SELECT user_id FROM inbox WHERE notification_id = $1")
-            .bind(id.0)
-            .fetch_all(&self.pool)
-            .await?
+        // The users of every claimed send to users, in one query a chunk.
+        let to_users: Vec<InboxId> = claimed
             .iter()
-            .map(|r| r.try_get::<String, _>(0).map(UserId::new))
-            .collect()
+            .filter(|c| matches!(c.audience, Audience::Users(_)))
+            .map(|c| c.id)
+            .collect();
+        for chunk in chunked(&to_users) {
+            let sql = format!(
+                "SELECT notification_id, user_id FROM inbox WHERE notification_id IN ({})",
+                list(chunk.len(), 1)
+            );
+            let mut query = sqlx::query(&sql);
+            for id in chunk {
+                query = query.bind(id.0);
+            }
+            for row in query.fetch_all(&self.pool).await? {
+                let id = InboxId(row.try_get(0)?);
+                let user = UserId::new(row.try_get::<String, _>(1)?);
+                if let Ok(at) = claimed.binary_search_by_key(&id, |c| c.id)
+                    && let Audience::Users(users) = &mut claimed[at].audience
+                {
+                    users.push(user);
+                }
+            }
+        }
+        Ok(claimed)
     }
 
     /// One pass of the limits: drops notifications older than
