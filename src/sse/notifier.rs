@@ -107,13 +107,7 @@ impl Notifier {
         audience: Audience,
         event: &E,
     ) -> Result<Stored, InboxError> {
-        const {
-            assert!(
-                E::PERSISTENT,
-                "a live-only event is sent with `Notifier::send`; set `PERSISTENT = true` to store it"
-            )
-        };
-        self.notify_event(audience, Event::typed(event)?).await
+        self.notify_event(audience, persistent(event)?).await
     }
 
     /// [`Notifier::notify`] for an untyped event.
@@ -146,15 +140,7 @@ impl Notifier {
         audience: Audience,
         event: &E,
     ) -> Result<Pending, InboxError> {
-        const {
-            assert!(
-                E::PERSISTENT,
-                "a live-only event is sent with `Notifier::send`; set `PERSISTENT = true` to store it"
-            )
-        };
-        self.inbox()?
-            .stage(tx, audience, Event::typed(event)?)
-            .await
+        self.inbox()?.stage(tx, audience, persistent(event)?).await
     }
 
     /// The inbox, for reads and read state.
@@ -177,4 +163,15 @@ impl Notifier {
     pub fn registry(&self) -> &Arc<Registry> {
         &self.registry
     }
+}
+
+/// A persistent event, typed: a live-only type does not compile here.
+fn persistent<E: SseEvent>(event: &E) -> Result<Event, EventError> {
+    const {
+        assert!(
+            E::PERSISTENT,
+            "a live-only event is sent with `Notifier::send`; set `PERSISTENT = true` to store it"
+        )
+    };
+    Event::typed(event)
 }

@@ -139,6 +139,29 @@ mod server {
         pub(super) inner: Arc<Shared>,
     }
 
+    /// Runs `work` every `period` until aborted; a failed pass is logged
+    /// and the next one tried on time.
+    fn every<F, Fut>(
+        period: Duration,
+        what: &'static str,
+        mut work: F,
+    ) -> tokio::task::JoinHandle<()>
+    where
+        F: FnMut() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<(), InboxError>> + Send,
+    {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(e) = work().await {
+                    tracing::warn!(error = %e, "inbox {what} failed; retrying");
+                }
+            }
+        })
+    }
+
     /// Queues a stored notification for the live streams of its audience,
     /// its inbox id on its event id. Returns the connections reached.
     pub(super) fn publish(
@@ -320,35 +343,21 @@ mod server {
             }
         }
 
-        /// Starts the relay and the sweep, each on its own interval.
+        /// Starts the relay and the sweep, each on its own interval (the
+        /// first pass one interval from now: the server relays once itself
+        /// before it serves).
         pub fn spawn_maintenance(&self) -> Vec<tokio::task::JoinHandle<()>> {
-            let relay = {
-                let inbox = self.clone();
-                tokio::spawn(async move {
-                    let mut tick = tokio::time::interval(inbox.config().relay_interval);
-                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                    loop {
-                        tick.tick().await;
-                        if let Err(e) = inbox.relay_once().await {
-                            tracing::warn!(error = %e, "inbox relay failed; retrying");
-                        }
-                    }
-                })
-            };
-            let sweep = {
-                let inbox = self.clone();
-                tokio::spawn(async move {
-                    let mut tick = tokio::time::interval(inbox.config().sweep_interval);
-                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                    loop {
-                        tick.tick().await;
-                        if let Err(e) = inbox.sweep_once().await {
-                            tracing::warn!(error = %e, "inbox sweep failed; retrying");
-                        }
-                    }
-                })
-            };
-            vec![relay, sweep]
+            let (relay, sweep) = (self.clone(), self.clone());
+            vec![
+                every(self.config().relay_interval, "relay", move || {
+                    let inbox = relay.clone();
+                    async move { inbox.relay_once().await.map(drop) }
+                }),
+                every(self.config().sweep_interval, "sweep", move || {
+                    let inbox = sweep.clone();
+                    async move { inbox.sweep_once().await.map(drop) }
+                }),
+            ]
         }
     }
 }
