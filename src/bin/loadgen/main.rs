@@ -305,7 +305,10 @@ async fn publish(a: &Args, admin: Option<&str>) -> Result<(), String> {
     let stamp = format!("t={};", now_micros());
     let padding = "x".repeat(1024 - stamp.len() - 60);
     let (status, text) = if a.ours() {
-        let body = format!(r#"{{"message":"{stamp}{padding}"}}"#);
+        // A live event: a `notification` to everyone would be a
+        // persistent broadcast (stored, and the backlog of every later
+        // fresh stream), which is not what this scenario measures.
+        let body = format!(r#"{{"event":"bench","message":"{stamp}{padding}"}}"#);
         let headers = format!(
             "Content-Type: application/json\r\nCookie: {}\r\n",
             admin.unwrap_or_default()
