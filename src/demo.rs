@@ -56,15 +56,27 @@ pub struct ConnectionStats {
     pub events_sent: u64,
     /// Unix milliseconds.
     pub last_event_at: Option<u64>,
+    /// With several server processes: each one's open connections (for
+    /// admins; empty otherwise).
+    #[serde(default)]
+    pub instances: Vec<InstanceShare>,
 }
 
-/// The live connection figures of this server. Admins get per-user counts.
+/// One server process's open connections.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceShare {
+    pub instance: String,
+    pub clients: usize,
+}
+
+/// The live connection figures of every server process. Admins get
+/// per-user counts and each process's share.
 #[server(prefix = "/api", endpoint = "sse/stats")]
 pub async fn live_stats() -> Result<ConnectionStats, AppError> {
     let user = crate::auth::api::server::require_user()?;
     let notifier = use_context::<crate::sse::Notifier>()
         .ok_or_else(|| AppError::internal("the notifier is not in the server's context"))?;
-    let stats = notifier.registry().stats();
+    let stats = notifier.stats();
     let stats = if user.is_admin {
         stats
     } else {
@@ -76,6 +88,14 @@ pub async fn live_stats() -> Result<ConnectionStats, AppError> {
         average_connection_seconds: stats.average_connection_seconds,
         events_sent: stats.events_sent,
         last_event_at: stats.last_event_at,
+        instances: stats
+            .instances
+            .into_iter()
+            .map(|i| InstanceShare {
+                instance: i.instance,
+                clients: i.clients,
+            })
+            .collect(),
     })
 }
 
@@ -238,6 +258,12 @@ mod server {
             EventError::PayloadTooLarge { .. } => {
                 AppError::bad_request("payload_too_large", e.to_string())
             }
+            EventError::BusBusy { .. } => AppError::new(
+                crate::error::ErrorKind::Unavailable,
+                "bus_busy",
+                e.to_string(),
+            )
+            .retry_after(std::time::Duration::from_secs(1)),
             e => AppError::bad_request("bad_event", e.to_string()),
         }
     }

@@ -62,6 +62,8 @@ fn Figures(stats: ConnectionStats) -> impl IntoView {
         .last_event_at
         .map_or_else(|| "never".to_string(), clock);
     let per_user = stats.clients_per_user.clone();
+    let instances = stats.instances.clone();
+    let several = instances.len() > 1;
     view! {
         <dl class="figures">
             <div>
@@ -81,6 +83,22 @@ fn Figures(stats: ConnectionStats) -> impl IntoView {
                 <dd>{last}</dd>
             </div>
         </dl>
+        <Show when=move || several>
+            <table class="per-user" data-testid="instances">
+                <caption>"Clients per server process"</caption>
+                <tbody>
+                    {instances
+                        .iter()
+                        .map(|i| view! {
+                            <tr>
+                                <td>{i.instance.clone()}</td>
+                                <td>{i.clients}</td>
+                            </tr>
+                        })
+                        .collect_view()}
+                </tbody>
+            </table>
+        </Show>
         <Show when=move || !per_user.is_empty()>
             <table class="per-user">
                 <caption>"Clients per user"</caption>

@@ -216,6 +216,42 @@ pub const KEYS: &[KeySpec] = &[
         "How often retention and the per-user cap are applied in bulk (inserts apply the cap too).",
     ),
     key(
+        Some("bus"),
+        "url",
+        "",
+        "Redis to share events between server processes (`redis://host:6379`); empty: this process only, nothing to start.",
+    ),
+    key(
+        Some("bus"),
+        "prefix",
+        "sse",
+        "Prefix of the bus's Redis keys (`{sse}:stream` …), so several apps can share one Redis.",
+    ),
+    key(
+        Some("bus"),
+        "timeout",
+        "2s",
+        "Bound on every Redis command; a slower Redis counts as unreachable (sends then reach this process's clients only).",
+    ),
+    key(
+        Some("bus"),
+        "queue_max",
+        "10000",
+        "Sends waiting for the bus, at most; one more is refused (503 `bus_busy`).",
+    ),
+    key(
+        Some("bus"),
+        "report_interval",
+        "1s",
+        "How often each process writes its figures to Redis; a process that stops reporting leaves the totals within three intervals.",
+    ),
+    key(
+        Some("bus"),
+        "instance",
+        "",
+        "This process's name in the cluster's figures; empty: a random one.",
+    ),
+    key(
         Some("auth"),
         "session_ttl",
         "7d",

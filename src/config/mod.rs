@@ -25,7 +25,7 @@ use std::time::Duration;
 use leptos::config::LeptosOptions;
 
 use crate::auth::AuthConfig;
-use crate::sse::{InboxConfig, SseConfig};
+use crate::sse::{BusConfig, InboxConfig, SseConfig};
 
 pub use error::{ConfigError, Origin};
 pub use keys::{KEYS, KeySpec, markdown_table};
@@ -46,6 +46,7 @@ pub struct Config {
     pub leptos: LeptosOptions,
     pub sse: SseConfig,
     pub inbox: InboxConfig,
+    pub bus: BusConfig,
     pub auth: AuthConfig,
     pub server: ServerConfig,
 }
@@ -133,6 +134,19 @@ impl Config {
             relay_interval: layers.get_checked("inbox", "relay_interval", nonzero)?,
             sweep_interval: layers.get_checked("inbox", "sweep_interval", nonzero)?,
         };
+        let bus = BusConfig {
+            url: layers.get::<String>("bus", "url")?,
+            prefix: layers.get_checked::<String>("bus", "prefix", |p| {
+                (!p.is_empty() && !p.contains(['{', '}']))
+                    .then_some(())
+                    .ok_or("a non-empty name without braces")
+            })?,
+            timeout: layers.get_checked("bus", "timeout", nonzero)?,
+            queue_max: layers.get_checked("bus", "queue_max", positive)?,
+            report_interval: layers.get_checked("bus", "report_interval", nonzero)?,
+            instance: layers.get::<String>("bus", "instance")?,
+            history_len: sse.history_len,
+        };
         let positive_u32 = |n: &u32| (*n > 0).then_some(()).ok_or("a number above 0");
         let auth = AuthConfig {
             session_ttl: layers.get_checked("auth", "session_ttl", nonzero)?,
@@ -155,6 +169,7 @@ impl Config {
             leptos,
             sse,
             inbox,
+            bus,
             auth,
             server: ServerConfig {
                 shutdown_timeout: layers.get::<Duration>("server", "shutdown_timeout")?,

@@ -55,6 +55,8 @@ pub enum ServeError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Io(#[from] io::Error),
+    #[error(transparent)]
+    Bus(#[from] sse::BusError),
 }
 
 /// The full router: the SSE routes, Leptos pages and server functions,
@@ -130,7 +132,11 @@ pub async fn serve(
     let pool = db.pool().clone();
     let sessions = DbSessionStore::new(db.clone());
     let cleanup = sessions.spawn_cleanup(SESSION_CLEANUP_PERIOD);
-    let notifier = Notifier::with_inbox(config.sse.clone(), pool.clone(), config.inbox.clone());
+    let notifier = Notifier::start(
+        config.sse.clone(),
+        &config.bus,
+        Some((pool.clone(), config.inbox.clone())),
+    )?;
     let mut maintenance = Vec::new();
     if let Ok(inbox) = notifier.inbox() {
         // What a previous run committed but did not publish goes out

@@ -75,6 +75,16 @@ impl EventName {
         EventName(Cow::Borrowed(name))
     }
 
+    /// A name read back from the bus, written by a process of ours: the
+    /// server's own names are allowed, what is unsafe on the wire is not.
+    #[cfg(feature = "ssr")]
+    pub(crate) fn trusted(name: String) -> Result<Self, EventError> {
+        if RESERVED_EVENT_NAMES.contains(&name.as_str()) {
+            return Ok(EventName(Cow::Owned(name)));
+        }
+        Self::new(name)
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -139,6 +149,12 @@ impl Event {
         }
     }
 
+    /// An event read back from the bus (its data was checked when sent).
+    #[cfg(feature = "ssr")]
+    pub(crate) fn from_parts(name: EventName, data: String) -> Self {
+        Event { name, data }
+    }
+
     pub fn name(&self) -> &EventName {
         &self.name
     }
@@ -163,6 +179,8 @@ pub enum EventError {
     PayloadTooLarge { size: usize, max: usize },
     #[error("payload cannot be serialised to JSON: {0}")]
     Serialize(String),
+    #[error("{max} sends are already waiting for the bus; try again shortly")]
+    BusBusy { max: usize },
 }
 
 /// Decodes an event's data as the typed payload (used by the browser).

@@ -28,6 +28,19 @@ impl Epoch {
     pub const fn from_u64(n: u64) -> Self {
         Epoch(n)
     }
+
+    /// Sixteen hex digits, as on the `id:` line.
+    pub fn to_hex(self) -> String {
+        format!("{:016x}", self.0)
+    }
+
+    /// Reads [`Epoch::to_hex`]'s form back.
+    pub fn parse_hex(text: &str) -> Option<Self> {
+        if text.len() != 16 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        u64::from_str_radix(text, 16).ok().map(Epoch)
+    }
 }
 
 /// A place in one history. Ordered: `major`, then `minor`.
@@ -43,6 +56,15 @@ impl Position {
 
     pub const fn new(major: u64, minor: u64) -> Self {
         Position { major, minor }
+    }
+
+    /// The greatest position before this one (`START` stays `START`).
+    pub const fn before(self) -> Self {
+        match (self.major, self.minor) {
+            (0, 0) => Position::START,
+            (major, 0) => Position::new(major - 1, u64::MAX),
+            (major, minor) => Position::new(major, minor - 1),
+        }
     }
 }
 
@@ -83,15 +105,11 @@ impl EventId {
             None => text.trim(),
         };
         let mut parts = text.splitn(3, '-');
-        let epoch = parts.next()?;
-        if epoch.len() != 16 {
-            return None;
-        }
-        let epoch = u64::from_str_radix(epoch, 16).ok()?;
+        let epoch = Epoch::parse_hex(parts.next()?)?;
         let major = digits(parts.next()?)?;
         let minor = digits(parts.next()?)?;
         Some(EventId {
-            epoch: Epoch(epoch),
+            epoch,
             position: Position { major, minor },
         })
     }
@@ -153,5 +171,8 @@ mod tests {
         assert!(Position::new(1, 9) < Position::new(2, 0));
         assert!(Position::new(2, 0) < Position::new(2, 1));
         assert!(Position::START < Position::new(0, 1));
+        assert_eq!(Position::new(5, 1).before(), Position::new(5, 0));
+        assert_eq!(Position::new(5, 0).before(), Position::new(4, u64::MAX));
+        assert_eq!(Position::START.before(), Position::START);
     }
 }

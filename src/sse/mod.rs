@@ -18,6 +18,8 @@ pub mod inbox;
 pub mod target;
 
 #[cfg(feature = "ssr")]
+pub mod bus;
+#[cfg(feature = "ssr")]
 pub mod config;
 #[cfg(feature = "ssr")]
 mod connection;
@@ -37,6 +39,8 @@ pub use target::{ClientId, Identity, Recipient, Scope, SessionId, Tag, TagError,
 pub use inbox::{InboxId, InboxItem, InboxPage, InboxSummary};
 
 #[cfg(feature = "ssr")]
+pub use bus::{Bus, BusConfig, BusError, BusStatus};
+#[cfg(feature = "ssr")]
 pub use config::SseConfig;
 #[cfg(feature = "ssr")]
 pub use inbox::{Audience, Inbox, InboxConfig, InboxError, Pending, Stored};
@@ -44,7 +48,8 @@ pub use inbox::{Audience, Inbox, InboxConfig, InboxError, Pending, Stored};
 pub use notifier::Notifier;
 #[cfg(feature = "ssr")]
 pub use registry::{
-    ClientFilter, ClientInfo, DisconnectReason, Peer, Registry, ResetReason, Resume, Stats,
+    ClientFilter, ClientInfo, DisconnectReason, InstanceStats, Peer, Registry, ResetReason, Resume,
+    Stats,
 };
 #[cfg(feature = "ssr")]
 pub use route::{ListingScope, RemoteAddr, routes};

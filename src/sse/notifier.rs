@@ -5,10 +5,11 @@ use std::sync::Arc;
 use serde::Serialize;
 use sqlx::AnyConnection;
 
+use super::bus::{Bus, BusConfig, BusError, BusStatus};
 use super::config::SseConfig;
 use super::event::{Event, EventError, SseEvent};
 use super::inbox::{Audience, Inbox, InboxConfig, InboxError, Pending, Stored};
-use super::registry::{DisconnectReason, Registry};
+use super::registry::{Registry, Stats};
 use super::target::{Target, UserId};
 
 /// Sends events to connected clients. Cheap to clone (one `Arc`); put it
@@ -35,33 +36,48 @@ use super::target::{Target, UserId};
 /// ```
 #[derive(Clone)]
 pub struct Notifier {
-    registry: Arc<Registry>,
+    bus: Bus,
     inbox: Option<Inbox>,
 }
 
 impl Notifier {
-    /// Live events only: no inbox ([`Notifier::notify`] fails).
+    /// Live events only (no inbox: [`Notifier::notify`] fails), in this
+    /// process only.
     pub fn new(config: SseConfig) -> Self {
         Notifier {
-            registry: Arc::new(Registry::new(config)),
+            bus: Bus::local(Arc::new(Registry::new(config))),
             inbox: None,
         }
     }
 
     /// With an inbox in `pool`'s database (whose migrations created the
-    /// inbox tables). Starts the inbox's writer on the current runtime;
-    /// call [`Inbox::spawn_maintenance`] for the relay and the sweep.
+    /// inbox tables), in this process only. Starts the inbox's writer on
+    /// the current runtime; call [`Inbox::spawn_maintenance`] for the
+    /// relay and the sweep.
     pub fn with_inbox(config: SseConfig, pool: sqlx::AnyPool, inbox: InboxConfig) -> Self {
-        let registry = Arc::new(Registry::new(config));
-        let inbox = Inbox::start(pool, registry.clone(), inbox);
+        let bus = Bus::local(Arc::new(Registry::new(config)));
+        let inbox = Inbox::start(pool, bus.clone(), inbox);
         Notifier {
-            registry,
+            bus,
             inbox: Some(inbox),
         }
     }
 
-    /// Sends a typed live event. Returns how many local connections it
-    /// reached. A persistent type does not compile here: use `notify`.
+    /// The general form: the bus `bus` names (in-process if its URL is
+    /// empty; Redis otherwise, connecting in the background), and an inbox
+    /// if given. Fails only on a malformed bus URL.
+    pub fn start(
+        config: SseConfig,
+        bus: &BusConfig,
+        inbox: Option<(sqlx::AnyPool, InboxConfig)>,
+    ) -> Result<Self, BusError> {
+        let bus = Bus::start(Arc::new(Registry::new(config)), bus)?;
+        let inbox = inbox.map(|(pool, config)| Inbox::start(pool, bus.clone(), config));
+        Ok(Notifier { bus, inbox })
+    }
+
+    /// Sends a typed live event. Returns how many of this process's
+    /// connections it is for (see [`Bus::publish`]). A persistent type does not compile here: use `notify`.
     pub fn send<E: SseEvent>(&self, target: &Target, event: &E) -> Result<usize, EventError> {
         const {
             assert!(
@@ -69,7 +85,7 @@ impl Notifier {
                 "a persistent event is sent with `Notifier::notify`"
             )
         };
-        self.registry.send(target, &Event::typed(event)?)
+        self.bus.publish(target, &Event::typed(event)?, None)
     }
 
     /// Sends an untyped live event: any valid name, any serialisable
@@ -80,13 +96,13 @@ impl Notifier {
         name: &str,
         payload: &impl Serialize,
     ) -> Result<usize, EventError> {
-        self.registry
-            .send(target, &Event::new(name.to_string(), payload)?)
+        self.bus
+            .publish(target, &Event::new(name.to_string(), payload)?, None)
     }
 
     /// Sends an event built beforehand (e.g. to send one event repeatedly).
     pub fn send_event(&self, target: &Target, event: &Event) -> Result<usize, EventError> {
-        self.registry.send(target, event)
+        self.bus.publish(target, event, None)
     }
 
     /// Every connection of one user.
@@ -148,20 +164,34 @@ impl Notifier {
         self.inbox.as_ref().ok_or(InboxError::NoInbox)
     }
 
-    /// Closes the matching connections (e.g. at sign-out).
+    /// Closes the matching connections, in every process (e.g. at
+    /// sign-out). Returns how many were in this one.
     pub fn disconnect(&self, target: &Target) -> usize {
-        self.registry
-            .disconnect_matching(target, DisconnectReason::Kicked)
+        self.bus.kick(target)
     }
 
     /// Ends every stream and refuses new ones; call on shutdown.
     pub fn shutdown(&self) {
-        self.registry.shutdown();
+        self.bus.registry().shutdown();
+        self.bus.stop();
     }
 
-    /// The registry, for listings and statistics.
+    /// This process's registry, for listings.
     pub fn registry(&self) -> &Arc<Registry> {
-        &self.registry
+        self.bus.registry()
+    }
+
+    /// The figures of every process (see [`Bus::stats`]).
+    pub fn stats(&self) -> Stats {
+        self.bus.stats()
+    }
+
+    pub fn bus(&self) -> &Bus {
+        &self.bus
+    }
+
+    pub fn bus_status(&self) -> BusStatus {
+        self.bus.status()
     }
 }
 

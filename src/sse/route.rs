@@ -52,6 +52,13 @@ where
 
 /// `GET /api/sse`: admits the caller and streams its events.
 async fn stream(State(notifier): State<Notifier>, request: Request) -> Response {
+    // A client coming from another process may be ahead of what this one
+    // has read of the shared stream: wait (bounded) until it is not.
+    if let Ok(params) = query_params(&request)
+        && let Some(id) = last_event_id(&request, &params)
+    {
+        notifier.bus().catch_up(&id).await;
+    }
     let (mut registration, identity, socket) = match admit(&notifier, &request) {
         Ok(admitted) => admitted,
         Err(error) => return error.into_response(),
@@ -316,9 +323,12 @@ fn list_clients(
     };
     let registry = notifier.registry();
     match scope {
+        // The clients listed are this process's; the figures, every
+        // process's (with the bus's state and each process's share).
         ListingScope::Everything => Ok(serde_json::json!({
             "clients": registry.clients(&filter),
-            "stats": registry.stats(),
+            "stats": notifier.stats(),
+            "bus": notifier.bus_status(),
         })),
         ListingScope::OwnClients(user) => {
             // Other users' clients are never listed; per-user counts are
@@ -335,7 +345,7 @@ fn list_clients(
             };
             Ok(serde_json::json!({
                 "clients": clients,
-                "stats": registry.stats().aggregate_only(),
+                "stats": notifier.stats().aggregate_only(),
             }))
         }
     }

@@ -5,6 +5,7 @@
 //! do.
 
 mod auth;
+mod cluster;
 mod connections;
 mod inbox;
 mod plain_axum;

@@ -240,35 +240,12 @@ impl TestServer {
     /// A client that keeps cookies, not signed in. Bounded waits: a test
     /// fails rather than hangs if the server stops answering.
     pub fn browser(&self) -> reqwest::Client {
-        reqwest::Client::builder()
-            .cookie_store(true)
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_secs(10))
-            .read_timeout(Duration::from_secs(30))
-            .build()
-            .expect("client")
+        browser()
     }
 
     /// Creates an account and returns its signed-in client.
     pub async fn signup(&self, name: &str) -> User {
-        let client = self.browser();
-        let response = client
-            .post(self.url("/api/auth/signup"))
-            .form(&[("username", name), ("password", PASSWORD)])
-            .send()
-            .await
-            .expect("POST /api/auth/signup");
-        assert_eq!(
-            response.status(),
-            200,
-            "signup {name}: {:?}",
-            response.text().await
-        );
-        User {
-            name: name.to_string(),
-            client,
-            base: self.base.clone(),
-        }
+        signup_on(&self.base, name).await
     }
 
     /// Signs in an existing account on a new client (a new browser).
@@ -294,6 +271,58 @@ impl Drop for TestServer {
         if !self.data_dir.as_os_str().is_empty() {
             let _ = std::fs::remove_dir_all(&self.data_dir);
         }
+    }
+}
+
+/// A client that keeps cookies, not signed in (see [`TestServer::browser`]).
+pub fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(10))
+        .read_timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
+}
+
+/// Creates an account on the server at `base`; returns its signed-in
+/// client.
+pub async fn signup_on(base: &str, name: &str) -> User {
+    let client = browser();
+    let response = client
+        .post(format!("{base}/api/auth/signup"))
+        .form(&[("username", name), ("password", PASSWORD)])
+        .send()
+        .await
+        .expect("POST /api/auth/signup");
+    assert_eq!(
+        response.status(),
+        200,
+        "signup {name}: {:?}",
+        response.text().await
+    );
+    User {
+        name: name.to_string(),
+        client,
+        base: base.to_string(),
+    }
+}
+
+/// Signs in an existing account on the server at `base`, in a new
+/// browser.
+pub async fn login_on(base: &str, name: &str) -> User {
+    let client = browser();
+    let response = client
+        .post(format!("{base}/api/auth/login"))
+        .form(&[("username", name), ("password", PASSWORD)])
+        .send()
+        .await
+        .expect("POST /api/auth/login");
+    assert_eq!(response.status(), 200, "login {name}");
+    User {
+        name: name.to_string(),
+        client,
+        base: base.to_string(),
     }
 }
 
@@ -323,6 +352,16 @@ pub struct User {
 }
 
 impl User {
+    /// The same browser (its cookies, its session) talking to the server
+    /// at `base`: cookies belong to the host, not to the port.
+    pub fn at(&self, base: &str) -> User {
+        User {
+            name: self.name.clone(),
+            client: self.client.clone(),
+            base: base.to_string(),
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

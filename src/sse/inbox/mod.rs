@@ -43,8 +43,8 @@ mod server {
     pub use super::writer::Stored;
     use super::writer::{Job, Writer, now_ms};
     use super::{InboxId, InboxPage, InboxSummary};
+    use crate::sse::bus::Bus;
     use crate::sse::event::{Event, EventError};
-    use crate::sse::registry::Registry;
     use crate::sse::target::{Target, UserId};
 
     /// Limits and timings of the inbox.
@@ -124,7 +124,7 @@ mod server {
 
     pub(super) struct Shared {
         pub store: Store,
-        pub registry: Arc<Registry>,
+        pub bus: Bus,
         pub config: InboxConfig,
         jobs: mpsc::Sender<Job>,
         /// Backlog reads in flight, at most: one pool connection fewer
@@ -164,19 +164,14 @@ mod server {
 
     /// Queues a stored notification for the live streams of its audience,
     /// its inbox id on its event id. Returns the connections reached.
-    pub(super) fn publish(
-        registry: &Registry,
-        audience: &Audience,
-        event: &Event,
-        id: InboxId,
-    ) -> usize {
+    pub(super) fn publish(bus: &Bus, audience: &Audience, event: &Event, id: InboxId) -> usize {
         let result = match audience {
-            Audience::Everyone => registry.send_stored(&Target::all(), event, Some(id)),
+            Audience::Everyone => bus.publish(&Target::all(), event, Some(id)),
             Audience::Users(users) => {
                 let mut reached = 0;
                 let mut seen = std::collections::HashSet::new();
                 for user in users.iter().filter(|u| seen.insert(*u)) {
-                    match registry.send_stored(&Target::user(user.clone()), event, Some(id)) {
+                    match bus.publish(&Target::user(user.clone()), event, Some(id)) {
                         Ok(n) => reached += n,
                         Err(e) => return log_unsent(id, &e),
                     }
@@ -195,11 +190,11 @@ mod server {
 
     impl Inbox {
         /// Starts the writer task (on the current tokio runtime).
-        pub fn start(pool: AnyPool, registry: Arc<Registry>, config: InboxConfig) -> Inbox {
+        pub fn start(pool: AnyPool, bus: Bus, config: InboxConfig) -> Inbox {
             let (jobs, receiver) = mpsc::channel(config.queue_max.max(1));
             let writer = Writer {
                 pool: pool.clone(),
-                registry: registry.clone(),
+                bus: bus.clone(),
                 batch_max: config.batch_max.max(1),
                 max_per_user: config.max_per_user as i64,
             };
@@ -209,7 +204,7 @@ mod server {
                 inner: Arc::new(Shared {
                     backlog_readers: tokio::sync::Semaphore::new(readers.max(1)),
                     store: Store::new(pool),
-                    registry,
+                    bus,
                     config,
                     jobs,
                 }),
@@ -222,7 +217,7 @@ mod server {
 
         pub(super) fn check(&self, event: &Event) -> Result<(), InboxError> {
             let size = event.data().len();
-            let max = self.inner.registry.config().max_payload;
+            let max = self.inner.bus.registry().config().max_payload;
             if size > max {
                 return Err(EventError::PayloadTooLarge { size, max }.into());
             }
@@ -336,8 +331,8 @@ mod server {
             let event = Event::reserved(InboxSummary::EVENT, summary);
             if let Err(e) = self
                 .inner
-                .registry
-                .send(&Target::user(user.clone()), &event)
+                .bus
+                .publish(&Target::user(user.clone()), &event, None)
             {
                 tracing::warn!(error = %e, "cannot push the inbox summary");
             }

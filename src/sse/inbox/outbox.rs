@@ -108,7 +108,7 @@ impl Inbox {
         for row in claimed {
             match Event::text(row.event.clone(), row.payload.clone()) {
                 Ok(event) => {
-                    delivered += publish(&self.inner.registry, &row.audience, &event, row.id);
+                    delivered += publish(&self.inner.bus, &row.audience, &event, row.id);
                 }
                 Err(e) => {
                     tracing::warn!(id = %row.id, error = %e, "stored notification not published")

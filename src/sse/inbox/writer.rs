@@ -4,16 +4,14 @@
 //! once per notification. A send is published, and its caller answered,
 //! only after its batch committed.
 
-use std::sync::Arc;
-
 use sqlx::AnyPool;
 use tokio::sync::{mpsc, oneshot};
 
 use super::store::{self, NewRow};
 use super::types::InboxId;
 use super::{Audience, InboxError, publish};
+use crate::sse::bus::Bus;
 use crate::sse::event::Event;
-use crate::sse::registry::Registry;
 
 /// One persistent send waiting for its batch.
 pub(super) struct Job {
@@ -34,7 +32,7 @@ pub struct Stored {
 
 pub(super) struct Writer {
     pub pool: AnyPool,
-    pub registry: Arc<Registry>,
+    pub bus: Bus,
     pub batch_max: usize,
     pub max_per_user: i64,
 }
@@ -47,7 +45,7 @@ impl Writer {
             match self.commit(&batch).await {
                 Ok(ids) => {
                     for (job, id) in batch.drain(..).zip(ids) {
-                        let delivered = publish(&self.registry, &job.audience, &job.event, id);
+                        let delivered = publish(&self.bus, &job.audience, &job.event, id);
                         let _ = job.reply.send(Ok(Stored { id, delivered }));
                     }
                 }

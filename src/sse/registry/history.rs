@@ -40,6 +40,10 @@ pub enum ResetReason {
     OtherEpoch,
     /// Older than the oldest event the history still holds.
     TooOld,
+    /// The history the client was following was replaced: the shared
+    /// stream was lost or could not be followed without a gap (the bus
+    /// was unreachable), so events may have been missed.
+    HistoryLost,
 }
 
 impl ResetReason {
@@ -48,6 +52,7 @@ impl ResetReason {
             Self::Unparsable => "unparsable_id",
             Self::OtherEpoch => "other_epoch",
             Self::TooOld => "too_old",
+            Self::HistoryLost => "history_lost",
         }
     }
 }
@@ -64,6 +69,9 @@ pub(super) enum Step {
 
 pub(super) struct History {
     epoch: Epoch,
+    /// Positions come from the shared stream (the Redis bus), not from
+    /// this process.
+    shared: bool,
     /// The last position handed out (`START` before the first event).
     last: Position,
     entries: VecDeque<Published>,
@@ -79,6 +87,7 @@ impl History {
     pub(super) fn new(epoch: Epoch, max_len: usize, max_age: Duration, max_bytes: usize) -> Self {
         History {
             epoch,
+            shared: false,
             last: Position::START,
             entries: VecDeque::new(),
             trimmed_to: Position::START,
@@ -94,6 +103,26 @@ impl History {
             epoch: self.epoch,
             position,
         }
+    }
+
+    pub(super) fn epoch(&self) -> Epoch {
+        self.epoch
+    }
+
+    pub(super) fn is_shared(&self) -> bool {
+        self.shared
+    }
+
+    /// Starts over as another history that is complete from `last` on:
+    /// everything before it counts as trimmed (a client resuming from an
+    /// earlier id of `epoch` is told it cannot).
+    pub(super) fn restart(&mut self, epoch: Epoch, last: Position, shared: bool) {
+        self.epoch = epoch;
+        self.shared = shared;
+        self.last = last;
+        self.trimmed_to = last;
+        self.entries.clear();
+        self.bytes = 0;
     }
 
     /// The newest position handed out: a client registered now receives

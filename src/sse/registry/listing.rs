@@ -58,13 +58,29 @@ pub struct Stats {
     pub last_event_at: Option<u64>,
     pub connections_opened: u64,
     pub connections_closed: u64,
+    /// With several server processes (the Redis bus): each one's share,
+    /// this one first. Empty with one process.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub instances: Vec<InstanceStats>,
+}
+
+/// One server process's share of the figures.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceStats {
+    pub instance: String,
+    pub clients: usize,
+    pub events_sent: u64,
+    /// Unix milliseconds of the figures (its last report).
+    pub reported_at: u64,
 }
 
 impl Stats {
-    /// The figures without per-user detail, for callers who may not see
-    /// other users' names.
+    /// The figures without per-user or per-process detail, for callers
+    /// who may not see other users' names.
     pub fn aggregate_only(mut self) -> Self {
         self.clients_per_user.clear();
+        self.instances.clear();
         self
     }
 }

@@ -29,7 +29,7 @@ use bytes::Bytes;
 
 use super::config::SseConfig;
 use super::event::{Event, EventError, write_frame};
-use super::event_id::{Epoch, EventId};
+use super::event_id::{Epoch, EventId, Position};
 use super::inbox::InboxId;
 use super::target::{ClientId, Identity, Tag, Target};
 use crate::http::SocketState;
@@ -41,7 +41,7 @@ use lifecycle::ClientGuard;
 pub use lifecycle::DisconnectReason;
 pub(crate) use lifecycle::{ClientLink, Next};
 pub(crate) use listing::unix_millis;
-pub use listing::{ClientFilter, ClientInfo, IndexSizes, Stats, unix_millis_now};
+pub use listing::{ClientFilter, ClientInfo, IndexSizes, InstanceStats, Stats, unix_millis_now};
 use queue::Full;
 pub use registration::{Registration, Resume};
 use registration::{Replay, reset_frame};
@@ -265,12 +265,118 @@ impl Registry {
 
     /// [`Registry::send`] for an event stored in the inbox: its id line
     /// carries the row's id after the position (`<event id>:<inbox id>`).
+    ///
+    /// This is the process's own history: if it was following the shared
+    /// stream of a bus (which is unreachable, or the bus would have been
+    /// used), it starts a history of its own first, and every connected
+    /// client is told so with an `sse-reset` (see [`Registry::deliver`]).
     pub fn send_stored(
         &self,
         target: &Target,
         event: &Event,
         inbox: Option<InboxId>,
     ) -> Result<usize, EventError> {
+        self.check_size(event)?;
+        let mut history = self.lock_history();
+        if history.is_shared() {
+            tracing::warn!("bus unreachable: sending on this process's own history");
+            self.restart_locked(
+                &mut history,
+                Epoch::random(),
+                Position::START,
+                false,
+                Vec::new(),
+            );
+        }
+        let position = history.next_position();
+        Ok(self.publish_locked(history, position, target, event, inbox))
+    }
+
+    /// Delivers an event that came back from the bus's shared stream, at
+    /// the position the stream gave it. An id from another history than
+    /// the one followed so far restarts the history first (every client
+    /// gets an `sse-reset`).
+    pub(crate) fn deliver(
+        &self,
+        id: EventId,
+        target: &Target,
+        event: &Event,
+        inbox: Option<InboxId>,
+    ) -> usize {
+        let mut history = self.lock_history();
+        if history.epoch() != id.epoch || !history.is_shared() {
+            let before = id.position.before();
+            self.restart_locked(&mut history, id.epoch, before, true, Vec::new());
+        }
+        if id.position <= history.last() {
+            // Already delivered (a catch-up overlapping the live read).
+            return 0;
+        }
+        self.publish_locked(history, id.position, target, event, inbox)
+    }
+
+    /// Follows another history from now on: `epoch`, complete after
+    /// `last`, holding `recent` (already framed, in order, not delivered
+    /// again). Every connected client is sent an `sse-reset`: what it
+    /// missed cannot be told apart from what it saw.
+    pub(crate) fn restart_history(&self, from: EventId, recent: Vec<Recent>) {
+        let framed = recent
+            .into_iter()
+            .map(|(position, target, event, inbox)| {
+                let id = EventId {
+                    epoch: from.epoch,
+                    position,
+                };
+                (position, target, frame(id, &event, inbox))
+            })
+            .collect();
+        let mut history = self.lock_history();
+        self.restart_locked(&mut history, from.epoch, from.position, true, framed);
+    }
+
+    /// How many of this process's connections `target` selects now.
+    pub fn count_matching(&self, target: &Target) -> usize {
+        let indexes = self.read();
+        if target.tags().is_empty() && matches!(target.scope(), super::target::Scope::All) {
+            return indexes.clients.len();
+        }
+        let mut n = 0;
+        indexes.for_each_match(target, |_, _| n += 1);
+        n
+    }
+
+    /// The history followed now and its newest position.
+    pub fn history_head(&self) -> (EventId, bool) {
+        let history = self.lock_history();
+        (history.id(history.last()), history.is_shared())
+    }
+
+    fn restart_locked(
+        &self,
+        history: &mut History,
+        epoch: Epoch,
+        last: Position,
+        shared: bool,
+        recent: Vec<(Position, Target, Bytes)>,
+    ) {
+        history.restart(epoch, last, shared);
+        let now = Instant::now();
+        for (position, target, frame) in recent {
+            history.record(position, target, frame, now);
+        }
+        let reset = reset_frame(ResetReason::HistoryLost, history.id(history.last()));
+        let mut overflowed = Vec::new();
+        for (client, entry) in &self.read().clients {
+            if entry.link.queue.push(reset.clone()).is_err() {
+                overflowed.push(*client);
+            }
+        }
+        for client in overflowed {
+            self.disconnect(client, DisconnectReason::QueueOverflow);
+        }
+    }
+
+    pub(crate) fn check_size(&self, event: &Event) -> Result<(), EventError> {
         let size = event.data().len();
         if size > self.config.max_payload {
             return Err(EventError::PayloadTooLarge {
@@ -278,16 +384,21 @@ impl Registry {
                 max: self.config.max_payload,
             });
         }
-        let mut history = self.lock_history();
-        let position = history.next_position();
-        let mut id = history.id(position).to_string();
-        if let Some(inbox) = inbox {
-            id.push(':');
-            id.push_str(&inbox.to_string());
-        }
-        let mut frame = Vec::new();
-        write_frame(&mut frame, Some(&id), event.name(), event.data());
-        let frame = Bytes::from(frame);
+        Ok(())
+    }
+
+    /// Frames the event at `position`, queues it for its receivers and
+    /// keeps it in the history, all under the history's lock (so every
+    /// client sees events in id order); returns the receivers.
+    fn publish_locked(
+        &self,
+        mut history: MutexGuard<'_, History>,
+        position: Position,
+        target: &Target,
+        event: &Event,
+        inbox: Option<InboxId>,
+    ) -> usize {
+        let frame = frame(history.id(position), event, inbox);
 
         let mut delivered = 0;
         let mut overflowed = Vec::new();
@@ -309,7 +420,7 @@ impl Registry {
         self.counters
             .last_event_at
             .store(unix_millis(SystemTime::now()), Ordering::Relaxed);
-        Ok(delivered)
+        delivered
     }
 
     /// Ends one connection now (its stream closes with `reason`).
@@ -417,6 +528,7 @@ impl Registry {
             last_event_at: (last != 0).then_some(last),
             connections_opened: self.counters.connections_opened.load(Ordering::Relaxed),
             connections_closed: self.counters.connections_closed.load(Ordering::Relaxed),
+            instances: Vec::new(),
         }
     }
 
@@ -456,6 +568,22 @@ impl Registry {
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Indexes> {
         self.indexes.write().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// An event the history holds: its position, target and content.
+pub(crate) type Recent = (Position, Target, Event, Option<InboxId>);
+
+/// The event's bytes on the wire, its id line carrying the inbox row's id
+/// after the position when it is stored (`<event id>:<inbox id>`).
+fn frame(id: EventId, event: &Event, inbox: Option<InboxId>) -> Bytes {
+    let mut id = id.to_string();
+    if let Some(inbox) = inbox {
+        id.push(':');
+        id.push_str(&inbox.to_string());
+    }
+    let mut out = Vec::new();
+    write_frame(&mut out, Some(&id), event.name(), event.data());
+    Bytes::from(out)
 }
 
 #[cfg(test)]

@@ -1,0 +1,204 @@
+//! The Redis bus: one stream every process appends to and reads.
+//!
+//! Three tasks per process, on two connections (the bound on what the
+//! bus holds open): the [`publish`]er appends queued sends with a script
+//! that also keeps the stream's epoch, pipelining whatever is waiting into
+//! one round trip; the [`read`]er follows the stream with a blocking
+//! `XREAD` on a connection of its own and delivers through the registry;
+//! the [`cluster`] task shares the publisher's connection to write this
+//! process's figures and read the others'. Each reconnects by itself with
+//! backoff, and every command is bounded by `bus.timeout`.
+
+mod cluster;
+mod publish;
+mod read;
+mod reply;
+mod seen;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use redis::AsyncConnectionConfig;
+use redis::aio::MultiplexedConnection;
+use tokio::sync::{mpsc, watch};
+
+use super::wire::Outgoing;
+use super::{BusConfig, BusError, BusStatus};
+use crate::sse::event::{Event, EventError};
+use crate::sse::event_id::EventId;
+use crate::sse::inbox::InboxId;
+use crate::sse::registry::{Registry, Stats};
+use crate::sse::target::Target;
+
+pub use cluster::NodeReport;
+
+/// The names of the keys, all under one hash tag (`{prefix}`), so that
+/// the append script's two keys live on one node of a Redis Cluster too.
+#[derive(Debug, Clone)]
+pub(super) struct Keys {
+    stream: String,
+    epoch: String,
+    nodes: String,
+    node_prefix: String,
+}
+
+impl Keys {
+    fn new(prefix: &str) -> Self {
+        let tag = format!("{{{prefix}}}");
+        Keys {
+            stream: format!("{tag}:stream"),
+            epoch: format!("{tag}:epoch"),
+            nodes: format!("{tag}:nodes"),
+            node_prefix: format!("{tag}:node:"),
+        }
+    }
+}
+
+/// What the tasks share with the handle.
+pub(super) struct Shared {
+    registry: Arc<Registry>,
+    client: redis::Client,
+    keys: Keys,
+    config: BusConfig,
+    instance: String,
+    publisher_up: AtomicBool,
+    reader_up: AtomicBool,
+    /// The other processes' latest reports.
+    others: Mutex<Vec<NodeReport>>,
+    stopping: watch::Sender<bool>,
+}
+
+impl Shared {
+    /// A connection with `bus.timeout` on connecting and (unless it is the
+    /// reader's, whose commands block longer on purpose) on every reply.
+    async fn connect(&self, replies_timeout: bool) -> redis::RedisResult<MultiplexedConnection> {
+        let timeout = self.config.timeout;
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(replies_timeout.then_some(timeout));
+        tokio::time::timeout(
+            timeout,
+            self.client
+                .get_multiplexed_async_connection_with_config(&config),
+        )
+        .await
+        .map_err(|_| timed_out())?
+    }
+
+    /// Resolves when the bus is told to stop.
+    async fn stopped(&self) {
+        let mut stopping = self.stopping.subscribe();
+        let _ = stopping.wait_for(|stop| *stop).await;
+    }
+}
+
+fn timed_out() -> redis::RedisError {
+    redis::RedisError::from(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        "no answer from Redis within bus.timeout",
+    ))
+}
+
+/// The Redis bus's handle.
+pub(super) struct RedisBus {
+    shared: Arc<Shared>,
+    outgoing: mpsc::Sender<Outgoing>,
+}
+
+impl RedisBus {
+    pub(super) fn start(
+        registry: Arc<Registry>,
+        config: &BusConfig,
+    ) -> Result<Arc<Self>, BusError> {
+        let client = redis::Client::open(config.url.as_str())
+            .map_err(|e| BusError(format!("{:?} is not a Redis URL: {e}", config.url)))?;
+        let instance = if config.instance.is_empty() {
+            format!("{:08x}", rand::random::<u32>())
+        } else {
+            config.instance.clone()
+        };
+        let (outgoing, queued) = mpsc::channel(config.queue_max.max(1));
+        let shared = Arc::new(Shared {
+            registry,
+            client,
+            keys: Keys::new(&config.prefix),
+            config: config.clone(),
+            instance,
+            publisher_up: AtomicBool::new(false),
+            reader_up: AtomicBool::new(false),
+            others: Mutex::new(Vec::new()),
+            stopping: watch::Sender::new(false),
+        });
+        tracing::info!(instance = %shared.instance, prefix = %config.prefix, "bus: Redis; connecting");
+        tokio::spawn(publish::run(shared.clone(), queued));
+        tokio::spawn(read::run(shared.clone()));
+        tokio::spawn(cluster::run(shared.clone()));
+        Ok(Arc::new(RedisBus { shared, outgoing }))
+    }
+
+    pub(super) fn publish(
+        &self,
+        target: &Target,
+        event: &Event,
+        inbox: Option<InboxId>,
+    ) -> Result<(), EventError> {
+        self.outgoing
+            .try_send(Outgoing::Event {
+                target: target.clone(),
+                event: event.clone(),
+                inbox,
+            })
+            .map_err(|_| EventError::BusBusy {
+                max: self.shared.config.queue_max,
+            })
+    }
+
+    /// Queues a kick for every process; false if the queue is full (the
+    /// caller then ends the local streams at least).
+    pub(super) fn kick(&self, target: &Target) -> bool {
+        self.outgoing
+            .try_send(Outgoing::Kick {
+                target: target.clone(),
+            })
+            .is_ok()
+    }
+
+    pub(super) fn status(&self) -> BusStatus {
+        BusStatus {
+            kind: "redis",
+            connected: self.shared.publisher_up.load(Ordering::Relaxed)
+                && self.shared.reader_up.load(Ordering::Relaxed),
+            instance: self.shared.instance.clone(),
+        }
+    }
+
+    pub(super) fn cluster_stats(&self, local: Stats) -> Stats {
+        let others = self
+            .shared
+            .others
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        cluster::merge(&self.shared.instance, local, &others)
+    }
+
+    pub(super) async fn catch_up(&self, id: EventId) {
+        let deadline = Instant::now() + self.shared.config.timeout;
+        loop {
+            let (head, shared) = self.shared.registry.history_head();
+            if !shared || head.epoch != id.epoch || head.position >= id.position {
+                return;
+            }
+            if Instant::now() >= deadline {
+                tracing::debug!(%id, "the stream was not read up to a client's id in time");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    pub(super) fn stop(&self) {
+        self.shared.stopping.send_replace(true);
+    }
+}

@@ -1,0 +1,217 @@
+//! The publisher: appends queued sends to the stream, in order.
+//!
+//! Whatever is queued when it looks is sent as one pipeline (one round
+//! trip for a burst). Each append runs [`APPEND`], which also keeps the
+//! stream's epoch: a stream that was lost (Redis flushed or replaced, the
+//! key deleted) is started afresh under a new epoch, so no process takes
+//! the new entries for a continuation of the old ones. While Redis cannot
+//! be reached, sends are delivered to this process's clients only (in
+//! order, on the registry's own history), and the publisher reconnects.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use redis::aio::MultiplexedConnection;
+use redis::{Pipeline, Script};
+use tokio::sync::mpsc;
+
+use super::Shared;
+use crate::sse::bus::backoff::Backoff;
+use crate::sse::bus::wire::{Origin, Outgoing};
+use crate::sse::event_id::Epoch;
+use crate::sse::registry::DisconnectReason;
+
+/// KEYS[1] the stream, KEYS[2] its epoch; ARGV[1] the epoch to use if a
+/// new history starts, ARGV[2] the stream's length (`MAXLEN ~`),
+/// ARGV[3..] the entry's fields and values. Returns the entry's id.
+const APPEND: &str = r"
+local epoch = redis.call('GET', KEYS[2])
+if (not epoch) or redis.call('EXISTS', KEYS[1]) == 0 then
+  epoch = ARGV[1]
+  redis.call('DEL', KEYS[1])
+  redis.call('SET', KEYS[2], epoch)
+end
+local entry = {'XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'h', epoch}
+for i = 3, #ARGV do entry[#entry + 1] = ARGV[i] end
+return redis.call(unpack(entry))
+";
+
+/// Sends written per round trip, at most.
+const BATCH: usize = 256;
+
+pub(super) fn script() -> Script {
+    Script::new(APPEND)
+}
+
+/// Appends `outgoing` entries as one pipeline of [`APPEND`] calls.
+pub(super) fn pipeline(shared: &Shared, hash: &str, outgoing: &[(Origin, Outgoing)]) -> Pipeline {
+    let mut pipe = redis::pipe();
+    for (origin, item) in outgoing {
+        let cmd = pipe
+            .cmd("EVALSHA")
+            .arg(hash)
+            .arg(2)
+            .arg(&shared.keys.stream)
+            .arg(&shared.keys.epoch)
+            .arg(Epoch::random().to_hex())
+            .arg(shared.config.history_len.max(1));
+        for (name, value) in item.fields(*origin) {
+            cmd.arg(name).arg(value);
+        }
+    }
+    pipe
+}
+
+/// The publisher's side of [`Origin`]: its random id and its count.
+struct Counter {
+    publisher: u64,
+    seq: u64,
+}
+
+impl Counter {
+    fn stamp(&mut self, items: &mut Vec<Outgoing>, batch: &mut Vec<(Origin, Outgoing)>) {
+        for item in items.drain(..) {
+            self.seq += 1;
+            let origin = Origin {
+                publisher: self.publisher,
+                seq: self.seq,
+            };
+            batch.push((origin, item));
+        }
+    }
+}
+
+pub(super) async fn run(shared: Arc<Shared>, mut queued: mpsc::Receiver<Outgoing>) {
+    let mut backoff = Backoff::new();
+    let mut counter = Counter {
+        publisher: rand::random(),
+        seq: 0,
+    };
+    let mut taken = Vec::with_capacity(BATCH);
+    // Taken from the queue, not yet confirmed appended.
+    let mut batch: Vec<(Origin, Outgoing)> = Vec::with_capacity(BATCH);
+    loop {
+        let connected = match shared.connect(true).await {
+            Ok(mut conn) => match script().load_async(&mut conn).await {
+                Ok(hash) => Some((conn, hash)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "bus: cannot load the append script");
+                    None
+                }
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, url = %shared.config.url, "bus: Redis unreachable; local clients only until it is back");
+                None
+            }
+        };
+        let Some((mut conn, hash)) = connected else {
+            shared.publisher_up.store(false, Ordering::Relaxed);
+            // What could not be confirmed, and what comes while we wait,
+            // reaches local clients at least.
+            deliver_locally(&shared, batch.drain(..).map(|(_, item)| item));
+            let delay = tokio::time::sleep(backoff.next_delay());
+            tokio::pin!(delay);
+            loop {
+                tokio::select! {
+                    () = &mut delay => break,
+                    () = shared.stopped() => return,
+                    n = queued.recv_many(&mut taken, BATCH) => {
+                        if n == 0 {
+                            return;
+                        }
+                        deliver_locally(&shared, taken.drain(..));
+                    }
+                }
+            }
+            continue;
+        };
+        tracing::info!("bus: publishing to Redis");
+        shared.publisher_up.store(true, Ordering::Relaxed);
+        backoff.reset();
+        let go_on = publish_until_error(
+            &shared,
+            &mut conn,
+            &hash,
+            &mut queued,
+            (&mut counter, &mut taken, &mut batch),
+        )
+        .await;
+        if !go_on {
+            return;
+        }
+        shared.publisher_up.store(false, Ordering::Relaxed);
+    }
+}
+
+/// How often an idle publisher checks its connection, so that a Redis
+/// that went away is noticed (and reconnected to) before the next send.
+const IDLE_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Publishes until the connection fails (returns true: reconnect, with
+/// the unconfirmed sends left in the batch) or every sender is gone.
+async fn publish_until_error(
+    shared: &Shared,
+    conn: &mut MultiplexedConnection,
+    hash: &str,
+    queued: &mut mpsc::Receiver<Outgoing>,
+    (counter, taken, batch): (
+        &mut Counter,
+        &mut Vec<Outgoing>,
+        &mut Vec<(Origin, Outgoing)>,
+    ),
+) -> bool {
+    loop {
+        if batch.is_empty() {
+            // Not stopped by the bus's stop: what was sent before a
+            // shutdown still goes out.
+            tokio::select! {
+                n = queued.recv_many(taken, BATCH) => {
+                    if n == 0 {
+                        return false;
+                    }
+                    counter.stamp(taken, batch);
+                }
+                () = tokio::time::sleep(IDLE_CHECK) => {
+                    if let Err(e) = redis::cmd("PING").query_async::<String>(conn).await {
+                        tracing::warn!(error = %e, "bus: connection lost; reconnecting");
+                        return true;
+                    }
+                    continue;
+                }
+            }
+        }
+        match pipeline(shared, hash, batch)
+            .query_async::<Vec<redis::Value>>(conn)
+            .await
+        {
+            Ok(_) => batch.clear(),
+            Err(e) => {
+                // Some may have been appended; they are appended again on
+                // the next connection, and readers drop the copies.
+                tracing::warn!(error = %e, sends = batch.len(), "bus: append failed; reconnecting");
+                return true;
+            }
+        }
+    }
+}
+
+fn deliver_locally(shared: &Shared, items: impl Iterator<Item = Outgoing>) {
+    for item in items {
+        match item {
+            Outgoing::Event {
+                target,
+                event,
+                inbox,
+            } => {
+                if let Err(e) = shared.registry.send_stored(&target, &event, inbox) {
+                    tracing::warn!(error = %e, "bus: local delivery refused");
+                }
+            }
+            Outgoing::Kick { target } => {
+                shared
+                    .registry
+                    .disconnect_matching(&target, DisconnectReason::Kicked);
+            }
+        }
+    }
+}

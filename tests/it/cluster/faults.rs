@@ -1,0 +1,127 @@
+//! Redis lost and back, or its stream deleted: local delivery goes on,
+//! the processes reconnect by themselves, and the clients that may have
+//! missed something are told with `sse-reset`, never left with a gap.
+
+use std::time::{Duration, Instant};
+
+use super::{Cluster, OwnRedis, send};
+use crate::support::{SseStream, User, login_on, signup_on};
+
+/// The names of the events read until one named `until` (inclusive),
+/// `tick` ones as `tick:<message>`.
+async fn read_until(stream: &mut SseStream, until: &str, wait: Duration) -> Vec<String> {
+    let deadline = Instant::now() + wait;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Some((_, name, data)) = stream.next_with_id(left).await else {
+            panic!("no {until:?} within {wait:?}; read {seen:?}");
+        };
+        let label = if name == "tick" {
+            let json: serde_json::Value = serde_json::from_str(&data).expect("JSON");
+            format!("tick:{}", json["message"].as_str().unwrap_or_default())
+        } else {
+            name
+        };
+        let done = label == until;
+        seen.push(label);
+        if done {
+            return seen;
+        }
+    }
+}
+
+/// Waits until the instance `admin` talks to says its bus is connected.
+async fn bus_connected(admin: &User, within: Duration) {
+    let started = Instant::now();
+    loop {
+        let listing = admin.clients("").await;
+        if listing["bus"]["connected"] == true {
+            return;
+        }
+        assert!(
+            started.elapsed() < within,
+            "bus still down: {}",
+            listing["bus"]
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn redis_restarted_mid_stream_local_delivery_goes_on_and_clients_are_told() {
+    let mut redis = OwnRedis::start().await;
+    let cluster = Cluster::on(&redis.url()).await;
+    let a = cluster.start("a").await;
+    let b = cluster.start("b").await;
+    signup_on(&a.base, "root").await;
+    cluster.grant_admin("root");
+    let admin_a = login_on(&a.base, "root").await;
+    let admin_b = admin_a.at(&b.base);
+    let bob = signup_on(&a.base, "bob").await;
+    let alice = signup_on(&b.base, "alice").await;
+    let (mut stream, _) = bob.open("").await;
+
+    send(&alice, "bob", "tick", "before").await;
+    assert_eq!(
+        read_until(&mut stream, "tick:before", Duration::from_secs(5)).await,
+        ["tick:before"]
+    );
+
+    redis.stop();
+    // A send on A reaches A's client at once, and answers at once.
+    let started = Instant::now();
+    send(&alice.at(&a.base), "bob", "tick", "during").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "a send waited for Redis"
+    );
+    let seen = read_until(&mut stream, "tick:during", Duration::from_secs(5)).await;
+    assert_eq!(seen, ["sse-reset", "tick:during"], "told, then delivered");
+
+    redis.restart().await;
+    bus_connected(&admin_a, Duration::from_secs(20)).await;
+    bus_connected(&admin_b, Duration::from_secs(20)).await;
+    send(&alice, "bob", "tick", "after").await;
+    let seen = read_until(&mut stream, "tick:after", Duration::from_secs(5)).await;
+    assert_eq!(
+        seen,
+        ["sse-reset", "tick:after"],
+        "the new history announced before its first event"
+    );
+    drop((a, b));
+    cluster.finish().await;
+}
+
+#[tokio::test]
+async fn a_deleted_stream_is_a_new_history_and_clients_are_told() {
+    let cluster = Cluster::new().await;
+    let a = cluster.start("a").await;
+    let b = cluster.start("b").await;
+    let bob = signup_on(&a.base, "bob").await;
+    let alice = signup_on(&b.base, "alice").await;
+    let (mut stream, _) = bob.open("").await;
+    send(&alice, "bob", "tick", "one").await;
+    assert_eq!(
+        read_until(&mut stream, "tick:one", Duration::from_secs(5)).await,
+        ["tick:one"]
+    );
+
+    let client = redis::Client::open(cluster.redis_url.as_str()).expect("redis url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let deleted: i64 = redis::cmd("DEL")
+        .arg(format!("{{{}}}:stream", cluster.prefix))
+        .query_async(&mut conn)
+        .await
+        .expect("DEL");
+    assert_eq!(deleted, 1);
+
+    send(&alice, "bob", "tick", "two").await;
+    let seen = read_until(&mut stream, "tick:two", Duration::from_secs(8)).await;
+    assert_eq!(seen, ["sse-reset", "tick:two"]);
+    drop((a, b));
+    cluster.finish().await;
+}
