@@ -44,7 +44,7 @@ async fn notify(from: &User, to: &str, message: &str) -> i64 {
     answer["id"].as_i64().expect("a stored notification's id")
 }
 
-async fn user_id(user: &User) -> String {
+pub async fn user_id(user: &User) -> String {
     let me: Value = user
         .client
         .post(user.url("/api/auth/me"))

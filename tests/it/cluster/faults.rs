@@ -125,3 +125,38 @@ async fn a_deleted_stream_is_a_new_history_and_clients_are_told() {
     drop((a, b));
     cluster.finish().await;
 }
+
+#[tokio::test]
+async fn a_server_starts_without_redis_and_joins_the_bus_when_it_comes() {
+    let mut redis = OwnRedis::not_started();
+    let cluster = Cluster::on(&redis.url()).await;
+    let a = cluster.start("a").await;
+    signup_on(&a.base, "root").await;
+    cluster.grant_admin("root");
+    let admin = login_on(&a.base, "root").await;
+    let listing = admin.clients("").await;
+    assert_eq!(listing["bus"]["kind"], "redis", "{listing}");
+    assert_eq!(
+        listing["bus"]["connected"], false,
+        "says it is not connected"
+    );
+    assert!(
+        a.log().contains("Redis unreachable"),
+        "and logs it:\n{}",
+        a.log()
+    );
+
+    let bob = signup_on(&a.base, "bob").await;
+    let (mut stream, _) = bob.open("").await;
+    send(&admin, "bob", "tick", "local").await;
+    let seen = read_until(&mut stream, "tick:local", Duration::from_secs(5)).await;
+    assert_eq!(seen.last().map(String::as_str), Some("tick:local"));
+
+    redis.restart().await;
+    bus_connected(&admin, Duration::from_secs(20)).await;
+    send(&admin, "bob", "tick", "shared").await;
+    let seen = read_until(&mut stream, "tick:shared", Duration::from_secs(5)).await;
+    assert_eq!(seen, ["sse-reset", "tick:shared"]);
+    drop(a);
+    cluster.finish().await;
+}

@@ -6,6 +6,7 @@
 
 mod delivery;
 mod faults;
+mod relay;
 mod stats;
 
 use std::process::{Child, Command, Stdio};
@@ -172,12 +173,17 @@ pub struct OwnRedis {
 
 impl OwnRedis {
     pub async fn start() -> Self {
-        let mut redis = OwnRedis {
-            port: free_port(),
-            child: None,
-        };
+        let mut redis = Self::not_started();
         redis.restart().await;
         redis
+    }
+
+    /// A free port where it will run once [`OwnRedis::restart`]ed.
+    pub fn not_started() -> Self {
+        OwnRedis {
+            port: free_port(),
+            child: None,
+        }
     }
 
     pub fn url(&self) -> String {
