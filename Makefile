@@ -18,7 +18,7 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 export PATH := $(TOOLS_DIR)/node_modules/.bin:$(HOME)/.cargo/bin:$(PATH)
 
 .PHONY: run test bench fuzz tool-cargo-fuzz build tools tool-wasm-target tool-cargo-leptos tool-wasm-bindgen \
-        tool-wasm-opt tool-chromium e2e-deps fmt lint clean
+        tool-wasm-opt tool-chromium tool-nginx e2e-deps fmt lint clean
 
 ## run: install missing tools, build a release, serve on http://127.0.0.1:3000
 run: build
@@ -29,7 +29,7 @@ build: tools
 	cargo leptos build --release --precompress
 
 ## test: fmt, clippy (ssr + hydrate), Rust tests, Playwright against a release build
-test: tools tool-chromium e2e-deps
+test: tools tool-chromium tool-nginx e2e-deps
 	SERVER_BIN="$(SERVER_BIN)" scripts/test.sh
 
 ## bench: criterion micro-benchmarks + load generator vs. a naive baseline (BENCHMARKS.md)
@@ -75,6 +75,11 @@ tool-wasm-opt:
 tool-chromium:
 	@test -x /usr/bin/chromium \
 	  || { $(SUDO) apt-get install -y chromium || { $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium; }; }
+
+# nginx for the test that runs deploy/nginx.conf in front of two servers.
+tool-nginx:
+	@test -x /usr/sbin/nginx \
+	  || { $(SUDO) apt-get install -y nginx || { $(SUDO) apt-get update && $(SUDO) apt-get install -y nginx; }; }
 
 e2e-deps:
 	@cd end2end && npm ci --no-audit --no-fund --loglevel=error

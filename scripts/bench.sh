@@ -26,7 +26,10 @@ STORM_EVENTS=${BENCH_STORM_EVENTS:-1000}
 INBOX_EVENTS=${BENCH_INBOX_EVENTS:-100000}
 # The Postgres server the inbox scenario creates (and drops) its database on.
 POSTGRES_URL=${BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}
-SCENARIOS=${BENCH_SCENARIOS:-"micro floor idle broadcast saturate targeted churn storm inbox soak"}
+# The Redis the cluster scenario's bus uses (it must be otherwise idle).
+REDIS_URL=${BENCH_REDIS_URL:-redis://127.0.0.1:6379}
+CLUSTER_CLIENTS=${BENCH_CLUSTER_CLIENTS:-1000}
+SCENARIOS=${BENCH_SCENARIOS:-"micro floor idle broadcast saturate targeted churn storm inbox cluster soak"}
 # One generator process opens at most this many sockets (the hard
 # open-files limit is 20 000 here); more connections take more processes.
 PER_PROCESS=9500
@@ -148,6 +151,59 @@ if wants targeted; then
     p=$(processes_for "${n}")
     echo "==> targeted sends, 50/s for ${DURATION}s, to one user while ${n} others are connected"
     gen "${ours[@]}" --scenario targeted --clients "${n}" --processes "${p}" --rate 50 --duration "${DURATION}"
+  done
+fi
+
+# Two server processes sharing a fresh Postgres database and the Redis bus,
+# both on core 0 (the generator on core 1). Sets `cluster_a`/`cluster_b`
+# (loadgen flags) and `cluster_pids`.
+start_cluster() {
+  stop_servers
+  local bus_url=$1 db="sse_notify_bench_$$_${RANDOM}"
+  psql "${POSTGRES_URL}" -q -c "CREATE DATABASE ${db}"
+  cluster_db=${db}
+  cluster_data=$(mktemp -d)
+  local pg_base=${POSTGRES_URL%/*} prefix="bench-${db}" pa pb
+  pa=$(free_port); pb=$(free_port)
+  cluster_pids=()
+  for name in a b; do
+    local port=${pa}; [[ ${name} == b ]] && port=${pb}
+    SSE_MAX_CLIENTS=19500 SSE_PER_USER_MAX=19500 SSE_PER_ADDRESS_MAX=19500 SSE_QUEUE_LEN=1024 \
+    AUTH_LOGIN_ATTEMPTS_PER_IP=1000000 AUTH_LOGIN_ATTEMPTS_PER_USER=1000000 \
+    SSE_ENABLE_LOGGING=false RUST_LOG=warn DATA_DIR="${cluster_data}/${name}" \
+    DATABASE_URL="${pg_base}/${db}" BUS_URL="${bus_url}" BUS_PREFIX="${prefix}" BUS_INSTANCE="${name}" \
+    LEPTOS_SITE_ADDR="127.0.0.1:${port}" "${on0[@]}" "${bin}/sse_notify" >> "${out}/server.log" 2>&1 &
+    cluster_pids+=($!)
+    for _ in $(seq 100); do
+      [[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:${port}/api/sse/clients" || true)" == 401 ]] && break
+      sleep 0.1
+    done
+  done
+  cluster_a=(--target ours --addr "127.0.0.1:${pa}" --pid "${cluster_pids[0]}")
+  cluster_b_addr="127.0.0.1:${pb}"
+}
+
+stop_cluster() {
+  kill "${cluster_pids[@]}" 2>/dev/null || true
+  wait "${cluster_pids[@]}" 2>/dev/null || true
+  psql "${POSTGRES_URL}" -q -c "DROP DATABASE IF EXISTS ${cluster_db} WITH (FORCE)" || true
+  rm -rf "${cluster_data}"
+}
+
+if wants cluster; then
+  echo "==> bus: 20 000 sends through the in-process bus and through Redis, no HTTP; then 1 000/s for 10 s"
+  "${bin}/loadgen" --scenario bus --events 20000 --rate 1000 --duration 10 --redis "${REDIS_URL}" \
+    | tee -a "${results}"
+  # The same HTTP send path three ways, in one run: one process without a
+  # bus; two processes on Redis, sent on the receiver's process; sent on
+  # the other process.
+  for mode in single same-process cross-process; do
+    if [[ ${mode} == single ]]; then start_cluster ""; else start_cluster "${REDIS_URL}"; fi
+    send=(); [[ ${mode} == cross-process ]] && send=(--send-addr "${cluster_b_addr}")
+    echo "==> targeted live sends at 1 000/s for ${DURATION}s, ${CLUSTER_CLIENTS} idle clients, ${mode}"
+    gen "${cluster_a[@]}" --scenario targeted --clients "${CLUSTER_CLIENTS}" --rate 1000 \
+      --duration "${DURATION}" "${send[@]}"
+    stop_cluster
   done
 fi
 

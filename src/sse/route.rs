@@ -346,6 +346,7 @@ fn list_clients(
             Ok(serde_json::json!({
                 "clients": clients,
                 "stats": notifier.stats().aggregate_only(),
+                "bus": notifier.bus_status(),
             }))
         }
     }

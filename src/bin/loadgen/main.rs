@@ -24,12 +24,16 @@
 //! - `inbox`: no server: persistent sends in process against a fresh
 //!   database (`--database`); group commit, one commit per send, live only,
 //!   and the store step's latency at `--rate` (see `inbox.rs`);
+//! - `bus`: no server: sends through the in-process bus and the Redis bus
+//!   (`--redis`), throughput, latency and Redis's cost per event (see
+//!   `bus.rs`);
 //! - `floor`: no server: plain `write()`s of 1 KiB to N loopback sockets,
 //!   the kernel's own cost of a broadcast;
 //! - `hold`, `hold-raw`: internal, a holder process (see `holders.rs`).
 //!
 //! Output: one JSON object per run on stdout.
 
+mod bus;
 mod floor;
 mod holders;
 mod http;
@@ -80,6 +84,11 @@ pub struct Args {
     events: usize,
     /// `sqlite`, or a Postgres admin URL (inbox).
     database: String,
+    /// The Redis of the bus scenario.
+    redis: String,
+    /// Where `targeted` sends (another server process of the cluster);
+    /// default: `--addr`.
+    send_addr: Option<SocketAddr>,
 }
 
 fn args() -> Result<Args, String> {
@@ -102,6 +111,8 @@ fn args() -> Result<Args, String> {
         reuse: false,
         events: 1_000,
         database: "sqlite".into(),
+        redis: "redis://127.0.0.1:6379".into(),
+        send_addr: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -128,6 +139,8 @@ fn args() -> Result<Args, String> {
             "--publishers" => a.publishers = value()?.parse().map_err(|e| bad(&e))?,
             "--events" => a.events = value()?.parse().map_err(|e| bad(&e))?,
             "--database" => a.database = value()?,
+            "--redis" => a.redis = value()?,
+            "--send-addr" => a.send_addr = Some(value()?.parse().map_err(|e| bad(&e))?),
             "--cookies" => a.cookies = value()?.split(',').map(str::to_string).collect(),
             other => return Err(format!("unknown flag {other}")),
         }
@@ -215,6 +228,7 @@ async fn run(a: &Args) -> Result<serde_json::Value, String> {
     let extra = match a.scenario.as_str() {
         "floor" => return floor::floor(a).await,
         "inbox" => return inbox::inbox(a).await,
+        "bus" => return bus::bus(a).await,
         "hold" | "hold-raw" => return hold(a).await,
         "idle" => idle(a).await?,
         "connect" => connect(a).await?,
@@ -431,8 +445,14 @@ async fn targeted(a: &Args) -> Result<serde_json::Value, String> {
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / a.rate.max(1) as f64));
     for _ in 0..events {
         tick.tick().await;
-        let body = format!(r#"{{"user":"benchprobe","message":"t={};"}}"#, now_micros());
-        let (status, text) = request(a.addr, "POST", "/api/sse/test", &headers, &body).await?;
+        // A live event: the latency of the send path (and of the bus), not
+        // of the inbox's commit.
+        let body = format!(
+            r#"{{"user":"benchprobe","event":"bench","message":"t={};"}}"#,
+            now_micros()
+        );
+        let to = a.send_addr.unwrap_or(a.addr);
+        let (status, text) = request(to, "POST", "/api/sse/test", &headers, &body).await?;
         if status != 200 {
             return Err(format!("targeted send: {status}: {text:.200}"));
         }
@@ -444,10 +464,15 @@ async fn targeted(a: &Args) -> Result<serde_json::Value, String> {
     holders.release();
     Ok(serde_json::json!({
         "processes": a.processes,
+        "sent_to": to_string_or(a.send_addr, a.addr),
         "events": events,
         "delivered": lat.len(),
         "latency_ms": latency_summary(&lat),
     }))
+}
+
+fn to_string_or(addr: Option<SocketAddr>, or: SocketAddr) -> String {
+    addr.unwrap_or(or).to_string()
 }
 
 /// Connects (waiting for the response head: the server has registered

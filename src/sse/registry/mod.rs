@@ -19,7 +19,7 @@ mod listing;
 mod queue;
 mod registration;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
@@ -31,7 +31,7 @@ use super::config::SseConfig;
 use super::event::{Event, EventError, write_frame};
 use super::event_id::{Epoch, EventId, Position};
 use super::inbox::InboxId;
-use super::target::{ClientId, Identity, Tag, Target};
+use super::target::{ClientId, Identity, Tag, Target, UserId};
 use crate::http::SocketState;
 
 use history::History;
@@ -91,6 +91,10 @@ pub struct Registry {
     /// Taken before `indexes` when both are needed, never after.
     history: Mutex<History>,
     shutting_down: AtomicBool,
+    /// Other processes' connections per user (with the Redis bus), so
+    /// that `per_user_max` holds across the cluster, approximately: see
+    /// [`Registry::set_remote_users`].
+    remote_users: RwLock<HashMap<UserId, usize>>,
 }
 
 impl Registry {
@@ -111,6 +115,7 @@ impl Registry {
             counters: Counters::default(),
             history: Mutex::new(history),
             shutting_down: AtomicBool::new(false),
+            remote_users: RwLock::new(HashMap::new()),
         }
     }
 
@@ -207,7 +212,8 @@ impl Registry {
                     max: self.config.max_clients,
                 });
             }
-            let of_user = indexes.by_user.get(&identity.user).map_or(0, Vec::len);
+            let of_user = indexes.by_user.get(&identity.user).map_or(0, Vec::len)
+                + self.remote_connections(&identity.user);
             if of_user >= self.config.per_user_max {
                 break 'admit Err(RegisterError::TooManyForUser {
                     max: self.config.per_user_max,
@@ -530,6 +536,42 @@ impl Registry {
             connections_closed: self.counters.connections_closed.load(Ordering::Relaxed),
             instances: Vec::new(),
         }
+    }
+
+    /// The users with at least `min` connections here, most first, at
+    /// most `max` of them (what this process reports to the others).
+    pub fn busy_users(&self, min: usize, max: usize) -> Vec<(UserId, usize)> {
+        let mut busy: Vec<(UserId, usize)> = self
+            .read()
+            .by_user
+            .iter()
+            .filter(|(_, ids)| ids.len() >= min)
+            .map(|(user, ids)| (user.clone(), ids.len()))
+            .collect();
+        if busy.len() > max {
+            busy.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
+            busy.truncate(max);
+        }
+        busy
+    }
+
+    /// The other processes' connections per user, as last reported; the
+    /// per-user limit counts them. Approximate by design: reports are a
+    /// report interval old, and list only users with several connections.
+    pub fn set_remote_users(&self, counts: HashMap<UserId, usize>) {
+        *self
+            .remote_users
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = counts;
+    }
+
+    fn remote_connections(&self, user: &UserId) -> usize {
+        self.remote_users
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(user)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Forgets a client whose connection ended (its guard calls this).

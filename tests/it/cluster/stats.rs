@@ -81,3 +81,29 @@ async fn totals_are_cluster_wide_and_a_dead_instance_drops_out() {
     drop((a, b));
     cluster.finish().await;
 }
+
+#[tokio::test]
+async fn the_per_user_limit_counts_other_instances_streams() {
+    let mut cluster = Cluster::new().await;
+    cluster.env.push(("SSE_PER_USER_MAX".into(), "3".into()));
+    let a = cluster.start("a").await;
+    let b = cluster.start("b").await;
+    let carol = signup_on(&a.base, "carol").await;
+    let on_b = carol.at(&b.base);
+    let mut streams = vec![carol.open("").await.0, carol.open("").await.0];
+    // B has heard of A's two once its totals say so.
+    wait_for_total(&on_b, 2, Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    streams.push(on_b.open("").await.0);
+    let refused = on_b.connect("").await;
+    assert_eq!(
+        refused.status(),
+        429,
+        "2 on A + 1 on B is carol's limit of 3"
+    );
+    let body: serde_json::Value = refused.json().await.expect("JSON");
+    assert_eq!(body["error"], "too_many_connections", "{body}");
+    drop(streams);
+    drop((a, b));
+    cluster.finish().await;
+}

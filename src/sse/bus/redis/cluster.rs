@@ -3,7 +3,7 @@
 //! reads the others'. A process that stops reporting (killed, cut off)
 //! drops out of the totals within three intervals.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
@@ -12,10 +12,19 @@ use serde::{Deserialize, Serialize};
 
 use super::Shared;
 use crate::sse::registry::{InstanceStats, Stats, unix_millis_now};
+use crate::sse::target::UserId;
 
 /// Users listed per report, at most (those with the most connections):
 /// the report stays small however many users a process serves.
 const USERS_PER_REPORT: usize = 200;
+
+/// Users with at least this many connections on a process are reported
+/// by id, for the cluster-wide per-user limit (a user with one connection
+/// per process is the common case, and not near any sensible limit).
+const BUSY_FROM: usize = 2;
+
+/// Busy users reported per process, at most.
+const BUSY_PER_REPORT: usize = 1000;
 
 /// What one process reports.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -32,10 +41,13 @@ pub struct NodeReport {
     pub last_event_at: Option<u64>,
     pub connections_opened: u64,
     pub connections_closed: u64,
+    /// User id → open connections, for users with several.
+    #[serde(default)]
+    pub busy: Vec<(String, usize)>,
 }
 
 impl NodeReport {
-    fn of(instance: &str, stats: Stats) -> Self {
+    fn of(instance: &str, stats: Stats, busy: Vec<(UserId, usize)>) -> Self {
         let mut users: Vec<(String, usize)> = stats.clients_per_user.into_iter().collect();
         if users.len() > USERS_PER_REPORT {
             users.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
@@ -52,6 +64,10 @@ impl NodeReport {
             last_event_at: stats.last_event_at,
             connections_opened: stats.connections_opened,
             connections_closed: stats.connections_closed,
+            busy: busy
+                .into_iter()
+                .map(|(user, n)| (user.as_str().to_string(), n))
+                .collect(),
         }
     }
 }
@@ -74,6 +90,13 @@ pub(super) async fn run(shared: Arc<Shared>) {
         };
         match report(&shared, c, period).await {
             Ok(others) => {
+                let mut remote: HashMap<UserId, usize> = HashMap::new();
+                for report in &others {
+                    for (user, n) in &report.busy {
+                        *remote.entry(UserId::new(user.as_str())).or_insert(0) += n;
+                    }
+                }
+                shared.registry.set_remote_users(remote);
                 *shared.others.lock().unwrap_or_else(PoisonError::into_inner) = others;
             }
             Err(e) => {
@@ -83,6 +106,7 @@ pub(super) async fn run(shared: Arc<Shared>) {
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .clear();
+                shared.registry.set_remote_users(HashMap::new());
                 conn = None;
             }
         }
@@ -112,7 +136,8 @@ async fn report(
 ) -> redis::RedisResult<Vec<NodeReport>> {
     let ttl = (period * 5 / 2).as_millis() as u64;
     let now = unix_millis_now();
-    let mine = NodeReport::of(&shared.instance, shared.registry.stats());
+    let busy = shared.registry.busy_users(BUSY_FROM, BUSY_PER_REPORT);
+    let mine = NodeReport::of(&shared.instance, shared.registry.stats(), busy);
     let json = serde_json::to_string(&mine).unwrap_or_default();
     let key = format!("{}{}", shared.keys.node_prefix, shared.instance);
     let (members,): (Vec<String>,) = redis::pipe()
