@@ -29,6 +29,7 @@ POSTGRES_URL=${BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 # The Redis the cluster scenario's bus uses (it must be otherwise idle).
 REDIS_URL=${BENCH_REDIS_URL:-redis://127.0.0.1:6379}
 CLUSTER_CLIENTS=${BENCH_CLUSTER_CLIENTS:-1000}
+FANOUT_CLIENTS=${BENCH_FANOUT_CLIENTS:-16000}
 SCENARIOS=${BENCH_SCENARIOS:-"micro floor idle broadcast saturate targeted churn storm inbox cluster soak"}
 # One generator process opens at most this many sockets (the hard
 # open-files limit is 20 000 here); more connections take more processes.
@@ -154,33 +155,36 @@ if wants targeted; then
   done
 fi
 
-# Two server processes sharing a fresh Postgres database and the Redis bus,
-# both on core 0 (the generator on core 1). Sets `cluster_a`/`cluster_b`
-# (loadgen flags) and `cluster_pids`.
+# `count` server processes sharing a fresh Postgres database and (with a
+# URL) the Redis bus, all on core 0 (the generator on core 1). Sets
+# `cluster_addrs` and `cluster_pids`, and `cluster_a` (loadgen flags for
+# the first).
 start_cluster() {
   stop_servers
-  local bus_url=$1 db="sse_notify_bench_$$_${RANDOM}"
+  local bus_url=$1 count=$2 db="sse_notify_bench_$$_${RANDOM}"
   psql "${POSTGRES_URL}" -q -c "CREATE DATABASE ${db}"
   cluster_db=${db}
   cluster_data=$(mktemp -d)
-  local pg_base=${POSTGRES_URL%/*} prefix="bench-${db}" pa pb
-  pa=$(free_port); pb=$(free_port)
-  cluster_pids=()
-  for name in a b; do
-    local port=${pa}; [[ ${name} == b ]] && port=${pb}
+  local pg_base=${POSTGRES_URL%/*} prefix="bench-${db}" port
+  cluster_pids=() cluster_addrs=()
+  for i in $(seq "${count}"); do
+    port=$(free_port)
     SSE_MAX_CLIENTS=19500 SSE_PER_USER_MAX=19500 SSE_PER_ADDRESS_MAX=19500 SSE_QUEUE_LEN=1024 \
     AUTH_LOGIN_ATTEMPTS_PER_IP=1000000 AUTH_LOGIN_ATTEMPTS_PER_USER=1000000 \
-    SSE_ENABLE_LOGGING=false RUST_LOG=warn DATA_DIR="${cluster_data}/${name}" \
-    DATABASE_URL="${pg_base}/${db}" BUS_URL="${bus_url}" BUS_PREFIX="${prefix}" BUS_INSTANCE="${name}" \
+    SSE_ENABLE_LOGGING=false RUST_LOG=warn DATA_DIR="${cluster_data}/${i}" \
+    DATABASE_URL="${pg_base}/${db}" BUS_URL="${bus_url}" BUS_PREFIX="${prefix}" BUS_INSTANCE="s${i}" \
     LEPTOS_SITE_ADDR="127.0.0.1:${port}" "${on0[@]}" "${bin}/sse_notify" >> "${out}/server.log" 2>&1 &
     cluster_pids+=($!)
+    cluster_addrs+=("127.0.0.1:${port}")
     for _ in $(seq 100); do
       [[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:${port}/api/sse/clients" || true)" == 401 ]] && break
       sleep 0.1
     done
   done
-  cluster_a=(--target ours --addr "127.0.0.1:${pa}" --pid "${cluster_pids[0]}")
-  cluster_b_addr="127.0.0.1:${pb}"
+  curl -s -o /dev/null --data-urlencode username=benchadmin \
+    --data-urlencode "password=${BENCH_PASSWORD}" "http://${cluster_addrs[0]}/api/auth/signup"
+  DATABASE_URL="${pg_base}/${db}" DATA_DIR="${cluster_data}" "${bin}/sse_notify" admin grant benchadmin > /dev/null
+  cluster_a=(--target ours --addr "${cluster_addrs[0]}" --pid "${cluster_pids[0]}")
 }
 
 stop_cluster() {
@@ -198,11 +202,23 @@ if wants cluster; then
   # bus; two processes on Redis, sent on the receiver's process; sent on
   # the other process.
   for mode in single same-process cross-process; do
-    if [[ ${mode} == single ]]; then start_cluster ""; else start_cluster "${REDIS_URL}"; fi
-    send=(); [[ ${mode} == cross-process ]] && send=(--send-addr "${cluster_b_addr}")
+    if [[ ${mode} == single ]]; then start_cluster "" 1; else start_cluster "${REDIS_URL}" 2; fi
+    send=(); [[ ${mode} == cross-process ]] && send=(--send-addr "${cluster_addrs[1]}")
     echo "==> targeted live sends at 1 000/s for ${DURATION}s, ${CLUSTER_CLIENTS} idle clients, ${mode}"
     gen "${cluster_a[@]}" --scenario targeted --clients "${CLUSTER_CLIENTS}" --rate 1000 \
       --duration "${DURATION}" "${send[@]}"
+    stop_cluster
+  done
+  # One process (no bus, the floor) then three on Redis, each holding
+  # FANOUT_CLIENTS streams, a 1 KiB broadcast to all at 1/s.
+  for count in 1 3; do
+    bus=""; [[ ${count} -gt 1 ]] && bus=${REDIS_URL}
+    start_cluster "${bus}" "${count}"
+    addrs=$(IFS=,; echo "${cluster_addrs[*]}"); pids=$(IFS=,; echo "${cluster_pids[*]}")
+    echo "==> fan-out: ${count} process(es) x ${FANOUT_CLIENTS} streams, 1 KiB broadcast at 1/s for ${DURATION}s"
+    gen "${cluster_a[@]}" --scenario fanout --addrs "${addrs}" --pids "${pids}" \
+      --clients "${FANOUT_CLIENTS}" --processes "$(processes_for "${FANOUT_CLIENTS}")" --rate 1 \
+      --duration "${DURATION}"
     stop_cluster
   done
 fi

@@ -155,6 +155,9 @@ test("a page behind nginx on A, sends on B; A stops mid-flow: the page goes on t
     for (let n = 0; n < total; n++) {
       await expect(items.filter({ has: page.getByText(`m-${n}`, { exact: true }) })).toHaveCount(1);
     }
+    // Resumed from its Last-Event-ID on B's copy of the stream: nothing
+    // to refetch, so the page was never told to (no `sse-reset`).
+    await expect(page.getByTestId("reset")).toHaveText("");
     // The stream now comes from B, through nginx.
     const after = await context.request.get("/api/sse/clients");
     expect((await after.json()).bus.instance).toBe("b");

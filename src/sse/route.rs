@@ -52,12 +52,14 @@ where
 
 /// `GET /api/sse`: admits the caller and streams its events.
 async fn stream(State(notifier): State<Notifier>, request: Request) -> Response {
-    // A client coming from another process may be ahead of what this one
-    // has read of the shared stream: wait (bounded) until it is not.
-    if let Ok(params) = query_params(&request)
-        && let Some(id) = last_event_id(&request, &params)
-    {
-        notifier.bus().catch_up(&id).await;
+    // With the Redis bus, a client may come from a process ahead of this
+    // one, or this one may have just started: wait (bounded) until it has
+    // read the shared stream far enough. Only for signed-in callers.
+    if request.extensions().get::<Identity>().is_some() {
+        let id = query_params(&request)
+            .ok()
+            .and_then(|params| last_event_id(&request, &params));
+        notifier.bus().catch_up(id.as_deref()).await;
     }
     let (mut registration, identity, socket) = match admit(&notifier, &request) {
         Ok(admitted) => admitted,

@@ -71,6 +71,11 @@ impl Holders {
                     &a.concurrency.to_string(),
                 ])
                 .args(cookies.iter().flat_map(|c| ["--cookies", c.as_str()]))
+                .args(
+                    a.report
+                        .iter()
+                        .flat_map(|r| [std::ffi::OsStr::new("--report"), r.as_os_str()]),
+                )
                 .args(a.reuse.then_some("--reuse"))
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())

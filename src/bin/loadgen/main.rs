@@ -27,6 +27,9 @@
 //! - `bus`: no server: sends through the in-process bus and the Redis bus
 //!   (`--redis`), throughput, latency and Redis's cost per event (see
 //!   `bus.rs`);
+//! - `fanout`: `--clients` streams on each of `--addrs` (servers sharing a
+//!   Redis bus), a 1 KiB broadcast to all; latency and RSS per stream
+//!   (see `cluster.rs`);
 //! - `floor`: no server: plain `write()`s of 1 KiB to N loopback sockets,
 //!   the kernel's own cost of a broadcast;
 //! - `hold`, `hold-raw`: internal, a holder process (see `holders.rs`).
@@ -34,6 +37,7 @@
 //! Output: one JSON object per run on stdout.
 
 mod bus;
+mod cluster;
 mod floor;
 mod holders;
 mod http;
@@ -89,6 +93,11 @@ pub struct Args {
     /// Where `targeted` sends (another server process of the cluster);
     /// default: `--addr`.
     send_addr: Option<SocketAddr>,
+    /// The servers of `fanout`, and their pids (same order).
+    addrs: Vec<SocketAddr>,
+    pids: Vec<u32>,
+    /// Where a holder writes its streams' latencies when released.
+    report: Option<std::path::PathBuf>,
 }
 
 fn args() -> Result<Args, String> {
@@ -113,6 +122,9 @@ fn args() -> Result<Args, String> {
         database: "sqlite".into(),
         redis: "redis://127.0.0.1:6379".into(),
         send_addr: None,
+        addrs: Vec::new(),
+        pids: Vec::new(),
+        report: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -140,6 +152,19 @@ fn args() -> Result<Args, String> {
             "--events" => a.events = value()?.parse().map_err(|e| bad(&e))?,
             "--database" => a.database = value()?,
             "--redis" => a.redis = value()?,
+            "--addrs" => {
+                a.addrs = value()?
+                    .split(',')
+                    .map(|s| s.parse().map_err(|e| bad(&e)))
+                    .collect::<Result<_, _>>()?
+            }
+            "--pids" => {
+                a.pids = value()?
+                    .split(',')
+                    .map(|s| s.parse().map_err(|e| bad(&e)))
+                    .collect::<Result<_, _>>()?
+            }
+            "--report" => a.report = Some(value()?.into()),
             "--send-addr" => a.send_addr = Some(value()?.parse().map_err(|e| bad(&e))?),
             "--cookies" => a.cookies = value()?.split(',').map(str::to_string).collect(),
             other => return Err(format!("unknown flag {other}")),
@@ -229,6 +254,7 @@ async fn run(a: &Args) -> Result<serde_json::Value, String> {
         "floor" => return floor::floor(a).await,
         "inbox" => return inbox::inbox(a).await,
         "bus" => return bus::bus(a).await,
+        "fanout" => cluster::fanout(a).await?,
         "hold" | "hold-raw" => return hold(a).await,
         "idle" => idle(a).await?,
         "connect" => connect(a).await?,
@@ -252,6 +278,7 @@ async fn hold(a: &Args) -> Result<serde_json::Value, String> {
     let started = Instant::now();
     let mut raw = Vec::new();
     let mut conns = Vec::new();
+    let mut sink = None;
     if a.scenario == "hold-raw" {
         for n in a.first..a.first + a.clients {
             raw.push(
@@ -261,11 +288,12 @@ async fn hold(a: &Args) -> Result<serde_json::Value, String> {
             );
         }
     } else {
-        let sink = Arc::new(Sink::default());
+        let received = Arc::new(Sink::default());
         let req = a.stream_request(a.clients).await?;
-        conns = open_many(req, a.first, a.clients, a.concurrency, &sink)
+        conns = open_many(req, a.first, a.clients, a.concurrency, &received)
             .await?
             .0;
+        sink = Some(received);
     }
     let opened = raw.len() + conns.len();
     let took = started.elapsed();
@@ -279,6 +307,12 @@ async fn hold(a: &Args) -> Result<serde_json::Value, String> {
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
     drop((conns, raw));
+    if let (Some(path), Some(sink)) = (&a.report, &sink) {
+        let latencies = std::mem::take(&mut *sink.latencies.lock().await);
+        let json = serde_json::to_string(&latencies).map_err(|e| e.to_string())?;
+        std::fs::write(path.with_extension(format!("{}.json", a.first)), json)
+            .map_err(|e| e.to_string())?;
+    }
     Ok(serde_json::json!({"released": true}))
 }
 
@@ -315,7 +349,7 @@ async fn connect(a: &Args) -> Result<serde_json::Value, String> {
 }
 
 /// A ~1 KiB event stamped with the current time, to everyone.
-async fn publish(a: &Args, admin: Option<&str>) -> Result<(), String> {
+pub(crate) async fn publish(a: &Args, admin: Option<&str>) -> Result<(), String> {
     let stamp = format!("t={};", now_micros());
     let padding = "x".repeat(1024 - stamp.len() - 60);
     let (status, text) = if a.ours() {

@@ -140,6 +140,25 @@ impl Bus {
         }
     }
 
+    /// [`Bus::publish`], waiting (at most `bus.timeout`) for room when the
+    /// bus's queue is full, rather than refusing at once: for sends that
+    /// must not be dropped (stored notifications, already committed).
+    pub async fn publish_waiting(
+        &self,
+        target: &Target,
+        event: &Event,
+        inbox: Option<InboxId>,
+    ) -> Result<usize, EventError> {
+        match &self.redis {
+            None => self.registry.send_stored(target, event, inbox),
+            Some(redis) => {
+                self.registry.check_size(event)?;
+                redis.publish_waiting(target, event, inbox).await?;
+                Ok(self.registry.count_matching(target))
+            }
+        }
+    }
+
     /// Ends the streams `target` selects, in every process (e.g. a
     /// session's at sign-out). Returns how many were in this process.
     pub fn kick(&self, target: &Target) -> usize {
@@ -174,15 +193,19 @@ impl Bus {
         }
     }
 
-    /// With Redis: waits (at most `bus.timeout`) until this process has
-    /// read the stream up to `last_event_id`, when that id is of the
-    /// stream it follows but newer than what it read (a client coming
-    /// from a process that was ahead). Without, returns at once.
-    pub async fn catch_up(&self, last_event_id: &str) {
-        let (Some(redis), Some(id)) = (&self.redis, EventId::parse(last_event_id)) else {
+    /// With Redis, before a stream is admitted, waits (each at most
+    /// `bus.timeout`): for the first read of the stream, in a process that
+    /// just started (else its first streams would start on a history of
+    /// its own, and be reset moments later); and, when the client sends
+    /// an id of the stream this process follows but newer than what it
+    /// read (it comes from a process that was ahead), until this process
+    /// has read that far. Returns at once when the reader is not
+    /// following the stream, and without Redis.
+    pub async fn catch_up(&self, last_event_id: Option<&str>) {
+        let Some(redis) = &self.redis else {
             return;
         };
-        redis.catch_up(id).await;
+        redis.catch_up(last_event_id.and_then(EventId::parse)).await;
     }
 
     /// Stops the bus's tasks (the process is shutting down).

@@ -2,8 +2,9 @@
 //!
 //! Fields (short names: every entry carries them): `h` the history's
 //! epoch (added by the append script), `u` who appended it (see [`Origin`]),
-//! `k` the kind (`e` an event, `d` a disconnect, `o` the marker that opens
-//! a history), `t` the target as JSON, `n` the event name, `d` its data,
+//! `k` the kind (`e` an event, `d` a disconnect, `g` a gap: sends that
+//! reached one process's clients only, `o` the marker that opens a
+//! history), `t` the target as JSON, `n` the event name, `d` its data,
 //! `i` the inbox id if stored.
 
 use serde_json::{Value, json};
@@ -23,6 +24,9 @@ pub enum Outgoing {
     Kick {
         target: Target,
     },
+    /// This process delivered sends to its own clients only (Redis was
+    /// out of its reach): other processes' clients may have missed some.
+    Gap,
 }
 
 /// Who appended an entry: a publisher (one per process run, a random
@@ -62,6 +66,7 @@ pub enum Incoming {
     Kick {
         target: Target,
     },
+    Gap,
     Marker,
 }
 
@@ -94,6 +99,7 @@ impl Outgoing {
             Outgoing::Kick { target } => {
                 vec![("k", "d".to_string()), ("t", encode_target(target))]
             }
+            Outgoing::Gap => vec![("k", "g".to_string())],
         }
     }
 }
@@ -116,6 +122,7 @@ pub fn decode(fields: &[(Vec<u8>, Vec<u8>)]) -> Option<Incoming> {
     let field = |name: &str| field(fields, name);
     match field("k")? {
         "o" => Some(Incoming::Marker),
+        "g" => Some(Incoming::Gap),
         "d" => Some(Incoming::Kick {
             target: decode_target(field("t")?)?,
         }),

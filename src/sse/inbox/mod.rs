@@ -163,17 +163,29 @@ mod server {
     }
 
     /// Queues a stored notification for the live streams of its audience,
-    /// its inbox id on its event id. Returns the connections reached.
-    pub(super) fn publish(bus: &Bus, audience: &Audience, event: &Event, id: InboxId) -> usize {
+    /// its inbox id on its event id. Returns the connections reached. A
+    /// full bus queue is waited out (bounded): the row is already marked
+    /// published, so a send dropped here would reach nobody live.
+    pub(super) async fn publish(
+        bus: &Bus,
+        audience: &Audience,
+        event: &Event,
+        id: InboxId,
+    ) -> usize {
         let result = match audience {
-            Audience::Everyone => bus.publish(&Target::all(), event, Some(id)),
+            Audience::Everyone => bus.publish_waiting(&Target::all(), event, Some(id)).await,
             Audience::Users(users) => {
                 let mut reached = 0;
                 let mut seen = std::collections::HashSet::new();
                 for user in users.iter().filter(|u| seen.insert(*u)) {
-                    match bus.publish(&Target::user(user.clone()), event, Some(id)) {
+                    match bus
+                        .publish_waiting(&Target::user(user.clone()), event, Some(id))
+                        .await
+                    {
                         Ok(n) => reached += n,
-                        Err(e) => return log_unsent(id, &e),
+                        Err(e) => {
+                            log_unsent(id, &e);
+                        }
                     }
                 }
                 Ok(reached)
@@ -183,7 +195,9 @@ mod server {
     }
 
     fn log_unsent(id: InboxId, error: &EventError) -> usize {
-        // Checked before storing; only a changed limit gets here.
+        // Checked before storing: only a changed limit, or a bus that
+        // stayed full for `bus.timeout`, gets here. The row stays in the
+        // inbox (and in the next fresh stream's backlog).
         tracing::warn!(%id, %error, "stored notification not published");
         0
     }

@@ -47,7 +47,7 @@ impl Pending {
             .claim_unpublished(Some(&self.ids), self.ids.len(), now_ms())
             .await
             .map_err(InboxError::store)?;
-        Ok(self.inbox.publish_claimed(&claimed))
+        Ok(self.inbox.publish_claimed(&claimed).await)
     }
 }
 
@@ -90,7 +90,7 @@ impl Inbox {
                 .claim_unpublished(None, RELAY_STEP, now_ms())
                 .await
                 .map_err(InboxError::store)?;
-            self.publish_claimed(&claimed);
+            self.publish_claimed(&claimed).await;
             published += claimed.len();
             if claimed.len() < RELAY_STEP {
                 break;
@@ -103,12 +103,12 @@ impl Inbox {
     }
 
     /// Publishes rows just claimed; returns the connections reached.
-    fn publish_claimed(&self, claimed: &[Unpublished]) -> usize {
+    async fn publish_claimed(&self, claimed: &[Unpublished]) -> usize {
         let mut delivered = 0;
         for row in claimed {
             match Event::text(row.event.clone(), row.payload.clone()) {
                 Ok(event) => {
-                    delivered += publish(&self.inner.bus, &row.audience, &event, row.id);
+                    delivered += publish(&self.inner.bus, &row.audience, &event, row.id).await;
                 }
                 Err(e) => {
                     tracing::warn!(id = %row.id, error = %e, "stored notification not published")

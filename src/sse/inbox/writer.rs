@@ -45,7 +45,7 @@ impl Writer {
             match self.commit(&batch).await {
                 Ok(ids) => {
                     for (job, id) in batch.drain(..).zip(ids) {
-                        let delivered = publish(&self.bus, &job.audience, &job.event, id);
+                        let delivered = publish(&self.bus, &job.audience, &job.event, id).await;
                         let _ = job.reply.send(Ok(Stored { id, delivered }));
                     }
                 }

@@ -326,6 +326,17 @@ impl Registry {
     /// again). Every connected client is sent an `sse-reset`: what it
     /// missed cannot be told apart from what it saw.
     pub(crate) fn restart_history(&self, from: EventId, recent: Vec<Recent>) {
+        self.restart_shared(from, recent, true);
+    }
+
+    /// Forgets what the history holds up to `from` (a later resume from
+    /// before it gets `sse-reset`), without telling connected clients:
+    /// for a gap they were already told about.
+    pub(crate) fn forget_before(&self, from: EventId) {
+        self.restart_shared(from, Vec::new(), false);
+    }
+
+    fn restart_shared(&self, from: EventId, recent: Vec<Recent>, tell: bool) {
         let framed = recent
             .into_iter()
             .map(|(position, target, event, inbox)| {
@@ -337,7 +348,15 @@ impl Registry {
             })
             .collect();
         let mut history = self.lock_history();
-        self.restart_locked(&mut history, from.epoch, from.position, true, framed);
+        if tell {
+            self.restart_locked(&mut history, from.epoch, from.position, true, framed);
+        } else {
+            history.restart(from.epoch, from.position, true);
+            let now = Instant::now();
+            for (position, target, frame) in framed {
+                history.record(position, target, frame, now);
+            }
+        }
     }
 
     /// How many of this process's connections `target` selects now.

@@ -160,3 +160,53 @@ async fn a_server_starts_without_redis_and_joins_the_bus_when_it_comes() {
     drop(a);
     cluster.finish().await;
 }
+
+#[tokio::test]
+async fn sends_one_process_made_without_redis_reset_the_others_clients() {
+    // Redis keeps its data: when it is back, the stream is the same one,
+    // and a process that only lost its connection goes on without a reset.
+    let mut redis = OwnRedis::start_persistent().await;
+    let cluster = Cluster::on(&redis.url()).await;
+    let a = cluster.start("a").await;
+    let b = cluster.start("b").await;
+    signup_on(&a.base, "root").await;
+    cluster.grant_admin("root");
+    let admin_a = login_on(&a.base, "root").await;
+    let admin_b = admin_a.at(&b.base);
+    let bob = signup_on(&a.base, "bob").await;
+    let alice = signup_on(&b.base, "alice").await;
+    let (mut on_a, _) = bob.open("").await;
+    let (mut on_b, _) = bob.at(&b.base).open("").await;
+    send(&alice, "bob", "tick", "one").await;
+    for stream in [&mut on_a, &mut on_b] {
+        assert_eq!(
+            read_until(stream, "tick:one", Duration::from_secs(5)).await,
+            ["tick:one"]
+        );
+    }
+
+    redis.stop();
+    // Reaches A's client only; B's cannot know, until Redis is back.
+    send(&alice.at(&a.base), "bob", "tick", "during").await;
+    let seen = read_until(&mut on_a, "tick:during", Duration::from_secs(5)).await;
+    assert_eq!(seen, ["sse-reset", "tick:during"]);
+
+    redis.restart().await;
+    bus_connected(&admin_a, Duration::from_secs(20)).await;
+    bus_connected(&admin_b, Duration::from_secs(20)).await;
+    send(&alice, "bob", "tick", "after").await;
+    let seen = read_until(&mut on_b, "tick:after", Duration::from_secs(5)).await;
+    assert_eq!(
+        seen,
+        ["sse-reset", "tick:after"],
+        "B's client is told it may have missed A's sends"
+    );
+    let seen = read_until(&mut on_a, "tick:after", Duration::from_secs(5)).await;
+    assert!(
+        seen.first().map(String::as_str) == Some("sse-reset")
+            && !seen.contains(&"tick:during".to_string()),
+        "A's client: back on the shared history, told so, nothing twice: {seen:?}"
+    );
+    drop((a, b));
+    cluster.finish().await;
+}

@@ -169,6 +169,9 @@ impl Drop for Instance {
 pub struct OwnRedis {
     pub port: u16,
     child: Option<Child>,
+    /// With an append-only file here (every write synced): a restart
+    /// keeps the stream.
+    persistent: Option<std::path::PathBuf>,
 }
 
 impl OwnRedis {
@@ -183,7 +186,18 @@ impl OwnRedis {
         OwnRedis {
             port: free_port(),
             child: None,
+            persistent: None,
         }
+    }
+
+    /// Keeps its data across restarts (AOF, `appendfsync always`).
+    pub async fn start_persistent() -> Self {
+        let dir = std::env::temp_dir().join(format!("sse-notify-redis-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("redis dir");
+        let mut redis = Self::not_started();
+        redis.persistent = Some(dir);
+        redis.restart().await;
+        redis
     }
 
     pub fn url(&self) -> String {
@@ -200,10 +214,19 @@ impl OwnRedis {
     /// (Re)starts it, empty, and waits until it answers.
     pub async fn restart(&mut self) {
         self.stop();
-        let child = Command::new("redis-server")
+        let mut command = Command::new("redis-server");
+        command
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--dir"])
-            .arg(std::env::temp_dir())
+            .args(["--save", ""]);
+        match &self.persistent {
+            Some(dir) => command
+                .args(["--appendonly", "yes", "--appendfsync", "always", "--dir"])
+                .arg(dir),
+            None => command
+                .args(["--appendonly", "no", "--dir"])
+                .arg(std::env::temp_dir()),
+        };
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -229,6 +252,9 @@ impl OwnRedis {
 impl Drop for OwnRedis {
     fn drop(&mut self) {
         self.stop();
+        if let Some(dir) = &self.persistent {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 

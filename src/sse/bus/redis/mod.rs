@@ -1,12 +1,12 @@
 //! The Redis bus: one stream every process appends to and reads.
 //!
-//! Three tasks per process, on two connections (the bound on what the
-//! bus holds open): the [`publish`]er appends queued sends with a script
-//! that also keeps the stream's epoch, pipelining whatever is waiting into
-//! one round trip; the [`read`]er follows the stream with a blocking
-//! `XREAD` on a connection of its own and delivers through the registry;
-//! the [`cluster`] task shares the publisher's connection to write this
-//! process's figures and read the others'. Each reconnects by itself with
+//! Three tasks per process, each on one connection of its own (three
+//! connections per process: the bound on what the bus holds open): the
+//! [`publish`]er appends queued sends with a script that also keeps the
+//! stream's epoch, pipelining whatever is waiting into one round trip;
+//! the [`read`]er follows the stream with a blocking `XREAD` and delivers
+//! through the registry; the [`cluster`] task writes this process's
+//! figures and reads the others'. Each reconnects by itself with
 //! backoff, and every command is bounded by `bus.timeout`.
 
 mod cluster;
@@ -66,6 +66,11 @@ pub(super) struct Shared {
     reader_up: AtomicBool,
     /// The other processes' latest reports.
     others: Mutex<Vec<NodeReport>>,
+    /// This process's publisher (see `wire::Origin`).
+    publisher: u64,
+    /// Set once the reader has followed the stream once.
+    reader_read: watch::Sender<bool>,
+    started: Instant,
     stopping: watch::Sender<bool>,
 }
 
@@ -128,6 +133,9 @@ impl RedisBus {
             publisher_up: AtomicBool::new(false),
             reader_up: AtomicBool::new(false),
             others: Mutex::new(Vec::new()),
+            reader_read: watch::Sender::new(false),
+            publisher: rand::random(),
+            started: Instant::now(),
             stopping: watch::Sender::new(false),
         });
         tracing::info!(instance = %shared.instance, prefix = %config.prefix, "bus: Redis; connecting");
@@ -152,6 +160,26 @@ impl RedisBus {
             .map_err(|_| EventError::BusBusy {
                 max: self.shared.config.queue_max,
             })
+    }
+
+    pub(super) async fn publish_waiting(
+        &self,
+        target: &Target,
+        event: &Event,
+        inbox: Option<InboxId>,
+    ) -> Result<(), EventError> {
+        let item = Outgoing::Event {
+            target: target.clone(),
+            event: event.clone(),
+            inbox,
+        };
+        let busy = EventError::BusBusy {
+            max: self.shared.config.queue_max,
+        };
+        match tokio::time::timeout(self.shared.config.timeout, self.outgoing.send(item)).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(busy),
+        }
     }
 
     /// Queues a kick for every process; false if the queue is full (the
@@ -183,11 +211,20 @@ impl RedisBus {
         cluster::merge(&self.shared.instance, local, &others)
     }
 
-    pub(super) async fn catch_up(&self, id: EventId) {
-        let deadline = Instant::now() + self.shared.config.timeout;
+    pub(super) async fn catch_up(&self, id: Option<EventId>) {
+        let timeout = self.shared.config.timeout;
+        let mut read = self.shared.reader_read.subscribe();
+        if self.shared.started.elapsed() < timeout {
+            let _ = tokio::time::timeout(timeout, read.wait_for(|read| *read)).await;
+        }
+        let Some(id) = id else {
+            return;
+        };
+        let deadline = Instant::now() + timeout;
         loop {
             let (head, shared) = self.shared.registry.history_head();
-            if !shared || head.epoch != id.epoch || head.position >= id.position {
+            let following = self.shared.reader_up.load(Ordering::Relaxed);
+            if !following || !shared || head.epoch != id.epoch || head.position >= id.position {
                 return;
             }
             if Instant::now() >= deadline {

@@ -20,6 +20,7 @@ use crate::sse::bus::backoff::Backoff;
 use crate::sse::bus::wire::{Origin, Outgoing};
 use crate::sse::event_id::Epoch;
 use crate::sse::registry::DisconnectReason;
+use crate::sse::target::Target;
 
 /// KEYS[1] the stream, KEYS[2] its epoch; ARGV[1] the epoch to use if a
 /// new history starts, ARGV[2] the stream's length (`MAXLEN ~`),
@@ -81,12 +82,25 @@ impl Counter {
     }
 }
 
+/// Kicks applied locally while Redis was out of reach, kept to be
+/// appended once it is back (a kick is harmless twice), at most.
+const KICKS_KEPT: usize = 10_000;
+
+/// What was done without Redis, to be told to the other processes.
+#[derive(Default)]
+struct Offline {
+    /// Sends reached this process's clients only.
+    sent: bool,
+    kicks: Vec<Target>,
+}
+
 pub(super) async fn run(shared: Arc<Shared>, mut queued: mpsc::Receiver<Outgoing>) {
     let mut backoff = Backoff::new();
     let mut counter = Counter {
-        publisher: rand::random(),
+        publisher: shared.publisher,
         seq: 0,
     };
+    let mut offline = Offline::default();
     let mut taken = Vec::with_capacity(BATCH);
     // Taken from the queue, not yet confirmed appended.
     let mut batch: Vec<(Origin, Outgoing)> = Vec::with_capacity(BATCH);
@@ -108,7 +122,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut queued: mpsc::Receiver<Outgoing
             shared.publisher_up.store(false, Ordering::Relaxed);
             // What could not be confirmed, and what comes while we wait,
             // reaches local clients at least.
-            deliver_locally(&shared, batch.drain(..).map(|(_, item)| item));
+            deliver_locally(&shared, batch.drain(..).map(|(_, item)| item), &mut offline);
             let delay = tokio::time::sleep(backoff.next_delay());
             tokio::pin!(delay);
             loop {
@@ -119,7 +133,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut queued: mpsc::Receiver<Outgoing
                         if n == 0 {
                             return;
                         }
-                        deliver_locally(&shared, taken.drain(..));
+                        deliver_locally(&shared, taken.drain(..), &mut offline);
                     }
                 }
             }
@@ -127,13 +141,30 @@ pub(super) async fn run(shared: Arc<Shared>, mut queued: mpsc::Receiver<Outgoing
         };
         tracing::info!("bus: publishing to Redis");
         shared.publisher_up.store(true, Ordering::Relaxed);
-        backoff.reset();
+        // First, what the others must know about the time without Redis.
+        let mut told = Vec::new();
+        if std::mem::take(&mut offline.sent) {
+            told.push(Outgoing::Gap);
+        }
+        told.extend(
+            offline
+                .kicks
+                .drain(..)
+                .map(|target| Outgoing::Kick { target }),
+        );
+        if !told.is_empty() {
+            let mut stamped = Vec::new();
+            counter.stamp(&mut told, &mut stamped);
+            stamped.append(&mut batch);
+            batch = stamped;
+        }
         let go_on = publish_until_error(
             &shared,
             &mut conn,
             &hash,
             &mut queued,
             (&mut counter, &mut taken, &mut batch),
+            &mut backoff,
         )
         .await;
         if !go_on {
@@ -159,6 +190,7 @@ async fn publish_until_error(
         &mut Vec<Outgoing>,
         &mut Vec<(Origin, Outgoing)>,
     ),
+    backoff: &mut Backoff,
 ) -> bool {
     loop {
         if batch.is_empty() {
@@ -176,15 +208,34 @@ async fn publish_until_error(
                         tracing::warn!(error = %e, "bus: connection lost; reconnecting");
                         return true;
                     }
+                    backoff.reset();
                     continue;
                 }
             }
         }
-        match pipeline(shared, hash, batch)
+        let replies = pipeline(shared, hash, batch)
+            .ignore_errors()
             .query_async::<Vec<redis::Value>>(conn)
-            .await
-        {
-            Ok(_) => batch.clear(),
+            .await;
+        match replies {
+            Ok(replies) => {
+                // Appends Redis refused (out of memory, say) were not
+                // made: they get new counts, so that readers, which have
+                // seen the later ones, do not take them for copies.
+                let mut refused = Vec::new();
+                for ((_, item), reply) in batch.drain(..).zip(replies) {
+                    if let redis::Value::ServerError(e) = reply {
+                        tracing::warn!(error = ?e, "bus: Redis refused an append; retrying");
+                        refused.push(item);
+                    }
+                }
+                if refused.is_empty() {
+                    backoff.reset();
+                } else {
+                    counter.stamp(&mut refused, batch);
+                    tokio::time::sleep(backoff.next_delay()).await;
+                }
+            }
             Err(e) => {
                 // Some may have been appended; they are appended again on
                 // the next connection, and readers drop the copies.
@@ -195,7 +246,7 @@ async fn publish_until_error(
     }
 }
 
-fn deliver_locally(shared: &Shared, items: impl Iterator<Item = Outgoing>) {
+fn deliver_locally(shared: &Shared, items: impl Iterator<Item = Outgoing>, offline: &mut Offline) {
     for item in items {
         match item {
             Outgoing::Event {
@@ -203,6 +254,7 @@ fn deliver_locally(shared: &Shared, items: impl Iterator<Item = Outgoing>) {
                 event,
                 inbox,
             } => {
+                offline.sent = true;
                 if let Err(e) = shared.registry.send_stored(&target, &event, inbox) {
                     tracing::warn!(error = %e, "bus: local delivery refused");
                 }
@@ -211,7 +263,11 @@ fn deliver_locally(shared: &Shared, items: impl Iterator<Item = Outgoing>) {
                 shared
                     .registry
                     .disconnect_matching(&target, DisconnectReason::Kicked);
+                if offline.kicks.len() < KICKS_KEPT {
+                    offline.kicks.push(target);
+                }
             }
+            Outgoing::Gap => offline.sent = true,
         }
     }
 }

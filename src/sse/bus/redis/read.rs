@@ -42,6 +42,7 @@ pub(super) async fn run(shared: Arc<Shared>) {
             let mut conn = shared.connect(false).await?;
             sync(&shared, &mut conn, &mut cursor, &mut seen).await?;
             shared.reader_up.store(true, Ordering::Relaxed);
+            shared.reader_read.send_replace(true);
             followed = true;
             tracing::info!("bus: following the stream");
             loop {
@@ -167,18 +168,29 @@ async fn sync(
     let (mut entries, _) = reply::entries(&newest);
     entries.reverse();
     let head = entries.last().map_or(Position::START, |e| e.position);
+    // Kicks this process may not have applied: after its position if it
+    // followed this stream, else all those still in it (a kick twice is
+    // harmless).
+    let after = cursor.filter(|c| c.epoch == epoch).map(|c| c.position);
     let mut recent = Vec::new();
     for entry in entries.iter().filter(|e| e.epoch == Some(epoch)) {
         if !wire::origin(&entry.fields).is_none_or(|origin| seen.first_time(origin)) {
             continue;
         }
-        if let Some(Incoming::Event {
-            target,
-            event,
-            inbox,
-        }) = wire::decode(&entry.fields)
-        {
-            recent.push((entry.position, target, event, inbox));
+        match wire::decode(&entry.fields) {
+            Some(Incoming::Event {
+                target,
+                event,
+                inbox,
+            }) => recent.push((entry.position, target, event, inbox)),
+            Some(Incoming::Kick { target }) if after.is_none_or(|p| entry.position > p) => {
+                shared
+                    .registry
+                    .disconnect_matching(&target, DisconnectReason::Kicked);
+            }
+            // Nothing before a gap can be replayed without one.
+            Some(Incoming::Gap) => recent.clear(),
+            _ => {}
         }
     }
     let from = recent.first().map_or(head, |(position, ..)| *position);
@@ -255,7 +267,8 @@ async fn follow(
                 );
             }
             *cursor = Some(id);
-            if !wire::origin(&entry.fields).is_none_or(|origin| seen.first_time(origin)) {
+            let origin = wire::origin(&entry.fields);
+            if !origin.is_none_or(|origin| seen.first_time(origin)) {
                 tracing::debug!(%id, "bus: dropped a copy appended again after a retry");
                 continue;
             }
@@ -269,6 +282,18 @@ async fn follow(
                 }
                 Some(Incoming::Kick { target }) => {
                     registry.disconnect_matching(&target, DisconnectReason::Kicked);
+                }
+                Some(Incoming::Gap) if origin.is_some_and(|o| o.publisher == shared.publisher) => {
+                    // Our own: our clients were told when we left the
+                    // stream and when we came back; resumes from before it
+                    // must be told too.
+                    registry.forget_before(id);
+                }
+                Some(Incoming::Gap) => {
+                    // Another process sent to its own clients only while
+                    // Redis was out of its reach: ours may have missed some.
+                    tracing::warn!(%id, "bus: another process could not publish for a while; clients are told");
+                    registry.restart_history(id, Vec::new());
                 }
                 Some(Incoming::Marker) => {}
                 None => tracing::warn!(%id, "bus: skipped an entry it cannot read"),
