@@ -15,9 +15,10 @@ use axum::routing::get;
 use serde::Deserialize;
 
 use super::connection::event_stream;
+use super::event_id::EventId;
 use super::notifier::Notifier;
 use super::registry::{ClientFilter, Peer, RegisterError, Registration, Resume};
-use super::target::{ClientId, Identity, SessionId, Tag, UserId};
+use super::target::{ClientId, Identity, Recipient, SessionId, Tag, UserId};
 use crate::error::{AppError, ErrorKind};
 use crate::http::{ConnInfo, SocketState};
 
@@ -61,11 +62,27 @@ async fn stream(State(notifier): State<Notifier>, request: Request) -> Response 
             .and_then(|params| last_event_id(&request, &params));
         notifier.bus().catch_up(id.as_deref()).await;
     }
-    let (mut registration, identity, socket) = match admit(&notifier, &request) {
+    let (mut registration, identity, socket, older) = match admit(&notifier, &request) {
         Ok(admitted) => admitted,
         Err(error) => return error.into_response(),
     };
     let config = notifier.registry().config();
+    // Resumed at the history's floor: what came before it, from the bus.
+    if let Some(Older { after, tags }) = older
+        && !registration.opens_with_reset()
+    {
+        let recipient = Recipient {
+            client: registration.id(),
+            user: &identity.user,
+            session: &identity.session,
+            tags: &tags,
+        };
+        let frames = notifier
+            .bus()
+            .older(after, registration.start(), &recipient)
+            .await;
+        registration.set_older(frames);
+    }
     // Registered first, then the unread rows are read: see
     // `inbox::backlog` for why nothing falls between the two.
     if registration.is_fresh()
@@ -100,7 +117,19 @@ async fn stream(State(notifier): State<Notifier>, request: Request) -> Response 
     response
 }
 
-type Admitted = (Registration, Identity, Option<Arc<SocketState>>);
+type Admitted = (
+    Registration,
+    Identity,
+    Option<Arc<SocketState>>,
+    Option<Older>,
+);
+
+/// A resume from before the history's floor: the client's position, and
+/// its tags (for targeting the older entries read from the bus).
+struct Older {
+    after: EventId,
+    tags: Vec<Tag>,
+}
 
 fn admit(notifier: &Notifier, request: &Request) -> Result<Admitted, AppError> {
     let registry = notifier.registry();
@@ -110,7 +139,19 @@ fn admit(notifier: &Notifier, request: &Request) -> Result<Admitted, AppError> {
     let tags = client_tags(&params, &identity, config.max_client_tags)?;
 
     let (addr, socket) = connection_of(request);
-    let last_event_id = last_event_id(request, &params);
+    let mut last_event_id = last_event_id(request, &params);
+    // Older than this process's history holds, but maybe not than the
+    // bus's stream: resume at the history's floor, the rest from the bus.
+    let mut older = None;
+    if let Some((after, floor)) = last_event_id
+        .as_deref()
+        .and_then(|id| notifier.bus().resume_floor(id))
+    {
+        let mut all = identity.tags.clone();
+        all.extend(tags.iter().filter(|t| !identity.tags.contains(t)).cloned());
+        older = Some(Older { after, tags: all });
+        last_event_id = Some(floor.to_string());
+    }
     let resume = match &last_event_id {
         Some(id) => Resume::After {
             last_event_id: id,
@@ -135,7 +176,7 @@ fn admit(notifier: &Notifier, request: &Request) -> Result<Admitted, AppError> {
     } else {
         tracing::debug!(client = %registration.id(), user = %identity.user, %peer, "sse client connected");
     }
-    Ok((registration, identity, socket))
+    Ok((registration, identity, socket, older))
 }
 
 /// Where the client wants to resume: the `Last-Event-ID` header (what a

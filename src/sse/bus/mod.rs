@@ -28,7 +28,7 @@ use super::event::{Event, EventError};
 use super::event_id::EventId;
 use super::inbox::InboxId;
 use super::registry::{DisconnectReason, Registry, Stats};
-use super::target::Target;
+use super::target::{Recipient, Target};
 
 pub use redis::NodeReport;
 
@@ -206,6 +206,32 @@ impl Bus {
             return;
         };
         redis.catch_up(last_event_id.and_then(EventId::parse)).await;
+    }
+
+    /// Where a client resuming from `last_event_id` should resume in this
+    /// process's history when that id is older than what the history
+    /// holds but the Redis stream may still have it: the history's floor
+    /// (the older part is then read with [`Bus::older`]). `None`: resume
+    /// as asked.
+    pub fn resume_floor(&self, last_event_id: &str) -> Option<(EventId, EventId)> {
+        self.redis.as_ref()?;
+        let id = EventId::parse(last_event_id)?;
+        let (floor, shared) = self.registry.history_floor();
+        (shared && floor.epoch == id.epoch && id.position < floor.position).then_some((id, floor))
+    }
+
+    /// The frames `recipient` missed after `after` up to `upto`, read
+    /// from the Redis stream; `None` if it no longer holds them all.
+    pub async fn older(
+        &self,
+        after: EventId,
+        upto: EventId,
+        recipient: &Recipient<'_>,
+    ) -> Option<bytes::Bytes> {
+        self.redis
+            .as_ref()?
+            .older(after, upto.position, recipient)
+            .await
     }
 
     /// Stops the bus's tasks (the process is shutting down).

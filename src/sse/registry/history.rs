@@ -156,6 +156,12 @@ impl History {
         self.trim(now);
     }
 
+    /// Every position up to this one is gone (after trimming what is due).
+    pub(super) fn floor(&mut self, now: Instant) -> Position {
+        self.trim(now);
+        self.trimmed_to
+    }
+
     /// Where a client that last saw `id` resumes, or why it cannot.
     pub(super) fn resume_point(
         &mut self,

@@ -370,6 +370,15 @@ impl Registry {
         n
     }
 
+    /// The history followed now, the position up to which it holds
+    /// nothing any more (a resume from before it needs the bus's older
+    /// entries, or an `sse-reset`), and whether it is the bus's.
+    pub fn history_floor(&self) -> (EventId, bool) {
+        let mut history = self.lock_history();
+        let floor = history.floor(Instant::now());
+        (history.id(floor), history.is_shared())
+    }
+
     /// The history followed now and its newest position.
     pub fn history_head(&self) -> (EventId, bool) {
         let history = self.lock_history();
@@ -636,7 +645,7 @@ pub(crate) type Recent = (Position, Target, Event, Option<InboxId>);
 
 /// The event's bytes on the wire, its id line carrying the inbox row's id
 /// after the position when it is stored (`<event id>:<inbox id>`).
-fn frame(id: EventId, event: &Event, inbox: Option<InboxId>) -> Bytes {
+pub(crate) fn frame(id: EventId, event: &Event, inbox: Option<InboxId>) -> Bytes {
     let mut id = id.to_string();
     if let Some(inbox) = inbox {
         id.push(':');

@@ -149,6 +149,26 @@ impl Registration {
         });
     }
 
+    /// With the Redis bus: what the client missed before the oldest event
+    /// this process's history holds, read from the stream, written before
+    /// the replay; `None` (it could not be read) gives an `sse-reset`
+    /// instead. Nothing if the stream already starts with a reset.
+    pub(crate) fn set_older(&mut self, frames: Option<Bytes>) {
+        if self.opening.is_some() {
+            return;
+        }
+        self.opening = match frames {
+            Some(frames) if frames.is_empty() => None,
+            Some(frames) => Some(frames),
+            None => Some(reset_frame(ResetReason::TooOld, self.start)),
+        };
+    }
+
+    /// Whether the stream opens with an `sse-reset`.
+    pub(crate) fn opens_with_reset(&self) -> bool {
+        self.opening.is_some()
+    }
+
     /// The next framed event, if one is queued.
     pub fn try_next(&mut self) -> Option<Bytes> {
         loop {

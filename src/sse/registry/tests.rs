@@ -570,7 +570,10 @@ fn events_from_the_bus_keep_their_stream_positions_and_replay_from_the_mirror() 
         0
     );
     let frames = written(&mut live);
-    assert!(frames.starts_with("id: 0000000000000009-1000-1\n"), "{frames}");
+    assert!(
+        frames.starts_with("id: 0000000000000009-1000-1\n"),
+        "{frames}"
+    );
     assert_eq!(frames.matches("event: test").count(), 3, "{frames}");
     // A client that saw the first resumes after it, from the mirror.
     let resumed = registry.register_from(

@@ -170,3 +170,50 @@ async fn a_client_of_a_killed_instance_resumes_on_another_without_loss_or_duplic
     drop((a, b));
     cluster.finish().await;
 }
+
+#[tokio::test]
+async fn a_resume_older_than_the_history_is_served_from_the_stream() {
+    // The history keeps 2 s of events; the stream keeps them all.
+    let mut cluster = Cluster::new().await;
+    cluster.env.push(("SSE_HISTORY_AGE".into(), "2s".into()));
+    let a = cluster.start("a").await;
+    let b = cluster.start("b").await;
+    let bob = signup_on(&a.base, "bob").await;
+    let alice = signup_on(&b.base, "alice").await;
+    let (mut stream, _) = bob.open("").await;
+    send(&alice, "bob", "seq", "0").await;
+    let (last_id, _) = next_named(&mut stream, "seq").await.expect("seq 0");
+    drop(stream);
+    for n in 1..=3 {
+        send(&alice, "bob", "seq", &n.to_string()).await;
+        // Not for bob: must not be replayed to him.
+        send(&alice, "alice", "seq", "not-bob").await;
+    }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    send(&alice, "bob", "seq", "4").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let (mut resumed, _) = bob.resume("", &last_id).await;
+    let mut got = Vec::new();
+    while let Some((_, name, data)) = resumed.next_with_id(Duration::from_millis(800)).await {
+        assert_ne!(name, "sse-reset", "{data}");
+        if name == "seq" {
+            got.push(message(&data));
+        }
+    }
+    assert_eq!(
+        got,
+        ["1", "2", "3", "4"],
+        "older ones from the stream, then the history's"
+    );
+
+    // Without the bus's stream (another history), the same resume is told.
+    let (mut other, _) = bob.resume("", "0000000000000001-1-0").await;
+    let (_, name, _) = other
+        .next_with_id(Duration::from_secs(2))
+        .await
+        .expect("an event");
+    assert_eq!(name, "sse-reset");
+    drop((a, b));
+    cluster.finish().await;
+}

@@ -1,6 +1,7 @@
 //! The inbox across processes: committed but unpublished rows (a
 //! transactional send whose process died before publishing) are published
-//! by the relays of every instance at once, each row exactly once.
+//! by the relays of every instance at once, each row exactly once (in the
+//! order of each relay's claims, not in one order across relays).
 
 use std::time::Duration;
 
@@ -62,8 +63,11 @@ async fn relays_on_every_instance_publish_each_committed_row_once() {
                 orders.push(json["order"].as_u64().expect("order"));
             }
         }
+        // Each relay publishes its claims in order; two relays' claims
+        // interleave as they finish.
+        orders.sort_unstable();
         let expected: Vec<u64> = (0..ROWS).collect();
-        assert_eq!(orders, expected, "every row once, in commit order");
+        assert_eq!(orders, expected, "every row once");
     }
     drop((a, b));
     cluster.finish().await;

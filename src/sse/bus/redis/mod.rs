@@ -10,6 +10,7 @@
 //! backoff, and every command is bounded by `bus.timeout`.
 
 mod cluster;
+mod older;
 mod publish;
 mod read;
 mod reply;
@@ -66,6 +67,9 @@ pub(super) struct Shared {
     reader_up: AtomicBool,
     /// The other processes' latest reports.
     others: Mutex<Vec<NodeReport>>,
+    /// Reads of older entries at once, at most (each on a connection of
+    /// its own, so that they do not queue behind the publisher).
+    older_reads: tokio::sync::Semaphore,
     /// This process's publisher (see `wire::Origin`).
     publisher: u64,
     /// Set once the reader has followed the stream once.
@@ -105,6 +109,9 @@ fn timed_out() -> redis::RedisError {
     ))
 }
 
+/// Concurrent reads of entries older than the history, at most.
+const OLDER_READS: usize = 4;
+
 /// The Redis bus's handle.
 pub(super) struct RedisBus {
     shared: Arc<Shared>,
@@ -135,6 +142,7 @@ impl RedisBus {
             others: Mutex::new(Vec::new()),
             reader_read: watch::Sender::new(false),
             publisher: rand::random(),
+            older_reads: tokio::sync::Semaphore::new(OLDER_READS),
             started: Instant::now(),
             stopping: watch::Sender::new(false),
         });
@@ -233,6 +241,15 @@ impl RedisBus {
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
+    }
+
+    pub(super) async fn older(
+        &self,
+        after: EventId,
+        upto: crate::sse::event_id::Position,
+        recipient: &crate::sse::target::Recipient<'_>,
+    ) -> Option<bytes::Bytes> {
+        older::read(&self.shared, after, upto, recipient).await
     }
 
     pub(super) fn stop(&self) {
