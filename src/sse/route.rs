@@ -62,26 +62,23 @@ async fn stream(State(notifier): State<Notifier>, request: Request) -> Response 
             .and_then(|params| last_event_id(&request, &params));
         notifier.bus().catch_up(id.as_deref()).await;
     }
-    let (mut registration, identity, socket, older) = match admit(&notifier, &request) {
-        Ok(admitted) => admitted,
-        Err(error) => return error.into_response(),
+    // Older than this process's history holds, but maybe not than the
+    // bus's stream: read the older part now, then resume at the
+    // history's floor (right after, so that it has no time to move on).
+    let older = match older_wanted(&notifier, &request) {
+        Some(wanted) => Some(older_part(&notifier, wanted).await),
+        None => None,
     };
+    let (mut registration, identity, socket) =
+        match admit(&notifier, &request, older.as_ref().map(|o| o.floor)) {
+            Ok(admitted) => admitted,
+            Err(error) => return error.into_response(),
+        };
     let config = notifier.registry().config();
-    // Resumed at the history's floor: what came before it, from the bus.
-    if let Some(Older { after, tags }) = older
+    if let Some(older) = older
         && !registration.opens_with_reset()
     {
-        let recipient = Recipient {
-            client: registration.id(),
-            user: &identity.user,
-            session: &identity.session,
-            tags: &tags,
-        };
-        let frames = notifier
-            .bus()
-            .older(after, registration.start(), &recipient)
-            .await;
-        registration.set_older(frames);
+        registration.set_older(older.frames);
     }
     // Registered first, then the unread rows are read: see
     // `inbox::backlog` for why nothing falls between the two.
@@ -117,21 +114,66 @@ async fn stream(State(notifier): State<Notifier>, request: Request) -> Response 
     response
 }
 
-type Admitted = (
-    Registration,
-    Identity,
-    Option<Arc<SocketState>>,
-    Option<Older>,
-);
+type Admitted = (Registration, Identity, Option<Arc<SocketState>>);
 
-/// A resume from before the history's floor: the client's position, and
-/// its tags (for targeting the older entries read from the bus).
+/// A resume from before the history's floor: where to resume in the
+/// history, and what came before it (`None`: the bus's stream no longer
+/// holds it all; the stream starts with `sse-reset`).
 struct Older {
-    after: EventId,
-    tags: Vec<Tag>,
+    floor: EventId,
+    frames: Option<bytes::Bytes>,
 }
 
-fn admit(notifier: &Notifier, request: &Request) -> Result<Admitted, AppError> {
+/// With the Redis bus, for a signed-in client resuming from before what
+/// this process's history holds: the events it missed up to the history's
+/// floor, read from the stream with the client's targeting (its tags, its
+/// previous client id if it asks for it back).
+async fn older_part(notifier: &Notifier, wanted: OlderWanted) -> Older {
+    let (after, floor, identity, tags, client) = wanted;
+    let recipient = Recipient {
+        client,
+        user: &identity.user,
+        session: &identity.session,
+        tags: &tags,
+    };
+    let frames = notifier.bus().older(after, floor, &recipient).await;
+    Older { floor, frames }
+}
+
+/// The client's position, the history's floor, and its targeting.
+type OlderWanted = (EventId, EventId, Identity, Vec<Tag>, ClientId);
+
+/// Read from the request before any wait (a request is not held across
+/// one): `Some` only for a signed-in client resuming from before the
+/// history's floor, with the Redis bus.
+fn older_wanted(notifier: &Notifier, request: &Request) -> Option<OlderWanted> {
+    let identity = identity_of(request).ok()?;
+    let params = query_params(request).ok()?;
+    let max_tags = notifier.registry().config().max_client_tags;
+    let client_tags = client_tags(&params, &identity, max_tags).ok()?;
+    let (after, floor) = notifier
+        .bus()
+        .resume_floor(&last_event_id(request, &params)?)?;
+    let mut tags = identity.tags.clone();
+    tags.extend(
+        client_tags
+            .into_iter()
+            .filter(|t| !identity.tags.contains(t)),
+    );
+    let client = previous_client(&params)
+        .ok()
+        .flatten()
+        .unwrap_or_else(ClientId::random);
+    Some((after, floor, identity, tags, client))
+}
+
+/// Registers the caller; `resume_at` (the history's floor, the part
+/// before it read from the bus) replaces the id the client sent.
+fn admit(
+    notifier: &Notifier,
+    request: &Request,
+    resume_at: Option<EventId>,
+) -> Result<Admitted, AppError> {
     let registry = notifier.registry();
     let config = registry.config();
     let identity = identity_of(request)?;
@@ -139,19 +181,10 @@ fn admit(notifier: &Notifier, request: &Request) -> Result<Admitted, AppError> {
     let tags = client_tags(&params, &identity, config.max_client_tags)?;
 
     let (addr, socket) = connection_of(request);
-    let mut last_event_id = last_event_id(request, &params);
-    // Older than this process's history holds, but maybe not than the
-    // bus's stream: resume at the history's floor, the rest from the bus.
-    let mut older = None;
-    if let Some((after, floor)) = last_event_id
-        .as_deref()
-        .and_then(|id| notifier.bus().resume_floor(id))
-    {
-        let mut all = identity.tags.clone();
-        all.extend(tags.iter().filter(|t| !identity.tags.contains(t)).cloned());
-        older = Some(Older { after, tags: all });
-        last_event_id = Some(floor.to_string());
-    }
+    let last_event_id = match resume_at {
+        Some(floor) => Some(floor.to_string()),
+        None => last_event_id(request, &params),
+    };
     let resume = match &last_event_id {
         Some(id) => Resume::After {
             last_event_id: id,
@@ -176,7 +209,7 @@ fn admit(notifier: &Notifier, request: &Request) -> Result<Admitted, AppError> {
     } else {
         tracing::debug!(client = %registration.id(), user = %identity.user, %peer, "sse client connected");
     }
-    Ok((registration, identity, socket, older))
+    Ok((registration, identity, socket))
 }
 
 /// Where the client wants to resume: the `Last-Event-ID` header (what a

@@ -140,7 +140,15 @@ impl Bus {
         }
     }
 
-    /// [`Bus::publish`], waiting (at most `bus.timeout`) for room when the
+    /// How long a send that must not be dropped may wait for room in the
+    /// bus's queue: `bus.timeout` (nothing without Redis).
+    pub fn wait_bound(&self) -> Duration {
+        self.redis
+            .as_ref()
+            .map_or(Duration::ZERO, |redis| redis.timeout())
+    }
+
+    /// [`Bus::publish`], waiting (until `deadline`) for room when the
     /// bus's queue is full, rather than refusing at once: for sends that
     /// must not be dropped (stored notifications, already committed).
     pub async fn publish_waiting(
@@ -148,12 +156,15 @@ impl Bus {
         target: &Target,
         event: &Event,
         inbox: Option<InboxId>,
+        deadline: tokio::time::Instant,
     ) -> Result<usize, EventError> {
         match &self.redis {
             None => self.registry.send_stored(target, event, inbox),
             Some(redis) => {
                 self.registry.check_size(event)?;
-                redis.publish_waiting(target, event, inbox).await?;
+                redis
+                    .publish_waiting(target, event, inbox, deadline)
+                    .await?;
                 Ok(self.registry.count_matching(target))
             }
         }

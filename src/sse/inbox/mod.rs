@@ -172,14 +172,19 @@ mod server {
         event: &Event,
         id: InboxId,
     ) -> usize {
+        // One wait for the whole send, however many users it is for.
+        let deadline = tokio::time::Instant::now() + bus.wait_bound();
         let result = match audience {
-            Audience::Everyone => bus.publish_waiting(&Target::all(), event, Some(id)).await,
+            Audience::Everyone => {
+                bus.publish_waiting(&Target::all(), event, Some(id), deadline)
+                    .await
+            }
             Audience::Users(users) => {
                 let mut reached = 0;
                 let mut seen = std::collections::HashSet::new();
                 for user in users.iter().filter(|u| seen.insert(*u)) {
                     match bus
-                        .publish_waiting(&Target::user(user.clone()), event, Some(id))
+                        .publish_waiting(&Target::user(user.clone()), event, Some(id), deadline)
                         .await
                     {
                         Ok(n) => reached += n,

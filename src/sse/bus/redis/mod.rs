@@ -1,7 +1,9 @@
 //! The Redis bus: one stream every process appends to and reads.
 //!
 //! Three tasks per process, each on one connection of its own (three
-//! connections per process: the bound on what the bus holds open): the
+//! connections per process, plus at most four short-lived ones reading
+//! entries older than the history for resuming clients: the bound on
+//! what the bus holds open): the
 //! [`publish`]er appends queued sends with a script that also keeps the
 //! stream's epoch, pipelining whatever is waiting into one round trip;
 //! the [`read`]er follows the stream with a blocking `XREAD` and delivers
@@ -170,11 +172,16 @@ impl RedisBus {
             })
     }
 
+    pub(super) fn timeout(&self) -> Duration {
+        self.shared.config.timeout
+    }
+
     pub(super) async fn publish_waiting(
         &self,
         target: &Target,
         event: &Event,
         inbox: Option<InboxId>,
+        deadline: tokio::time::Instant,
     ) -> Result<(), EventError> {
         let item = Outgoing::Event {
             target: target.clone(),
@@ -184,7 +191,7 @@ impl RedisBus {
         let busy = EventError::BusBusy {
             max: self.shared.config.queue_max,
         };
-        match tokio::time::timeout(self.shared.config.timeout, self.outgoing.send(item)).await {
+        match tokio::time::timeout_at(deadline, self.outgoing.send(item)).await {
             Ok(Ok(())) => Ok(()),
             _ => Err(busy),
         }

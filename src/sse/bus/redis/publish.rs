@@ -171,6 +171,10 @@ pub(super) async fn run(shared: Arc<Shared>, mut queued: mpsc::Receiver<Outgoing
             return;
         }
         shared.publisher_up.store(false, Ordering::Relaxed);
+        tokio::select! {
+            () = tokio::time::sleep(backoff.next_delay()) => {}
+            () = shared.stopped() => return,
+        }
     }
 }
 
@@ -213,32 +217,20 @@ async fn publish_until_error(
                 }
             }
         }
-        let replies = pipeline(shared, hash, batch)
-            .ignore_errors()
+        match pipeline(shared, hash, batch)
             .query_async::<Vec<redis::Value>>(conn)
-            .await;
-        match replies {
-            Ok(replies) => {
-                // Appends Redis refused (out of memory, say) were not
-                // made: they get new counts, so that readers, which have
-                // seen the later ones, do not take them for copies.
-                let mut refused = Vec::new();
-                for ((_, item), reply) in batch.drain(..).zip(replies) {
-                    if let redis::Value::ServerError(e) = reply {
-                        tracing::warn!(error = ?e, "bus: Redis refused an append; retrying");
-                        refused.push(item);
-                    }
-                }
-                if refused.is_empty() {
-                    backoff.reset();
-                } else {
-                    counter.stamp(&mut refused, batch);
-                    tokio::time::sleep(backoff.next_delay()).await;
-                }
+            .await
+        {
+            Ok(_) => {
+                batch.clear();
+                backoff.reset();
+                shared.publisher_up.store(true, Ordering::Relaxed);
             }
             Err(e) => {
-                // Some may have been appended; they are appended again on
-                // the next connection, and readers drop the copies.
+                // Some may have been appended (a pipeline runs each of its
+                // commands; a refused one does not stop the others): the
+                // whole batch is appended again, with the same counts, on
+                // a new connection, and readers drop the copies.
                 tracing::warn!(error = %e, sends = batch.len(), "bus: append failed; reconnecting");
                 return true;
             }
