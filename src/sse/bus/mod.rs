@@ -173,11 +173,11 @@ impl Bus {
     /// Ends the streams `target` selects, in every process (e.g. a
     /// session's at sign-out). Returns how many were in this process.
     pub fn kick(&self, target: &Target) -> usize {
-        if let Some(redis) = &self.redis
-            && redis.kick(target)
-        {
-            return self.registry.count_matching(target);
+        if let Some(redis) = &self.redis {
+            redis.kick(target);
         }
+        // Here at once (the copy read back from the stream finds nothing
+        // left to end).
         self.registry
             .disconnect_matching(target, DisconnectReason::Kicked)
     }

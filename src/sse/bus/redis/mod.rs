@@ -197,14 +197,24 @@ impl RedisBus {
         }
     }
 
-    /// Queues a kick for every process; false if the queue is full (the
-    /// caller then ends the local streams at least).
-    pub(super) fn kick(&self, target: &Target) -> bool {
-        self.outgoing
-            .try_send(Outgoing::Kick {
-                target: target.clone(),
-            })
-            .is_ok()
+    /// Queues a kick for every process; with the queue full, a task waits
+    /// for room (at most `bus.timeout`): a sign-out must reach the other
+    /// processes' streams.
+    pub(super) fn kick(&self, target: &Target) {
+        let kick = Outgoing::Kick {
+            target: target.clone(),
+        };
+        if let Err(mpsc::error::TrySendError::Full(kick)) = self.outgoing.try_send(kick) {
+            let (outgoing, timeout) = (self.outgoing.clone(), self.shared.config.timeout);
+            tokio::spawn(async move {
+                if tokio::time::timeout(timeout, outgoing.send(kick))
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!("bus: a kick could not be queued for the other processes");
+                }
+            });
+        }
     }
 
     pub(super) fn status(&self) -> BusStatus {
