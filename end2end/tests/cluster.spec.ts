@@ -1,31 +1,19 @@
 import { expect, request, test, type APIRequestContext } from "@playwright/test";
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
-import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
+import { freePort, repo, serverBin } from "./own-servers";
 
 // Two server processes sharing Postgres and the Redis bus, behind nginx
 // (Debian's package) running deploy/nginx.conf: the page is served by A
 // (B is nginx's backup), the sender talks to B directly. A is stopped
 // while notifications flow: the page reconnects through nginx to B and
 // shows every notification once.
-const repo = path.resolve(process.cwd(), "..");
-const serverBin = path.resolve(process.cwd(), process.env.SERVER_BIN ?? "../target/release/sse_notify");
 const redisUrl = process.env.TEST_REDIS_URL ?? "redis://127.0.0.1:6379";
 const postgresAdmin = process.env.TEST_POSTGRES_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
 const nginxBin = fs.existsSync("/usr/sbin/nginx") ? "/usr/sbin/nginx" : "nginx";
 const PASSWORD = "correct horse battery";
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.listen(0, "127.0.0.1", () => {
-      const address = srv.address();
-      srv.close(() => (typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port"))));
-    });
-  });
-}
 
 async function waitFor(url: string, what: string) {
   const probe = await request.newContext({ ignoreHTTPSErrors: true });

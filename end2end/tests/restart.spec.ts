@@ -1,23 +1,11 @@
 import { expect, test } from "@playwright/test";
 import { spawn, type ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
-import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
+import { freePort, repo, serverBin } from "./own-servers";
 
 // This test runs its own server, so that it can stop and start it.
-const repo = path.resolve(process.cwd(), "..");
-const serverBin = path.resolve(process.cwd(), process.env.SERVER_BIN ?? "../target/release/sse_notify");
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.listen(0, "127.0.0.1", () => {
-      const address = srv.address();
-      srv.close(() => (typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port"))));
-    });
-  });
-}
 
 async function startServer(port: number, dataDir: string): Promise<ChildProcess> {
   const child = spawn(serverBin, [], {

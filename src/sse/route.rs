@@ -53,22 +53,23 @@ where
 
 /// `GET /api/sse`: admits the caller and streams its events.
 async fn stream(State(notifier): State<Notifier>, request: Request) -> Response {
-    // With the Redis bus, a client may come from a process ahead of this
+    // With the Redis bus only (a process alone does none of this), for
+    // signed-in callers: a client may come from a process ahead of this
     // one, or this one may have just started: wait (bounded) until it has
-    // read the shared stream far enough. Only for signed-in callers.
-    if request.extensions().get::<Identity>().is_some() {
+    // read the shared stream far enough. Then, for a resume older than
+    // this process's history but maybe not than the stream: read the
+    // older part now, and resume at the history's floor (right after, so
+    // that it has no time to move on).
+    let mut older = None;
+    if notifier.bus().is_shared() && request.extensions().get::<Identity>().is_some() {
         let id = query_params(&request)
             .ok()
             .and_then(|params| last_event_id(&request, &params));
         notifier.bus().catch_up(id.as_deref()).await;
+        if let Some(wanted) = id.and_then(|id| older_wanted(&notifier, &request, &id)) {
+            older = Some(older_part(&notifier, wanted).await);
+        }
     }
-    // Older than this process's history holds, but maybe not than the
-    // bus's stream: read the older part now, then resume at the
-    // history's floor (right after, so that it has no time to move on).
-    let older = match older_wanted(&notifier, &request) {
-        Some(wanted) => Some(older_part(&notifier, wanted).await),
-        None => None,
-    };
     let (mut registration, identity, socket) =
         match admit(&notifier, &request, older.as_ref().map(|o| o.floor)) {
             Ok(admitted) => admitted,
@@ -146,14 +147,13 @@ type OlderWanted = (EventId, EventId, Identity, Vec<Tag>, ClientId);
 /// Read from the request before any wait (a request is not held across
 /// one): `Some` only for a signed-in client resuming from before the
 /// history's floor, with the Redis bus.
-fn older_wanted(notifier: &Notifier, request: &Request) -> Option<OlderWanted> {
+fn older_wanted(notifier: &Notifier, request: &Request, id: &str) -> Option<OlderWanted> {
+    // The cheap test first: most resumes are within the history.
+    let (after, floor) = notifier.bus().resume_floor(id)?;
     let identity = identity_of(request).ok()?;
     let params = query_params(request).ok()?;
     let max_tags = notifier.registry().config().max_client_tags;
     let client_tags = client_tags(&params, &identity, max_tags).ok()?;
-    let (after, floor) = notifier
-        .bus()
-        .resume_floor(&last_event_id(request, &params)?)?;
     let mut tags = identity.tags.clone();
     tags.extend(
         client_tags

@@ -250,19 +250,7 @@ impl TestServer {
 
     /// Signs in an existing account on a new client (a new browser).
     pub async fn login(&self, name: &str) -> User {
-        let client = self.browser();
-        let response = client
-            .post(self.url("/api/auth/login"))
-            .form(&[("username", name), ("password", PASSWORD)])
-            .send()
-            .await
-            .expect("POST /api/auth/login");
-        assert_eq!(response.status(), 200, "login {name}");
-        User {
-            name: name.to_string(),
-            client,
-            base: self.base.clone(),
-        }
+        login_on(&self.base, name).await
     }
 }
 
@@ -288,37 +276,29 @@ pub fn browser() -> reqwest::Client {
 /// Creates an account on the server at `base`; returns its signed-in
 /// client.
 pub async fn signup_on(base: &str, name: &str) -> User {
-    let client = browser();
-    let response = client
-        .post(format!("{base}/api/auth/signup"))
-        .form(&[("username", name), ("password", PASSWORD)])
-        .send()
-        .await
-        .expect("POST /api/auth/signup");
-    assert_eq!(
-        response.status(),
-        200,
-        "signup {name}: {:?}",
-        response.text().await
-    );
-    User {
-        name: name.to_string(),
-        client,
-        base: base.to_string(),
-    }
+    signed_in(base, "signup", name).await
 }
 
 /// Signs in an existing account on the server at `base`, in a new
 /// browser.
 pub async fn login_on(base: &str, name: &str) -> User {
+    signed_in(base, "login", name).await
+}
+
+async fn signed_in(base: &str, action: &str, name: &str) -> User {
     let client = browser();
     let response = client
-        .post(format!("{base}/api/auth/login"))
+        .post(format!("{base}/api/auth/{action}"))
         .form(&[("username", name), ("password", PASSWORD)])
         .send()
         .await
-        .expect("POST /api/auth/login");
-    assert_eq!(response.status(), 200, "login {name}");
+        .unwrap_or_else(|e| panic!("POST /api/auth/{action}: {e}"));
+    assert_eq!(
+        response.status(),
+        200,
+        "{action} {name}: {:?}",
+        response.text().await
+    );
     User {
         name: name.to_string(),
         client,

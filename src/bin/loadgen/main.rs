@@ -45,6 +45,7 @@ mod inbox;
 mod soak;
 mod storm;
 mod streams;
+mod targeted;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -53,7 +54,7 @@ use std::time::{Duration, Instant};
 
 use holders::Holders;
 use http::{now_micros, request, rss_kib, server_count, session};
-use streams::{Sink, StreamRequest, connect_stream, latency_summary, open_many, open_stream};
+use streams::{Sink, StreamRequest, connect_stream, latency_summary, open_many};
 
 #[derive(Clone)]
 pub struct Args {
@@ -260,7 +261,7 @@ async fn run(a: &Args) -> Result<serde_json::Value, String> {
         "connect" => connect(a).await?,
         "broadcast" => broadcast(a).await?,
         "saturate" => saturate(a).await?,
-        "targeted" => targeted(a).await?,
+        "targeted" => targeted::targeted(a).await?,
         "churn" => churn(a).await?,
         "soak" => soak::soak(a).await?,
         "storm" => storm::storm(a).await?,
@@ -373,7 +374,7 @@ pub(crate) async fn publish(a: &Args, admin: Option<&str>) -> Result<(), String>
 
 /// Waits until `expected` events arrived or none arrived for 2 s; returns
 /// when the last one did.
-async fn settle(sink: &Sink, expected: u64) -> Instant {
+pub(crate) async fn settle(sink: &Sink, expected: u64) -> Instant {
     let mut last = (sink.received.load(Ordering::Relaxed), Instant::now());
     loop {
         let now = sink.received.load(Ordering::Relaxed);
@@ -456,57 +457,6 @@ async fn saturate(a: &Args) -> Result<serde_json::Value, String> {
         "delivered_per_second": delivered as f64 / elapsed,
         "latency_ms": latency_summary(&lat),
     }))
-}
-
-async fn targeted(a: &Args) -> Result<serde_json::Value, String> {
-    if !a.ours() {
-        return Err("targeted: the baseline cannot target a user".into());
-    }
-    let a = &a.with_sessions(a.clients).await?;
-    let holders = Holders::spawn(a, 0, a.clients, a.processes).await?;
-    let probe = session(a.addr, "benchprobe").await?;
-    let sink = Arc::new(Sink::default());
-    let req = StreamRequest {
-        addr: a.addr,
-        path: "/api/sse",
-        cookies: Arc::new(vec![probe.clone()]),
-        reuse: false,
-        last_event_id: None,
-    };
-    let conn = open_stream(&req, a.clients, sink.clone()).await?;
-    let headers = format!("Content-Type: application/json\r\nCookie: {probe}\r\n");
-    let events = a.rate as u64 * a.duration;
-    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / a.rate.max(1) as f64));
-    for _ in 0..events {
-        tick.tick().await;
-        // A live event: the latency of the send path (and of the bus), not
-        // of the inbox's commit.
-        let body = format!(
-            r#"{{"user":"benchprobe","event":"bench","message":"t={};"}}"#,
-            now_micros()
-        );
-        let to = a.send_addr.unwrap_or(a.addr);
-        let (status, text) = request(to, "POST", "/api/sse/test", &headers, &body).await?;
-        if status != 200 {
-            return Err(format!("targeted send: {status}: {text:.200}"));
-        }
-    }
-    settle(&sink, events).await;
-    let mut lat = std::mem::take(&mut *sink.latencies.lock().await);
-    lat.sort_unstable();
-    drop(conn);
-    holders.release();
-    Ok(serde_json::json!({
-        "processes": a.processes,
-        "sent_to": to_string_or(a.send_addr, a.addr),
-        "events": events,
-        "delivered": lat.len(),
-        "latency_ms": latency_summary(&lat),
-    }))
-}
-
-fn to_string_or(addr: Option<SocketAddr>, or: SocketAddr) -> String {
-    addr.unwrap_or(or).to_string()
 }
 
 /// Connects (waiting for the response head: the server has registered

@@ -116,6 +116,11 @@ impl Bus {
         })
     }
 
+    /// Whether sends go through Redis (shared with other processes).
+    pub fn is_shared(&self) -> bool {
+        self.redis.is_some()
+    }
+
     pub fn registry(&self) -> &Arc<Registry> {
         &self.registry
     }

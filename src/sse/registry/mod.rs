@@ -18,6 +18,7 @@ mod lifecycle;
 mod listing;
 mod queue;
 mod registration;
+mod shared;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -288,75 +289,13 @@ impl Registry {
             tracing::warn!("bus unreachable: sending on this process's own history");
             self.restart_locked(
                 &mut history,
-                Epoch::random(),
-                Position::START,
-                false,
+                (Epoch::random(), Position::START, false),
                 Vec::new(),
+                true,
             );
         }
         let position = history.next_position();
         Ok(self.publish_locked(history, position, target, event, inbox))
-    }
-
-    /// Delivers an event that came back from the bus's shared stream, at
-    /// the position the stream gave it. An id from another history than
-    /// the one followed so far restarts the history first (every client
-    /// gets an `sse-reset`).
-    pub(crate) fn deliver(
-        &self,
-        id: EventId,
-        target: &Target,
-        event: &Event,
-        inbox: Option<InboxId>,
-    ) -> usize {
-        let mut history = self.lock_history();
-        if history.epoch() != id.epoch || !history.is_shared() {
-            let before = id.position.before();
-            self.restart_locked(&mut history, id.epoch, before, true, Vec::new());
-        }
-        if id.position <= history.last() {
-            // Already delivered (a catch-up overlapping the live read).
-            return 0;
-        }
-        self.publish_locked(history, id.position, target, event, inbox)
-    }
-
-    /// Follows another history from now on: `epoch`, complete after
-    /// `last`, holding `recent` (already framed, in order, not delivered
-    /// again). Every connected client is sent an `sse-reset`: what it
-    /// missed cannot be told apart from what it saw.
-    pub(crate) fn restart_history(&self, from: EventId, recent: Vec<Recent>) {
-        self.restart_shared(from, recent, true);
-    }
-
-    /// Forgets what the history holds up to `from` (a later resume from
-    /// before it gets `sse-reset`), without telling connected clients:
-    /// for a gap they were already told about.
-    pub(crate) fn forget_before(&self, from: EventId) {
-        self.restart_shared(from, Vec::new(), false);
-    }
-
-    fn restart_shared(&self, from: EventId, recent: Vec<Recent>, tell: bool) {
-        let framed = recent
-            .into_iter()
-            .map(|(position, target, event, inbox)| {
-                let id = EventId {
-                    epoch: from.epoch,
-                    position,
-                };
-                (position, target, frame(id, &event, inbox))
-            })
-            .collect();
-        let mut history = self.lock_history();
-        if tell {
-            self.restart_locked(&mut history, from.epoch, from.position, true, framed);
-        } else {
-            history.restart(from.epoch, from.position, true);
-            let now = Instant::now();
-            for (position, target, frame) in framed {
-                history.record(position, target, frame, now);
-            }
-        }
     }
 
     /// How many of this process's connections `target` selects now.
@@ -368,46 +307,6 @@ impl Registry {
         let mut n = 0;
         indexes.for_each_match(target, |_, _| n += 1);
         n
-    }
-
-    /// The history followed now, the position up to which it holds
-    /// nothing any more (a resume from before it needs the bus's older
-    /// entries, or an `sse-reset`), and whether it is the bus's.
-    pub fn history_floor(&self) -> (EventId, bool) {
-        let mut history = self.lock_history();
-        let floor = history.floor(Instant::now());
-        (history.id(floor), history.is_shared())
-    }
-
-    /// The history followed now and its newest position.
-    pub fn history_head(&self) -> (EventId, bool) {
-        let history = self.lock_history();
-        (history.id(history.last()), history.is_shared())
-    }
-
-    fn restart_locked(
-        &self,
-        history: &mut History,
-        epoch: Epoch,
-        last: Position,
-        shared: bool,
-        recent: Vec<(Position, Target, Bytes)>,
-    ) {
-        history.restart(epoch, last, shared);
-        let now = Instant::now();
-        for (position, target, frame) in recent {
-            history.record(position, target, frame, now);
-        }
-        let reset = reset_frame(ResetReason::HistoryLost, history.id(history.last()));
-        let mut overflowed = Vec::new();
-        for (client, entry) in &self.read().clients {
-            if entry.link.queue.push(reset.clone()).is_err() {
-                overflowed.push(*client);
-            }
-        }
-        for client in overflowed {
-            self.disconnect(client, DisconnectReason::QueueOverflow);
-        }
     }
 
     pub(crate) fn check_size(&self, event: &Event) -> Result<(), EventError> {
@@ -566,42 +465,6 @@ impl Registry {
         }
     }
 
-    /// The users with at least `min` connections here, most first, at
-    /// most `max` of them (what this process reports to the others).
-    pub fn busy_users(&self, min: usize, max: usize) -> Vec<(UserId, usize)> {
-        let mut busy: Vec<(UserId, usize)> = self
-            .read()
-            .by_user
-            .iter()
-            .filter(|(_, ids)| ids.len() >= min)
-            .map(|(user, ids)| (user.clone(), ids.len()))
-            .collect();
-        if busy.len() > max {
-            busy.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
-            busy.truncate(max);
-        }
-        busy
-    }
-
-    /// The other processes' connections per user, as last reported; the
-    /// per-user limit counts them. Approximate by design: reports are a
-    /// report interval old, and list only users with several connections.
-    pub fn set_remote_users(&self, counts: HashMap<UserId, usize>) {
-        *self
-            .remote_users
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = counts;
-    }
-
-    fn remote_connections(&self, user: &UserId) -> usize {
-        self.remote_users
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(user)
-            .copied()
-            .unwrap_or(0)
-    }
-
     /// Forgets a client whose connection ended (its guard calls this).
     fn unregister(&self, client: ClientId, link: &Arc<ClientLink>) {
         self.write().remove_link(client, link);
@@ -639,9 +502,6 @@ impl Registry {
         self.indexes.write().unwrap_or_else(PoisonError::into_inner)
     }
 }
-
-/// An event the history holds: its position, target and content.
-pub(crate) type Recent = (Position, Target, Event, Option<InboxId>);
 
 /// The event's bytes on the wire, its id line carrying the inbox row's id
 /// after the position when it is stored (`<event id>:<inbox id>`).

@@ -31,6 +31,39 @@ async fn read_until(stream: &mut SseStream, until: &str, wait: Duration) -> Vec<
     }
 }
 
+/// Two instances on the Redis at `url`: an admin signed in on A (and the
+/// same browser on B), bob signed up on A, alice on B.
+struct Two {
+    cluster: Cluster,
+    a: super::Instance,
+    b: super::Instance,
+    admin_a: User,
+    admin_b: User,
+    bob: User,
+    alice: User,
+}
+
+async fn two_on(url: &str) -> Two {
+    let cluster = Cluster::on(url).await;
+    let a = cluster.start("a").await;
+    let b = cluster.start("b").await;
+    signup_on(&a.base, "root").await;
+    cluster.grant_admin("root");
+    let admin_a = login_on(&a.base, "root").await;
+    let admin_b = admin_a.at(&b.base);
+    let bob = signup_on(&a.base, "bob").await;
+    let alice = signup_on(&b.base, "alice").await;
+    Two {
+        cluster,
+        a,
+        b,
+        admin_a,
+        admin_b,
+        bob,
+        alice,
+    }
+}
+
 /// Waits until the instance `admin` talks to says its bus is connected.
 async fn bus_connected(admin: &User, within: Duration) {
     let started = Instant::now();
@@ -51,15 +84,15 @@ async fn bus_connected(admin: &User, within: Duration) {
 #[tokio::test]
 async fn redis_restarted_mid_stream_local_delivery_goes_on_and_clients_are_told() {
     let mut redis = OwnRedis::start().await;
-    let cluster = Cluster::on(&redis.url()).await;
-    let a = cluster.start("a").await;
-    let b = cluster.start("b").await;
-    signup_on(&a.base, "root").await;
-    cluster.grant_admin("root");
-    let admin_a = login_on(&a.base, "root").await;
-    let admin_b = admin_a.at(&b.base);
-    let bob = signup_on(&a.base, "bob").await;
-    let alice = signup_on(&b.base, "alice").await;
+    let Two {
+        cluster,
+        a,
+        b,
+        admin_a,
+        admin_b,
+        bob,
+        alice,
+    } = two_on(&redis.url()).await;
     let (mut stream, _) = bob.open("").await;
 
     send(&alice, "bob", "tick", "before").await;
@@ -166,15 +199,15 @@ async fn sends_one_process_made_without_redis_reset_the_others_clients() {
     // Redis keeps its data: when it is back, the stream is the same one,
     // and a process that only lost its connection goes on without a reset.
     let mut redis = OwnRedis::start_persistent().await;
-    let cluster = Cluster::on(&redis.url()).await;
-    let a = cluster.start("a").await;
-    let b = cluster.start("b").await;
-    signup_on(&a.base, "root").await;
-    cluster.grant_admin("root");
-    let admin_a = login_on(&a.base, "root").await;
-    let admin_b = admin_a.at(&b.base);
-    let bob = signup_on(&a.base, "bob").await;
-    let alice = signup_on(&b.base, "alice").await;
+    let Two {
+        cluster,
+        a,
+        b,
+        admin_a,
+        admin_b,
+        bob,
+        alice,
+    } = two_on(&redis.url()).await;
     let (mut on_a, _) = bob.open("").await;
     let (mut on_b, _) = bob.at(&b.base).open("").await;
     send(&alice, "bob", "tick", "one").await;

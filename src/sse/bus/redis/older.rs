@@ -56,7 +56,7 @@ pub(super) async fn read(
     let mut seen = Seen::default();
     let mut out = BytesMut::new();
     for entry in &entries[1..] {
-        if !wire::origin(&entry.fields).is_none_or(|origin| seen.first_time(origin)) {
+        if seen.is_copy(wire::origin(&entry.fields)) {
             continue;
         }
         match wire::decode(&entry.fields) {

@@ -174,7 +174,7 @@ async fn sync(
     let after = cursor.filter(|c| c.epoch == epoch).map(|c| c.position);
     let mut recent = Vec::new();
     for entry in entries.iter().filter(|e| e.epoch == Some(epoch)) {
-        if !wire::origin(&entry.fields).is_none_or(|origin| seen.first_time(origin)) {
+        if seen.is_copy(wire::origin(&entry.fields)) {
             continue;
         }
         match wire::decode(&entry.fields) {
@@ -268,7 +268,7 @@ async fn follow(
             }
             *cursor = Some(id);
             let origin = wire::origin(&entry.fields);
-            if !origin.is_none_or(|origin| seen.first_time(origin)) {
+            if seen.is_copy(origin) {
                 tracing::debug!(%id, "bus: dropped a copy appended again after a retry");
                 continue;
             }

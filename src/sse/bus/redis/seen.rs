@@ -81,6 +81,12 @@ pub struct Seen {
 }
 
 impl Seen {
+    /// Whether an entry from `origin` was read before (entries that do
+    /// not say who appended them never are).
+    pub fn is_copy(&mut self, origin: Option<Origin>) -> bool {
+        origin.is_some_and(|origin| !self.first_time(origin))
+    }
+
     /// Whether the entry is new (and remembers it); false for a copy.
     pub fn first_time(&mut self, origin: Origin) -> bool {
         self.clock += 1;
