@@ -60,14 +60,16 @@ async fn stream(State(notifier): State<Notifier>, request: Request) -> Response 
     // this process's history but maybe not than the stream: read the
     // older part now, and resume at the history's floor (right after, so
     // that it has no time to move on).
+    // Boxed: the Redis client's futures are large, and the handler's own
+    // future (allocated for every stream request) stays small without.
     let mut older = None;
     if notifier.bus().is_shared() && request.extensions().get::<Identity>().is_some() {
         let id = query_params(&request)
             .ok()
             .and_then(|params| last_event_id(&request, &params));
-        notifier.bus().catch_up(id.as_deref()).await;
+        Box::pin(notifier.bus().catch_up(id.as_deref())).await;
         if let Some(wanted) = id.and_then(|id| older_wanted(&notifier, &request, &id)) {
-            older = Some(older_part(&notifier, wanted).await);
+            older = Some(Box::pin(older_part(&notifier, wanted)).await);
         }
     }
     let (mut registration, identity, socket) =
