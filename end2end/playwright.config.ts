@@ -54,6 +54,7 @@ export default defineConfig({
       LEPTOS_SITE_ROOT: process.env.LEPTOS_SITE_ROOT ?? "target/site",
       DATA_DIR: dataDir,
       RUST_LOG: process.env.RUST_LOG ?? "info",
+      METRICS_ADDR: "",
     },
   },
 });

@@ -70,7 +70,7 @@ start_servers() {
   bport=$(free_port)
   SSE_MAX_CLIENTS=19500 SSE_PER_USER_MAX=19500 SSE_PER_ADDRESS_MAX=19500 SSE_QUEUE_LEN=1024 \
   AUTH_LOGIN_ATTEMPTS_PER_IP=1000000 AUTH_LOGIN_ATTEMPTS_PER_USER=1000000 \
-  SSE_ENABLE_LOGGING=false RUST_LOG=warn DATA_DIR="${data}" \
+  RUST_LOG=warn METRICS_ADDR="" SERVER_SENDS_PER_USER=1000000000 METRICS_ENABLED="${BENCH_METRICS:-true}" DATA_DIR="${data}" \
   LEPTOS_SITE_ADDR="127.0.0.1:${port}" "${on0[@]}" "${bin}/sse_notify" >> "${out}/server.log" 2>&1 &
   server=$!
   BASELINE_ADDR="127.0.0.1:${bport}" "${on0[@]}" "${bin}/baseline" >> "${out}/baseline.log" 2>&1 &
@@ -171,7 +171,7 @@ start_cluster() {
     port=$(free_port)
     SSE_MAX_CLIENTS=19500 SSE_PER_USER_MAX=19500 SSE_PER_ADDRESS_MAX=19500 SSE_QUEUE_LEN=1024 \
     AUTH_LOGIN_ATTEMPTS_PER_IP=1000000 AUTH_LOGIN_ATTEMPTS_PER_USER=1000000 \
-    SSE_ENABLE_LOGGING=false RUST_LOG=warn DATA_DIR="${cluster_data}/${i}" \
+    RUST_LOG=warn METRICS_ADDR="" SERVER_SENDS_PER_USER=1000000000 METRICS_ENABLED="${BENCH_METRICS:-true}" DATA_DIR="${cluster_data}/${i}" \
     DATABASE_URL="${pg_base}/${db}" BUS_URL="${bus_url}" BUS_PREFIX="${prefix}" BUS_INSTANCE="s${i}" \
     LEPTOS_SITE_ADDR="127.0.0.1:${port}" "${on0[@]}" "${bin}/sse_notify" >> "${out}/server.log" 2>&1 &
     cluster_pids+=($!)

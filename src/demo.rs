@@ -170,6 +170,8 @@ pub async fn broadcast(
 #[cfg(feature = "ssr")]
 mod server {
     use super::*;
+    use crate::auth::rate_limit::SendLimit;
+    use crate::sse::metrics::Refusal;
     use crate::sse::{Audience, EventError, EventName, InboxError, Notifier, Target, UserId};
 
     /// Where a demo send goes. A `notification` to a user or to everyone
@@ -188,6 +190,20 @@ mod server {
     ) -> Result<Delivered, AppError> {
         let notifier = use_context::<Notifier>()
             .ok_or_else(|| AppError::internal("the notifier is not in the server's context"))?;
+        if let Some(sends) = use_context::<SendLimit>()
+            && let Err(wait) = sends.check(&from)
+        {
+            notifier.registry().count_refusal(Refusal::SendRate);
+            return Err(AppError::new(
+                crate::error::ErrorKind::TooManyRequests,
+                "send_rate",
+                format!(
+                    "Too many sends from this account; try again in {} s.",
+                    wait.as_secs().max(1)
+                ),
+            )
+            .retry_after(wait));
+        }
         if message.trim().is_empty() {
             return Err(AppError::bad_request(
                 "empty_message",

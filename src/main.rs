@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use sse_notify::admin::{self, AdminCommand};
 use sse_notify::config::Config;
-use sse_notify::server;
-use tracing_subscriber::EnvFilter;
+use sse_notify::server::{self, Stop};
 
 /// mimalloc rather than glibc's malloc: with many long-lived connections
 /// served from several threads, glibc's per-thread arenas keep freed
@@ -20,14 +19,6 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const RUNTIME_SHUTDOWN: Duration = Duration::from_secs(1);
 
 fn main() -> ExitCode {
-    // Logs on stderr: stdout carries a command's output (`admin list`).
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
-
     let args: Vec<String> = std::env::args().skip(1).collect();
     let command = match args.split_first() {
         None => None,
@@ -54,6 +45,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Err(e) = sse_notify::ops::logging::init(config.log) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -101,9 +96,16 @@ async fn serve(config: Config) -> ExitCode {
         }
     };
     let grace = config.server.shutdown_timeout;
+    let drain = config.server.drain_delay + config.server.drain_window;
     let signal = async move {
-        server::shutdown_signal().await;
-        server::exit_after(grace + server::EXIT_MARGIN);
+        let stop = server::shutdown_signal().await;
+        let draining = if stop == Stop::Drain {
+            drain
+        } else {
+            Duration::ZERO
+        };
+        server::exit_after(draining + grace + server::EXIT_MARGIN);
+        stop
     };
     match server::serve(listener, config, signal).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -47,6 +47,7 @@ async function startServer(name: string, port: number, env: Record<string, strin
       SERVER_TRUSTED_PROXIES: "127.0.0.1",
       SERVER_SHUTDOWN_TIMEOUT: "2s",
       RUST_LOG: "warn",
+      METRICS_ADDR: "",
     },
     stdio: "inherit",
   });

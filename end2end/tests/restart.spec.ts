@@ -16,6 +16,7 @@ async function startServer(port: number, dataDir: string): Promise<ChildProcess>
       LEPTOS_SITE_ROOT: "target/site",
       DATA_DIR: dataDir,
       RUST_LOG: "warn",
+      METRICS_ADDR: "",
     },
     stdio: "inherit",
   });

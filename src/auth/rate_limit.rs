@@ -5,7 +5,7 @@
 //! closed beats forgetting an attacker).
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 pub struct RateLimiter {
@@ -58,6 +58,26 @@ impl RateLimiter {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .len()
+    }
+}
+
+/// Users whose sends are counted at once, at most (beyond, and with no
+/// window expired, a send is refused rather than a user forgotten).
+const SEND_KEYS_MAX: usize = 100_000;
+
+/// The per-user send rate of the send server functions: one user cannot
+/// flood the others' streams and inboxes. Cheap to clone.
+#[derive(Clone)]
+pub struct SendLimit(Arc<RateLimiter>);
+
+impl SendLimit {
+    pub fn new(per_user: u32, window: Duration) -> Self {
+        SendLimit(Arc::new(RateLimiter::new(per_user, window, SEND_KEYS_MAX)))
+    }
+
+    /// Counts one send by `user`; `Err(wait)` if over the rate.
+    pub fn check(&self, user: &str) -> Result<(), Duration> {
+        self.0.attempt(user)
     }
 }
 

@@ -145,12 +145,6 @@ pub const KEYS: &[KeySpec] = &[
     ),
     key(
         Some("sse"),
-        "enable_logging",
-        "true",
-        "Log every connect and disconnect at `info` (else `debug`).",
-    ),
-    key(
-        Some("sse"),
         "per_address_max",
         "64",
         "Open streams per client address (see `server.trusted_proxies`); beyond it `GET /api/sse` answers 429.",
@@ -289,6 +283,18 @@ pub const KEYS: &[KeySpec] = &[
     ),
     key(
         Some("server"),
+        "drain_delay",
+        "5s",
+        "On SIGTERM: `/readyz` answers 503 at once, and event streams are left open this long (for the load balancer to notice).",
+    ),
+    key(
+        Some("server"),
+        "drain_window",
+        "10s",
+        "On SIGTERM, after `drain_delay`: event streams are ended in batches spread over this long, each told to reconnect after a jittered `retry:`; then the process exits. (SIGINT stops at once.)",
+    ),
+    key(
+        Some("server"),
         "header_timeout",
         "30s",
         "A connection that has not sent a complete request head for this long is closed (this includes idle keep-alive connections).",
@@ -317,16 +323,61 @@ pub const KEYS: &[KeySpec] = &[
         "",
         "Addresses of reverse proxies whose `X-Forwarded-For` names the client (comma-separated in the environment); from anyone else the header is ignored.",
     ),
+    key(
+        Some("server"),
+        "sends_per_user",
+        "300",
+        "Sends (`/api/sse/test`, `/api/sse/broadcast`) one user may make per `send_window`; more get 429 with `Retry-After`.",
+    ),
+    key(
+        Some("server"),
+        "send_window",
+        "1m",
+        "The window of `sends_per_user`.",
+    ),
+    key(
+        Some("metrics"),
+        "enabled",
+        "true",
+        "Keep the figures only `/metrics` needs (send latency, sends by target, bus lag, database latency); `false` also serves no `/metrics`.",
+    ),
+    key(
+        Some("metrics"),
+        "addr",
+        "127.0.0.1:9464",
+        "A separate address serving `GET /metrics` (Prometheus text format) without a token; empty: none.",
+    ),
+    key(
+        Some("metrics"),
+        "token",
+        "",
+        "With a token, `GET /metrics` is also served on the main address to `Authorization: Bearer <token>`; empty: not on the main address.",
+    ),
+    key(
+        Some("log"),
+        "format",
+        "text",
+        "Log lines as `text` or `json` (one object per line). What is logged is chosen with `RUST_LOG` (default `info`).",
+    ),
 ];
 
 /// Keys that existed once, and what replaces them. Setting one is an
 /// error that says what to do instead, never a silent no-op.
-pub const REMOVED: &[(&str, &str, &str)] = &[(
-    "auth",
-    "admins",
-    "the admin role is granted to an existing account by the operator: \
-     `sse_notify admin grant <username>` (and `admin revoke`, `admin list`)",
-)];
+pub const REMOVED: &[(&str, &str, &str)] = &[
+    (
+        "auth",
+        "admins",
+        "the admin role is granted to an existing account by the operator: \
+         `sse_notify admin grant <username>` (and `admin revoke`, `admin list`)",
+    ),
+    (
+        "sse",
+        "enable_logging",
+        "what is logged is chosen with `RUST_LOG`: connects and disconnects are \
+         logged at `info` under the target `sse_notify::stream`; \
+         `RUST_LOG=info,sse_notify::stream=warn` leaves them out",
+    ),
+];
 
 /// The spec of a key the code reads. A key missing from [`KEYS`] is a bug
 /// in this file, caught by the tests that load the defaults.

@@ -32,7 +32,7 @@ pub use keys::{KEYS, KeySpec, markdown_table};
 pub use value::ConfigValue;
 
 use layers::Layers;
-use value::{ByteSize, IpList, LeptosEnv, SecureCookieValue};
+use value::{ByteSize, IpList, LeptosEnv, LogFormatValue, OptionalAddr, SecureCookieValue};
 
 /// The file read when `CONFIG_FILE` is not set. Missing means defaults.
 pub const DEFAULT_FILE: &str = "Leptos.toml";
@@ -49,6 +49,26 @@ pub struct Config {
     pub bus: BusConfig,
     pub auth: AuthConfig,
     pub server: ServerConfig,
+    pub metrics: MetricsConfig,
+    pub log: LogFormat,
+}
+
+/// `[metrics]`: where `/metrics` is served, if anywhere.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// Off: nothing extra is counted and `/metrics` is not served.
+    pub enabled: bool,
+    /// A listener of its own, without a token.
+    pub addr: Option<SocketAddr>,
+    /// On the main address, to this bearer token.
+    pub token: Option<String>,
+}
+
+/// `log.format`: how log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// `[server]`: process-level behaviour.
@@ -65,6 +85,13 @@ pub struct ServerConfig {
     pub direct_responses: bool,
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpAddr>,
+    /// SIGTERM: streams stay open this long after `/readyz` turns 503...
+    pub drain_delay: Duration,
+    /// ... then are ended in batches spread over this long.
+    pub drain_window: Duration,
+    /// Sends per user per `send_window`.
+    pub sends_per_user: u32,
+    pub send_window: Duration,
 }
 
 impl Config {
@@ -119,7 +146,7 @@ impl Config {
                 .0,
             max_client_tags: layers.get("sse", "max_client_tags")?,
             retry: layers.get("sse", "retry")?,
-            enable_logging: layers.get("sse", "enable_logging")?,
+            metrics: layers.get("metrics", "enabled")?,
             per_address_max: layers.get_checked("sse", "per_address_max", positive)?,
             history_len: layers.get("sse", "history_len")?,
             history_age: layers.get("sse", "history_age")?,
@@ -180,7 +207,17 @@ impl Config {
                     .0,
                 direct_responses: layers.get("server", "direct_responses")?,
                 trusted_proxies: layers.get::<IpList>("server", "trusted_proxies")?.0,
+                drain_delay: layers.get("server", "drain_delay")?,
+                drain_window: layers.get("server", "drain_window")?,
+                sends_per_user: layers.get_checked("server", "sends_per_user", positive_u32)?,
+                send_window: layers.get_checked("server", "send_window", nonzero)?,
             },
+            metrics: MetricsConfig {
+                enabled: layers.get("metrics", "enabled")?,
+                addr: layers.get::<OptionalAddr>("metrics", "addr")?.0,
+                token: Some(layers.get::<String>("metrics", "token")?).filter(|t| !t.is_empty()),
+            },
+            log: layers.get::<LogFormatValue>("log", "format")?.0,
         })
     }
 }

@@ -129,8 +129,45 @@ fn sse_section_has_the_documented_defaults_and_checks() {
         err.to_string()
             .contains("expected a size such as 65536, 64KiB or 1MiB")
     );
-    let err = load(None, &[("SSE_ENABLE_LOGGING", "maybe")]).unwrap_err();
+    let err = load(None, &[("METRICS_ENABLED", "maybe")]).unwrap_err();
     assert!(err.to_string().contains("expected true or false"));
+}
+
+#[test]
+fn ops_keys_read_and_the_removed_logging_switch_says_what_to_use() {
+    let config = load(
+        None,
+        &[
+            ("METRICS_ADDR", ""),
+            ("METRICS_TOKEN", "s3cret"),
+            ("LOG_FORMAT", "json"),
+            ("SERVER_DRAIN_WINDOW", "4s"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(config.metrics.addr, None);
+    assert_eq!(config.metrics.token.as_deref(), Some("s3cret"));
+    assert_eq!(config.log, crate::config::LogFormat::Json);
+    assert_eq!(config.server.drain_window, Duration::from_secs(4));
+    let defaults = load(None, &[]).unwrap();
+    assert_eq!(
+        defaults.metrics.addr,
+        Some("127.0.0.1:9464".parse().unwrap())
+    );
+    assert_eq!(defaults.metrics.token, None);
+    assert_eq!(defaults.server.drain_delay, Duration::from_secs(5));
+    let err = load(None, &[("LOG_FORMAT", "xml")]).unwrap_err();
+    assert!(err.to_string().contains("`text` or `json`"));
+    for (file, env) in [
+        (Some("[sse]\nenable_logging = true\n"), &[][..]),
+        (None, &[("SSE_ENABLE_LOGGING", "false")][..]),
+    ] {
+        let err = load(file, env).unwrap_err().to_string();
+        assert!(
+            err.contains("`sse.enable_logging`") && err.contains("RUST_LOG"),
+            "{err}"
+        );
+    }
 }
 
 #[test]

@@ -157,3 +157,27 @@ impl ConfigValue for LeptosEnv {
         }
     }
 }
+
+/// An address, or nothing (empty).
+pub(super) struct OptionalAddr(pub(super) Option<std::net::SocketAddr>);
+
+impl ConfigValue for OptionalAddr {
+    fn parse(raw: &str) -> Result<Self, String> {
+        if raw.trim().is_empty() {
+            return Ok(OptionalAddr(None));
+        }
+        std::net::SocketAddr::parse(raw).map(|addr| OptionalAddr(Some(addr)))
+    }
+}
+
+pub(super) struct LogFormatValue(pub(super) super::LogFormat);
+
+impl ConfigValue for LogFormatValue {
+    fn parse(raw: &str) -> Result<Self, String> {
+        match raw.trim() {
+            "text" => Ok(LogFormatValue(super::LogFormat::Text)),
+            "json" => Ok(LogFormatValue(super::LogFormat::Json)),
+            _ => Err("`text` or `json`".to_string()),
+        }
+    }
+}

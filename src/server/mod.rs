@@ -17,13 +17,14 @@ use axum::extract::FromRef;
 use leptos::config::LeptosOptions;
 use leptos_axum::{LeptosRoutes, generate_route_list};
 use tokio::net::TcpListener;
-use tower_http::trace::TraceLayer;
 
 use crate::app::{App, shell};
 use crate::auth::middleware::{COOKIE_NAME, identify, refuse_cross_site, secure_cookie};
+use crate::auth::rate_limit::SendLimit;
 use crate::auth::{Auth, SecureCookie};
 use crate::config::{Config, ServerConfig};
 use crate::http::{self, ServeOptions, WatchedListener};
+use crate::ops::{self, Ops};
 use crate::sse::{self, Notifier};
 use crate::store::sessions::DbSessionStore;
 use crate::store::{Db, StoreError};
@@ -46,6 +47,23 @@ pub struct AppState {
     pub leptos_options: LeptosOptions,
     pub notifier: Notifier,
     pub auth: Auth,
+    /// Per-user send rate (server functions read it from context).
+    pub sends: SendLimit,
+}
+
+/// How the server was asked to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// End streams now (SIGINT, tests).
+    Now,
+    /// Drain first (SIGTERM): see [`crate::ops::drain`].
+    Drain,
+}
+
+impl From<()> for Stop {
+    fn from((): ()) -> Self {
+        Stop::Now
+    }
 }
 
 /// Why the server could not start or stopped with an error.
@@ -57,13 +75,23 @@ pub enum ServeError {
     Io(#[from] io::Error),
     #[error(transparent)]
     Bus(#[from] sse::BusError),
+    #[error("cannot listen on {addr} (metrics.addr / METRICS_ADDR): {error}")]
+    MetricsAddr {
+        addr: std::net::SocketAddr,
+        error: io::Error,
+    },
 }
 
 /// The full router: the SSE routes, Leptos pages and server functions,
 /// static files, 404s; sessions, identity and the cross-site check around
 /// them; outermost, the checks every request must pass (request line,
 /// body size and time), and the client's address.
-pub fn router(state: AppState, sessions: DbSessionStore, server: &ServerConfig) -> Router {
+pub fn router(
+    state: AppState,
+    sessions: DbSessionStore,
+    server: &ServerConfig,
+    ops: Ops,
+) -> Router {
     use axum::middleware::{from_fn, from_fn_with_state};
     use tower_sessions::cookie::SameSite;
     use tower_sessions::{Expiry, SessionManagerLayer};
@@ -75,9 +103,11 @@ pub fn router(state: AppState, sessions: DbSessionStore, server: &ServerConfig) 
     let context = {
         let notifier = state.notifier.clone();
         let auth = auth.clone();
+        let sends = state.sends.clone();
         move || {
             leptos::prelude::provide_context(notifier.clone());
             leptos::prelude::provide_context(auth.clone());
+            leptos::prelude::provide_context(sends.clone());
         }
     };
     let ttl =
@@ -101,6 +131,8 @@ pub fn router(state: AppState, sessions: DbSessionStore, server: &ServerConfig) 
         .layer(session_layer)
         .layer(from_fn_with_state(auth, secure_cookie))
         .layer(from_fn(refuse_cross_site))
+        // Probes and metrics: no session, no identity.
+        .merge(ops::routes(ops))
         .layer(from_fn(finish_abandoned_pages))
         .layer(from_fn_with_state(
             TrustedProxies(server.trusted_proxies.clone().into()),
@@ -115,28 +147,28 @@ pub fn router(state: AppState, sessions: DbSessionStore, server: &ServerConfig) 
         ))
         .layer(from_fn(check_request_line))
         .layer(from_fn(assets::private_by_default))
-        .layer(TraceLayer::new_for_http())
+        .layer(from_fn(ops::request_span::request_span))
         .with_state(state)
 }
 
 /// Serves until `shutdown` resolves, then gives open requests
 /// `server.shutdown_timeout` to finish.
-pub async fn serve(
+pub async fn serve<S: Into<Stop>>(
     listener: TcpListener,
     config: Config,
-    shutdown: impl Future<Output = ()> + Send + 'static,
+    shutdown: impl Future<Output = S> + Send + 'static,
 ) -> Result<(), ServeError> {
     let addr = listener.local_addr()?;
     let grace = config.server.shutdown_timeout;
     let db = Db::connect(config.database_url.as_deref(), &config.data_dir).await?;
     let pool = db.pool().clone();
-    let sessions = DbSessionStore::new(db.clone());
-    let cleanup = sessions.spawn_cleanup(SESSION_CLEANUP_PERIOD);
     let notifier = Notifier::start(
         config.sse.clone(),
         &config.bus,
         Some((pool.clone(), config.inbox.clone())),
     )?;
+    let sessions = DbSessionStore::new(db.clone()).timed_into(notifier.registry().clone());
+    let cleanup = sessions.spawn_cleanup(SESSION_CLEANUP_PERIOD);
     let mut maintenance = Vec::new();
     if let Ok(inbox) = notifier.inbox() {
         // What a previous run committed but did not publish goes out
@@ -154,17 +186,39 @@ pub async fn serve(
         );
         leptos_options.hash_files = false;
     }
+    let ops = Ops::new(
+        notifier.clone(),
+        pool.clone(),
+        config.metrics.enabled,
+        config.metrics.token.clone(),
+    );
+    let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+    if let (true, Some(addr)) = (config.metrics.enabled, config.metrics.addr) {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|error| ServeError::MetricsAddr { addr, error })?;
+        let bound = listener.local_addr()?;
+        tracing::info!(addr = %bound, "metrics on http://{bound}/metrics");
+        let stopped = async move {
+            let _ = metrics_stopped.await;
+        };
+        tokio::spawn(ops::metrics::serve(listener, ops.clone(), stopped));
+    }
     let state = AppState {
         leptos_options,
         notifier: notifier.clone(),
         auth: Auth::new(db, config.auth.clone()),
+        sends: SendLimit::new(config.server.sends_per_user, config.server.send_window),
     };
-    let app = router(state, sessions, &config.server);
+    let app = router(state, sessions, &config.server, ops.clone());
     let listener = WatchedListener::new(listener, config.sse.client_timeout);
 
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let (drain_delay, drain_window) = (config.server.drain_delay, config.server.drain_window);
     let signal = async move {
-        shutdown.await;
+        if shutdown.await.into() == Stop::Drain {
+            ops::drain::run(&ops, drain_delay, drain_window).await;
+        }
         tracing::info!("shutdown requested; closing event streams, finishing open requests");
         // Event streams never end by themselves: end them, so that the
         // graceful shutdown below can complete.
@@ -194,6 +248,7 @@ pub async fn serve(
             Ok(())
         }
     };
+    let _ = metrics_stop.send(());
     cleanup.abort();
     for task in maintenance {
         task.abort();
@@ -228,8 +283,8 @@ pub fn exit_after(after: std::time::Duration) {
     }
 }
 
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
-pub async fn shutdown_signal() {
+/// Resolves on SIGINT (Ctrl-C: stop now) or SIGTERM (drain first).
+pub async fn shutdown_signal() -> Stop {
     let ctrl_c = async {
         if let Err(e) = tokio::signal::ctrl_c().await {
             tracing::error!("cannot listen for Ctrl-C: {e}");
@@ -251,8 +306,8 @@ pub async fn shutdown_signal() {
     #[cfg(not(unix))]
     let terminate = std::future::pending::<()>();
     tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
+        () = ctrl_c => Stop::Now,
+        () = terminate => Stop::Drain,
     }
 }
 

@@ -25,8 +25,9 @@ pub struct SseConfig {
     pub max_client_tags: usize,
     /// The `retry:` field: how long the browser waits before reconnecting.
     pub retry: Duration,
-    /// Log connects and disconnects at `info` (otherwise `debug`).
-    pub enable_logging: bool,
+    /// Keep the figures only `/metrics` needs (sends by target kind,
+    /// latencies); off, the send path skips them.
+    pub metrics: bool,
     /// Open streams per client address; one more gets 429. Without it,
     /// one address with a few dozen accounts could take every slot.
     pub per_address_max: usize,
@@ -53,7 +54,7 @@ impl Default for SseConfig {
             max_payload: 64 * 1024,
             max_client_tags: 8,
             retry: Duration::from_secs(3),
-            enable_logging: true,
+            metrics: true,
             per_address_max: 64,
             history_len: 10_000,
             history_age: Duration::from_secs(600),

@@ -44,6 +44,8 @@ pub(crate) struct EventStream {
     socket: Option<Arc<SocketState>>,
     ping: Interval,
     preamble: Option<Bytes>,
+    /// The last frame was written: the stream ends at the next poll.
+    ended: bool,
 }
 
 impl Drop for EventStream {
@@ -84,7 +86,18 @@ pub(crate) fn event_stream(
         registration,
         socket,
         ping,
+        ended: false,
     }
+}
+
+/// The last frame of a drained stream: reconnect after `retry` ± half,
+/// at random, so that the clients of a drained server do not all come
+/// back in the same instant.
+fn drain_frame(retry: Duration) -> Bytes {
+    use rand::Rng;
+    let base = retry.as_millis().max(2) as u64;
+    let jittered = rand::thread_rng().gen_range(base / 2..=base + base / 2);
+    Bytes::from(format!("retry: {jittered}\n\n"))
 }
 
 impl Stream for EventStream {
@@ -95,9 +108,18 @@ impl Stream for EventStream {
         if let Some(first) = this.preamble.take() {
             return Poll::Ready(Some(Ok(first)));
         }
+        if this.ended {
+            return Poll::Ready(None);
+        }
         match this.registration.poll_batch(cx, MAX_BATCH_BYTES) {
             Poll::Ready(Next::End(reason)) => {
-                tracing::debug!(client = %this.registration.id(), reason = reason.as_str(), "ending stream");
+                this.registration.in_span(|| {
+                    tracing::debug!(client = %this.registration.id(), reason = reason.label(), "ending stream");
+                });
+                if reason == DisconnectReason::Drained {
+                    this.ended = true;
+                    return Poll::Ready(Some(Ok(drain_frame(this.registration.retry()))));
+                }
                 return Poll::Ready(None);
             }
             Poll::Ready(Next::Write(batch)) => return Poll::Ready(Some(Ok(batch))),

@@ -26,6 +26,8 @@ mod connection;
 #[cfg(feature = "ssr")]
 pub mod event_id;
 #[cfg(feature = "ssr")]
+pub mod metrics;
+#[cfg(feature = "ssr")]
 pub mod notifier;
 #[cfg(feature = "ssr")]
 pub mod registry;
@@ -38,6 +40,10 @@ pub use target::{ClientId, Identity, Recipient, Scope, SessionId, Tag, TagError,
 
 pub use inbox::{InboxId, InboxItem, InboxPage, InboxSummary};
 
+/// The log target of a stream's span and its connect and disconnect lines
+/// (`RUST_LOG=sse_notify::stream=warn` quiets them).
+pub const STREAM_LOG: &str = "sse_notify::stream";
+
 #[cfg(feature = "ssr")]
 pub use bus::{Bus, BusConfig, BusError, BusStatus};
 #[cfg(feature = "ssr")]
@@ -48,8 +54,8 @@ pub use inbox::{Audience, Inbox, InboxConfig, InboxError, Pending, Stored};
 pub use notifier::Notifier;
 #[cfg(feature = "ssr")]
 pub use registry::{
-    ClientFilter, ClientInfo, DisconnectReason, InstanceStats, Peer, Registry, ResetReason, Resume,
-    Stats,
+    ClientFilter, ClientInfo, Counts, DisconnectReason, InstanceStats, Peer, Registry, ResetReason,
+    Resume, Stats,
 };
 #[cfg(feature = "ssr")]
 pub use route::{ListingScope, RemoteAddr, routes};

@@ -16,6 +16,7 @@ use serde::Deserialize;
 
 use super::connection::event_stream;
 use super::event_id::EventId;
+use super::metrics::Refusal;
 use super::notifier::Notifier;
 use super::registry::{ClientFilter, Peer, RegisterError, Registration, Resume};
 use super::target::{ClientId, Identity, Recipient, SessionId, Tag, UserId};
@@ -95,9 +96,9 @@ async fn stream(State(notifier): State<Notifier>, request: Request) -> Response 
             .await
         {
             Ok(backlog) => registration.set_backlog(backlog.frames, backlog.ids),
-            Err(e) => {
+            Err(e) => registration.in_span(|| {
                 tracing::warn!(client = %registration.id(), error = %e, "inbox backlog unavailable; streaming live events only")
-            }
+            }),
         }
     }
     let body = Body::from_stream(event_stream(
@@ -194,7 +195,7 @@ fn admit(
         },
         None => Resume::Fresh,
     };
-    let registration = registry
+    let mut registration = registry
         .register_from(
             &identity,
             tags,
@@ -204,13 +205,19 @@ fn admit(
             },
             resume,
         )
-        .map_err(|e| refusal(e, config.retry))?;
+        .map_err(|e| {
+            registry.count_refusal(refusal_of(&e));
+            refusal(e, config.retry)
+        })?;
     let peer = addr.map(|a| a.to_string()).unwrap_or_default();
-    if config.enable_logging {
-        tracing::info!(client = %registration.id(), user = %identity.user, %peer, "sse client connected");
-    } else {
-        tracing::debug!(client = %registration.id(), user = %identity.user, %peer, "sse client connected");
-    }
+    // A root span: the stream outlives the request that opened it.
+    let span = tracing::info_span!(target: super::STREAM_LOG, parent: None, "stream",
+        client = %registration.id(), user = %identity.user, tags = %TagList(&identity, &params), %peer);
+    registration.set_span(span);
+    registration.in_span(|| {
+        tracing::info!(target: super::STREAM_LOG, client = %registration.id(),
+            user = %identity.user, %peer, "sse client connected");
+    });
     Ok((registration, identity, socket))
 }
 
@@ -315,6 +322,31 @@ fn client_tags(
         }
     }
     Ok(tags)
+}
+
+/// The client's own tags, as a log field (only built when recorded).
+struct TagList<'a>(&'a Identity, &'a [(String, String)]);
+
+impl std::fmt::Display for TagList<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let own = self.0.tags.iter().map(ToString::to_string);
+        let asked = self
+            .1
+            .iter()
+            .filter(|(name, _)| name == "tag")
+            .map(|(_, value)| value.clone());
+        let all: Vec<String> = own.chain(asked).collect();
+        f.write_str(&all.join(","))
+    }
+}
+
+fn refusal_of(error: &RegisterError) -> Refusal {
+    match error {
+        RegisterError::TooManyClients { .. } => Refusal::TooManyClients,
+        RegisterError::TooManyForUser { .. } => Refusal::TooManyForUser,
+        RegisterError::TooManyForAddress { .. } => Refusal::TooManyForAddress,
+        RegisterError::ShuttingDown => Refusal::ShuttingDown,
+    }
 }
 
 fn refusal(error: RegisterError, retry: std::time::Duration) -> AppError {

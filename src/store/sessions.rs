@@ -3,6 +3,7 @@
 //! tower-sessions does the session work (random ids, cookies, expiry,
 //! id rotation); this is only where the records live.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -12,16 +13,36 @@ use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, ExpiredDeletion, SessionStore};
 
 use super::{Db, now_secs};
+use crate::sse::Registry;
+use crate::sse::metrics::{DbOp, SseMetrics, timed};
 
 /// A [`SessionStore`] over [`Db`].
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct DbSessionStore {
     db: Db,
+    /// Where query latencies are counted, if anywhere.
+    timing: Option<Arc<Registry>>,
+}
+
+impl std::fmt::Debug for DbSessionStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DbSessionStore").finish_non_exhaustive()
+    }
 }
 
 impl DbSessionStore {
     pub fn new(db: Db) -> Self {
-        DbSessionStore { db }
+        DbSessionStore { db, timing: None }
+    }
+
+    /// Times its queries into `registry`'s metrics (when it has them).
+    pub fn timed_into(mut self, registry: Arc<Registry>) -> Self {
+        self.timing = Some(registry);
+        self
+    }
+
+    fn metrics(&self) -> Option<&SseMetrics> {
+        self.timing.as_ref().and_then(|r| r.metrics())
     }
 
     /// Deletes expired sessions every `period`, so the table does not
@@ -49,11 +70,12 @@ impl DbSessionStore {
             "INSERT INTO sessions (id, data, expires_at) VALUES ($1, $2, $3) \
              ON CONFLICT (id) DO NOTHING"
         };
-        let done = sqlx::query(sql)
+        let query = sqlx::query(sql)
             .bind(record.id.to_string())
             .bind(data)
             .bind(record.expiry_date.unix_timestamp())
-            .execute(self.db.pool())
+            .execute(self.db.pool());
+        let done = timed(self.metrics(), DbOp::SessionSave, query)
             .await
             .map_err(backend)?;
         Ok(done.rows_affected() > 0)
@@ -80,13 +102,14 @@ impl SessionStore for DbSessionStore {
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
-        let row =
+        let query =
             sqlx::query("SELECT data, expires_at FROM sessions WHERE id = $1 AND expires_at > $2")
                 .bind(id.to_string())
                 .bind(now_secs())
-                .fetch_optional(self.db.pool())
-                .await
-                .map_err(backend)?;
+                .fetch_optional(self.db.pool());
+        let row = timed(self.metrics(), DbOp::SessionLoad, query)
+            .await
+            .map_err(backend)?;
         let Some(row) = row else {
             return Ok(None);
         };

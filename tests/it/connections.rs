@@ -16,21 +16,7 @@ const WAIT: Duration = Duration::from_secs(2);
 
 /// Signs `name` up without a cookie store; returns `sid=…`.
 async fn session_cookie(server: &TestServer, name: &str) -> String {
-    let response = reqwest::Client::new()
-        .post(server.url("/api/auth/signup"))
-        .form(&[("username", name), ("password", crate::support::PASSWORD)])
-        .send()
-        .await
-        .expect("signup");
-    assert_eq!(response.status(), 200);
-    let cookie = response
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with("sid="))
-        .expect("session cookie");
-    cookie.split(';').next().unwrap_or_default().to_string()
+    crate::support::signup_cookie(&server.base, name).await
 }
 
 /// A raw HTTP/1.1 connection and what it has received.

@@ -8,6 +8,7 @@ mod auth;
 mod cluster;
 mod connections;
 mod inbox;
+mod ops;
 mod plain_axum;
 mod process;
 mod replay;

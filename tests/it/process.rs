@@ -39,6 +39,10 @@ impl Server {
             .env("DATA_DIR", &data_dir)
             .env("SERVER_SHUTDOWN_TIMEOUT", format!("{}s", GRACE.as_secs()))
             .env("RUST_LOG", "info")
+            .env("METRICS_ADDR", "")
+            // These tests are about the stop itself, not the drain.
+            .env("SERVER_DRAIN_DELAY", "0s")
+            .env("SERVER_DRAIN_WINDOW", "0s")
             .env_remove("DATABASE_URL")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());

@@ -107,6 +107,11 @@ impl TestServer {
             .collect();
         env.entry("SERVER_SHUTDOWN_TIMEOUT".into())
             .or_insert("2s".into());
+        // Many servers run at once: none takes the default metrics port.
+        env.entry("METRICS_ADDR".into()).or_default();
+        // Tests send in bursts; the send-rate test sets its own.
+        env.entry("SERVER_SENDS_PER_USER".into())
+            .or_insert("1000000".into());
         // `make test` runs the suite once per transport mode.
         if let Ok(mode) = std::env::var("SERVER_DIRECT_RESPONSES") {
             env.entry("SERVER_DIRECT_RESPONSES".into()).or_insert(mode);
@@ -192,6 +197,11 @@ impl TestServer {
         format!("{}{path}", self.base)
     }
 
+    /// A setting the server was started with.
+    pub fn env_var(&self, name: &str) -> Option<String> {
+        self.env.get(name).cloned()
+    }
+
     /// `host:port`.
     pub fn addr(&self) -> String {
         self.base.trim_start_matches("http://").to_string()
@@ -271,6 +281,26 @@ pub fn browser() -> reqwest::Client {
         .read_timeout(Duration::from_secs(30))
         .build()
         .expect("client")
+}
+
+/// Creates an account on the server at `base` without a cookie store;
+/// returns its session cookie (`name=value`), for raw requests.
+pub async fn signup_cookie(base: &str, name: &str) -> String {
+    let response = reqwest::Client::new()
+        .post(format!("{base}/api/auth/signup"))
+        .form(&[("username", name), ("password", PASSWORD)])
+        .send()
+        .await
+        .expect("POST /api/auth/signup");
+    assert_eq!(response.status(), 200, "signup {name}");
+    let cookie = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("sid="))
+        .expect("session cookie");
+    cookie.split(';').next().unwrap_or_default().to_string()
 }
 
 /// Creates an account on the server at `base`; returns its signed-in

@@ -27,6 +27,7 @@ use serde::Serialize;
 use super::event::{Event, EventError};
 use super::event_id::EventId;
 use super::inbox::InboxId;
+use super::metrics::Refusal;
 use super::registry::{DisconnectReason, Registry, Stats};
 use super::target::{Recipient, Target};
 
@@ -135,14 +136,37 @@ impl Bus {
         event: &Event,
         inbox: Option<InboxId>,
     ) -> Result<usize, EventError> {
-        match &self.redis {
+        let reached = match &self.redis {
             None => self.registry.send_stored(target, event, inbox),
             Some(redis) => {
                 self.registry.check_size(event)?;
-                redis.publish(target, event, inbox)?;
+                redis
+                    .publish(target, event, inbox)
+                    .map_err(|e| self.refused(e))?;
                 Ok(self.registry.count_matching(target))
             }
+        }?;
+        self.count_published(target);
+        Ok(reached)
+    }
+
+    fn count_published(&self, target: &Target) {
+        if let Some(metrics) = self.registry.metrics() {
+            metrics.published(target);
         }
+    }
+
+    /// Counts a send the bus could not take.
+    fn refused(&self, error: EventError) -> EventError {
+        if matches!(error, EventError::BusBusy { .. }) {
+            self.registry.count_refusal(Refusal::BusBusy);
+        }
+        error
+    }
+
+    /// Sends waiting for the Redis publisher (0 in-process).
+    pub fn queue_depth(&self) -> usize {
+        self.redis.as_ref().map_or(0, |redis| redis.queue_depth())
     }
 
     /// How long a send that must not be dropped may wait for room in the
@@ -163,16 +187,19 @@ impl Bus {
         inbox: Option<InboxId>,
         deadline: tokio::time::Instant,
     ) -> Result<usize, EventError> {
-        match &self.redis {
+        let reached = match &self.redis {
             None => self.registry.send_stored(target, event, inbox),
             Some(redis) => {
                 self.registry.check_size(event)?;
                 redis
                     .publish_waiting(target, event, inbox, deadline)
-                    .await?;
+                    .await
+                    .map_err(|e| self.refused(e))?;
                 Ok(self.registry.count_matching(target))
             }
-        }
+        }?;
+        self.count_published(target);
+        Ok(reached)
     }
 
     /// Ends the streams `target` selects, in every process (e.g. a

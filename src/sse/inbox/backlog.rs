@@ -14,6 +14,7 @@ use super::types::{InboxId, InboxSummary};
 use super::{Inbox, InboxError};
 use crate::sse::event::{EventName, write_frame};
 use crate::sse::event_id::EventId;
+use crate::sse::metrics::{DbOp, timed};
 use crate::sse::target::UserId;
 
 /// The frames to write before live events, and the inbox ids they carry.
@@ -37,10 +38,9 @@ impl Inbox {
             .acquire()
             .await
             .map_err(|_| InboxError::Stopped)?;
-        let (items, unread) = self
-            .inner
-            .store
-            .unread(user, max)
+        let read = self.inner.store.unread(user, max);
+        let metrics = self.inner.bus.registry().metrics();
+        let (items, unread) = timed(metrics, DbOp::InboxRead, read)
             .await
             .map_err(InboxError::store)?;
         drop(permit);

@@ -45,6 +45,7 @@ mod server {
     use super::{InboxId, InboxPage, InboxSummary};
     use crate::sse::bus::Bus;
     use crate::sse::event::{Event, EventError};
+    use crate::sse::metrics::{DbOp, timed};
     use crate::sse::target::{Target, UserId};
 
     /// Limits and timings of the inbox.
@@ -280,17 +281,15 @@ mod server {
             before: Option<InboxId>,
             limit: usize,
         ) -> Result<InboxPage, InboxError> {
-            self.inner
-                .store
-                .page(user, before, limit)
+            let page = self.inner.store.page(user, before, limit);
+            timed(self.metrics(), DbOp::InboxRead, page)
                 .await
                 .map_err(InboxError::store)
         }
 
         pub async fn unread_count(&self, user: &UserId) -> Result<u64, InboxError> {
-            self.inner
-                .store
-                .unread_count(user)
+            let count = self.inner.store.unread_count(user);
+            timed(self.metrics(), DbOp::InboxRead, count)
                 .await
                 .map_err(InboxError::store)
         }
@@ -310,8 +309,8 @@ mod server {
             if !unknown.is_empty() {
                 return Err(InboxError::UnknownIds(unknown));
             }
-            store
-                .mark_read(user, ids, now_ms())
+            let mark = store.mark_read(user, ids, now_ms());
+            timed(self.metrics(), DbOp::InboxMark, mark)
                 .await
                 .map_err(InboxError::store)?;
             let summary = InboxSummary {
@@ -330,10 +329,8 @@ mod server {
             user: &UserId,
             upto: Option<InboxId>,
         ) -> Result<InboxSummary, InboxError> {
-            let upto = self
-                .inner
-                .store
-                .mark_all_read(user, upto, now_ms())
+            let mark = self.inner.store.mark_all_read(user, upto, now_ms());
+            let upto = timed(self.metrics(), DbOp::InboxMark, mark)
                 .await
                 .map_err(InboxError::store)?;
             let summary = InboxSummary {
@@ -343,6 +340,10 @@ mod server {
             };
             self.tell(user, &summary);
             Ok(summary)
+        }
+
+        fn metrics(&self) -> Option<&crate::sse::metrics::SseMetrics> {
+            self.inner.bus.registry().metrics()
         }
 
         /// Pushes an `inbox` event to every stream of `user`.

@@ -13,6 +13,7 @@ use super::types::InboxId;
 use super::writer::now_ms;
 use super::{Audience, Inbox, InboxError, publish};
 use crate::sse::event::Event;
+use crate::sse::metrics::{DbOp, timed};
 
 /// Rows claimed per relay step.
 const RELAY_STEP: usize = 500;
@@ -84,10 +85,12 @@ impl Inbox {
     pub async fn relay_once(&self) -> Result<usize, InboxError> {
         let mut published = 0;
         loop {
-            let claimed = self
+            let claim = self
                 .inner
                 .store
-                .claim_unpublished(None, RELAY_STEP, now_ms())
+                .claim_unpublished(None, RELAY_STEP, now_ms());
+            let metrics = self.inner.bus.registry().metrics();
+            let claimed = timed(metrics, DbOp::InboxRelay, claim)
                 .await
                 .map_err(InboxError::store)?;
             self.publish_claimed(&claimed).await;

@@ -12,6 +12,7 @@ use super::types::InboxId;
 use super::{Audience, InboxError, publish};
 use crate::sse::bus::Bus;
 use crate::sse::event::Event;
+use crate::sse::metrics::{DbOp, timed};
 
 /// One persistent send waiting for its batch.
 pub(super) struct Job {
@@ -42,7 +43,8 @@ impl Writer {
     pub(super) async fn run(self, mut jobs: mpsc::Receiver<Job>) {
         let mut batch = Vec::with_capacity(self.batch_max);
         while jobs.recv_many(&mut batch, self.batch_max).await > 0 {
-            match self.commit(&batch).await {
+            let metrics = self.bus.registry().metrics();
+            match timed(metrics, DbOp::InboxCommit, self.commit(&batch)).await {
                 Ok(ids) => {
                     for (job, id) in batch.drain(..).zip(ids) {
                         let delivered = publish(&self.bus, &job.audience, &job.event, id).await;
@@ -76,6 +78,9 @@ impl Writer {
         // reach the user as unread on their next connect.
         let ids = store::insert(&mut tx, &rows, Some(now_ms()), self.max_per_user).await?;
         tx.commit().await?;
+        if let Some(metrics) = self.bus.registry().metrics() {
+            metrics.inbox_rows_written(rows.len() as u64);
+        }
         Ok(ids)
     }
 }

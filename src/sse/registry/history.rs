@@ -47,6 +47,14 @@ pub enum ResetReason {
 }
 
 impl ResetReason {
+    /// Every reason, in declaration order (their numbers).
+    pub const ALL: [ResetReason; 4] = [
+        Self::Unparsable,
+        Self::OtherEpoch,
+        Self::TooOld,
+        Self::HistoryLost,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Unparsable => "unparsable_id",

@@ -38,6 +38,9 @@ pub enum DisconnectReason {
     /// Its browser reconnected (`client=` with its id) before the server
     /// noticed this connection was gone.
     Replaced = 8,
+    /// Ended by a draining server, told to reconnect after a jittered
+    /// delay (to another instance, behind a load balancer).
+    Drained = 9,
 }
 
 impl DisconnectReason {
@@ -51,8 +54,40 @@ impl DisconnectReason {
             6 => Self::Kicked,
             7 => Self::UnexpectedInput,
             8 => Self::Replaced,
+            9 => Self::Drained,
             _ => return None,
         })
+    }
+
+    /// Every reason, in number order.
+    pub const ALL: [DisconnectReason; 9] = [
+        Self::ClientClosed,
+        Self::WriteError,
+        Self::IdleTimeout,
+        Self::QueueOverflow,
+        Self::Shutdown,
+        Self::Kicked,
+        Self::UnexpectedInput,
+        Self::Replaced,
+        Self::Drained,
+    ];
+
+    /// Slots of an array indexed by the reason's number (0 is unused).
+    pub const SLOTS: usize = 10;
+
+    /// The reason as a metric label or log field.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::ClientClosed => "client_closed",
+            Self::WriteError => "write_error",
+            Self::IdleTimeout => "idle_timeout",
+            Self::QueueOverflow => "queue_overflow",
+            Self::Shutdown => "shutdown",
+            Self::Kicked => "kicked",
+            Self::UnexpectedInput => "unexpected_input",
+            Self::Replaced => "replaced",
+            Self::Drained => "drained",
+        }
     }
 
     pub fn as_str(self) -> &'static str {
@@ -65,6 +100,7 @@ impl DisconnectReason {
             Self::Kicked => "closed by the server",
             Self::UnexpectedInput => "unexpected input",
             Self::Replaced => "replaced by its reconnect",
+            Self::Drained => "drained",
         }
     }
 }
@@ -145,6 +181,9 @@ pub(super) struct ClientGuard {
     user: UserId,
     since: Instant,
     link: Arc<ClientLink>,
+    /// The stream's span, when logging records it (boxed: most of the
+    /// time it is not, and an idle stream's size is what it costs).
+    span: Option<Box<tracing::Span>>,
 }
 
 impl ClientGuard {
@@ -160,6 +199,19 @@ impl ClientGuard {
             user,
             since: Instant::now(),
             link,
+            span: None,
+        }
+    }
+
+    pub(super) fn set_span(&mut self, span: tracing::Span) {
+        self.span = (!span.is_disabled()).then(|| Box::new(span));
+    }
+
+    /// Runs `f` inside the stream's span, if it has one.
+    pub(super) fn in_span<T>(&self, f: impl FnOnce() -> T) -> T {
+        match &self.span {
+            Some(span) => span.in_scope(f),
+            None => f(),
         }
     }
 
@@ -180,16 +232,39 @@ impl ClientGuard {
 
 impl Drop for ClientGuard {
     fn drop(&mut self) {
-        self.registry.unregister(self.id, &self.link);
         let reason = self.link.reason().unwrap_or(DisconnectReason::ClientClosed);
+        self.registry.unregister(self.id, &self.link, reason);
         let duration = Duration::from_millis(self.since.elapsed().as_millis() as u64);
         let events_sent = self.link.events_sent.load(Ordering::Relaxed);
-        if self.registry.config().enable_logging {
-            tracing::info!(client = %self.id, user = %self.user, reason = reason.as_str(),
-                ?duration, events_sent, "sse client disconnected");
-        } else {
-            tracing::debug!(client = %self.id, user = %self.user, reason = reason.as_str(),
-                ?duration, events_sent, "sse client disconnected");
+        // The fields are repeated for when the span is not recorded.
+        self.in_span(|| {
+            tracing::info!(target: crate::sse::STREAM_LOG, client = %self.id, user = %self.user,
+                reason = reason.label(), ?duration, events_sent, "sse client disconnected");
+        });
+    }
+}
+
+impl Registry {
+    /// Refuses new streams (503 `shutting_down`) and leaves open ones be:
+    /// the start of a drain.
+    pub fn stop_admitting(&self) {
+        self.shutting_down
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Ends up to `n` open streams with [`DisconnectReason::Drained`]
+    /// (each is told a jittered `retry:`); returns how many.
+    pub fn drain(&self, n: usize) -> usize {
+        let entries: Vec<_> = {
+            let mut indexes = self.write();
+            let ids: Vec<ClientId> = indexes.clients.keys().take(n).copied().collect();
+            ids.into_iter()
+                .filter_map(|id| indexes.remove(id))
+                .collect()
+        };
+        for entry in &entries {
+            entry.link.close(DisconnectReason::Drained);
         }
+        entries.len()
     }
 }

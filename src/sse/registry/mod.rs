@@ -12,6 +12,7 @@
 //! id order; a client that resumes registers under the same lock, so each
 //! event either reaches it live or is in what it replays, never both.
 
+mod counts;
 mod history;
 mod index;
 mod lifecycle;
@@ -22,7 +23,7 @@ mod shared;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Instant, SystemTime};
 
@@ -32,9 +33,12 @@ use super::config::SseConfig;
 use super::event::{Event, EventError, write_frame};
 use super::event_id::{Epoch, EventId, Position};
 use super::inbox::InboxId;
+use super::metrics::SseMetrics;
 use super::target::{ClientId, Identity, Tag, Target, UserId};
 use crate::http::SocketState;
 
+use counts::Counters;
+pub use counts::Counts;
 use history::History;
 pub use history::ResetReason;
 use index::{Entry, Indexes};
@@ -70,19 +74,6 @@ pub struct Peer {
     pub socket: Option<Arc<SocketState>>,
 }
 
-/// Counters that outlive individual connections.
-#[derive(Default)]
-struct Counters {
-    /// Events written to sockets (one per receiver).
-    events_sent: AtomicU64,
-    /// Sends (one per `send` call that reached anyone or not).
-    events_published: AtomicU64,
-    /// Unix milliseconds of the last send; 0 = never.
-    last_event_at: AtomicU64,
-    connections_opened: AtomicU64,
-    connections_closed: AtomicU64,
-}
-
 /// The registry. Shared as `Arc<Registry>`; see [`crate::sse::Notifier`]
 /// for the handle backend code uses.
 pub struct Registry {
@@ -96,6 +87,8 @@ pub struct Registry {
     /// that `per_user_max` holds across the cluster, approximately: see
     /// [`Registry::set_remote_users`].
     remote_users: RwLock<HashMap<UserId, usize>>,
+    /// What only `/metrics` needs (`None`: metrics are off).
+    metrics: Option<Box<SseMetrics>>,
 }
 
 impl Registry {
@@ -111,6 +104,7 @@ impl Registry {
         );
         let indexes = Indexes::new(config.max_clients, config.history_age);
         Registry {
+            metrics: config.metrics.then(Box::default),
             config,
             indexes: RwLock::new(indexes),
             counters: Counters::default(),
@@ -180,7 +174,10 @@ impl Registry {
                     .and_then(|id| history.resume_point(&id, now));
                 match point {
                     Ok(after) => (Some(after), None, client),
-                    Err(reason) => (None, Some(reset_frame(reason, history.id(until))), None),
+                    Err(reason) => {
+                        self.count_reset(reason, 1);
+                        (None, Some(reset_frame(reason, history.id(until))), None)
+                    }
                 }
             }
         };
@@ -284,6 +281,7 @@ impl Registry {
         inbox: Option<InboxId>,
     ) -> Result<usize, EventError> {
         self.check_size(event)?;
+        let started = self.metrics.is_some().then(Instant::now);
         let mut history = self.lock_history();
         if history.is_shared() {
             tracing::warn!("bus unreachable: sending on this process's own history");
@@ -295,7 +293,7 @@ impl Registry {
             );
         }
         let position = history.next_position();
-        Ok(self.publish_locked(history, position, target, event, inbox))
+        Ok(self.publish_locked(history, position, target, event, inbox, started))
     }
 
     /// How many of this process's connections `target` selects now.
@@ -322,7 +320,8 @@ impl Registry {
 
     /// Frames the event at `position`, queues it for its receivers and
     /// keeps it in the history, all under the history's lock (so every
-    /// client sees events in id order); returns the receivers.
+    /// client sees events in id order); returns the receivers. `started`:
+    /// when the send began, for the latency metric.
     fn publish_locked(
         &self,
         mut history: MutexGuard<'_, History>,
@@ -330,6 +329,7 @@ impl Registry {
         target: &Target,
         event: &Event,
         inbox: Option<InboxId>,
+        started: Option<Instant>,
     ) -> usize {
         let frame = frame(history.id(position), event, inbox);
 
@@ -347,12 +347,10 @@ impl Registry {
             tracing::warn!(%client, queue_len = self.config.queue_len, "client fell behind; disconnecting");
             self.disconnect(client, DisconnectReason::QueueOverflow);
         }
-        self.counters
-            .events_published
-            .fetch_add(1, Ordering::Relaxed);
-        self.counters
-            .last_event_at
-            .store(unix_millis(SystemTime::now()), Ordering::Relaxed);
+        self.count_published();
+        if let (Some(metrics), Some(started)) = (&self.metrics, started) {
+            metrics.sent(started);
+        }
         delivered
     }
 
@@ -466,11 +464,9 @@ impl Registry {
     }
 
     /// Forgets a client whose connection ended (its guard calls this).
-    fn unregister(&self, client: ClientId, link: &Arc<ClientLink>) {
+    fn unregister(&self, client: ClientId, link: &Arc<ClientLink>, reason: DisconnectReason) {
         self.write().remove_link(client, link);
-        self.counters
-            .connections_closed
-            .fetch_add(1, Ordering::Relaxed);
+        self.count_disconnect(reason);
     }
 
     /// Counts `n` replayed events written to a client's socket.

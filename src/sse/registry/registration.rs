@@ -14,6 +14,7 @@ use super::lifecycle::{ClientGuard, DisconnectReason, Next};
 use crate::sse::event::{EventName, write_frame};
 use crate::sse::event_id::{EventId, Position};
 use crate::sse::inbox::InboxId;
+use crate::sse::metrics::ReplaySource;
 use crate::sse::target::{ClientId, Recipient, SessionId, Tag, UserId};
 
 /// Where a client's stream starts.
@@ -132,6 +133,9 @@ impl Registration {
     /// any), before live events; live copies of the inbox ids it holds
     /// are dropped.
     pub fn set_backlog(&mut self, frames: Bytes, ids: Vec<InboxId>) {
+        self.guard
+            .registry()
+            .count_replayed(ReplaySource::Inbox, ids.len() as u64);
         self.opening = Some(match self.opening.take() {
             Some(reset) => {
                 let mut both = BytesMut::with_capacity(reset.len() + frames.len());
@@ -157,11 +161,36 @@ impl Registration {
         if self.opening.is_some() {
             return;
         }
+        let registry = self.guard.registry();
         self.opening = match frames {
             Some(frames) if frames.is_empty() => None,
-            Some(frames) => Some(frames),
-            None => Some(reset_frame(ResetReason::TooOld, self.start)),
+            Some(frames) => {
+                // Frames end with a blank line; data never holds one.
+                let events = frames.windows(2).filter(|w| w == b"\n\n").count();
+                registry.count_replayed(ReplaySource::Bus, events as u64);
+                Some(frames)
+            }
+            None => {
+                registry.count_reset(ResetReason::TooOld, 1);
+                Some(reset_frame(ResetReason::TooOld, self.start))
+            }
         };
+    }
+
+    /// Gives the stream its span: its log lines (the end included) carry
+    /// the span's fields.
+    pub fn set_span(&mut self, span: tracing::Span) {
+        self.guard.set_span(span);
+    }
+
+    /// The configured `retry:` (a drained stream is told a jittered one).
+    pub(crate) fn retry(&self) -> Duration {
+        self.guard.registry().config().retry
+    }
+
+    /// Runs `f` inside the stream's span, if it has one.
+    pub fn in_span<T>(&self, f: impl FnOnce() -> T) -> T {
+        self.guard.in_span(f)
     }
 
     /// Whether the stream opens with an `sse-reset`.
@@ -263,10 +292,12 @@ impl Registration {
                 Step::Lost => {
                     let since = registry.lock_history().id(replay.until);
                     tracing::warn!(client = %self.id, "replay overtaken by the history's trimming");
+                    registry.count_reset(ResetReason::TooOld, 1);
                     return Replayed::Reset(reset_frame(ResetReason::TooOld, since));
                 }
             };
             registry.count_sent_n(self.guard.link(), count);
+            registry.count_replayed(ReplaySource::History, count);
             match frames {
                 Some(frames) => return Replayed::Frames(frames),
                 None if done => return Replayed::Done,

@@ -32,6 +32,11 @@ impl Registry {
         event: &Event,
         inbox: Option<InboxId>,
     ) -> usize {
+        let started = self.metrics.as_ref().map(|metrics| {
+            // A stream entry's position is its id: append time (ms), seq.
+            metrics.bus_lag(id.position.major);
+            Instant::now()
+        });
         let mut history = self.lock_history();
         if history.epoch() != id.epoch || !history.is_shared() {
             let before = id.position.before();
@@ -41,7 +46,7 @@ impl Registry {
             // Already delivered (a catch-up overlapping the live read).
             return 0;
         }
-        self.publish_locked(history, id.position, target, event, inbox)
+        self.publish_locked(history, id.position, target, event, inbox, started)
     }
 
     /// Follows another history from now on: `epoch`, complete after
@@ -114,11 +119,14 @@ impl Registry {
         }
         let reset = reset_frame(ResetReason::HistoryLost, history.id(history.last()));
         let mut overflowed = Vec::new();
+        let mut told = 0;
         for (client, entry) in &self.read().clients {
-            if entry.link.queue.push(reset.clone()).is_err() {
-                overflowed.push(*client);
+            match entry.link.queue.push(reset.clone()) {
+                Ok(()) => told += 1,
+                Err(_) => overflowed.push(*client),
             }
         }
+        self.count_reset(ResetReason::HistoryLost, told);
         for client in overflowed {
             self.disconnect(client, DisconnectReason::QueueOverflow);
         }

@@ -5,6 +5,7 @@
 //! restarts Redis runs its own `redis-server` on a free port.
 
 mod delivery;
+mod drain;
 mod faults;
 mod relay;
 mod stats;
@@ -69,6 +70,8 @@ impl Cluster {
             .env("BUS_TIMEOUT", "1s")
             .env("SERVER_SHUTDOWN_TIMEOUT", "2s")
             .env("RUST_LOG", "info")
+            .env("METRICS_ADDR", "")
+            .env("SERVER_SENDS_PER_USER", "1000000")
             .stdout(Stdio::null())
             .stderr(log);
         if let Ok(mode) = std::env::var("SERVER_DIRECT_RESPONSES") {
@@ -141,6 +144,31 @@ impl Instance {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// SIGTERM: the drain, then the exit.
+    pub fn terminate(&self) {
+        let pid = self.child.id() as libc::pid_t;
+        // SAFETY: kill(2) on our own child's pid.
+        let done = unsafe { libc::kill(pid, libc::SIGTERM) };
+        assert_eq!(done, 0, "SIGTERM {}", self.name);
+    }
+
+    /// Waits for the process to exit by itself; its exit status.
+    pub async fn exit_within(&mut self, wait: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + wait;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} still running after {wait:?}:\n{}",
+                self.name,
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// What it logged so far.

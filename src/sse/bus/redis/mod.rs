@@ -97,6 +97,12 @@ impl Shared {
         .map_err(|_| timed_out())?
     }
 
+    fn reconnected(&self, link: crate::sse::metrics::BusLink) {
+        if let Some(metrics) = self.registry.metrics() {
+            metrics.bus_reconnected(link);
+        }
+    }
+
     /// Resolves when the bus is told to stop.
     async fn stopped(&self) {
         let mut stopping = self.stopping.subscribe();
@@ -170,6 +176,10 @@ impl RedisBus {
             .map_err(|_| EventError::BusBusy {
                 max: self.shared.config.queue_max,
             })
+    }
+
+    pub(super) fn queue_depth(&self) -> usize {
+        self.outgoing.max_capacity() - self.outgoing.capacity()
     }
 
     pub(super) fn timeout(&self) -> Duration {

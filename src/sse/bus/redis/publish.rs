@@ -19,6 +19,7 @@ use super::Shared;
 use crate::sse::bus::backoff::Backoff;
 use crate::sse::bus::wire::{Origin, Outgoing};
 use crate::sse::event_id::Epoch;
+use crate::sse::metrics::BusLink;
 use crate::sse::registry::DisconnectReason;
 use crate::sse::target::Target;
 
@@ -104,6 +105,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut queued: mpsc::Receiver<Outgoing
     let mut taken = Vec::with_capacity(BATCH);
     // Taken from the queue, not yet confirmed appended.
     let mut batch: Vec<(Origin, Outgoing)> = Vec::with_capacity(BATCH);
+    let mut connections = 0u64;
     loop {
         let connected = match shared.connect(true).await {
             Ok(mut conn) => match script().load_async(&mut conn).await {
@@ -141,6 +143,10 @@ pub(super) async fn run(shared: Arc<Shared>, mut queued: mpsc::Receiver<Outgoing
         };
         tracing::info!("bus: publishing to Redis");
         shared.publisher_up.store(true, Ordering::Relaxed);
+        connections += 1;
+        if connections > 1 {
+            shared.reconnected(BusLink::Publisher);
+        }
         // First, what the others must know about the time without Redis.
         let mut told = Vec::new();
         if std::mem::take(&mut offline.sent) {

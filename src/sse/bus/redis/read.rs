@@ -22,6 +22,7 @@ use super::{Shared, timed_out};
 use crate::sse::bus::backoff::Backoff;
 use crate::sse::bus::wire::{self, Incoming};
 use crate::sse::event_id::{Epoch, EventId, Position};
+use crate::sse::metrics::BusLink;
 use crate::sse::registry::DisconnectReason;
 
 /// How long one `XREAD` waits for new entries; after a quiet wait the
@@ -36,6 +37,7 @@ pub(super) async fn run(shared: Arc<Shared>) {
     // The last entry read (of any kind), in its history.
     let mut cursor: Option<EventId> = None;
     let mut seen = Seen::default();
+    let mut connections = 0u64;
     loop {
         let mut followed = false;
         let session = async {
@@ -44,6 +46,10 @@ pub(super) async fn run(shared: Arc<Shared>) {
             shared.reader_up.store(true, Ordering::Relaxed);
             shared.reader_read.send_replace(true);
             followed = true;
+            connections += 1;
+            if connections > 1 {
+                shared.reconnected(BusLink::Reader);
+            }
             tracing::info!("bus: following the stream");
             loop {
                 follow(&shared, &mut conn, &mut cursor, &mut seen).await?;

@@ -1,0 +1,78 @@
+//! `GET /healthz` (the process answers) and `GET /readyz` (it should be
+//! sent traffic: the database answers, the bus is connected when there is
+//! one, and it is not draining).
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::Ops;
+use crate::sse::metrics::{DbOp, timed};
+
+/// A database that has not answered `SELECT 1` within this long counts
+/// as down: a probe must answer faster than the balancer's timeout.
+const DB_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Alive: the process answers HTTP. Nothing else is checked, so that a
+/// restart is never triggered by a dependency being down.
+pub async fn healthz() -> Response {
+    no_store((StatusCode::OK, "ok\n").into_response())
+}
+
+/// Ready: 200 with each check's result, or 503 naming what failed.
+pub async fn readyz(State(ops): State<Ops>) -> Response {
+    let draining = ops.is_draining();
+    let database = check_database(&ops).await;
+    let bus = ops.notifier().bus_status();
+    let bus_check = match (bus.kind, bus.connected) {
+        ("local", _) => "ok (in-process)".to_string(),
+        (_, true) => "ok".to_string(),
+        (_, false) => "disconnected: Redis is unreachable".to_string(),
+    };
+    let mut failing = Vec::new();
+    if draining {
+        failing.push("draining");
+    }
+    if database.is_err() {
+        failing.push("database");
+    }
+    if !bus.connected {
+        failing.push("bus");
+    }
+    let body = json!({
+        "ready": failing.is_empty(),
+        "failing": failing,
+        "checks": {
+            "database": database.err().unwrap_or_else(|| "ok".to_string()),
+            "bus": bus_check,
+            "draining": draining,
+        },
+    });
+    let status = if failing.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    no_store((status, Json(body)).into_response())
+}
+
+async fn check_database(ops: &Ops) -> Result<(), String> {
+    let metrics = ops.notifier().registry().metrics();
+    let ping = sqlx::query("SELECT 1").execute(ops.pool());
+    match tokio::time::timeout(DB_CHECK_TIMEOUT, timed(metrics, DbOp::Ping, ping)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(format!("error: {e}")),
+        Err(_) => Err(format!("no answer within {DB_CHECK_TIMEOUT:?}")),
+    }
+}
+
+fn no_store(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}

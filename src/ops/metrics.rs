@@ -1,0 +1,169 @@
+//! `GET /metrics` in the Prometheus text format (0.0.4), one registry
+//! per server (tests run several servers in one process), on its own
+//! address and/or on the main one behind a bearer token.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::prometheus_text;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry as Prometheus;
+use tokio::net::TcpListener;
+
+use super::Ops;
+use crate::error::{AppError, ErrorKind};
+use crate::sse::Notifier;
+
+/// The series of one server, ready to encode.
+#[derive(Clone)]
+pub struct Exposition {
+    registry: Arc<Prometheus>,
+}
+
+impl Exposition {
+    /// The SSE layer's series, the process's, and whether it is draining.
+    pub fn new(notifier: &Notifier, draining: Arc<AtomicBool>) -> Self {
+        let mut registry = Prometheus::default();
+        crate::sse::metrics::register(&mut registry, notifier.registry(), notifier.bus());
+        registry.register_collector(Box::new(Process { draining }));
+        Exposition {
+            registry: Arc::new(registry),
+        }
+    }
+
+    pub fn encode(&self) -> Result<String, fmt::Error> {
+        let mut out = String::with_capacity(16 * 1024);
+        prometheus_text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+/// The response to a scrape.
+fn scrape(exposition: Option<&Exposition>) -> Response {
+    let Some(exposition) = exposition else {
+        return AppError::new(ErrorKind::NotFound, "metrics_off", "metrics are turned off")
+            .into_response();
+    };
+    match exposition.encode() {
+        Ok(text) => {
+            let mut response = text.into_response();
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(prometheus_text::CONTENT_TYPE),
+            );
+            response
+        }
+        Err(_) => AppError::internal("the metrics could not be encoded").into_response(),
+    }
+}
+
+/// `/metrics` on the main address: only with `metrics.token`, and only
+/// to a request that carries it.
+pub async fn with_token(State(ops): State<Ops>, headers: HeaderMap) -> Response {
+    let Some(token) = ops.token() else {
+        return AppError::new(
+            ErrorKind::NotFound,
+            "not_found",
+            "metrics are not served on this address (see metrics.addr and metrics.token)",
+        )
+        .into_response();
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if !given.is_some_and(|given| same(given.as_bytes(), token.as_bytes())) {
+        let mut response = AppError::new(
+            ErrorKind::Unauthenticated,
+            "metrics_token",
+            "GET /metrics needs `Authorization: Bearer <metrics.token>`",
+        )
+        .into_response();
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return response;
+    }
+    scrape(ops.exposition())
+}
+
+/// Compares without stopping at the first difference (the token's
+/// length is not secret; its bytes are).
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Serves `/metrics` (and nothing else) on `listener`, without a token,
+/// until `stop` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    ops: Ops,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = Router::new()
+        .route(
+            "/metrics",
+            get(|State(ops): State<Ops>| async move { scrape(ops.exposition()) }),
+        )
+        .fallback(|| async { StatusCode::NOT_FOUND })
+        .with_state(ops);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(stop)
+        .await
+}
+
+/// Process figures, read at each scrape (Linux `/proc`).
+struct Process {
+    draining: Arc<AtomicBool>,
+}
+
+impl fmt::Debug for Process {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Process").finish_non_exhaustive()
+    }
+}
+
+impl Collector for Process {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        let mut gauge = |name: &str, help: &str, value: i64| {
+            let metric = ConstGauge::new(value);
+            metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
+        };
+        gauge(
+            "sse_draining",
+            "1 from SIGTERM on: /readyz answers 503 and streams are being ended",
+            i64::from(self.draining.load(Ordering::Relaxed)),
+        )?;
+        if let Some(rss) = resident_bytes() {
+            gauge(
+                "process_resident_memory_bytes",
+                "Resident memory of this process",
+                rss,
+            )?;
+        }
+        if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+            gauge(
+                "process_open_fds",
+                "Open file descriptors of this process",
+                fds.count() as i64,
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn resident_bytes() -> Option<i64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: i64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf only reads a system constant.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * page as i64)
+}

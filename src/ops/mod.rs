@@ -1,0 +1,88 @@
+//! Running the server in production: health and readiness for load
+//! balancers, Prometheus metrics, logging, and the drain on SIGTERM.
+//!
+//! Its routes are mounted outside the session and identity layers: a
+//! probe needs no session and never touches the session store.
+
+pub mod drain;
+pub mod health;
+pub mod logging;
+pub mod metrics;
+pub mod request_span;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::routing::get;
+use sqlx::AnyPool;
+
+use crate::sse::Notifier;
+
+/// What the probes and `/metrics` read. Cheap to clone.
+#[derive(Clone)]
+pub struct Ops {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    notifier: Notifier,
+    pool: AnyPool,
+    draining: Arc<AtomicBool>,
+    /// `None`: metrics are off.
+    metrics: Option<metrics::Exposition>,
+    /// `/metrics` on the main address, to this bearer token.
+    token: Option<String>,
+}
+
+impl Ops {
+    /// With `metrics` on, the series of `notifier`'s registry and bus.
+    pub fn new(notifier: Notifier, pool: AnyPool, metrics: bool, token: Option<String>) -> Self {
+        let draining = Arc::new(AtomicBool::new(false));
+        let metrics = metrics.then(|| metrics::Exposition::new(&notifier, draining.clone()));
+        Ops {
+            inner: Arc::new(Inner {
+                notifier,
+                pool,
+                draining,
+                metrics,
+                token,
+            }),
+        }
+    }
+
+    /// From now on `/readyz` answers 503 (the process is going away).
+    pub fn start_draining(&self) {
+        self.inner.draining.store(true, Ordering::Release);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.inner.draining.load(Ordering::Acquire)
+    }
+
+    pub fn notifier(&self) -> &Notifier {
+        &self.inner.notifier
+    }
+
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.inner.pool
+    }
+
+    pub(crate) fn exposition(&self) -> Option<&metrics::Exposition> {
+        self.inner.metrics.as_ref()
+    }
+
+    pub(crate) fn token(&self) -> Option<&str> {
+        self.inner.token.as_deref()
+    }
+}
+
+/// `GET /healthz`, `GET /readyz`, and `GET /metrics` behind the bearer
+/// token when one is configured (404 otherwise).
+pub fn routes<S: Clone + Send + Sync + 'static>(ops: Ops) -> Router<S> {
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::with_token))
+        .with_state(ops)
+}
