@@ -30,7 +30,7 @@ POSTGRES_URL=${BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 REDIS_URL=${BENCH_REDIS_URL:-redis://127.0.0.1:6379}
 CLUSTER_CLIENTS=${BENCH_CLUSTER_CLIENTS:-1000}
 FANOUT_CLIENTS=${BENCH_FANOUT_CLIENTS:-16000}
-SCENARIOS=${BENCH_SCENARIOS:-"micro floor idle broadcast saturate targeted churn storm inbox cluster soak"}
+SCENARIOS=${BENCH_SCENARIOS:-"micro floor idle broadcast saturate metrics targeted churn storm inbox cluster soak"}
 # One generator process opens at most this many sockets (the hard
 # open-files limit is 20 000 here); more connections take more processes.
 PER_PROCESS=9500
@@ -70,7 +70,8 @@ start_servers() {
   bport=$(free_port)
   SSE_MAX_CLIENTS=19500 SSE_PER_USER_MAX=19500 SSE_PER_ADDRESS_MAX=19500 SSE_QUEUE_LEN=1024 \
   AUTH_LOGIN_ATTEMPTS_PER_IP=1000000 AUTH_LOGIN_ATTEMPTS_PER_USER=1000000 \
-  RUST_LOG=warn METRICS_ADDR="" SERVER_SENDS_PER_USER=1000000000 METRICS_ENABLED="${BENCH_METRICS:-true}" DATA_DIR="${data}" \
+  RUST_LOG=warn METRICS_ADDR="" SERVER_SENDS_PER_USER=1000000000 METRICS_ENABLED="${BENCH_METRICS:-true}" \
+  SERVER_DRAIN_DELAY=0s SERVER_DRAIN_WINDOW=1s DATA_DIR="${data}" \
   LEPTOS_SITE_ADDR="127.0.0.1:${port}" "${on0[@]}" "${bin}/sse_notify" >> "${out}/server.log" 2>&1 &
   server=$!
   BASELINE_ADDR="127.0.0.1:${bport}" "${on0[@]}" "${bin}/baseline" >> "${out}/baseline.log" 2>&1 &
@@ -143,6 +144,20 @@ if wants saturate; then
   for _ in 1 2; do
     gen "${ours[@]}" --scenario saturate --clients "${SATURATE_CLIENTS}" --publishers 4 --duration "${DURATION}"
     gen "${base[@]}" --scenario saturate --clients "${SATURATE_CLIENTS}" --publishers 4 --duration "${DURATION}"
+  done
+fi
+
+# The cost of metrics on the hot path: the same server with metrics on and
+# off, alternating, in one run (reported with "variant": metrics-on / metrics-off).
+if wants metrics; then
+  for _ in 1 2; do
+    for on in true false; do
+      BENCH_METRICS=${on} start_servers
+      label=$([[ ${on} == true ]] && echo on || echo off)
+      echo "==> metrics ${label}: broadcast 1 KiB to ${BROADCAST_CLIENTS} at ${RATE}/s, then saturation"
+      gen "${ours[@]}" --variant "metrics-${label}" --scenario broadcast --clients "${BROADCAST_CLIENTS}" --rate "${RATE}" --duration "${DURATION}"
+      gen "${ours[@]}" --variant "metrics-${label}" --scenario saturate --clients "${SATURATE_CLIENTS}" --publishers 4 --duration "${DURATION}"
+    done
   done
 fi
 

@@ -140,7 +140,8 @@ struct Seen {
 #[derive(Debug, PartialEq, Eq)]
 struct Response {
     status: String,
-    /// Lower-cased `name: value`, sorted, without `date`.
+    /// Lower-cased `name: value`, sorted, without `date` (and with
+    /// `x-request-id`'s value masked).
     headers: Vec<String>,
     framing: &'static str,
     body: String,
@@ -192,6 +193,11 @@ fn parse(mut bytes: &[u8], head_only: bool, closed: bool) -> (Vec<Response>, usi
                 format!("{}: {}", name.trim().to_ascii_lowercase(), value.trim())
             })
             .filter(|l| !l.starts_with("date:"))
+            // A new id per request, whoever answers it.
+            .map(|l| match l.starts_with("x-request-id:") {
+                true => "x-request-id: (id)".to_string(),
+                false => l,
+            })
             .collect();
         headers.sort();
         let mut rest = &bytes[end + 4..];

@@ -59,6 +59,8 @@ use streams::{Sink, StreamRequest, connect_stream, latency_summary, open_many};
 #[derive(Clone)]
 pub struct Args {
     target: String,
+    /// A name for the server's settings in this run (`--variant`), reported.
+    variant: Option<String>,
     addr: SocketAddr,
     scenario: String,
     clients: usize,
@@ -104,6 +106,7 @@ pub struct Args {
 fn args() -> Result<Args, String> {
     let mut a = Args {
         target: "ours".into(),
+        variant: None,
         addr: "127.0.0.1:3000".parse().map_err(|e| format!("{e}"))?,
         scenario: "idle".into(),
         clients: 1000,
@@ -137,6 +140,7 @@ fn args() -> Result<Args, String> {
         let bad = |e: &dyn std::fmt::Display| format!("{flag}: {e}");
         match flag.as_str() {
             "--target" => a.target = value()?,
+            "--variant" => a.variant = Some(value()?),
             "--addr" => a.addr = value()?.parse().map_err(|e| bad(&e))?,
             "--scenario" => a.scenario = value()?,
             "--clients" => a.clients = value()?.parse().map_err(|e| bad(&e))?,
@@ -251,6 +255,9 @@ async fn run(a: &Args) -> Result<serde_json::Value, String> {
         "scenario": a.scenario,
         "clients": a.clients,
     });
+    if let Some(variant) = &a.variant {
+        result["variant"] = variant.clone().into();
+    }
     let extra = match a.scenario.as_str() {
         "floor" => return floor::floor(a).await,
         "inbox" => return inbox::inbox(a).await,

@@ -145,7 +145,13 @@ impl ClientLink {
             .is_ok()
         {
             self.queue.wake();
-            if let Some(socket) = &self.socket {
+            // A drained stream ends gracefully: its last frame (the
+            // jittered `retry:`) must reach the browser, not be reset.
+            if let Some(socket) = self
+                .socket
+                .as_ref()
+                .filter(|_| reason != DisconnectReason::Drained)
+            {
                 socket.abort_stalled_writes();
             }
         }
