@@ -151,10 +151,9 @@ impl axum::response::IntoResponse for AppError {
         let body = serde_json::json!({ "error": self.error, "message": self.message });
         let mut response = (status, axum::Json(body)).into_response();
         if let Some(after) = self.retry_after {
-            response.headers_mut().insert(
-                header::RETRY_AFTER,
-                HeaderValue::from(after.as_secs().max(1)),
-            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_secs(after)));
         }
         response
     }
@@ -202,11 +201,15 @@ fn set_retry_after(after: Duration) {
         return;
     }
     if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
-        response.insert_header(
-            header::RETRY_AFTER,
-            HeaderValue::from(after.as_secs().max(1)),
-        );
+        response.insert_header(header::RETRY_AFTER, HeaderValue::from(retry_secs(after)));
     }
+}
+
+/// `Retry-After` in whole seconds, rounded up (a client that waits what
+/// it is told must not come back early), at least 1.
+#[cfg(feature = "ssr")]
+fn retry_secs(after: Duration) -> u64 {
+    after.as_secs_f64().ceil().max(1.0) as u64
 }
 
 #[cfg(not(feature = "ssr"))]

@@ -96,7 +96,10 @@ async fn serve(config: Config) -> ExitCode {
         }
     };
     let grace = config.server.shutdown_timeout;
-    let drain = config.server.drain_delay + config.server.drain_window;
+    let drain = config.server.drain_delay
+        + config.server.drain_window
+        + sse_notify::ops::drain::TICK
+        + sse_notify::ops::drain::FLUSH;
     let signal = async move {
         let stop = server::shutdown_signal().await;
         let draining = if stop == Stop::Drain {

@@ -48,6 +48,9 @@ async function startServer(name: string, port: number, env: Record<string, strin
       SERVER_SHUTDOWN_TIMEOUT: "2s",
       RUST_LOG: "warn",
       METRICS_ADDR: "",
+      // What these tests stop is not the drain (tests/it/cluster/drain.rs).
+      SERVER_DRAIN_DELAY: "0s",
+      SERVER_DRAIN_WINDOW: "0s",
     },
     stdio: "inherit",
   });

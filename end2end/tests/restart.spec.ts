@@ -17,6 +17,9 @@ async function startServer(port: number, dataDir: string): Promise<ChildProcess>
       DATA_DIR: dataDir,
       RUST_LOG: "warn",
       METRICS_ADDR: "",
+      // What these tests stop is not the drain (tests/it/cluster/drain.rs).
+      SERVER_DRAIN_DELAY: "0s",
+      SERVER_DRAIN_WINDOW: "0s",
     },
     stdio: "inherit",
   });

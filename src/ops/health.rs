@@ -60,7 +60,26 @@ pub async fn readyz(State(ops): State<Ops>) -> Response {
     no_store((status, Json(body)).into_response())
 }
 
+/// How long one database check answers every probe: a flood of
+/// `/readyz` costs one query per this long, not one each, and takes no
+/// connections the app needs.
+const DB_CHECK_REUSE: Duration = Duration::from_millis(500);
+
+/// The last check's result, if recent; otherwise one check (concurrent
+/// probes wait for it rather than each querying).
 async fn check_database(ops: &Ops) -> Result<(), String> {
+    let mut last = ops.db_check().lock().await;
+    if let Some((at, result)) = last.as_ref()
+        && at.elapsed() < DB_CHECK_REUSE
+    {
+        return result.clone();
+    }
+    let result = query_database(ops).await;
+    *last = Some((std::time::Instant::now(), result.clone()));
+    result
+}
+
+async fn query_database(ops: &Ops) -> Result<(), String> {
     let metrics = ops.notifier().registry().metrics();
     let ping = sqlx::query("SELECT 1").execute(ops.pool());
     match tokio::time::timeout(DB_CHECK_TIMEOUT, timed(metrics, DbOp::Ping, ping)).await {

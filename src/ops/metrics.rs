@@ -79,7 +79,12 @@ pub async fn with_token(State(ops): State<Ops>, headers: HeaderMap) -> Response 
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+        .and_then(|v| {
+            let (scheme, token) = v.split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then_some(token.trim())
+        });
     if !given.is_some_and(|given| same(given.as_bytes(), token.as_bytes())) {
         let mut response = AppError::new(
             ErrorKind::Unauthenticated,

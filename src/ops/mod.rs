@@ -33,7 +33,11 @@ struct Inner {
     metrics: Option<metrics::Exposition>,
     /// `/metrics` on the main address, to this bearer token.
     token: Option<String>,
+    /// `/readyz`'s last database check (see `health`).
+    db_check: DbCheck,
 }
+
+type DbCheck = tokio::sync::Mutex<Option<(std::time::Instant, Result<(), String>)>>;
 
 impl Ops {
     /// With `metrics` on, the series of `notifier`'s registry and bus.
@@ -47,6 +51,7 @@ impl Ops {
                 draining,
                 metrics,
                 token,
+                db_check: DbCheck::default(),
             }),
         }
     }
@@ -70,6 +75,10 @@ impl Ops {
 
     pub(crate) fn exposition(&self) -> Option<&metrics::Exposition> {
         self.inner.metrics.as_ref()
+    }
+
+    pub(crate) fn db_check(&self) -> &DbCheck {
+        &self.inner.db_check
     }
 
     pub(crate) fn token(&self) -> Option<&str> {

@@ -217,7 +217,10 @@ pub async fn serve<S: Into<Stop>>(
     let (drain_delay, drain_window) = (config.server.drain_delay, config.server.drain_window);
     let signal = async move {
         if shutdown.await.into() == Stop::Drain {
-            ops::drain::run(&ops, drain_delay, drain_window).await;
+            tokio::select! {
+                () = ops::drain::run(&ops, drain_delay, drain_window) => {}
+                _ = shutdown_signal() => tracing::warn!("second signal: the drain is cut short"),
+            }
         }
         tracing::info!("shutdown requested; closing event streams, finishing open requests");
         // Event streams never end by themselves: end them, so that the

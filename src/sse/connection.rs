@@ -44,8 +44,6 @@ pub(crate) struct EventStream {
     socket: Option<Arc<SocketState>>,
     ping: Interval,
     preamble: Option<Bytes>,
-    /// The last frame was written: the stream ends at the next poll.
-    ended: bool,
 }
 
 impl Drop for EventStream {
@@ -86,18 +84,22 @@ pub(crate) fn event_stream(
         registration,
         socket,
         ping,
-        ended: false,
     }
 }
 
 /// The last frame of a drained stream: reconnect after `retry` ± half,
 /// at random, so that the clients of a drained server do not all come
-/// back in the same instant.
+/// back in the same instant. Both as `retry:` (for any `EventSource`) and
+/// as an `sse-drain` event (`use_sse` reconnects by itself, and a page
+/// cannot read `retry:`).
 fn drain_frame(retry: Duration) -> Bytes {
     use rand::Rng;
     let base = retry.as_millis().max(2) as u64;
     let jittered = rand::thread_rng().gen_range(base / 2..=base + base / 2);
-    Bytes::from(format!("retry: {jittered}\n\n"))
+    let mut out = format!("retry: {jittered}\n").into_bytes();
+    let data = format!(r#"{{"retry":{jittered}}}"#);
+    write_frame(&mut out, None, &EventName::reserved("sse-drain"), &data);
+    Bytes::from(out)
 }
 
 impl Stream for EventStream {
@@ -108,16 +110,17 @@ impl Stream for EventStream {
         if let Some(first) = this.preamble.take() {
             return Poll::Ready(Some(Ok(first)));
         }
-        if this.ended {
+        if this.registration.finished {
             return Poll::Ready(None);
         }
         match this.registration.poll_batch(cx, MAX_BATCH_BYTES) {
             Poll::Ready(Next::End(reason)) => {
                 this.registration.in_span(|| {
-                    tracing::debug!(client = %this.registration.id(), reason = reason.label(), "ending stream");
+                    tracing::debug!(target: super::STREAM_LOG, client = %this.registration.id(),
+                        reason = reason.label(), "ending stream");
                 });
                 if reason == DisconnectReason::Drained {
-                    this.ended = true;
+                    this.registration.finished = true;
                     return Poll::Ready(Some(Ok(drain_frame(this.registration.retry()))));
                 }
                 return Poll::Ready(None);

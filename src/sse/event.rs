@@ -17,7 +17,7 @@ pub const MAX_EVENT_NAME_LEN: usize = 128;
 /// acts on (`connected` carries the client id; replay and the inbox add
 /// theirs). Application code may not send them: a forged `connected`
 /// would wipe a browser's client id.
-pub const RESERVED_EVENT_NAMES: &[&str] = &["connected", "sse-reset", "inbox"];
+pub const RESERVED_EVENT_NAMES: &[&str] = &["connected", "sse-reset", "sse-drain", "inbox"];
 
 /// Binds a Rust type to an event name. Implement it in code shared by the
 /// server and the browser:

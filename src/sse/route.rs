@@ -211,7 +211,9 @@ fn admit(
         })?;
     let peer = addr.map(|a| a.to_string()).unwrap_or_default();
     // A root span: the stream outlives the request that opened it.
-    let span = tracing::info_span!(target: super::STREAM_LOG, parent: None, "stream",
+    // At `debug`: a recorded span costs each stream a few hundred bytes;
+    // the connect and disconnect lines carry the same fields anyway.
+    let span = tracing::debug_span!(target: super::STREAM_LOG, parent: None, "stream",
         client = %registration.id(), user = %identity.user, tags = %TagList(&identity, &params), %peer);
     registration.set_span(span);
     registration.in_span(|| {

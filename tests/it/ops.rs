@@ -333,6 +333,12 @@ async fn the_number_of_series_does_not_grow_with_users() {
             .collect::<std::collections::BTreeSet<String>>()
     };
     let before = series(&exposition.encode().unwrap());
+    // Valid exposition: one TYPE line per metric name.
+    let text = exposition.encode().unwrap();
+    let types: Vec<&str> = text.lines().filter(|l| l.starts_with("# TYPE ")).collect();
+    let names: std::collections::BTreeSet<&str> =
+        types.iter().map(|l| l.split(' ').nth(2).unwrap()).collect();
+    assert_eq!(types.len(), names.len(), "{types:?}");
     let registry = notifier.registry();
     let mut open = Vec::new();
     for i in 0..10_000 {

@@ -38,11 +38,15 @@ pub struct Inner {
     /// This handle's client id (from `connected`): a reconnect asks for it
     /// back (`?client=`), so events sent to it are replayed too.
     client_id: Option<String>,
+    /// A draining server's reconnect delay (`sse-drain`), jittered by the
+    /// server: used once, instead of the backoff.
+    drain_delay: Option<u64>,
 }
 
 /// Listened to on every source, whoever asked: `connected` (the client
-/// id, and the stream's first id) and `sse-reset` (an id too).
-const BUILT_IN: [&str; 2] = ["connected", "sse-reset"];
+/// id, and the stream's first id), `sse-reset` (an id too) and
+/// `sse-drain` (when to come back).
+const BUILT_IN: [&str; 3] = ["connected", "sse-reset", "sse-drain"];
 
 pub fn start(options: SseOptions, writers: Writers) -> Shared {
     let shared = Rc::new(RefCell::new(Inner {
@@ -60,6 +64,7 @@ pub fn start(options: SseOptions, writers: Writers) -> Shared {
         closed: false,
         last_id: None,
         client_id: None,
+        drain_delay: None,
     }));
     // A stream opened while the page is still loading keeps the browser
     // "loading" (spinner, no `load` event) for as long as it is open:
@@ -188,11 +193,16 @@ fn attach(shared: &Shared, source: &EventSource, name: &str) {
                 .and_then(|v| v["clientId"].as_str().map(str::to_string));
             shared.borrow_mut().client_id = id;
         }
+        if raw.name == "sse-drain" {
+            shared.borrow_mut().drain_delay = serde_json::from_str::<serde_json::Value>(&raw.data)
+                .ok()
+                .and_then(|v| v["retry"].as_u64());
+        }
         let listeners: Vec<Listener> = {
             let inner = shared.borrow();
             if raw.name == "connected" {
                 inner.writers.client_id.set(inner.client_id.clone());
-            } else if raw.name != "sse-reset" {
+            } else if raw.name != "sse-reset" && raw.name != "sse-drain" {
                 inner.writers.last_event.set(Some(raw.clone()));
             }
             inner
@@ -304,8 +314,11 @@ fn reopen_later(shared: &Shared, options: &SseOptions, attempt: u32) {
     {
         let base = options.backoff(attempt);
         let spread = base.as_millis() as f64 * options.jitter.clamp(0.0, 1.0);
-        let delay =
+        let backoff =
             (base.as_millis() as f64 + spread * (2.0 * js_sys::Math::random() - 1.0)).max(0.0);
+        // A draining server said when: its clients come back spread out.
+        let drained = shared.borrow_mut().drain_delay.take();
+        let delay = drained.map_or(backoff, |ms| ms as f64);
         let again = Rc::downgrade(shared);
         let timer = set_timeout_with_handle(
             move || {

@@ -156,7 +156,8 @@ impl Bus {
         }
     }
 
-    /// Counts a send the bus could not take.
+    /// Counts a send the bus refused at once (the caller answers 503);
+    /// a waiting send that times out is the inbox's, already stored.
     fn refused(&self, error: EventError) -> EventError {
         if matches!(error, EventError::BusBusy { .. }) {
             self.registry.count_refusal(Refusal::BusBusy);
@@ -193,8 +194,7 @@ impl Bus {
                 self.registry.check_size(event)?;
                 redis
                     .publish_waiting(target, event, inbox, deadline)
-                    .await
-                    .map_err(|e| self.refused(e))?;
+                    .await?;
                 Ok(self.registry.count_matching(target))
             }
         }?;

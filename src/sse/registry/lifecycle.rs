@@ -157,6 +157,14 @@ impl ClientLink {
         }
     }
 
+    /// Fails a write stuck on a full socket (and any later one that
+    /// cannot proceed at once).
+    pub(crate) fn abort_socket(&self) {
+        if let Some(socket) = &self.socket {
+            socket.abort_stalled_writes();
+        }
+    }
+
     pub(crate) fn reason(&self) -> Option<DisconnectReason> {
         DisconnectReason::from_u8(self.reason.load(Ordering::Acquire))
     }
@@ -259,8 +267,9 @@ impl Registry {
     }
 
     /// Ends up to `n` open streams with [`DisconnectReason::Drained`]
-    /// (each is told a jittered `retry:`); returns how many.
-    pub fn drain(&self, n: usize) -> usize {
+    /// (each is told a jittered `retry:`); returns their links, whose
+    /// sockets the caller cuts if they cannot take that last frame.
+    pub(crate) fn drain(&self, n: usize) -> Vec<Arc<ClientLink>> {
         let entries: Vec<_> = {
             let mut indexes = self.write();
             let ids: Vec<ClientId> = indexes.clients.keys().take(n).copied().collect();
@@ -268,9 +277,12 @@ impl Registry {
                 .filter_map(|id| indexes.remove(id))
                 .collect()
         };
-        for entry in &entries {
-            entry.link.close(DisconnectReason::Drained);
-        }
-        entries.len()
+        entries
+            .into_iter()
+            .map(|entry| {
+                entry.link.close(DisconnectReason::Drained);
+                entry.link
+            })
+            .collect()
     }
 }

@@ -163,6 +163,7 @@ impl Registry {
         let mut history = self.lock_history();
         let now = Instant::now();
         let until = history.last();
+        let mut reset = None;
         let (after, opening, claim) = match resume {
             Resume::Fresh => (None, None, None),
             Resume::After {
@@ -175,7 +176,7 @@ impl Registry {
                 match point {
                     Ok(after) => (Some(after), None, client),
                     Err(reason) => {
-                        self.count_reset(reason, 1);
+                        reset = Some(reason);
                         (None, Some(reset_frame(reason, history.id(until))), None)
                     }
                 }
@@ -236,6 +237,10 @@ impl Registry {
             old.link.close(DisconnectReason::Replaced);
         }
         let id = admitted?;
+        if let Some(reason) = reset {
+            // Counted once admitted: only then is the `sse-reset` sent.
+            self.count_reset(reason, 1);
+        }
         // Without a position to resume from, the stream starts with the
         // inbox's unread notifications (when the app gives it one).
         let fresh = after.is_none();
@@ -256,6 +261,7 @@ impl Registry {
             opening,
             replay,
             fresh,
+            finished: false,
             dedupe: None,
         })
     }

@@ -62,6 +62,8 @@ pub struct Registration {
     /// Started without a position (fresh, or reset): the inbox backlog
     /// belongs at its start.
     pub(super) fresh: bool,
+    /// Its stream wrote its last frame (a drained stream's `sse-drain`).
+    pub(crate) finished: bool,
     /// Live copies of what the backlog held, to drop. Boxed: most streams
     /// never have one, and each stream's size is what an idle one costs.
     pub(super) dedupe: Option<Box<Dedupe>>,

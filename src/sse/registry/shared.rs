@@ -32,11 +32,7 @@ impl Registry {
         event: &Event,
         inbox: Option<InboxId>,
     ) -> usize {
-        let started = self.metrics.as_ref().map(|metrics| {
-            // A stream entry's position is its id: append time (ms), seq.
-            metrics.bus_lag(id.position.major);
-            Instant::now()
-        });
+        let started = self.metrics.is_some().then(Instant::now);
         let mut history = self.lock_history();
         if history.epoch() != id.epoch || !history.is_shared() {
             let before = id.position.before();
@@ -45,6 +41,10 @@ impl Registry {
         if id.position <= history.last() {
             // Already delivered (a catch-up overlapping the live read).
             return 0;
+        }
+        if let Some(metrics) = &self.metrics {
+            // A stream entry's position is its id: append time (ms), seq.
+            metrics.bus_lag(id.position.major);
         }
         self.publish_locked(history, id.position, target, event, inbox, started)
     }

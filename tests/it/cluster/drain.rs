@@ -163,10 +163,21 @@ async fn sigterm_drains_2000_streams_spread_out_and_nothing_is_missed() {
     }
     let signalled = Instant::now();
     a.terminate();
-    let ready = reqwest::get(format!("{}/readyz", a.base)).await.unwrap();
-    assert_eq!(ready.status(), 503, "draining at once");
-    let body: serde_json::Value = ready.json().await.unwrap();
-    assert_eq!(body["failing"], serde_json::json!(["draining"]));
+    // Not ready as soon as the signal is handled, well before streams end.
+    loop {
+        let ready = reqwest::get(format!("{}/readyz", a.base)).await.unwrap();
+        if ready.status() == 503 {
+            let body: serde_json::Value = ready.json().await.unwrap();
+            let failing = body["failing"].as_array().unwrap();
+            assert!(failing.contains(&"draining".into()), "{body}");
+            break;
+        }
+        assert!(
+            signalled.elapsed() < DELAY / 2,
+            "/readyz still 200 while draining"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // Until every tab is on B, and a little after.
     let everyone_back = DELAY + WINDOW + Duration::from_secs(3);
     while signalled.elapsed() < everyone_back {
@@ -196,8 +207,9 @@ async fn sigterm_drains_2000_streams_spread_out_and_nothing_is_missed() {
         let ended = s.ended_at.expect("every stream on A was ended");
         let since = ended.duration_since(signalled);
         assert!(
+            // (Seen by a test process reading 2 000 streams: some slack.)
             since >= DELAY - Duration::from_millis(100)
-                && since <= DELAY + WINDOW + Duration::from_secs(1),
+                && since <= DELAY + WINDOW + Duration::from_secs(3),
             "ended {since:?} after SIGTERM"
         );
         reconnects.push(
@@ -206,16 +218,17 @@ async fn sigterm_drains_2000_streams_spread_out_and_nothing_is_missed() {
                 .duration_since(signalled),
         );
     }
-    // Spread: no second holds more than twice the mean rate over the
-    // time the reconnects span.
+    // Spread: the reconnects take about the window (not one burst), and
+    // no second holds more than twice the mean rate of the window.
     reconnects.sort();
     let first = reconnects[0];
-    let span = (reconnects[STREAMS - 1] - first).as_secs_f64().max(1.0);
-    let mut per_second = vec![0usize; span as usize + 1];
+    let span = reconnects[STREAMS - 1] - first;
+    assert!(span >= WINDOW / 2, "reconnects within {span:?} only");
+    let mut per_second = vec![0usize; span.as_secs() as usize + 1];
     for r in &reconnects {
         per_second[(*r - first).as_secs() as usize] += 1;
     }
-    let mean = STREAMS as f64 / span;
+    let mean = STREAMS as f64 / WINDOW.as_secs_f64();
     let busiest = *per_second.iter().max().unwrap();
     assert!(
         busiest as f64 <= 2.0 * mean,
