@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use sse_notify::sse::{Event, Identity, Registry, SessionId, SseConfig, Tag, Target, UserId};
+use sse_notify::sse::{
+    Event, Identity, Notifier, Registry, SessionId, SseConfig, Tag, Target, UserId,
+};
 
 fn config(clients: usize) -> SseConfig {
     SseConfig {
@@ -137,5 +139,45 @@ fn connect_disconnect(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, targeted, broadcast, history, connect_disconnect);
+/// What metrics add to a send (a counter by target kind, the latency
+/// histogram): a targeted send through the notifier, 10k registered,
+/// metrics on and off.
+fn metrics_cost(c: &mut Criterion) {
+    let mut group = c.benchmark_group("send_metrics");
+    let event = event();
+    for on in [true, false] {
+        let notifier = Notifier::new(SseConfig {
+            metrics: on,
+            ..config(10_000)
+        });
+        let registry = notifier.registry().clone();
+        let mut held: Vec<_> = (0..10_000)
+            .map(|i| {
+                registry
+                    .register(&identity(i), Vec::new())
+                    .expect("register")
+            })
+            .collect();
+        let mut n = 0usize;
+        group.bench_function(if on { "on" } else { "off" }, |b| {
+            b.iter(|| {
+                n = (n + 7919) % held.len();
+                let target = Target::user(UserId::new(format!("user-{n}")));
+                let reached = notifier.send_event(&target, &event).expect("send");
+                let _ = held[n].try_next();
+                reached
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    targeted,
+    broadcast,
+    history,
+    connect_disconnect,
+    metrics_cost
+);
 criterion_main!(benches);

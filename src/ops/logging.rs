@@ -19,12 +19,12 @@ pub fn init(format: LogFormat) -> Result<(), String> {
         .with_env_filter(filter);
     let installed = match format {
         LogFormat::Text => builder.try_init(),
-        // Each line carries the fields of the span it was logged in (the
-        // request's, or the stream's: client, user, tags).
+        // Each line carries the spans it was logged in, outermost first
+        // (the request's or the stream's, then e.g. a server function's).
         LogFormat::Json => builder
             .json()
-            .with_current_span(true)
-            .with_span_list(false)
+            .with_current_span(false)
+            .with_span_list(true)
             .try_init(),
     };
     installed.map_err(|e| format!("cannot install the logger: {e}"))

@@ -26,6 +26,11 @@ struct Server {
 
 impl Server {
     fn start() -> Server {
+        Self::start_with(&[])
+    }
+
+    /// With `env` on top of the settings below.
+    fn start_with(env: &[(&str, &str)]) -> Server {
         let port = {
             let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
             probe.local_addr().expect("addr").port()
@@ -49,6 +54,7 @@ impl Server {
         if let Ok(mode) = std::env::var("SERVER_DIRECT_RESPONSES") {
             command.env("SERVER_DIRECT_RESPONSES", mode);
         }
+        command.envs(env.iter().copied());
         let child = command.spawn().expect("start the server binary");
         Server {
             child,
@@ -218,4 +224,51 @@ async fn aborted_page_loads_neither_panic_nor_wedge_shutdown() {
 fn tail(log: &str) -> String {
     let lines: Vec<&str> = log.lines().collect();
     lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+/// `log.format = "json"`: every line one object, and a line logged while
+/// a request is answered carries the request's span.
+#[tokio::test]
+async fn json_logs_are_one_object_per_line_with_the_request_span() {
+    let server = Server::start_with(&[("LOG_FORMAT", "json")]);
+    server.wait_ready().await;
+    let signup = reqwest::Client::new()
+        .post(format!("http://{}/api/auth/signup", server.addr))
+        .form(&[
+            ("username", "jason"),
+            ("password", crate::support::PASSWORD),
+        ])
+        .send()
+        .await
+        .expect("signup");
+    assert_eq!(signup.status(), 200);
+    let (exited, log) = server.terminate();
+    assert!(exited.is_some(), "exits on SIGTERM");
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let created = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "account created")
+        .unwrap_or_else(|| panic!("no `account created` line in {log}"));
+    let request = &created["spans"][0];
+    assert_eq!(request["name"], "request", "{created}");
+    assert_eq!(request["path"], "/api/auth/signup", "{created}");
+    assert!(request["id"].as_str().is_some_and(|id| !id.is_empty()));
+}
+
+/// A `RUST_LOG` the server cannot read stops the start with a message.
+#[test]
+fn an_unreadable_rust_log_stops_the_start() {
+    let out = Command::new(env!("CARGO_BIN_EXE_sse_notify"))
+        .env("RUST_LOG", "sse_notify=loud")
+        .env("CONFIG_FILE", "/dev/null")
+        .env("METRICS_ADDR", "")
+        .output()
+        .expect("run the server binary");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("RUST_LOG"), "{stderr}");
 }
