@@ -199,7 +199,7 @@ mod server {
                 "send_rate",
                 format!(
                     "Too many sends from this account; try again in {} s.",
-                    wait.as_secs().max(1)
+                    wait.as_secs_f64().ceil().max(1.0) as u64
                 ),
             )
             .retry_after(wait));

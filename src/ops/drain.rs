@@ -44,7 +44,7 @@ pub async fn run(ops: &Ops, delay: Duration, window: Duration) {
     let streams = registry.len();
     let ticks = (window.as_millis() / TICK.as_millis()).max(1) as usize;
     let started = tokio::time::Instant::now();
-    let mut drained: Vec<Arc<ClientLink>> = Vec::with_capacity(streams);
+    let mut drained = Drained(Vec::with_capacity(streams));
     for tick in 0..ticks {
         if registry.is_empty() {
             break;
@@ -52,20 +52,29 @@ pub async fn run(ops: &Ops, delay: Duration, window: Duration) {
         // What is left, shared over the ticks that are left: streams that
         // end by themselves meanwhile shrink the later batches.
         let batch = registry.len().div_ceil(ticks - tick);
-        drained.extend(registry.drain(batch));
+        drained.0.extend(registry.drain(batch));
         tokio::time::sleep_until(started + TICK * (tick as u32 + 1)).await;
     }
-    drained.extend(registry.drain(usize::MAX));
-    let ended = drained.len();
+    drained.0.extend(registry.drain(usize::MAX));
+    let ended = drained.0.len();
     // A link only this list holds belongs to a stream that is gone.
     let flushed_by = tokio::time::Instant::now() + FLUSH;
-    while drained.iter().any(|link| Arc::strong_count(link) > 1)
+    while drained.0.iter().any(|link| Arc::strong_count(link) > 1)
         && tokio::time::Instant::now() < flushed_by
     {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    for link in &drained {
-        link.abort_socket();
-    }
     tracing::info!(streams, ended, "drained");
+}
+
+/// The streams a drain ended. Dropped (at the end of the drain, or when a
+/// second signal cuts it short), their sockets are cut if still stuck.
+struct Drained(Vec<Arc<ClientLink>>);
+
+impl Drop for Drained {
+    fn drop(&mut self) {
+        for link in &self.0 {
+            link.abort_socket();
+        }
+    }
 }

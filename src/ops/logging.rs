@@ -20,7 +20,7 @@ pub fn init(format: LogFormat) -> Result<(), String> {
     let installed = match format {
         LogFormat::Text => builder.try_init(),
         // Each line carries the spans it was logged in, outermost first
-        // (the request's or the stream's, then e.g. a server function's).
+        // (the request's or the stream's, then e.g. the session layer's).
         LogFormat::Json => builder
             .json()
             .with_current_span(false)

@@ -238,7 +238,7 @@ async fn the_servers_own_event_names_cannot_be_sent() {
     let alice = server.signup("alice").await;
     let bob = server.signup("bob").await;
     let (mut stream, _) = bob.open("").await;
-    for name in ["connected", "sse-reset", "inbox"] {
+    for name in ["connected", "sse-reset", "sse-drain", "inbox"] {
         let body = json!({"user": "bob", "message": "hi", "event": name}).to_string();
         let (status, json) = alice.post_json("/api/sse/test", &body).await;
         assert_eq!(status, 400, "{name}: {json}");
