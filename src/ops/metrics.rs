@@ -12,15 +12,15 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use prometheus_client::collector::Collector;
+use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::encoding::prometheus_text;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
-use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry as Prometheus;
 use tokio::net::TcpListener;
 
 use super::Ops;
 use crate::error::{AppError, ErrorKind};
 use crate::sse::Notifier;
+use crate::sse::metrics::gauge;
 
 /// The series of one server, ready to encode.
 #[derive(Clone)]
@@ -138,17 +138,15 @@ impl fmt::Debug for Process {
 
 impl Collector for Process {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
-        let mut gauge = |name: &str, help: &str, value: i64| {
-            let metric = ConstGauge::new(value);
-            metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
-        };
         gauge(
+            &mut encoder,
             "sse_draining",
             "1 from SIGTERM on: /readyz answers 503 and streams are being ended",
             i64::from(self.draining.load(Ordering::Relaxed)),
         )?;
         if let Some(rss) = resident_bytes() {
             gauge(
+                &mut encoder,
                 "process_resident_memory_bytes",
                 "Resident memory of this process",
                 rss,
@@ -156,6 +154,7 @@ impl Collector for Process {
         }
         if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
             gauge(
+                &mut encoder,
                 "process_open_fds",
                 "Open file descriptors of this process",
                 fds.count() as i64,

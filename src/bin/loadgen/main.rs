@@ -36,6 +36,7 @@
 //!
 //! Output: one JSON object per run on stdout.
 
+mod args;
 mod bus;
 mod cluster;
 mod floor;
@@ -47,142 +48,15 @@ mod storm;
 mod streams;
 mod targeted;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+pub use args::Args;
+use args::args;
 use holders::Holders;
 use http::{now_micros, request, rss_kib, server_count, session};
 use streams::{Sink, StreamRequest, connect_stream, latency_summary, open_many};
-
-#[derive(Clone)]
-pub struct Args {
-    target: String,
-    /// A name for the server's settings in this run (`--variant`), reported.
-    variant: Option<String>,
-    addr: SocketAddr,
-    scenario: String,
-    clients: usize,
-    /// Events per second (broadcast, targeted).
-    rate: u32,
-    /// Seconds to hold or to send for.
-    duration: u64,
-    /// Server pid, for RSS.
-    pid: Option<u32>,
-    /// Connections per account (ours).
-    per_user: usize,
-    concurrency: usize,
-    /// Holder processes for the idle connections (idle, targeted).
-    processes: usize,
-    /// Number of this process's first connection (holders).
-    first: usize,
-    /// Connect/disconnect cycles (churn), after `warmup` more.
-    cycles: usize,
-    warmup: usize,
-    /// Concurrent publishers (saturate).
-    publishers: usize,
-    /// Session cookies to connect with, instead of signing in (holders
-    /// get them from the coordinator).
-    cookies: Vec<String>,
-    /// Open each stream on a connection that served a request first.
-    reuse: bool,
-    /// Events sent while the clients are away (storm); sends (inbox).
-    events: usize,
-    /// `sqlite`, or a Postgres admin URL (inbox).
-    database: String,
-    /// The Redis of the bus scenario.
-    redis: String,
-    /// Where `targeted` sends (another server process of the cluster);
-    /// default: `--addr`.
-    send_addr: Option<SocketAddr>,
-    /// The servers of `fanout`, and their pids (same order).
-    addrs: Vec<SocketAddr>,
-    pids: Vec<u32>,
-    /// Where a holder writes its streams' latencies when released.
-    report: Option<std::path::PathBuf>,
-}
-
-fn args() -> Result<Args, String> {
-    let mut a = Args {
-        target: "ours".into(),
-        variant: None,
-        addr: "127.0.0.1:3000".parse().map_err(|e| format!("{e}"))?,
-        scenario: "idle".into(),
-        clients: 1000,
-        rate: 10,
-        duration: 10,
-        pid: None,
-        per_user: 1000,
-        concurrency: 128,
-        processes: 1,
-        first: 0,
-        cycles: 100_000,
-        warmup: 2_000,
-        publishers: 4,
-        cookies: Vec::new(),
-        reuse: false,
-        events: 1_000,
-        database: "sqlite".into(),
-        redis: "redis://127.0.0.1:6379".into(),
-        send_addr: None,
-        addrs: Vec::new(),
-        pids: Vec::new(),
-        report: None,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        if flag == "--reuse" {
-            a.reuse = true;
-            continue;
-        }
-        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
-        let bad = |e: &dyn std::fmt::Display| format!("{flag}: {e}");
-        match flag.as_str() {
-            "--target" => a.target = value()?,
-            "--variant" => a.variant = Some(value()?),
-            "--addr" => a.addr = value()?.parse().map_err(|e| bad(&e))?,
-            "--scenario" => a.scenario = value()?,
-            "--clients" => a.clients = value()?.parse().map_err(|e| bad(&e))?,
-            "--rate" => a.rate = value()?.parse().map_err(|e| bad(&e))?,
-            "--duration" => a.duration = value()?.parse().map_err(|e| bad(&e))?,
-            "--pid" => a.pid = Some(value()?.parse().map_err(|e| bad(&e))?),
-            "--per-user" => a.per_user = value()?.parse().map_err(|e| bad(&e))?,
-            "--concurrency" => a.concurrency = value()?.parse().map_err(|e| bad(&e))?,
-            "--processes" => a.processes = value()?.parse().map_err(|e| bad(&e))?,
-            "--first" => a.first = value()?.parse().map_err(|e| bad(&e))?,
-            "--cycles" => a.cycles = value()?.parse().map_err(|e| bad(&e))?,
-            "--warmup" => a.warmup = value()?.parse().map_err(|e| bad(&e))?,
-            "--publishers" => a.publishers = value()?.parse().map_err(|e| bad(&e))?,
-            "--events" => a.events = value()?.parse().map_err(|e| bad(&e))?,
-            "--database" => a.database = value()?,
-            "--redis" => a.redis = value()?,
-            "--addrs" => {
-                a.addrs = value()?
-                    .split(',')
-                    .map(|s| s.parse().map_err(|e| bad(&e)))
-                    .collect::<Result<_, _>>()?
-            }
-            "--pids" => {
-                a.pids = value()?
-                    .split(',')
-                    .map(|s| s.parse().map_err(|e| bad(&e)))
-                    .collect::<Result<_, _>>()?
-            }
-            "--report" => a.report = Some(value()?.into()),
-            "--send-addr" => a.send_addr = Some(value()?.parse().map_err(|e| bad(&e))?),
-            "--cookies" => a.cookies = value()?.split(',').map(str::to_string).collect(),
-            other => return Err(format!("unknown flag {other}")),
-        }
-    }
-    if a.target != "ours" && a.target != "baseline" {
-        return Err(format!(
-            "--target must be ours or baseline, not {}",
-            a.target
-        ));
-    }
-    Ok(a)
-}
 
 impl Args {
     pub(crate) fn ours(&self) -> bool {

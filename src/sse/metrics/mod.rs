@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
@@ -201,28 +201,22 @@ impl Collector for Live {
             "Event streams admitted",
             counts.connects,
         )?;
-        let mut family = encoder.encode_descriptor(
+        counters(
+            &mut encoder,
             "sse_disconnects",
             "Event streams ended, by reason",
-            None,
-            ConstCounter::new(0u64).metric_type(),
+            DisconnectReason::ALL
+                .map(|r| ([("reason", r.label())], counts.disconnects[r as usize])),
         )?;
-        for reason in DisconnectReason::ALL {
-            let labels = [("reason", reason.label())];
-            ConstCounter::new(counts.disconnects[reason as usize])
-                .encode(family.encode_family(&labels)?)?;
-        }
-        let mut family = encoder.encode_descriptor(
+        counters(
+            &mut encoder,
             "sse_refusals",
             "Requests refused, by cause and status",
-            None,
-            ConstCounter::new(0u64).metric_type(),
+            Refusal::ALL.map(|r| {
+                let labels = [("cause", r.as_str()), ("status", r.status())];
+                (labels, counts.refusals[r.index()])
+            }),
         )?;
-        for refusal in Refusal::ALL {
-            let labels = [("cause", refusal.as_str()), ("status", refusal.status())];
-            ConstCounter::new(counts.refusals[refusal.index()])
-                .encode(family.encode_family(&labels)?)?;
-        }
         counter(
             &mut encoder,
             "sse_events_delivered",
@@ -235,28 +229,18 @@ impl Collector for Live {
             "Streams ended because they fell `sse.queue_len` events behind",
             counts.disconnects[DisconnectReason::QueueOverflow as usize],
         )?;
-        let mut family = encoder.encode_descriptor(
+        counters(
+            &mut encoder,
             "sse_replayed_events",
             "Events sent again to a resuming or fresh stream, by source",
-            None,
-            ConstCounter::new(0u64).metric_type(),
+            ReplaySource::ALL.map(|r| ([("source", r.as_str())], counts.replayed[r as usize])),
         )?;
-        for source in ReplaySource::ALL {
-            let labels = [("source", source.as_str())];
-            ConstCounter::new(counts.replayed[source as usize])
-                .encode(family.encode_family(&labels)?)?;
-        }
-        let mut family = encoder.encode_descriptor(
+        counters(
+            &mut encoder,
             "sse_resets",
             "`sse-reset` events sent, by reason",
-            None,
-            ConstCounter::new(0u64).metric_type(),
+            ResetReason::ALL.map(|r| ([("reason", r.as_str())], counts.resets[r as usize])),
         )?;
-        for reason in ResetReason::ALL {
-            let labels = [("reason", reason.as_str())];
-            ConstCounter::new(counts.resets[reason as usize])
-                .encode(family.encode_family(&labels)?)?;
-        }
         let status = self.bus.status();
         gauge(
             &mut encoder,
@@ -284,7 +268,23 @@ fn counter(
     metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
 }
 
-fn gauge(
+/// One counter family: a sample per label set, under one HELP and TYPE.
+fn counters<L: EncodeLabelSet>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    samples: impl IntoIterator<Item = (L, u64)>,
+) -> Result<(), fmt::Error> {
+    let kind = ConstCounter::new(0u64).metric_type();
+    let mut family = encoder.encode_descriptor(name, help, None, kind)?;
+    for (labels, value) in samples {
+        ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+/// One gauge read at scrape time (also the process figures').
+pub(crate) fn gauge(
     encoder: &mut DescriptorEncoder,
     name: &str,
     help: &str,

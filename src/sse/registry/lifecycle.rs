@@ -266,18 +266,21 @@ impl Registry {
             .store(true, std::sync::atomic::Ordering::Release);
     }
 
+    /// Takes up to `n` connections out of the indexes (for the caller to
+    /// close): a shutdown takes all, a drain a batch.
+    pub(super) fn remove_some(&self, n: usize) -> Vec<super::index::Entry> {
+        let mut indexes = self.write();
+        let ids: Vec<ClientId> = indexes.clients.keys().take(n).copied().collect();
+        ids.into_iter()
+            .filter_map(|id| indexes.remove(id))
+            .collect()
+    }
+
     /// Ends up to `n` open streams with [`DisconnectReason::Drained`]
     /// (each is told a jittered `retry:`); returns their links, whose
     /// sockets the caller cuts if they cannot take that last frame.
     pub(crate) fn drain(&self, n: usize) -> Vec<Arc<ClientLink>> {
-        let entries: Vec<_> = {
-            let mut indexes = self.write();
-            let ids: Vec<ClientId> = indexes.clients.keys().take(n).copied().collect();
-            ids.into_iter()
-                .filter_map(|id| indexes.remove(id))
-                .collect()
-        };
-        entries
+        self.remove_some(n)
             .into_iter()
             .map(|entry| {
                 entry.link.close(DisconnectReason::Drained);

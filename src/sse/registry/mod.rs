@@ -386,14 +386,7 @@ impl Registry {
     /// [`DisconnectReason::Shutdown`].
     pub fn shutdown(&self) {
         self.shutting_down.store(true, Ordering::Release);
-        let entries: Vec<Entry> = {
-            let mut indexes = self.write();
-            let ids: Vec<ClientId> = indexes.clients.keys().copied().collect();
-            ids.into_iter()
-                .filter_map(|id| indexes.remove(id))
-                .collect()
-        };
-        for entry in entries {
+        for entry in self.remove_some(usize::MAX) {
             entry.link.close(DisconnectReason::Shutdown);
         }
     }
