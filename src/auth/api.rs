@@ -97,10 +97,13 @@ pub(crate) mod server {
     }
 
     /// Starts a signed-in session: a new session id (so an id planted
-    /// before sign-in is worthless) and a new public handle.
+    /// before sign-in is worthless) and a new public handle. Streams of a
+    /// sign-in this one replaces end now, as at sign-out: they carry the
+    /// previous identity, and tabs sharing one would show it.
     async fn sign_in(session: &Session, user: &UserRecord) -> Result<(), AppError> {
         let failed =
             |e: tower_sessions::session::Error| AppError::internal(format!("session: {e}"));
+        let previous: Option<String> = session.get(KEY_HANDLE).await.ok().flatten();
         session.cycle_id().await.map_err(failed)?;
         session
             .insert(KEY_USER_ID, &user.id)
@@ -114,6 +117,9 @@ pub(crate) mod server {
             .insert(KEY_HANDLE, uuid::Uuid::new_v4().to_string())
             .await
             .map_err(failed)?;
+        if let (Some(handle), Some(notifier)) = (previous, use_context::<Notifier>()) {
+            notifier.disconnect(&Target::session(SessionId::new(handle)));
+        }
         Ok(())
     }
 

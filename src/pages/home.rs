@@ -36,14 +36,47 @@ pub fn HomePage() -> impl IntoView {
     }
 }
 
+/// How many of the last messages `data-last` lists.
+const ARRIVALS_KEPT: usize = 100;
+
+/// `/home?tabs=separate`: this tab opens a stream of its own instead of
+/// sharing one with the user's other tabs.
+fn separate_stream_asked() -> bool {
+    #[cfg(feature = "hydrate")]
+    {
+        web_sys::window()
+            .and_then(|w| w.location().search().ok())
+            .is_some_and(|q| q.trim_start_matches('?').split('&').any(|p| p == "tabs=separate"))
+    }
+    #[cfg(not(feature = "hydrate"))]
+    false
+}
+
 /// The live demo: connection status, the latest message, a send form and
 /// the received notifications. An island: the only part of the page that
 /// runs in the browser (`user` travels serialised with it).
 #[island]
 fn SseDemo(user: CurrentUser) -> impl IntoView {
-    let sse = use_sse(SseOptions::default().tag("page", "home"));
+    // Shared with this user's other tabs of `/home`, unless the address
+    // says `?tabs=separate`; the user id as scope keeps another account's
+    // tabs (after a sign-in as someone else) off this stream.
+    let options = SseOptions::default()
+        .tag("page", "home")
+        .share_scope(user.id.clone())
+        .share_tabs(!separate_stream_asked());
+    let sse = use_sse(options);
     let (latest, set_latest) = signal(None::<String>);
+    // What this tab received, in arrival order: a count, and the last
+    // messages (for checking a shared stream: once each, in order).
+    let (arrivals, set_arrivals) = signal((0u64, Vec::<String>::new()));
     sse.on::<Notification>(move |notification| {
+        set_arrivals.update(|(count, last)| {
+            *count += 1;
+            if last.len() == ARRIVALS_KEPT {
+                last.remove(0);
+            }
+            last.push(notification.message.clone());
+        });
         set_latest.set(Some(match &notification.from {
             Some(from) => format!("{from}: {}", notification.message),
             None => notification.message.clone(),
@@ -140,6 +173,15 @@ fn SseDemo(user: CurrentUser) -> impl IntoView {
                     <h2>"Latest message"</h2>
                     <p class="latest" aria-live="polite" data-testid="latest">
                         {move || latest.get().unwrap_or_else(|| "No messages yet.".to_string())}
+                    </p>
+                    <p
+                        class="muted arrivals"
+                        data-testid="arrivals"
+                        data-last=move || {
+                            arrivals.with(|(_, last)| serde_json::to_string(last).unwrap_or_default())
+                        }
+                    >
+                        {move || arrivals.with(|(count, _)| format!("{count} received in this tab"))}
                     </p>
                 </div>
                 <form class="stack send-form" on:submit=on_send aria-label="Send a notification">

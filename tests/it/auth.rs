@@ -512,6 +512,40 @@ async fn sign_in_names_are_checked_like_sign_up_names(backend: Backend) {
     server.shutdown().await.expect("clean shutdown");
 }
 
+/// A sign-in in a browser already signed in (as someone else) ends the
+/// streams of the sign-in it replaces, as a sign-out does: they carry the
+/// previous identity, and tabs sharing one stream would show it.
+async fn a_new_sign_in_ends_the_streams_of_the_one_it_replaces(backend: Backend) {
+    let server = TestServer::start_on(backend, &[]).await;
+    let ivy = server.signup("ivy").await;
+    let _jon = server.signup("jon").await;
+    let (mut stream, _) = ivy.open("").await;
+    let (mut other_tab, _) = ivy.open("?tag=page:other").await;
+    let (status, _, body) = form(
+        &ivy.client,
+        &server,
+        "/api/auth/login",
+        &[("username", "jon"), ("password", PASSWORD)],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(stream.ends_within(Duration::from_secs(5)).await);
+    assert!(other_tab.ends_within(Duration::from_secs(5)).await);
+    // The same browser's next stream is jon's, and gets jon's events.
+    let jon = ivy.now_signed_in_as("jon");
+    let (mut stream, _) = jon.open("").await;
+    let (status, _) = jon
+        .post_json("/api/sse/test", r#"{"user":"jon","event":"ping-jon","message":"hi"}"#)
+        .await;
+    assert_eq!(status, 200);
+    let (name, _) = stream
+        .next_event(Duration::from_secs(5))
+        .await
+        .expect("jon's event");
+    assert_eq!(name, "ping-jon");
+    server.shutdown().await.expect("clean shutdown");
+}
+
 macro_rules! on_both_databases {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -541,4 +575,5 @@ on_both_databases!(
     secure_flag_behind_https_proxy,
     roles_are_granted_by_the_operator_never_by_name,
     sign_in_names_are_checked_like_sign_up_names,
+    a_new_sign_in_ends_the_streams_of_the_one_it_replaces,
 );

@@ -372,6 +372,15 @@ impl User {
         }
     }
 
+    /// This same browser after it signed in as `name`.
+    pub fn now_signed_in_as(&self, name: &str) -> User {
+        User {
+            name: name.to_string(),
+            client: self.client.clone(),
+            base: self.base.clone(),
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

@@ -1,4 +1,8 @@
 //! The `EventSource`, its listeners and the reconnect timer (browser only).
+//!
+//! A handle either owns the stream (it leads, or does not share) or is
+//! fed by the tab that does ([`super::tabs`]); either way every event
+//! goes through its [`Tab`], which drops what was already delivered.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -11,13 +15,15 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen::closure::Closure;
 use web_sys::{EventSource, EventSourceInit, MessageEvent};
 
+use super::relay::{BUILT_IN, Message, Tab, WireEvent};
+use super::tabs::{self, Link};
 use super::{ConnectionState, RawEvent, SseOptions, Writers};
 
 pub type Shared = Rc<RefCell<Inner>>;
 type Listener = Rc<dyn Fn(&RawEvent)>;
 
 pub struct Inner {
-    options: SseOptions,
+    pub(super) options: SseOptions,
     writers: Writers,
     source: Option<EventSource>,
     /// JS callbacks of the current source; dropped with it.
@@ -30,25 +36,36 @@ pub struct Inner {
     next_listener: u64,
     attempt: u32,
     timer: Option<TimeoutHandle>,
-    closed: bool,
-    /// The id of the last event seen (any source of this handle): where a
-    /// source we open ourselves resumes (`?lastEventId=`). The browser's
-    /// own retries send it as `Last-Event-ID` without our help.
-    last_id: Option<String>,
-    /// This handle's client id (from `connected`): a reconnect asks for it
-    /// back (`?client=`), so events sent to it are replayed too.
-    client_id: Option<String>,
+    pub(super) closed: bool,
+    /// What this tab has seen: where a stream it opens resumes (the last
+    /// id, `?lastEventId=`, and its client id, `?client=`, so events sent
+    /// to it are replayed too), and the names to listen for.
+    pub(super) tab: Tab,
+    /// Whether this handle owns the stream (always, when not sharing).
+    pub(super) leader: bool,
+    /// The state shown, for a tab that joins.
+    pub(super) state: ConnectionState,
+    /// The other tabs, when sharing.
+    pub(super) link: Option<Link>,
     /// A draining server's reconnect delay (`sse-drain`), jittered by the
     /// server: used once, instead of the backoff.
     drain_delay: Option<u64>,
 }
 
-/// Listened to on every source, whoever asked: `connected` (the client
-/// id, and the stream's first id), `sse-reset` (an id too) and
-/// `sse-drain` (when to come back).
-const BUILT_IN: [&str; 3] = ["connected", "sse-reset", "sse-drain"];
+impl Inner {
+    /// Shows a state another tab reported (nothing to relay).
+    pub(super) fn show_state(&mut self, state: ConnectionState) {
+        self.writers.state.set(state.clone());
+        self.state = state;
+    }
+
+    pub(super) fn source(&self) -> Option<EventSource> {
+        self.source.clone()
+    }
+}
 
 pub fn start(options: SseOptions, writers: Writers) -> Shared {
+    let sharing = options.share_tabs;
     let shared = Rc::new(RefCell::new(Inner {
         options,
         writers,
@@ -62,68 +79,98 @@ pub fn start(options: SseOptions, writers: Writers) -> Shared {
         attempt: 0,
         timer: None,
         closed: false,
-        last_id: None,
-        client_id: None,
+        tab: Tab::default(),
+        leader: false,
+        state: ConnectionState::Connecting,
+        link: None,
         drain_delay: None,
     }));
-    // A stream opened while the page is still loading keeps the browser
-    // "loading" (spinner, no `load` event) for as long as it is open:
-    // connect once the page has loaded.
+    // Without Web Locks or BroadcastChannel (an insecure context, an old
+    // browser), or when asked not to share: a stream of its own.
+    if !(sharing && tabs::join(&shared)) {
+        lead(&shared);
+    }
+    shared
+}
+
+/// This handle owns the stream from now on: open it once the page has
+/// loaded (a stream opened while the page is still loading keeps the
+/// browser "loading", with no `load` event, for as long as it is open).
+pub(super) fn lead(shared: &Shared) {
+    shared.borrow_mut().leader = true;
+    set_state(shared, ConnectionState::Connecting);
     let window = web_sys::window();
     let loaded = window
         .as_ref()
         .and_then(|w| w.document())
         .is_none_or(|d| d.ready_state() == "complete");
-    match window {
-        Some(window) if !loaded => {
-            let weak = Rc::downgrade(&shared);
-            let on_load = Closure::<dyn FnMut()>::new(move || {
-                // The closure stays in `on_load` (dropping it while it
-                // runs is not allowed); `once` makes it fire only once.
-                if let Some(shared) = weak.upgrade()
-                    && !shared.borrow().closed
-                {
-                    open(&shared);
-                }
-            });
-            let once = web_sys::AddEventListenerOptions::new();
-            once.set_once(true);
-            let added = window.add_event_listener_with_callback_and_add_event_listener_options(
-                "load",
-                on_load.as_ref().unchecked_ref(),
-                &once,
-            );
-            if added.is_ok() {
-                shared.borrow_mut().on_load = Some(on_load);
-            } else {
-                open(&shared);
-            }
+    let window = match window {
+        Some(window) if !loaded => window,
+        _ => return open(shared),
+    };
+    let weak = Rc::downgrade(shared);
+    let on_load = Closure::<dyn FnMut()>::new(move || {
+        // The closure stays in `on_load` (dropping it while it runs is
+        // not allowed); `once` makes it fire only once.
+        if let Some(shared) = weak.upgrade()
+            && !shared.borrow().closed
+        {
+            open(&shared);
         }
-        _ => open(&shared),
+    });
+    let once = web_sys::AddEventListenerOptions::new();
+    once.set_once(true);
+    let added = window.add_event_listener_with_callback_and_add_event_listener_options(
+        "load",
+        on_load.as_ref().unchecked_ref(),
+        &once,
+    );
+    if added.is_ok() {
+        shared.borrow_mut().on_load = Some(on_load);
+    } else {
+        open(shared);
     }
-    shared
 }
 
 fn now_ms() -> u64 {
     js_sys::Date::now() as u64
 }
 
-/// Opens a new `EventSource` with every known listener attached, resuming
-/// after the last event seen, if any.
+/// Shows `state` here and, when leading, in every other tab.
+pub(super) fn set_state(shared: &Shared, state: ConnectionState) {
+    let mut inner = shared.borrow_mut();
+    inner.show_state(state.clone());
+    if inner.leader {
+        tabs::post(&inner, &Message::State { state });
+    }
+}
+
+/// Shows the client id the tab's view holds now.
+pub(super) fn show_client(inner: &Inner) {
+    inner
+        .writers
+        .client_id
+        .set(inner.tab.client().map(str::to_string));
+}
+
+/// Opens a new `EventSource` listening for every name any tab asked for,
+/// resuming after the last event seen, if any.
 fn open(shared: &Shared) {
-    let url = {
+    let (url, names) = {
         let inner = shared.borrow();
         let mut url = inner.options.full_url();
-        if let Some(id) = &inner.last_id {
+        let resume = inner.tab.resume();
+        if let Some(id) = resume.last_id {
             url.push(if url.contains('?') { '&' } else { '?' });
             url.push_str("lastEventId=");
             url.extend(utf8_percent_encode(id, NON_ALPHANUMERIC));
-            if let Some(client) = &inner.client_id {
+            if let Some(client) = resume.client {
                 url.push_str("&client=");
                 url.extend(utf8_percent_encode(client, NON_ALPHANUMERIC));
             }
         }
-        url
+        let names: Vec<String> = inner.tab.names().map(str::to_string).collect();
+        (url, names)
     };
     let init = EventSourceInit::new();
     init.set_with_credentials(true);
@@ -139,22 +186,15 @@ fn open(shared: &Shared) {
         inner.callbacks.clear();
         inner.source = Some(source.clone());
     }
-    for name in BUILT_IN {
+    for name in BUILT_IN.iter().copied().chain(names.iter().map(String::as_str)) {
         attach(shared, &source, name);
-    }
-    let names: Vec<String> = shared.borrow().listeners.keys().cloned().collect();
-    for name in names {
-        if !BUILT_IN.contains(&name.as_str()) {
-            attach(shared, &source, &name);
-        }
     }
 
     let weak = Rc::downgrade(shared);
     let on_open = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
         if let Some(shared) = weak.upgrade() {
-            let mut inner = shared.borrow_mut();
-            inner.attempt = 0;
-            inner.writers.state.set(ConnectionState::Open);
+            shared.borrow_mut().attempt = 0;
+            set_state(&shared, ConnectionState::Open);
         }
     });
     source.set_onopen(Some(on_open.as_ref().unchecked_ref()));
@@ -172,49 +212,18 @@ fn open(shared: &Shared) {
     inner.on_error = Some(on_error);
 }
 
-/// Dispatches events named `name` from `source` to our listeners.
-fn attach(shared: &Shared, source: &EventSource, name: &str) {
+/// Dispatches events named `name` from `source`.
+pub(super) fn attach(shared: &Shared, source: &EventSource, name: &str) {
     let weak = Rc::downgrade(shared);
     let event_name = name.to_string();
     let callback = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
         let Some(shared) = weak.upgrade() else { return };
-        let raw = RawEvent {
+        let event = WireEvent {
             name: event_name.clone(),
             id: Some(event.last_event_id()).filter(|id| !id.is_empty()),
             data: event.data().as_string().unwrap_or_default(),
-            received_at: now_ms(),
         };
-        if raw.id.is_some() {
-            shared.borrow_mut().last_id.clone_from(&raw.id);
-        }
-        if raw.name == "connected" {
-            let id = serde_json::from_str::<serde_json::Value>(&raw.data)
-                .ok()
-                .and_then(|v| v["clientId"].as_str().map(str::to_string));
-            shared.borrow_mut().client_id = id;
-        }
-        if raw.name == "sse-drain" {
-            shared.borrow_mut().drain_delay = serde_json::from_str::<serde_json::Value>(&raw.data)
-                .ok()
-                .and_then(|v| v["retry"].as_u64());
-        }
-        let listeners: Vec<Listener> = {
-            let inner = shared.borrow();
-            if raw.name == "connected" {
-                inner.writers.client_id.set(inner.client_id.clone());
-            } else if raw.name != "sse-reset" && raw.name != "sse-drain" {
-                inner.writers.last_event.set(Some(raw.clone()));
-            }
-            inner
-                .listeners
-                .get(&raw.name)
-                .map(|l| l.iter().map(|(_, f)| f.clone()).collect())
-                .unwrap_or_default()
-        };
-        // Called with no borrow held: a listener may add or remove listeners.
-        for listener in listeners {
-            listener(&raw);
-        }
+        from_source(&shared, event);
     });
     if let Err(e) = source.add_event_listener_with_callback(name, callback.as_ref().unchecked_ref())
     {
@@ -223,21 +232,78 @@ fn attach(shared: &Shared, source: &EventSource, name: &str) {
     shared.borrow_mut().callbacks.push(callback);
 }
 
+/// An event from this handle's own stream: relayed to the other tabs
+/// (all of it: a tab behind this one may still need what this one has),
+/// then delivered here unless already seen.
+fn from_source(shared: &Shared, event: WireEvent) {
+    let delivered = {
+        let mut inner = shared.borrow_mut();
+        if event.name == "sse-drain" {
+            inner.drain_delay = serde_json::from_str::<serde_json::Value>(&event.data)
+                .ok()
+                .and_then(|v| v["retry"].as_u64());
+        }
+        tabs::post(&inner, &Message::Event(event.clone()));
+        let client = inner.tab.client().map(str::to_string);
+        let delivered = inner.tab.receive(event);
+        if inner.tab.client() != client.as_deref() {
+            show_client(&inner);
+        }
+        delivered
+    };
+    if let Some(event) = delivered {
+        deliver(shared, event);
+    }
+}
+
+/// Hands an event to this page: its listeners for that name, and
+/// `last_event` (not for the stream's own bookkeeping events).
+pub(super) fn deliver(shared: &Shared, event: WireEvent) {
+    let listeners: Vec<Listener> = {
+        let inner = shared.borrow();
+        let Some(listeners) = inner.listeners.get(&event.name) else {
+            return;
+        };
+        listeners.iter().map(|(_, f)| f.clone()).collect()
+    };
+    let raw = RawEvent {
+        name: event.name,
+        id: event.id,
+        data: event.data,
+        received_at: now_ms(),
+    };
+    if !BUILT_IN.contains(&raw.name.as_str()) {
+        shared.borrow().writers.last_event.set(Some(raw.clone()));
+    }
+    // Called with no borrow held: a listener may add or remove listeners.
+    for listener in listeners {
+        listener(&raw);
+    }
+}
+
 /// Registers a listener; returns its remover.
 pub fn listen(shared: &Shared, name: &str, listener: Listener) -> Box<dyn FnOnce()> {
     let (id, new_name, source) = {
         let mut inner = shared.borrow_mut();
         let id = inner.next_listener;
         inner.next_listener += 1;
-        let entry = inner.listeners.entry(name.to_string()).or_default();
-        let new_name = entry.is_empty();
-        entry.push((id, listener));
+        inner
+            .listeners
+            .entry(name.to_string())
+            .or_default()
+            .push((id, listener));
+        let new_name = !inner.tab.learn([name.to_string()]).is_empty();
+        if new_name {
+            tabs::post(
+                &inner,
+                &Message::Names {
+                    names: vec![name.to_string()],
+                },
+            );
+        }
         (id, new_name, inner.source.clone())
     };
-    if new_name
-        && !BUILT_IN.contains(&name)
-        && let Some(source) = source
-    {
+    if new_name && let Some(source) = source {
         attach(shared, &source, name);
     }
     let weak = Rc::downgrade(shared);
@@ -270,11 +336,7 @@ fn on_failure(shared: &Shared) {
             .is_none_or(|s| s.ready_state() == EventSource::CLOSED);
         (gave_up, inner.attempt)
     };
-    shared
-        .borrow()
-        .writers
-        .state
-        .set(ConnectionState::Reconnecting { attempt });
+    set_state(shared, ConnectionState::Reconnecting { attempt });
     drop_source(shared);
     let options = shared.borrow().options.clone();
     if !options.auto_reconnect {
@@ -311,28 +373,26 @@ fn on_failure(shared: &Shared) {
 
 /// Opens a new source after the backoff for `attempt`, with jitter.
 fn reopen_later(shared: &Shared, options: &SseOptions, attempt: u32) {
-    {
-        let base = options.backoff(attempt);
-        let spread = base.as_millis() as f64 * options.jitter.clamp(0.0, 1.0);
-        let backoff =
-            (base.as_millis() as f64 + spread * (2.0 * js_sys::Math::random() - 1.0)).max(0.0);
-        // A draining server said when: its clients come back spread out.
-        let drained = shared.borrow_mut().drain_delay.take();
-        let delay = drained.map_or(backoff, |ms| ms as f64);
-        let again = Rc::downgrade(shared);
-        let timer = set_timeout_with_handle(
-            move || {
-                if let Some(shared) = again.upgrade()
-                    && !shared.borrow().closed
-                {
-                    shared.borrow_mut().timer = None;
-                    open(&shared);
-                }
-            },
-            Duration::from_millis(delay as u64),
-        );
-        shared.borrow_mut().timer = timer.ok();
-    }
+    let base = options.backoff(attempt);
+    let spread = base.as_millis() as f64 * options.jitter.clamp(0.0, 1.0);
+    let backoff =
+        (base.as_millis() as f64 + spread * (2.0 * js_sys::Math::random() - 1.0)).max(0.0);
+    // A draining server said when: its clients come back spread out.
+    let drained = shared.borrow_mut().drain_delay.take();
+    let delay = drained.map_or(backoff, |ms| ms as f64);
+    let again = Rc::downgrade(shared);
+    let timer = set_timeout_with_handle(
+        move || {
+            if let Some(shared) = again.upgrade()
+                && !shared.borrow().closed
+            {
+                shared.borrow_mut().timer = None;
+                open(&shared);
+            }
+        },
+        Duration::from_millis(delay as u64),
+    );
+    shared.borrow_mut().timer = timer.ok();
 }
 
 /// The HTTP status the stream URL answers now (the request is aborted
@@ -362,15 +422,25 @@ fn drop_source(shared: &Shared) {
     inner.on_error = None;
 }
 
-/// Ends everything: the source, the timer, future reconnects.
+/// Ends everything here: the source, the timer, future reconnects, and
+/// this tab's part in sharing (a leader hands the stream over).
 pub fn close(shared: &Shared, reason: &str) {
     drop_source(shared);
-    let mut inner = shared.borrow_mut();
-    inner.closed = true;
-    if let Some(timer) = inner.timer.take() {
-        timer.clear();
+    {
+        let mut inner = shared.borrow_mut();
+        if inner.closed {
+            return;
+        }
+        inner.closed = true;
+        if let Some(timer) = inner.timer.take() {
+            timer.clear();
+        }
     }
-    inner.writers.state.set(ConnectionState::Closed {
-        reason: reason.to_string(),
-    });
+    set_state(
+        shared,
+        ConnectionState::Closed {
+            reason: reason.to_string(),
+        },
+    );
+    tabs::leave(shared);
 }

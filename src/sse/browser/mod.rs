@@ -1,11 +1,14 @@
 //! `use_sse`: the browser side of the stream, as reactive signals.
 //!
-//! One `EventSource` per call, opened only in the browser (on the server the
-//! handle is inert, so server-rendered HTML and hydration agree). The
-//! browser's own retry covers network blips; when the browser gives up (the
-//! server answered 401/429/503, or refused while restarting) the hook
-//! reconnects with exponential backoff and jitter, and stops for good on
-//! 401. Everything is closed when the owning component is cleaned up.
+//! Opened only in the browser (on the server the handle is inert, so
+//! server-rendered HTML and hydration agree). By default the tabs of one
+//! browser that ask for the same stream share one `EventSource`: one tab
+//! holds it and relays it to the others (`tabs`, `relay`), so that a user
+//! with many tabs open does not use up the browser's six connections per
+//! host. When the stream fails, the hook reconnects with exponential
+//! backoff and jitter, resuming after the last event seen, and stops for
+//! good on 401. Everything is closed when the owning component is cleaned
+//! up.
 //!
 //! ```ignore
 //! let sse = use_sse(SseOptions::default().tag("page", "home"));
@@ -46,6 +49,14 @@ pub struct SseOptions {
     pub backoff_factor: f64,
     /// 0.0 to 1.0: each delay is moved randomly by up to this fraction.
     pub jitter: f64,
+    /// Share one stream with this browser's other tabs that ask for the
+    /// same one (same URL, tags and scope). Where the browser cannot
+    /// (no Web Locks or `BroadcastChannel`), each tab has its own.
+    pub share_tabs: bool,
+    /// Tabs share only within one scope. Give it a value that changes
+    /// whenever the signed-in identity does (e.g. the user id), so that a
+    /// tab never shows a stream opened for someone else.
+    pub share_scope: Option<String>,
 }
 
 impl Default for SseOptions {
@@ -59,6 +70,8 @@ impl Default for SseOptions {
             max_reconnect_attempts: None,
             backoff_factor: 2.0,
             jitter: 0.3,
+            share_tabs: true,
+            share_scope: None,
         }
     }
 }
@@ -67,6 +80,37 @@ impl SseOptions {
     pub fn tag(mut self, key: &str, value: &str) -> Self {
         self.tags.push(format!("{key}:{value}"));
         self
+    }
+
+    /// Whether to share the stream with other tabs (default: yes).
+    pub fn share_tabs(mut self, share: bool) -> Self {
+        self.share_tabs = share;
+        self
+    }
+
+    /// Shares only with tabs of the same scope (see the field).
+    pub fn share_scope(mut self, scope: impl Into<String>) -> Self {
+        self.share_scope = Some(scope.into());
+        self
+    }
+
+    /// The name of the lock and channel of the tabs sharing this stream:
+    /// the same stream (tag order aside) in the same scope, and the same
+    /// version of the tabs' protocol.
+    pub fn share_key(&self) -> String {
+        let mut tags = self.tags.clone();
+        tags.sort();
+        tags.dedup();
+        let stream = SseOptions {
+            tags,
+            ..self.clone()
+        };
+        let scope = self.share_scope.as_deref().unwrap_or("");
+        format!(
+            "sse-notify/1 {} {}",
+            utf8_percent_encode(scope, NON_ALPHANUMERIC),
+            stream.full_url()
+        )
     }
 
     /// The URL with the tags as query parameters.
@@ -206,7 +250,8 @@ impl SseHandle {
         Unsubscribe(None)
     }
 
-    /// Closes the stream for good.
+    /// Stops this handle for good: no more events or states here. A tab
+    /// that holds a shared stream hands it over to another tab.
     pub fn close(&self) {
         #[cfg(feature = "hydrate")]
         if let Some(shared) = self.browser.get_value() {
@@ -266,6 +311,10 @@ mod event_source {
 
 #[cfg(feature = "hydrate")]
 mod event_source;
+#[cfg(feature = "hydrate")]
+mod tabs;
+
+pub mod relay;
 
 #[cfg(test)]
 mod tests {
@@ -285,6 +334,19 @@ mod tests {
     fn tags_become_query_parameters() {
         let options = SseOptions::default().tag("page", "home").tag("lang", "en");
         assert_eq!(options.full_url(), "/api/sse?tag=page:home&tag=lang:en");
+    }
+
+    #[test]
+    fn tabs_share_a_stream_only_when_they_ask_for_the_same_one() {
+        let home = SseOptions::default().tag("page", "home").tag("lang", "en");
+        let same = SseOptions::default().tag("lang", "en").tag("page", "home");
+        assert_eq!(home.share_key(), same.share_key());
+        let other = SseOptions::default().tag("page", "inbox").tag("lang", "en");
+        assert_ne!(home.share_key(), other.share_key());
+        let alice = home.clone().share_scope("alice");
+        assert_ne!(home.share_key(), alice.share_key());
+        assert_ne!(alice.share_key(), home.clone().share_scope("bob").share_key());
+        assert_eq!(alice.share_key(), same.share_scope("alice").share_key());
     }
 
     #[test]

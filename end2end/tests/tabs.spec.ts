@@ -1,0 +1,169 @@
+import { expect, test, type BrowserContext, type Page } from "@playwright/test";
+import { baseURL } from "../playwright.config";
+
+// One stream per browser: the tabs of one profile share the stream of
+// one of them (Web Locks elect it, a BroadcastChannel relays it).
+
+const PASSWORD = "correct horse battery";
+const suffix = () => Math.floor(Math.random() * 1e6).toString(36);
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function account(context: BrowserContext, name: string, action = "signup") {
+  const response = await context.request.post(`/api/auth/${action}`, {
+    form: { username: name, password: PASSWORD },
+  });
+  expect(response.status()).toBe(200);
+}
+
+async function home(context: BrowserContext, path = "/home"): Promise<Page> {
+  const page = await context.newPage();
+  await page.goto(path);
+  await expect(page.getByTestId("status")).toHaveText("Connected");
+  return page;
+}
+
+/** The user's open streams, as the server lists them. */
+async function streams(context: BrowserContext): Promise<{ id: string; connectedSince: number }[]> {
+  const response = await context.request.get(`${baseURL}/api/sse/clients`);
+  expect(response.status()).toBe(200);
+  return (await response.json()).clients;
+}
+
+async function send(context: BrowserContext, to: string, message: string) {
+  const sent = await context.request.post(`${baseURL}/api/sse/test`, { data: { user: to, message } });
+  expect(sent.status()).toBe(200);
+}
+
+/** What a tab received, in arrival order (the page's own record). */
+async function arrivals(page: Page): Promise<{ count: string; last: string[] }> {
+  const line = page.getByTestId("arrivals");
+  return { count: (await line.textContent()) ?? "", last: JSON.parse((await line.getAttribute("data-last")) ?? "[]") };
+}
+
+async function expectReceived(page: Page, messages: string[]) {
+  await expect(page.getByTestId("arrivals")).toHaveText(`${messages.length} received in this tab`, { timeout: 5_000 });
+  expect((await arrivals(page)).last).toEqual(messages);
+}
+
+test("8 tabs of one browser hold one stream, and each shows a notification once", async ({ browser }) => {
+  const name = `tab${suffix()}`;
+  const context = await browser.newContext();
+  await account(context, name);
+  const tabs: Page[] = [];
+  for (let i = 0; i < 8; i++) tabs.push(await home(context));
+  await expect.poll(async () => (await streams(context)).length).toBe(1);
+
+  await send(context, name, "to every tab");
+  for (const tab of tabs) {
+    await expect(tab.getByTestId("latest")).toHaveText(`${name}: to every tab`);
+    await expectReceived(tab, ["to every tab"]);
+  }
+  // Nothing arrives twice later on, and still one stream.
+  await sleep(500);
+  for (const tab of tabs) await expectReceived(tab, ["to every tab"]);
+  expect((await streams(context)).length).toBe(1);
+
+  // Another profile (a second browser context) has a stream of its own.
+  const other = await browser.newContext();
+  await account(other, name, "login");
+  const otherTab = await home(other);
+  await expect.poll(async () => (await streams(context)).length).toBe(2);
+  await send(context, name, "to both browsers");
+  await expectReceived(otherTab, ["to both browsers"]);
+  for (const tab of tabs) await expectReceived(tab, ["to every tab", "to both browsers"]);
+
+  await other.close();
+  await context.close();
+});
+
+test("closing the leading tab while 20 notifications are sent: every other tab gets all 20, in order, once", async ({
+  browser,
+}) => {
+  const name = `han${suffix()}`;
+  const context = await browser.newContext();
+  await account(context, name);
+  // The first tab takes the lock: it leads.
+  const tabs: Page[] = [];
+  for (let i = 0; i < 6; i++) tabs.push(await home(context));
+  await expect.poll(async () => (await streams(context)).length).toBe(1);
+  const [before] = await streams(context);
+
+  const messages = Array.from({ length: 20 }, (_, i) => `n${i + 1}`);
+  const sending = (async () => {
+    for (const message of messages) {
+      await send(context, name, message);
+      await sleep(40);
+    }
+  })();
+  await expect.poll(async () => (await arrivals(tabs[1])).last.length, { intervals: [20] }).toBeGreaterThanOrEqual(4);
+  const closedAt = Date.now();
+  await tabs[0].close();
+  // The server has one stream again: the one a remaining tab opened.
+  let handOver = 0;
+  await expect
+    .poll(
+      async () => {
+        const now = await streams(context);
+        const fresh = now.length === 1 && now[0].connectedSince > before.connectedSince;
+        if (fresh && !handOver) handOver = Date.now() - closedAt;
+        return fresh;
+      },
+      { timeout: 2_000, intervals: [25] },
+    )
+    .toBe(true);
+  test.info().annotations.push({ type: "hand-over", description: `${handOver} ms` });
+  console.log(`hand-over: new stream registered ${handOver} ms after the leading tab closed`);
+  await sending;
+
+  for (const tab of tabs.slice(1)) await expectReceived(tab, messages);
+  await sleep(500);
+  for (const tab of tabs.slice(1)) await expectReceived(tab, messages);
+  const after = await streams(context);
+  expect(after.length).toBe(1);
+  // The new leader asked for the client id back: events sent to it reach it.
+  expect(after[0].id).toBe(before.id);
+  await context.close();
+});
+
+test("sharing turned off, or across two origins: one stream per tab, each still correct", async ({ browser }) => {
+  const name = `sep${suffix()}`;
+  const context = await browser.newContext();
+  await account(context, name);
+  // Two origins for one session: a browser opens at most 6 connections per
+  // host over HTTP/1.1, which 8 separate streams on one host would exceed.
+  const port = new URL(baseURL).port;
+  const other = `http://localhost:${port}`;
+  const cookies = await context.cookies(baseURL);
+  await context.addCookies(cookies.map(({ name, value }) => ({ name, value, url: other })));
+  const tabs: Page[] = [];
+  for (let i = 0; i < 8; i++) {
+    tabs.push(await home(context, `${i < 4 ? baseURL : other}/home?tabs=separate`));
+  }
+  await expect.poll(async () => (await streams(context)).length).toBe(8);
+  await send(context, name, "to eight streams");
+  for (const tab of tabs) await expectReceived(tab, ["to eight streams"]);
+  for (const tab of tabs) await tab.close();
+  await expect.poll(async () => (await streams(context)).length).toBe(0);
+
+  // Sharing on: one stream per origin (locks and channels are per origin).
+  const shared: Page[] = [];
+  for (let i = 0; i < 8; i++) shared.push(await home(context, `${i < 4 ? baseURL : other}/home`));
+  await expect.poll(async () => (await streams(context)).length).toBe(2);
+  await send(context, name, "to two streams");
+  for (const tab of shared) await expectReceived(tab, ["to two streams"]);
+  await context.close();
+});
+
+test("a browser without Web Locks gives each tab its own stream", async ({ browser }) => {
+  const name = `old${suffix()}`;
+  const context = await browser.newContext();
+  await context.addInitScript(() => {
+    Object.defineProperty(Navigator.prototype, "locks", { get: () => undefined });
+  });
+  await account(context, name);
+  const tabs = [await home(context), await home(context), await home(context)];
+  await expect.poll(async () => (await streams(context)).length).toBe(3);
+  await send(context, name, "three streams");
+  for (const tab of tabs) await expectReceived(tab, ["three streams"]);
+  await context.close();
+});

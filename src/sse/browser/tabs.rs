@@ -1,0 +1,192 @@
+//! One stream per browser: the tabs of one profile that ask for the same
+//! stream elect a leader with the Web Locks API and share its stream over
+//! a `BroadcastChannel` (browser only).
+//!
+//! Every tab asks for the lock named after the stream and waits; the
+//! browser grants it to one tab at a time and takes it back when that tab
+//! closes or crashes, so exactly one tab holds the stream and a waiting
+//! tab takes over without any timeout of ours. The leader relays every
+//! event and state change; the others hold no connection.
+
+use js_sys::{Function, Object, Promise, Reflect};
+use wasm_bindgen::closure::Closure;
+use wasm_bindgen::prelude::wasm_bindgen;
+use wasm_bindgen::{JsCast, JsValue};
+use web_sys::{AbortController, BroadcastChannel, MessageEvent};
+
+use super::event_source::{Inner, Shared, attach, deliver, lead, show_client};
+use super::relay::Message;
+
+#[wasm_bindgen]
+extern "C" {
+    /// `navigator.locks` (web-sys has it only behind its unstable flag).
+    type LockManager;
+
+    /// Throws where locks are not allowed (e.g. an opaque origin).
+    #[wasm_bindgen(method, catch)]
+    fn request(
+        this: &LockManager,
+        name: &str,
+        options: &Object,
+        granted: &Function,
+    ) -> Result<Promise, JsValue>;
+}
+
+/// This tab's part in sharing: its channel and its place at the lock.
+pub struct Link {
+    channel: BroadcastChannel,
+    on_message: Closure<dyn FnMut(MessageEvent)>,
+    /// Withdraws the lock request of a tab still waiting.
+    abort: AbortController,
+    /// Resolving it gives the lock back (set while this tab leads).
+    release: Option<Function>,
+}
+
+/// Joins the tabs sharing this handle's stream. False when the browser
+/// lacks Web Locks or `BroadcastChannel`: the caller opens its own.
+pub fn join(shared: &Shared) -> bool {
+    let Some(locks) = lock_manager() else {
+        return false;
+    };
+    let key = shared.borrow().options.share_key();
+    let Ok(channel) = BroadcastChannel::new(&key) else {
+        return false;
+    };
+    let Ok(abort) = AbortController::new() else {
+        return false;
+    };
+
+    let weak = std::rc::Rc::downgrade(shared);
+    let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+        let Some(shared) = weak.upgrade() else { return };
+        let Some(message) = event
+            .data()
+            .as_string()
+            .and_then(|text| serde_json::from_str::<Message>(&text).ok())
+        else {
+            return;
+        };
+        receive(&shared, message);
+    });
+    channel.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+
+    let weak = std::rc::Rc::downgrade(shared);
+    let granted = Closure::<dyn FnMut(JsValue) -> Promise>::new(move |_lock: JsValue| {
+        let Some(shared) = weak.upgrade() else {
+            return Promise::resolve(&JsValue::UNDEFINED);
+        };
+        if shared.borrow().closed {
+            return Promise::resolve(&JsValue::UNDEFINED);
+        }
+        // Held until `leave` resolves it, or the tab goes.
+        let mut resolve = None;
+        let held = Promise::new(&mut |done, _| resolve = Some(done));
+        if let Some(link) = shared.borrow_mut().link.as_mut() {
+            link.release = resolve;
+        }
+        lead(&shared);
+        held
+    });
+
+    let options = Object::new();
+    if Reflect::set(&options, &"signal".into(), &abort.signal()).is_err() {
+        return false;
+    }
+    let Ok(waiting) = locks.request(&key, &options, granted.as_ref().unchecked_ref()) else {
+        channel.set_onmessage(None);
+        channel.close();
+        return false;
+    };
+    // Settles when the lock is given back, or rejects when the request is
+    // withdrawn (`AbortError`): until then the browser may call `granted`
+    // (a grant already queued when the request is withdrawn still runs,
+    // sees `closed` and gives the lock straight back), so it lives as long.
+    leptos::task::spawn_local(async move {
+        let _ = wasm_bindgen_futures::JsFuture::from(waiting).await;
+        drop(granted);
+    });
+
+    let mut inner = shared.borrow_mut();
+    let names = inner.tab.names().map(str::to_string).collect();
+    inner.link = Some(Link {
+        channel,
+        on_message,
+        abort,
+        release: None,
+    });
+    post(&inner, &Message::Join { names });
+    true
+}
+
+/// `navigator.locks`, if this browser and context have it.
+fn lock_manager() -> Option<LockManager> {
+    let navigator = web_sys::window()?.navigator();
+    let locks = Reflect::get(&navigator, &"locks".into()).ok()?;
+    let has_channel = Reflect::has(&js_sys::global(), &"BroadcastChannel".into()).ok()?;
+    (has_channel && locks.is_object()).then(|| locks.unchecked_into())
+}
+
+/// Sends a message to the other tabs (nothing when not sharing).
+pub fn post(inner: &Inner, message: &Message) {
+    let Some(link) = &inner.link else { return };
+    let Ok(text) = serde_json::to_string(message) else {
+        return;
+    };
+    if let Err(e) = link.channel.post_message(&JsValue::from_str(&text)) {
+        leptos::logging::warn!("cannot reach the other tabs: {e:?}");
+    }
+}
+
+/// A message from another tab.
+fn receive(shared: &Shared, message: Message) {
+    let (reaction, source) = {
+        let mut inner = shared.borrow_mut();
+        if inner.closed {
+            return;
+        }
+        let leader = inner.leader;
+        let reaction = inner.tab.handle(message, leader);
+        if let Some(state) = &reaction.state {
+            inner.show_state(state.clone());
+        }
+        if reaction.client.is_some() {
+            show_client(&inner);
+        }
+        if reaction.sync {
+            let state = inner.state.clone();
+            let sync = inner.tab.sync(state);
+            post(&inner, &sync);
+        }
+        (reaction, inner.source())
+    };
+    if let Some(source) = source {
+        for name in &reaction.attach {
+            attach(shared, &source, name);
+        }
+    }
+    if let Some(event) = reaction.deliver {
+        deliver(shared, event);
+    }
+}
+
+/// Leaves the tabs: a leader says so and gives the lock back (the next
+/// tab in line takes it); a tab still waiting withdraws its request.
+pub fn leave(shared: &Shared) {
+    let link = {
+        let mut inner = shared.borrow_mut();
+        if inner.leader {
+            post(&inner, &Message::Leaving);
+        }
+        inner.link.take()
+    };
+    let Some(link) = link else { return };
+    link.channel.set_onmessage(None);
+    link.channel.close();
+    match &link.release {
+        Some(release) => {
+            let _ = release.call0(&JsValue::UNDEFINED);
+        }
+        None => link.abort.abort(),
+    }
+    drop(link.on_message);
+}
