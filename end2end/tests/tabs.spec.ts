@@ -69,7 +69,8 @@ test("8 tabs of one browser hold one stream, and each shows a notification once"
   const otherTab = await home(other);
   await expect.poll(async () => (await streams(context)).length).toBe(2);
   await send(context, name, "to both browsers");
-  await expectReceived(otherTab, ["to both browsers"]);
+  // A stream of its own starts with the unread notifications.
+  await expectReceived(otherTab, ["to every tab", "to both browsers"]);
   for (const tab of tabs) await expectReceived(tab, ["to every tab", "to both browsers"]);
 
   await other.close();
@@ -126,6 +127,7 @@ test("closing the leading tab while 20 notifications are sent: every other tab g
 });
 
 test("sharing turned off, or across two origins: one stream per tab, each still correct", async ({ browser }) => {
+  test.setTimeout(60_000);
   const name = `sep${suffix()}`;
   const context = await browser.newContext();
   await account(context, name);
@@ -144,6 +146,8 @@ test("sharing turned off, or across two origins: one stream per tab, each still 
   for (const tab of tabs) await expectReceived(tab, ["to eight streams"]);
   for (const tab of tabs) await tab.close();
   await expect.poll(async () => (await streams(context)).length).toBe(0);
+  // Read, so that the next streams do not start with it as unread.
+  expect((await context.request.post(`${baseURL}/api/inbox/read-all`, { data: {} })).status()).toBe(200);
 
   // Sharing on: one stream per origin (locks and channels are per origin).
   const shared: Page[] = [];
@@ -165,5 +169,21 @@ test("a browser without Web Locks gives each tab its own stream", async ({ brows
   await expect.poll(async () => (await streams(context)).length).toBe(3);
   await send(context, name, "three streams");
   for (const tab of tabs) await expectReceived(tab, ["three streams"]);
+  await context.close();
+});
+
+test("signing out ends the shared stream in every tab", async ({ browser }) => {
+  const name = `out${suffix()}`;
+  const context = await browser.newContext();
+  await account(context, name);
+  const tabs = [await home(context), await home(context), await home(context)];
+  await expect.poll(async () => (await streams(context)).length).toBe(1);
+  const out = await context.request.post(`${baseURL}/api/auth/logout`);
+  expect(out.status()).toBe(200);
+  // The leader finds it is signed out and hands over; each next tab
+  // finds the same for itself, and none keeps retrying.
+  for (const tab of tabs) {
+    await expect(tab.getByTestId("status")).toHaveText("Disconnected: signed out (401)", { timeout: 10_000 });
+  }
   await context.close();
 });

@@ -46,7 +46,11 @@ fn separate_stream_asked() -> bool {
     {
         web_sys::window()
             .and_then(|w| w.location().search().ok())
-            .is_some_and(|q| q.trim_start_matches('?').split('&').any(|p| p == "tabs=separate"))
+            .is_some_and(|q| {
+                q.trim_start_matches('?')
+                    .split('&')
+                    .any(|p| p == "tabs=separate")
+            })
     }
     #[cfg(not(feature = "hydrate"))]
     false

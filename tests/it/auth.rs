@@ -535,7 +535,10 @@ async fn a_new_sign_in_ends_the_streams_of_the_one_it_replaces(backend: Backend)
     let jon = ivy.now_signed_in_as("jon");
     let (mut stream, _) = jon.open("").await;
     let (status, _) = jon
-        .post_json("/api/sse/test", r#"{"user":"jon","event":"ping-jon","message":"hi"}"#)
+        .post_json(
+            "/api/sse/test",
+            r#"{"user":"jon","event":"ping-jon","message":"hi"}"#,
+        )
         .await;
     assert_eq!(status, 200);
     let (name, _) = stream

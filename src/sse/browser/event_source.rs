@@ -186,7 +186,11 @@ fn open(shared: &Shared) {
         inner.callbacks.clear();
         inner.source = Some(source.clone());
     }
-    for name in BUILT_IN.iter().copied().chain(names.iter().map(String::as_str)) {
+    for name in BUILT_IN
+        .iter()
+        .copied()
+        .chain(names.iter().map(String::as_str))
+    {
         attach(shared, &source, name);
     }
 
@@ -292,7 +296,7 @@ pub fn listen(shared: &Shared, name: &str, listener: Listener) -> Box<dyn FnOnce
             .entry(name.to_string())
             .or_default()
             .push((id, listener));
-        let new_name = !inner.tab.learn([name.to_string()]).is_empty();
+        let new_name = inner.tab.listen_for(name);
         if new_name {
             tabs::post(
                 &inner,

@@ -345,7 +345,10 @@ mod tests {
         assert_ne!(home.share_key(), other.share_key());
         let alice = home.clone().share_scope("alice");
         assert_ne!(home.share_key(), alice.share_key());
-        assert_ne!(alice.share_key(), home.clone().share_scope("bob").share_key());
+        assert_ne!(
+            alice.share_key(),
+            home.clone().share_scope("bob").share_key()
+        );
         assert_eq!(alice.share_key(), same.share_scope("alice").share_key());
     }
 

@@ -24,7 +24,8 @@ pub const BUILT_IN: [&str; 3] = ["connected", "sse-reset", "sse-drain"];
 /// overlaps only what was in flight between tabs, far fewer than this.
 pub const SEEN_MAX: usize = 1024;
 
-/// How many distinct event names tabs may ask the leader to listen for.
+/// How many distinct event names other tabs may ask the leader to listen
+/// for (a tab's own names are always listened for).
 pub const NAMES_MAX: usize = 256;
 
 /// One event on the wire, as the leader received it.
@@ -167,7 +168,14 @@ impl Tab {
         reaction
     }
 
-    /// Adds names to the union; returns the ones that were new.
+    /// A name this tab listens for itself (never refused, unlike the
+    /// names heard from other tabs); true if it is new to the union.
+    pub fn listen_for(&mut self, name: &str) -> bool {
+        !BUILT_IN.contains(&name) && self.names.insert(name.to_string())
+    }
+
+    /// Adds names other tabs listen for to the union (at most
+    /// [`NAMES_MAX`] in all); returns the ones that were new.
     pub fn learn(&mut self, names: impl IntoIterator<Item = String>) -> Vec<String> {
         let mut new = Vec::new();
         for name in names {

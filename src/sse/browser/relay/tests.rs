@@ -34,7 +34,12 @@ fn replay_after(all: &[WireEvent], last: Option<&str>) -> Vec<WireEvent> {
         id: last.map(str::to_string),
         data: r#"{"clientId":"c-1"}"#.into(),
     }];
-    events.extend(all[start..].iter().filter(|e| e.name != "connected").cloned());
+    events.extend(
+        all[start..]
+            .iter()
+            .filter(|e| e.name != "connected")
+            .cloned(),
+    );
     events
 }
 
@@ -91,7 +96,10 @@ fn what_is_remembered_is_bounded() {
     assert_eq!(tab.seen.set.len(), SEEN_MAX);
     // The oldest was forgotten, the newest is still known.
     assert!(tab.receive(event("notification", &id(0))).is_some());
-    assert!(tab.receive(event("notification", &id(SEEN_MAX as u64))).is_none());
+    assert!(
+        tab.receive(event("notification", &id(SEEN_MAX as u64)))
+            .is_none()
+    );
 }
 
 /// A leader relays 1..=12 to two followers; the second is ahead of the
@@ -171,7 +179,10 @@ fn a_closed_leader_does_not_close_the_others() {
     let closed = ConnectionState::Closed {
         reason: "signed out (401)".into(),
     };
-    assert_eq!(tab.handle(Message::State { state: closed }, false).state, None);
+    assert_eq!(
+        tab.handle(Message::State { state: closed }, false).state,
+        None
+    );
     let reconnecting = ConnectionState::Reconnecting { attempt: 2 };
     assert_eq!(
         tab.handle(
@@ -196,7 +207,11 @@ fn the_leader_listens_for_every_name_a_tab_asks_for() {
     let mut leader = Tab::default();
     leader.learn(["notification".to_string()]);
     let join = Message::Join {
-        names: vec!["notification".into(), "order-shipped".into(), "connected".into()],
+        names: vec![
+            "notification".into(),
+            "order-shipped".into(),
+            "connected".into(),
+        ],
     };
     let reaction = leader.handle(join.clone(), true);
     assert!(reaction.sync);
@@ -215,6 +230,11 @@ fn the_leader_listens_for_every_name_a_tab_asks_for() {
     let many = (0..NAMES_MAX + 10).map(|n| format!("name-{n}"));
     leader.learn(many);
     assert_eq!(leader.names().count(), NAMES_MAX);
+    // Its own names are never refused.
+    assert!(leader.listen_for("its-own"));
+    assert!(!leader.listen_for("its-own"));
+    assert!(!leader.listen_for("connected"));
+    assert_eq!(leader.names().count(), NAMES_MAX + 1);
 }
 
 #[test]
