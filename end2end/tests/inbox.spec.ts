@@ -70,9 +70,17 @@ test("B was offline: A's 3 notifications wait unread; mark all read in one tab c
   // Older notifications come page by page (20 at a time).
   for (let n = 0; n < 22; n++) await sendApi(a, nameB, `batch ${n}`);
   await expect(tab2.getByTestId("unread-badge")).toHaveText("22");
+  // Reloaded, tab 1 joins the stream tab 2 now holds (one stream per
+  // browser): it reads the first page (20) itself; a stream's opening
+  // backlog went to the tab that opened it.
   await tab1.reload();
   await expect(tab1.getByTestId("status")).toHaveText("Connected");
-  // The first page (20) and the stream's unread backlog (22), merged.
+  await expect(listItems(tab1)).toHaveCount(20);
+  await expect(tab1.getByTestId("unread-badge")).toHaveText("22");
+  // With a stream of its own, the first page (20) and the stream's unread
+  // backlog (22), merged.
+  await tab1.goto("/home?tabs=separate");
+  await expect(tab1.getByTestId("status")).toHaveText("Connected");
   await expect(listItems(tab1)).toHaveCount(22);
   await expect(listItems(tab1).first()).toContainText("batch 21");
   await tab1.getByRole("button", { name: "Load older" }).click();

@@ -9,9 +9,7 @@
 //! from its own [`Tab::resume`], which is as far as the relays reached it;
 //! the replay may repeat what some tabs already have, and each drops it.
 
-use std::collections::{BTreeSet, HashSet, VecDeque};
-
-use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
 
 use super::ConnectionState;
 
@@ -29,16 +27,16 @@ pub const SEEN_MAX: usize = 1024;
 pub const NAMES_MAX: usize = 256;
 
 /// One event on the wire, as the leader received it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WireEvent {
     pub name: String,
     pub id: Option<String>,
     pub data: String,
 }
 
-/// A message on the tabs' channel.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "t")]
+/// A message on the tabs' channel (sent as an array of strings: see
+/// [`Message::to_parts`]).
+#[derive(Clone, Debug, PartialEq)]
 pub enum Message {
     /// Leader → tabs: one event from the stream, in stream order.
     Event(WireEvent),
@@ -58,6 +56,107 @@ pub enum Message {
     Names { names: Vec<String> },
     /// Leader → tabs: it is leaving; another tab will take over.
     Leaving,
+}
+
+impl Message {
+    /// The message as strings, the first saying which message it is.
+    /// Hand-written rather than derived: the tabs' protocol then costs the
+    /// bundle a few hundred bytes instead of serde's tagged-enum code.
+    pub fn to_parts(&self) -> Vec<String> {
+        let mut parts = Vec::new();
+        let mut push = |s: &str| parts.push(s.to_string());
+        match self {
+            Message::Event(event) => {
+                push("e");
+                push(&event.name);
+                push(event.id.as_deref().unwrap_or(""));
+                push(&event.data);
+            }
+            Message::State { state } => {
+                push("s");
+                state_parts(state, &mut push);
+            }
+            Message::Sync {
+                state,
+                client,
+                last_id,
+                names,
+            } => {
+                push("y");
+                state_parts(state, &mut push);
+                push(client.as_deref().unwrap_or(""));
+                push(last_id.as_deref().unwrap_or(""));
+                names.iter().for_each(|n| push(n));
+            }
+            Message::Join { names } | Message::Names { names } => {
+                push(if matches!(self, Message::Join { .. }) {
+                    "j"
+                } else {
+                    "n"
+                });
+                names.iter().for_each(|n| push(n));
+            }
+            Message::Leaving => push("l"),
+        }
+        parts
+    }
+
+    /// Reads [`Message::to_parts`]' form back; `None` for anything else.
+    pub fn from_parts(parts: &[String]) -> Option<Message> {
+        let (kind, rest) = parts.split_first()?;
+        // Ids are never empty, so "" stands for none.
+        let optional = |s: &String| Some(s.clone()).filter(|s| !s.is_empty());
+        Some(match (kind.as_str(), rest) {
+            ("e", [name, id, data]) => Message::Event(WireEvent {
+                name: name.clone(),
+                id: optional(id),
+                data: data.clone(),
+            }),
+            ("s", [kind, arg]) => Message::State {
+                state: state_from(kind, arg)?,
+            },
+            ("y", [kind, arg, client, last_id, names @ ..]) => Message::Sync {
+                state: state_from(kind, arg)?,
+                client: optional(client),
+                last_id: optional(last_id),
+                names: names.to_vec(),
+            },
+            ("j", names) => Message::Join {
+                names: names.to_vec(),
+            },
+            ("n", names) => Message::Names {
+                names: names.to_vec(),
+            },
+            ("l", []) => Message::Leaving,
+            _ => return None,
+        })
+    }
+}
+
+/// A state as two strings: its kind and its detail.
+fn state_parts(state: &ConnectionState, push: &mut impl FnMut(&str)) {
+    let (kind, detail) = match state {
+        ConnectionState::Connecting => ("connecting", String::new()),
+        ConnectionState::Open => ("open", String::new()),
+        ConnectionState::Reconnecting { attempt } => ("reconnecting", attempt.to_string()),
+        ConnectionState::Closed { reason } => ("closed", reason.clone()),
+    };
+    push(kind);
+    push(&detail);
+}
+
+fn state_from(kind: &str, arg: &str) -> Option<ConnectionState> {
+    Some(match kind {
+        "connecting" => ConnectionState::Connecting,
+        "open" => ConnectionState::Open,
+        "reconnecting" => ConnectionState::Reconnecting {
+            attempt: arg.parse().ok()?,
+        },
+        "closed" => ConnectionState::Closed {
+            reason: arg.to_string(),
+        },
+        _ => return None,
+    })
 }
 
 /// What a tab does with one message.
@@ -88,8 +187,9 @@ pub struct Tab {
     seen: Seen,
     last_id: Option<String>,
     client: Option<String>,
-    /// Every name any tab listens for, as far as this tab has heard.
-    names: BTreeSet<String>,
+    /// Every name any tab listens for, as far as this tab has heard (a
+    /// handful: a list is smaller in the bundle than a set).
+    names: Vec<String>,
 }
 
 impl Tab {
@@ -171,7 +271,15 @@ impl Tab {
     /// A name this tab listens for itself (never refused, unlike the
     /// names heard from other tabs); true if it is new to the union.
     pub fn listen_for(&mut self, name: &str) -> bool {
-        !BUILT_IN.contains(&name) && self.names.insert(name.to_string())
+        self.add(name)
+    }
+
+    fn add(&mut self, name: &str) -> bool {
+        let new = !BUILT_IN.contains(&name) && !self.names.iter().any(|n| n == name);
+        if new {
+            self.names.push(name.to_string());
+        }
+        new
     }
 
     /// Adds names other tabs listen for to the union (at most
@@ -182,7 +290,7 @@ impl Tab {
             if self.names.len() >= NAMES_MAX {
                 break;
             }
-            if !BUILT_IN.contains(&name.as_str()) && self.names.insert(name.clone()) {
+            if self.add(&name) {
                 new.push(name);
             }
         }
@@ -200,7 +308,7 @@ impl Tab {
             state,
             client: self.client.clone(),
             last_id: self.last_id.clone(),
-            names: self.names.iter().cloned().collect(),
+            names: self.names.clone(),
         }
     }
 
@@ -216,27 +324,24 @@ impl Tab {
     }
 }
 
-/// The most recent `(name, id)` pairs, oldest forgotten first.
+/// The most recent `(name, id)` pairs, oldest forgotten first. A list
+/// searched from the newest end: a duplicate is one of the last few
+/// events, and a list costs the bundle less than a hash set.
 #[derive(Debug, Default)]
 struct Seen {
     order: VecDeque<(String, String)>,
-    set: HashSet<(String, String)>,
 }
 
 impl Seen {
     /// False if the pair was already there.
     fn insert(&mut self, name: &str, id: &str) -> bool {
-        let key = (name.to_string(), id.to_string());
-        if self.set.contains(&key) {
+        if self.order.iter().rev().any(|(n, i)| i == id && n == name) {
             return false;
         }
-        if self.order.len() >= SEEN_MAX
-            && let Some(old) = self.order.pop_front()
-        {
-            self.set.remove(&old);
+        if self.order.len() >= SEEN_MAX {
+            self.order.pop_front();
         }
-        self.order.push_back(key.clone());
-        self.set.insert(key);
+        self.order.push_back((name.to_string(), id.to_string()));
         true
     }
 }

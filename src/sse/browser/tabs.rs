@@ -59,11 +59,11 @@ pub fn join(shared: &Shared) -> bool {
     let weak = std::rc::Rc::downgrade(shared);
     let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
         let Some(shared) = weak.upgrade() else { return };
-        let Some(message) = event
-            .data()
-            .as_string()
-            .and_then(|text| serde_json::from_str::<Message>(&text).ok())
-        else {
+        let parts: Vec<String> = js_sys::Array::from(&event.data())
+            .iter()
+            .filter_map(|part| part.as_string())
+            .collect();
+        let Some(message) = Message::from_parts(&parts) else {
             return;
         };
         receive(&shared, message);
@@ -129,10 +129,12 @@ fn lock_manager() -> Option<LockManager> {
 /// Sends a message to the other tabs (nothing when not sharing).
 pub fn post(inner: &Inner, message: &Message) {
     let Some(link) = &inner.link else { return };
-    let Ok(text) = serde_json::to_string(message) else {
-        return;
-    };
-    if let Err(e) = link.channel.post_message(&JsValue::from_str(&text)) {
+    let parts: js_sys::Array = message
+        .to_parts()
+        .iter()
+        .map(|part| JsValue::from_str(part))
+        .collect();
+    if let Err(e) = link.channel.post_message(&parts) {
         leptos::logging::warn!("cannot reach the other tabs: {e:?}");
     }
 }
