@@ -187,3 +187,48 @@ test("signing out ends the shared stream in every tab", async ({ browser }) => {
   }
   await context.close();
 });
+
+test("a tab that disconnects hands the stream over; it alone stops receiving", async ({ browser }) => {
+  const name = `bye${suffix()}`;
+  const context = await browser.newContext();
+  await account(context, name);
+  const tabs = [await home(context), await home(context), await home(context)];
+  await expect.poll(async () => (await streams(context)).length).toBe(1);
+  const [before] = await streams(context);
+  // The first tab leads; it says it leaves and gives the lock back.
+  await tabs[0].getByRole("button", { name: "Disconnect this tab" }).click();
+  await expect(tabs[0].getByTestId("status")).toHaveText("Disconnected: closed by the page");
+  await expect
+    .poll(async () => {
+      const now = await streams(context);
+      return now.length === 1 && now[0].connectedSince > before.connectedSince;
+    })
+    .toBe(true);
+  for (const tab of tabs.slice(1)) await expect(tab.getByTestId("status")).toHaveText("Connected");
+  await send(context, name, "after the hand-over");
+  for (const tab of tabs.slice(1)) await expectReceived(tab, ["after the hand-over"]);
+  // A follower that disconnects changes nothing for the others.
+  await tabs[2].getByRole("button", { name: "Disconnect this tab" }).click();
+  await send(context, name, "second");
+  await expectReceived(tabs[1], ["after the hand-over", "second"]);
+  await sleep(300);
+  await expectReceived(tabs[0], []);
+  await expectReceived(tabs[2], ["after the hand-over"]);
+  expect((await streams(context)).length).toBe(1);
+  await context.close();
+});
+
+test("where the browser refuses the lock, each tab opens its own stream", async ({ browser }) => {
+  const name = `den${suffix()}`;
+  const context = await browser.newContext();
+  await context.addInitScript(() => {
+    // As for a sandboxed frame or blocked site data: the request rejects.
+    LockManager.prototype.request = () => Promise.reject(new DOMException("refused", "SecurityError"));
+  });
+  await account(context, name);
+  const tabs = [await home(context), await home(context)];
+  await expect.poll(async () => (await streams(context)).length).toBe(2);
+  await send(context, name, "two streams");
+  for (const tab of tabs) await expectReceived(tab, ["two streams"]);
+  await context.close();
+});

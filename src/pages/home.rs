@@ -172,6 +172,16 @@ fn SseDemo(user: CurrentUser) -> impl IntoView {
                         {move || sse.state.get().label()}
                     </span>
                 </p>
+                // Ends this tab's part: when it holds the stream for the
+                // user's other tabs, one of them takes it over.
+                <button
+                    type="button"
+                    class="secondary"
+                    on:click=move |_| sse.close()
+                    disabled=move || matches!(sse.state.get(), ConnectionState::Closed { .. })
+                >
+                    "Disconnect this tab"
+                </button>
                 <p class="muted" role="status" data-testid="reset">{move || reset.get()}</p>
                 <div class="latest-box">
                     <h2>"Latest message"</h2>

@@ -177,7 +177,7 @@ fn open(shared: &Shared) {
     let source = match EventSource::new_with_event_source_init_dict(&url, &init) {
         Ok(source) => source,
         Err(e) => {
-            close(shared, &format!("cannot open {url}: {e:?}"));
+            close(shared, &format!("cannot open {url}: {e:?}"), Ending::Final);
             return;
         }
     };
@@ -344,14 +344,18 @@ fn on_failure(shared: &Shared) {
     drop_source(shared);
     let options = shared.borrow().options.clone();
     if !options.auto_reconnect {
-        close(shared, "the server closed the stream");
+        close(shared, "the server closed the stream", Ending::Final);
         return;
     }
     if options
         .max_reconnect_attempts
         .is_some_and(|max| attempt > max)
     {
-        close(shared, &format!("gave up after {} attempts", attempt - 1));
+        close(
+            shared,
+            &format!("gave up after {} attempts", attempt - 1),
+            Ending::Final,
+        );
         return;
     }
     if !gave_up {
@@ -368,7 +372,7 @@ fn on_failure(shared: &Shared) {
             return;
         }
         if status == Some(401) {
-            close(&shared, "signed out (401)");
+            close(&shared, "signed out (401)", Ending::Final);
             return;
         }
         reopen_later(&shared, &options, attempt);
@@ -426,9 +430,21 @@ fn drop_source(shared: &Shared) {
     inner.on_error = None;
 }
 
+/// Why a handle ends, which decides what the other tabs do.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// The page is done with it (closed by the page, or cleaned up): a
+    /// leader hands the stream over to the next tab.
+    HandOver,
+    /// The stream is over for every tab sharing it (signed out, gave up,
+    /// the server ended it without reconnects): they close too, rather
+    /// than each trying again in turn.
+    Final,
+}
+
 /// Ends everything here: the source, the timer, future reconnects, and
-/// this tab's part in sharing (a leader hands the stream over).
-pub fn close(shared: &Shared, reason: &str) {
+/// this tab's part in sharing.
+pub fn close(shared: &Shared, reason: &str, ending: Ending) {
     drop_source(shared);
     {
         let mut inner = shared.borrow_mut();
@@ -440,11 +456,13 @@ pub fn close(shared: &Shared, reason: &str) {
             timer.clear();
         }
     }
-    set_state(
-        shared,
-        ConnectionState::Closed {
-            reason: reason.to_string(),
-        },
-    );
-    tabs::leave(shared);
+    let state = ConnectionState::Closed {
+        reason: reason.to_string(),
+    };
+    match ending {
+        // Said to the other tabs too: they end with it.
+        Ending::Final => set_state(shared, state),
+        Ending::HandOver => shared.borrow_mut().show_state(state),
+    }
+    tabs::leave(shared, ending);
 }

@@ -55,7 +55,7 @@ pub struct SseOptions {
     pub share_tabs: bool,
     /// Tabs share only within one scope. Give it a value that changes
     /// whenever the signed-in identity does (e.g. the user id), so that a
-    /// tab never shows a stream opened for someone else.
+    /// tab never joins a stream opened for another identity.
     pub share_scope: Option<String>,
 }
 
@@ -260,7 +260,11 @@ impl SseHandle {
     pub fn close(&self) {
         #[cfg(feature = "hydrate")]
         if let Some(shared) = self.browser.get_value() {
-            event_source::close(&shared, "closed by the page");
+            event_source::close(
+                &shared,
+                "closed by the page",
+                event_source::Ending::HandOver,
+            );
         }
     }
 }
@@ -286,7 +290,9 @@ pub fn use_sse(options: SseOptions) -> SseHandle {
     #[cfg(feature = "hydrate")]
     if let Some(shared) = shared.clone() {
         let shared = send_wrapper::SendWrapper::new(shared);
-        on_cleanup(move || event_source::close(&shared, "page left"));
+        on_cleanup(move || {
+            event_source::close(&shared, "page left", event_source::Ending::HandOver)
+        });
     }
     SseHandle {
         state,

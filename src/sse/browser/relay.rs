@@ -172,6 +172,9 @@ pub struct Reaction {
     pub attach: Vec<String>,
     /// (Leader) answer with a `Sync`.
     pub sync: bool,
+    /// The shared stream is over for every tab (the leader gave up, or
+    /// was signed out): close, saying why.
+    pub close: Option<String>,
 }
 
 /// Where a stream opened by this tab resumes.
@@ -199,14 +202,21 @@ impl Tab {
         if let Some(id) = &event.id {
             self.last_id = Some(id.clone());
         }
-        let built_in = BUILT_IN.contains(&event.name.as_str());
         if event.name == "connected" {
             self.client = serde_json::from_str::<serde_json::Value>(&event.data)
                 .ok()
                 .and_then(|v| v["clientId"].as_str().map(str::to_string));
         }
+        self.first_time(event)
+    }
+
+    /// The event, unless this tab has delivered it already. The stream's
+    /// own events always pass.
+    fn first_time(&mut self, event: WireEvent) -> Option<WireEvent> {
         match &event.id {
-            Some(id) if !built_in && !self.seen.insert(&event.name, id) => None,
+            Some(id) if !BUILT_IN.contains(&event.name.as_str()) => {
+                self.seen.insert(&event.name, id).then_some(event)
+            }
             _ => Some(event),
         }
     }
@@ -217,7 +227,10 @@ impl Tab {
         let mut reaction = Reaction::default();
         match message {
             // A new leader may still get its predecessor's last relays:
-            // they move its place on, and its replay drops them.
+            // its own stream has them too (they are after where it
+            // resumed), so they are delivered once, and never move its
+            // place (which its own stream may have passed).
+            Message::Event(event) if leader => reaction.deliver = self.first_time(event),
             Message::Event(event) => {
                 let before = self.client.clone();
                 reaction.deliver = self.receive(event);
@@ -226,12 +239,13 @@ impl Tab {
                 }
             }
             Message::State { .. } | Message::Leaving if leader => {}
-            // A leader that closed for good hands over rather than
-            // closing the others: the next tab tries for itself.
+            // A leader ends for good only when the stream is over for
+            // every tab (a page that merely leaves says `Leaving`).
             Message::State { state } => {
-                if !matches!(state, ConnectionState::Closed { .. }) {
-                    reaction.state = Some(state);
+                if let ConnectionState::Closed { reason } = &state {
+                    reaction.close = Some(reason.clone());
                 }
+                reaction.state = Some(state);
             }
             Message::Sync {
                 state,

@@ -14,15 +14,26 @@ use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{AbortController, BroadcastChannel, MessageEvent};
 
-use super::event_source::{Inner, Shared, attach, deliver, lead, show_client};
+use std::rc::Rc;
+use std::time::Duration;
+
+use leptos::prelude::set_timeout;
+
+use super::event_source::{self, Ending, Inner, Shared, attach, deliver, lead, show_client};
 use super::relay::Message;
+
+/// How long a leader whose stream is over for good keeps the lock after
+/// saying so: long enough for the other tabs to hear it and close too,
+/// rather than one of them taking the lock and trying again.
+const FINAL_GRACE: Duration = Duration::from_millis(500);
 
 #[wasm_bindgen]
 extern "C" {
     /// `navigator.locks` (web-sys has it only behind its unstable flag).
     type LockManager;
 
-    /// Throws where locks are not allowed (e.g. an opaque origin).
+    /// Rejects where locks are not allowed (an opaque origin, site data
+    /// blocked); `catch` for a browser that throws instead.
     #[wasm_bindgen(method, catch)]
     fn request(
         this: &LockManager,
@@ -35,7 +46,8 @@ extern "C" {
 /// This tab's part in sharing: its channel and its place at the lock.
 pub struct Link {
     channel: BroadcastChannel,
-    on_message: Closure<dyn FnMut(MessageEvent)>,
+    /// Kept alive while the channel may call it.
+    _on_message: Closure<dyn FnMut(MessageEvent)>,
     /// Withdraws the lock request of a tab still waiting.
     abort: AbortController,
     /// Resolving it gives the lock back (set while this tab leads).
@@ -55,8 +67,12 @@ pub fn join(shared: &Shared) -> bool {
     let Ok(abort) = AbortController::new() else {
         return false;
     };
+    let options = Object::new();
+    if Reflect::set(&options, &"signal".into(), &abort.signal()).is_err() {
+        return false;
+    }
 
-    let weak = std::rc::Rc::downgrade(shared);
+    let weak = Rc::downgrade(shared);
     let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
         let Some(shared) = weak.upgrade() else { return };
         let parts: Vec<String> = js_sys::Array::from(&event.data())
@@ -70,7 +86,7 @@ pub fn join(shared: &Shared) -> bool {
     });
     channel.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
 
-    let weak = std::rc::Rc::downgrade(shared);
+    let weak = Rc::downgrade(shared);
     let granted = Closure::<dyn FnMut(JsValue) -> Promise>::new(move |_lock: JsValue| {
         let Some(shared) = weak.upgrade() else {
             return Promise::resolve(&JsValue::UNDEFINED);
@@ -88,10 +104,6 @@ pub fn join(shared: &Shared) -> bool {
         held
     });
 
-    let options = Object::new();
-    if Reflect::set(&options, &"signal".into(), &abort.signal()).is_err() {
-        return false;
-    }
     let Ok(waiting) = locks.request(&key, &options, granted.as_ref().unchecked_ref()) else {
         channel.set_onmessage(None);
         channel.close();
@@ -101,16 +113,27 @@ pub fn join(shared: &Shared) -> bool {
     // withdrawn (`AbortError`): until then the browser may call `granted`
     // (a grant already queued when the request is withdrawn still runs,
     // sees `closed` and gives the lock straight back), so it lives as long.
+    let weak = Rc::downgrade(shared);
     leptos::task::spawn_local(async move {
-        let _ = wasm_bindgen_futures::JsFuture::from(waiting).await;
+        let refused = wasm_bindgen_futures::JsFuture::from(waiting).await.is_err();
         drop(granted);
+        // Refused without our asking (locks not allowed here): a
+        // stream of its own, as where the browser has no locks at all.
+        if refused
+            && let Some(shared) = weak.upgrade()
+            && !shared.borrow().closed
+            && !shared.borrow().leader
+        {
+            stop_sharing(&shared);
+            lead(&shared);
+        }
     });
 
     let mut inner = shared.borrow_mut();
     let names = inner.tab.names().map(str::to_string).collect();
     inner.link = Some(Link {
         channel,
-        on_message,
+        _on_message: on_message,
         abort,
         release: None,
     });
@@ -147,12 +170,17 @@ fn receive(shared: &Shared, message: Message) {
             return;
         }
         let leader = inner.leader;
-        let reaction = inner.tab.handle(message, leader);
+        let mut reaction = inner.tab.handle(message, leader);
         if let Some(state) = &reaction.state {
             inner.show_state(state.clone());
         }
         if reaction.client.is_some() {
             show_client(&inner);
+        }
+        if let Some(reason) = reaction.close.take() {
+            drop(inner);
+            event_source::close(shared, &reason, Ending::Final);
+            return;
         }
         if reaction.sync {
             let state = inner.state.clone();
@@ -171,24 +199,38 @@ fn receive(shared: &Shared, message: Message) {
     }
 }
 
-/// Leaves the tabs: a leader says so and gives the lock back (the next
-/// tab in line takes it); a tab still waiting withdraws its request.
-pub fn leave(shared: &Shared) {
-    let link = {
-        let mut inner = shared.borrow_mut();
-        if inner.leader {
-            post(&inner, &Message::Leaving);
-        }
-        inner.link.take()
+/// Leaves the tabs. A leader that hands over says so and gives the lock
+/// back at once (the next tab in line takes it); one whose stream is over
+/// for good has said so (`Closed`) and keeps the lock a moment, so that
+/// the others close rather than take it. A tab still waiting withdraws.
+pub fn leave(shared: &Shared, ending: Ending) {
+    let leader = shared.borrow().leader;
+    if leader && ending == Ending::HandOver {
+        post(&shared.borrow(), &Message::Leaving);
+    }
+    let Some(link) = stop_sharing(shared) else {
+        return;
     };
-    let Some(link) = link else { return };
-    link.channel.set_onmessage(None);
-    link.channel.close();
-    match &link.release {
+    match link.release {
+        Some(release) if ending == Ending::Final => {
+            set_timeout(
+                move || {
+                    let _ = release.call0(&JsValue::UNDEFINED);
+                },
+                FINAL_GRACE,
+            );
+        }
         Some(release) => {
             let _ = release.call0(&JsValue::UNDEFINED);
         }
         None => link.abort.abort(),
     }
-    drop(link.on_message);
+}
+
+/// Closes this tab's channel; returns its link (lock) to the caller.
+fn stop_sharing(shared: &Shared) -> Option<Link> {
+    let link = shared.borrow_mut().link.take()?;
+    link.channel.set_onmessage(None);
+    link.channel.close();
+    Some(link)
 }

@@ -173,32 +173,58 @@ fn a_tab_that_joins_learns_the_leaders_place_unless_it_has_its_own() {
 }
 
 #[test]
-fn a_closed_leader_does_not_close_the_others() {
+fn a_leader_that_gives_up_closes_every_tab_one_that_leaves_hands_over() {
     let mut tab = Tab::default();
+    let reconnecting = ConnectionState::Reconnecting { attempt: 2 };
+    let reaction = tab.handle(
+        Message::State {
+            state: reconnecting.clone(),
+        },
+        false,
+    );
+    assert_eq!((reaction.state, reaction.close), (Some(reconnecting), None));
+    // Signed out: the same cookie signs out every tab; trying again in
+    // turn would only repeat the 401.
     let closed = ConnectionState::Closed {
         reason: "signed out (401)".into(),
     };
-    assert_eq!(
-        tab.handle(Message::State { state: closed }, false).state,
-        None
+    let reaction = tab.handle(
+        Message::State {
+            state: closed.clone(),
+        },
+        false,
     );
-    let reconnecting = ConnectionState::Reconnecting { attempt: 2 };
-    assert_eq!(
-        tab.handle(
-            Message::State {
-                state: reconnecting.clone()
-            },
-            false
-        )
-        .state,
-        Some(reconnecting)
-    );
-    assert_eq!(
-        tab.handle(Message::Leaving, false).state,
-        Some(ConnectionState::Connecting)
-    );
+    assert_eq!(reaction.state, Some(closed));
+    assert_eq!(reaction.close.as_deref(), Some("signed out (401)"));
+    // A page that leaves hands over: the next tab connects.
+    let reaction = tab.handle(Message::Leaving, false);
+    assert_eq!(reaction.state, Some(ConnectionState::Connecting));
+    assert_eq!(reaction.close, None);
     // A leader ignores what another leader said about its own stream.
     assert_eq!(tab.handle(Message::Leaving, true).state, None);
+}
+
+/// The new leader's own stream may get ahead of its predecessor's last
+/// relays (two senders, no order between them): those relays are
+/// delivered once and do not move its resume point back.
+#[test]
+fn late_relays_do_not_move_a_new_leader_back() {
+    let all = history(6);
+    let mut leader = Tab::default();
+    for event in &all[..=2] {
+        leader.receive(event.clone());
+    }
+    // Its stream resumes after 2 and delivers 3..=6 first.
+    let mut got: Vec<WireEvent> = Vec::new();
+    for event in replay_after(&all, Some(&id(2))) {
+        got.extend(leader.receive(event));
+    }
+    // Then the old leader's relays of 3 and 4 arrive.
+    for event in &all[3..=4] {
+        got.extend(leader.handle(Message::Event(event.clone()), true).deliver);
+    }
+    assert_eq!(numbers(&got), [3, 4, 5, 6]);
+    assert_eq!(leader.resume().last_id, Some(id(6).as_str()));
 }
 
 #[test]
