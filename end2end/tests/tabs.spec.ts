@@ -178,13 +178,20 @@ test("signing out ends the shared stream in every tab", async ({ browser }) => {
   await account(context, name);
   const tabs = [await home(context), await home(context), await home(context)];
   await expect.poll(async () => (await streams(context)).length).toBe(1);
+  let refused = 0;
+  context.on("response", (response) => {
+    if (new URL(response.url()).pathname === "/api/sse" && response.status() === 401) refused += 1;
+  });
   const out = await context.request.post(`${baseURL}/api/auth/logout`);
   expect(out.status()).toBe(200);
-  // The leader finds it is signed out and hands over; each next tab
-  // finds the same for itself, and none keeps retrying.
+  // The leader finds it is signed out (its reconnect, then its status
+  // probe, get 401) and says so: every tab closes with it, none tries.
   for (const tab of tabs) {
     await expect(tab.getByTestId("status")).toHaveText("Disconnected: signed out (401)", { timeout: 10_000 });
   }
+  await sleep(1_000);
+  expect(refused).toBeGreaterThanOrEqual(1);
+  expect(refused).toBeLessThanOrEqual(2);
   await context.close();
 });
 

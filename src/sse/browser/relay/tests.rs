@@ -200,8 +200,18 @@ fn a_leader_that_gives_up_closes_every_tab_one_that_leaves_hands_over() {
     let reaction = tab.handle(Message::Leaving, false);
     assert_eq!(reaction.state, Some(ConnectionState::Connecting));
     assert_eq!(reaction.close, None);
-    // A leader ignores what another leader said about its own stream.
+    // A leader ignores what another leader said about its own stream:
+    // a predecessor's last `Closed` does not close its successor.
     assert_eq!(tab.handle(Message::Leaving, true).state, None);
+    let late = tab.handle(
+        Message::State {
+            state: ConnectionState::Closed {
+                reason: "gave up after 3 attempts".into(),
+            },
+        },
+        true,
+    );
+    assert_eq!((late.state, late.close), (None, None));
 }
 
 /// The new leader's own stream may get ahead of its predecessor's last
