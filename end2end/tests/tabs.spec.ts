@@ -40,8 +40,8 @@ async function arrivals(page: Page): Promise<{ count: string; last: string[] }> 
   return { count: (await line.textContent()) ?? "", last: JSON.parse((await line.getAttribute("data-last")) ?? "[]") };
 }
 
-async function expectReceived(page: Page, messages: string[]) {
-  await expect(page.getByTestId("arrivals")).toHaveText(`${messages.length} received in this tab`, { timeout: 5_000 });
+async function expectReceived(page: Page, messages: string[], timeout = 5_000) {
+  await expect(page.getByTestId("arrivals")).toHaveText(`${messages.length} received in this tab`, { timeout });
   expect((await arrivals(page)).last).toEqual(messages);
 }
 
@@ -237,5 +237,44 @@ test("where the browser refuses the lock, each tab opens its own stream", async 
   await expect.poll(async () => (await streams(context)).length).toBe(2);
   await send(context, name, "two streams");
   for (const tab of tabs) await expectReceived(tab, ["two streams"]);
+  await context.close();
+});
+
+test("a leading tab whose page is blocked is taken over by a visible tab; nothing is lost or repeated", async ({
+  browser,
+}) => {
+  test.setTimeout(60_000);
+  const name = `blk${suffix()}`;
+  const context = await browser.newContext();
+  await account(context, name);
+  const tabs = [await home(context), await home(context), await home(context)];
+  await expect.poll(async () => (await streams(context)).length).toBe(1);
+  const [before] = await streams(context);
+  // The leader's page is busy for 14 s (as under an alert() or a debugger).
+  const blocked = tabs[0].evaluate(() => {
+    const end = Date.now() + 14_000;
+    while (Date.now() < end) {
+      // busy
+    }
+  });
+  await sleep(300);
+  const sentAt = Date.now();
+  await send(context, name, "while blocked");
+  // Followers wait 8 to 12 s without a word from the leader (a beat every 2 s).
+  for (const tab of tabs.slice(1)) await expectReceived(tab, ["while blocked"], 20_000);
+  const takeOver = Date.now() - sentAt;
+  console.log(`blocked leader: the other tabs had the event ${takeOver} ms after it was sent`);
+  const now = await streams(context);
+  expect(now.length).toBe(1);
+  expect(now[0].connectedSince).toBeGreaterThan(before.connectedSince);
+  await blocked;
+  // The old leader, awake again, follows: one stream, every tab gets
+  // every event once.
+  await expect(tabs[0].getByTestId("status")).toHaveText("Connected");
+  await send(context, name, "after");
+  for (const tab of tabs) await expectReceived(tab, ["while blocked", "after"]);
+  await sleep(500);
+  for (const tab of tabs) await expectReceived(tab, ["while blocked", "after"]);
+  expect((await streams(context)).length).toBe(1);
   await context.close();
 });

@@ -114,6 +114,7 @@ pub(super) fn lead(shared: &Shared) {
         // not allowed); `once` makes it fire only once.
         if let Some(shared) = weak.upgrade()
             && !shared.borrow().closed
+            && shared.borrow().leader
         {
             open(&shared);
         }
@@ -130,6 +131,19 @@ pub(super) fn lead(shared: &Shared) {
     } else {
         open(shared);
     }
+}
+
+/// Another tab has taken the stream over (this one was found silent):
+/// this handle stops owning it and follows again.
+pub(super) fn step_down(shared: &Shared) {
+    drop_source(shared);
+    let mut inner = shared.borrow_mut();
+    inner.leader = false;
+    inner.attempt = 0;
+    if let Some(timer) = inner.timer.take() {
+        timer.clear();
+    }
+    inner.show_state(ConnectionState::Connecting);
 }
 
 fn now_ms() -> u64 {
@@ -368,7 +382,8 @@ fn on_failure(shared: &Shared) {
     leptos::task::spawn_local(async move {
         let status = probe(&url).await;
         let Some(shared) = weak.upgrade() else { return };
-        if shared.borrow().closed {
+        // Closed, or another tab took the stream over meanwhile.
+        if shared.borrow().closed || !shared.borrow().leader {
             return;
         }
         if status == Some(401) {
@@ -393,6 +408,7 @@ fn reopen_later(shared: &Shared, options: &SseOptions, attempt: u32) {
         move || {
             if let Some(shared) = again.upgrade()
                 && !shared.borrow().closed
+                && shared.borrow().leader
             {
                 shared.borrow_mut().timer = None;
                 open(&shared);

@@ -323,6 +323,8 @@ mod event_source {
 #[cfg(feature = "hydrate")]
 mod event_source;
 #[cfg(feature = "hydrate")]
+mod lock;
+#[cfg(feature = "hydrate")]
 mod tabs;
 
 pub mod relay;

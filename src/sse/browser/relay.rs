@@ -56,6 +56,44 @@ pub enum Message {
     Names { names: Vec<String> },
     /// Leader → tabs: it is leaving; another tab will take over.
     Leaving,
+    /// Leader → tabs: it is alive (every [`BEAT`], whatever else it says).
+    Beat,
+}
+
+/// How often a leader says it is alive.
+pub const BEAT: u64 = 2_000;
+
+/// How long a follower waits without hearing from its leader before it
+/// takes the lock (ms, before jitter): a leader whose page is blocked
+/// (an `alert()`, a debugger) or suspended in the background holds the
+/// stream for every tab, so a visible tab takes it over.
+pub const PATIENCE: u64 = 8_000;
+
+/// When a follower last heard from its leader, and how long it waits.
+#[derive(Debug)]
+pub struct Watch {
+    heard: u64,
+    patience: u64,
+}
+
+impl Watch {
+    /// `jitter` in 0.0..1.0 adds up to half of [`PATIENCE`], so that two
+    /// tabs rarely give up on a leader at the same moment.
+    pub fn new(now: u64, jitter: f64) -> Self {
+        Watch {
+            heard: now,
+            patience: PATIENCE + (PATIENCE as f64 / 2.0 * jitter.clamp(0.0, 1.0)) as u64,
+        }
+    }
+
+    pub fn heard(&mut self, now: u64) {
+        self.heard = self.heard.max(now);
+    }
+
+    /// Whether the leader has been silent for longer than this tab waits.
+    pub fn stale(&self, now: u64) -> bool {
+        now.saturating_sub(self.heard) > self.patience
+    }
 }
 
 impl Message {
@@ -97,6 +135,7 @@ impl Message {
                 names.iter().for_each(|n| push(n));
             }
             Message::Leaving => push("l"),
+            Message::Beat => push("b"),
         }
         parts
     }
@@ -128,6 +167,7 @@ impl Message {
                 names: names.to_vec(),
             },
             ("l", []) => Message::Leaving,
+            ("b", []) => Message::Beat,
             _ => return None,
         })
     }
@@ -238,7 +278,8 @@ impl Tab {
                     reaction.client = self.client.clone();
                 }
             }
-            Message::State { .. } | Message::Leaving if leader => {}
+            Message::State { .. } | Message::Leaving | Message::Beat if leader => {}
+            Message::Beat => {}
             // A leader ends for good only when the stream is over for
             // every tab (a page that merely leaves says `Leaving`).
             Message::State { state } => {
@@ -294,6 +335,11 @@ impl Tab {
             self.names.push(name.to_string());
         }
         new
+    }
+
+    /// Whether a message comes from a leader (and so shows it is alive).
+    pub fn from_leader(message: &Message) -> bool {
+        !matches!(message, Message::Join { .. } | Message::Names { .. })
     }
 
     /// Adds names other tabs listen for to the union (at most

@@ -2,75 +2,54 @@
 //! stream elect a leader with the Web Locks API and share its stream over
 //! a `BroadcastChannel` (browser only).
 //!
-//! Every tab asks for the lock named after the stream and waits; the
-//! browser grants it to one tab at a time and takes it back when that tab
-//! closes or crashes, so exactly one tab holds the stream and a waiting
-//! tab takes over without any timeout of ours. The leader relays every
-//! event and state change; the others hold no connection.
-
-use js_sys::{Function, Object, Promise, Reflect};
-use wasm_bindgen::closure::Closure;
-use wasm_bindgen::prelude::wasm_bindgen;
-use wasm_bindgen::{JsCast, JsValue};
-use web_sys::{AbortController, BroadcastChannel, MessageEvent};
+//! Every tab asks for the lock named after the stream ([`lock`]); the
+//! tab holding it owns the stream and relays every event and state
+//! change, and beats every [`BEAT`] ms; the others hold no connection.
+//! When the leader closes or crashes the browser gives the lock to the
+//! next tab; when it is alive but silent (its page blocked or suspended),
+//! a visible tab takes the lock from it.
 
 use std::rc::Rc;
 use std::time::Duration;
 
-use leptos::prelude::set_timeout;
+use js_sys::Reflect;
+use leptos::prelude::{IntervalHandle, set_interval_with_handle};
+use wasm_bindgen::closure::Closure;
+use wasm_bindgen::{JsCast, JsValue};
+use web_sys::{BroadcastChannel, MessageEvent};
 
-use super::event_source::{self, Ending, Inner, Shared, attach, deliver, lead, show_client};
-use super::relay::Message;
+use super::event_source::{self, Ending, Inner, Shared, attach, deliver, show_client};
+use super::lock;
+use super::relay::{BEAT, Message, Tab, Watch};
 
 /// How long a leader whose stream is over for good keeps the lock after
 /// saying so: long enough for the other tabs to hear it and close too,
 /// rather than one of them taking the lock and trying again.
 const FINAL_GRACE: Duration = Duration::from_millis(500);
 
-#[wasm_bindgen]
-extern "C" {
-    /// `navigator.locks` (web-sys has it only behind its unstable flag).
-    type LockManager;
-
-    /// Rejects where locks are not allowed (an opaque origin, site data
-    /// blocked); `catch` for a browser that throws instead.
-    #[wasm_bindgen(method, catch)]
-    fn request(
-        this: &LockManager,
-        name: &str,
-        options: &Object,
-        granted: &Function,
-    ) -> Result<Promise, JsValue>;
-}
-
 /// This tab's part in sharing: its channel and its place at the lock.
 pub struct Link {
     channel: BroadcastChannel,
     /// Kept alive while the channel may call it.
     _on_message: Closure<dyn FnMut(MessageEvent)>,
-    /// Withdraws the lock request of a tab still waiting.
-    abort: AbortController,
-    /// Resolving it gives the lock back (set while this tab leads).
-    release: Option<Function>,
+    /// Beats while leading; watches the leader while following.
+    ticker: Option<IntervalHandle>,
+    pub(super) lock: lock::Place,
+    /// When the leader was last heard from.
+    watch: Watch,
 }
 
 /// Joins the tabs sharing this handle's stream. False when the browser
 /// lacks Web Locks or `BroadcastChannel`: the caller opens its own.
 pub fn join(shared: &Shared) -> bool {
-    let Some(locks) = lock_manager() else {
+    let has_channel = Reflect::has(&js_sys::global(), &"BroadcastChannel".into());
+    if !lock::available() || !has_channel.unwrap_or(false) {
         return false;
-    };
+    }
     let key = shared.borrow().options.share_key();
     let Ok(channel) = BroadcastChannel::new(&key) else {
         return false;
     };
-    let Ok(abort) = AbortController::new() else {
-        return false;
-    };
-    let options = Object::new();
-    if Reflect::set(&options, &"signal".into(), &abort.signal()).is_err() {
-        return false;
-    }
 
     let weak = Rc::downgrade(shared);
     let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
@@ -87,66 +66,70 @@ pub fn join(shared: &Shared) -> bool {
     channel.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
 
     let weak = Rc::downgrade(shared);
-    let granted = Closure::<dyn FnMut(JsValue) -> Promise>::new(move |_lock: JsValue| {
-        let Some(shared) = weak.upgrade() else {
-            return Promise::resolve(&JsValue::UNDEFINED);
-        };
-        if shared.borrow().closed {
-            return Promise::resolve(&JsValue::UNDEFINED);
-        }
-        // Held until `leave` resolves it, or the tab goes.
-        let mut resolve = None;
-        let held = Promise::new(&mut |done, _| resolve = Some(done));
-        if let Some(link) = shared.borrow_mut().link.as_mut() {
-            link.release = resolve;
-        }
-        lead(&shared);
-        held
-    });
+    let ticker = set_interval_with_handle(
+        move || {
+            if let Some(shared) = weak.upgrade() {
+                tick(&shared);
+            }
+        },
+        Duration::from_millis(BEAT),
+    )
+    .ok();
 
-    let Ok(waiting) = locks.request(&key, &options, granted.as_ref().unchecked_ref()) else {
-        channel.set_onmessage(None);
-        channel.close();
+    {
+        let mut inner = shared.borrow_mut();
+        inner.link = Some(Link {
+            channel,
+            _on_message: on_message,
+            ticker,
+            lock: lock::Place::default(),
+            watch: Watch::new(now_ms(), js_sys::Math::random()),
+        });
+    }
+    if !lock::request(shared, lock::Ask::Wait) {
+        stop_sharing(shared);
         return false;
-    };
-    // Settles when the lock is given back, or rejects when the request is
-    // withdrawn (`AbortError`): until then the browser may call `granted`
-    // (a grant already queued when the request is withdrawn still runs,
-    // sees `closed` and gives the lock straight back), so it lives as long.
-    let weak = Rc::downgrade(shared);
-    leptos::task::spawn_local(async move {
-        let refused = wasm_bindgen_futures::JsFuture::from(waiting).await.is_err();
-        drop(granted);
-        // Refused without our asking (locks not allowed here): a
-        // stream of its own, as where the browser has no locks at all.
-        if refused
-            && let Some(shared) = weak.upgrade()
-            && !shared.borrow().closed
-            && !shared.borrow().leader
-        {
-            stop_sharing(&shared);
-            lead(&shared);
-        }
-    });
-
-    let mut inner = shared.borrow_mut();
-    let names = inner.tab.names().map(str::to_string).collect();
-    inner.link = Some(Link {
-        channel,
-        _on_message: on_message,
-        abort,
-        release: None,
-    });
-    post(&inner, &Message::Join { names });
+    }
+    announce(shared);
     true
 }
 
-/// `navigator.locks`, if this browser and context have it.
-fn lock_manager() -> Option<LockManager> {
-    let navigator = web_sys::window()?.navigator();
-    let locks = Reflect::get(&navigator, &"locks".into()).ok()?;
-    let has_channel = Reflect::has(&js_sys::global(), &"BroadcastChannel".into()).ok()?;
-    (has_channel && locks.is_object()).then(|| locks.unchecked_into())
+/// Tells the tabs this one is here and what it listens for: the leader
+/// answers with everything a joining tab needs.
+pub(super) fn announce(shared: &Shared) {
+    let inner = shared.borrow();
+    let names = inner.tab.names().map(str::to_string).collect();
+    post(&inner, &Message::Join { names });
+}
+
+fn now_ms() -> u64 {
+    js_sys::Date::now() as u64
+}
+
+/// Every [`BEAT`]: a leader says it is alive; a follower on a visible
+/// page whose leader has been silent too long takes the lock from it.
+fn tick(shared: &Shared) {
+    let (leader, stale) = {
+        let inner = shared.borrow();
+        let Some(link) = inner.link.as_ref().filter(|_| !inner.closed) else {
+            return;
+        };
+        (inner.leader, link.watch.stale(now_ms()))
+    };
+    if leader {
+        post(&shared.borrow(), &Message::Beat);
+        return;
+    }
+    let visible = web_sys::window()
+        .and_then(|w| w.document())
+        .is_some_and(|d| !d.hidden());
+    if stale && visible {
+        if let Some(link) = shared.borrow_mut().link.as_mut() {
+            link.watch.heard(now_ms());
+        }
+        leptos::logging::warn!("the tab holding the stream is silent: taking it over");
+        lock::request(shared, lock::Ask::Steal);
+    }
 }
 
 /// Sends a message to the other tabs (nothing when not sharing).
@@ -170,6 +153,11 @@ fn receive(shared: &Shared, message: Message) {
             return;
         }
         let leader = inner.leader;
+        if Tab::from_leader(&message)
+            && let Some(link) = inner.link.as_mut()
+        {
+            link.watch.heard(now_ms());
+        }
         let mut reaction = inner.tab.handle(message, leader);
         if let Some(state) = &reaction.state {
             inner.show_state(state.clone());
@@ -211,26 +199,18 @@ pub fn leave(shared: &Shared, ending: Ending) {
     let Some(link) = stop_sharing(shared) else {
         return;
     };
-    match link.release {
-        Some(release) if ending == Ending::Final => {
-            set_timeout(
-                move || {
-                    let _ = release.call0(&JsValue::UNDEFINED);
-                },
-                FINAL_GRACE,
-            );
-        }
-        Some(release) => {
-            let _ = release.call0(&JsValue::UNDEFINED);
-        }
-        None => link.abort.abort(),
-    }
+    let grace = (ending == Ending::Final).then_some(FINAL_GRACE);
+    link.lock.give_back(grace);
 }
 
-/// Closes this tab's channel; returns its link (lock) to the caller.
-fn stop_sharing(shared: &Shared) -> Option<Link> {
-    let link = shared.borrow_mut().link.take()?;
+/// Closes this tab's channel and stops its ticker; returns its link
+/// (its place at the lock) to the caller.
+pub(super) fn stop_sharing(shared: &Shared) -> Option<Link> {
+    let mut link = shared.borrow_mut().link.take()?;
     link.channel.set_onmessage(None);
     link.channel.close();
+    if let Some(ticker) = link.ticker.take() {
+        ticker.clear();
+    }
     Some(link)
 }

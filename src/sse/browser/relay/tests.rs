@@ -295,6 +295,7 @@ fn messages_survive_the_channel() {
         Tab::default().sync(ConnectionState::Connecting),
         tab.sync(ConnectionState::Open),
         Message::Names { names: vec![] },
+        Message::Beat,
         Message::Join {
             names: vec!["a".into()],
         },
@@ -315,4 +316,25 @@ fn messages_survive_the_channel() {
     ] {
         assert_eq!(Message::from_parts(&bad), None, "{bad:?}");
     }
+}
+
+#[test]
+fn a_silent_leader_is_given_up_on_after_the_patience() {
+    let mut watch = Watch::new(1_000, 0.0);
+    assert!(!watch.stale(1_000 + PATIENCE));
+    assert!(watch.stale(1_000 + PATIENCE + 1));
+    // Anything from the leader resets it; an older time does not.
+    watch.heard(5_000);
+    watch.heard(4_000);
+    assert!(!watch.stale(5_000 + PATIENCE));
+    assert!(watch.stale(5_000 + PATIENCE + 1));
+    // Jitter waits up to half as long again.
+    let patient = Watch::new(0, 1.0);
+    assert!(!patient.stale(PATIENCE + PATIENCE / 2));
+    assert!(patient.stale(PATIENCE + PATIENCE / 2 + 1));
+    // A beat is about the leader only.
+    assert!(Tab::from_leader(&Message::Beat));
+    assert!(!Tab::from_leader(&Message::Join { names: vec![] }));
+    let mut tab = Tab::default();
+    assert_eq!(tab.handle(Message::Beat, false), Reaction::default());
 }

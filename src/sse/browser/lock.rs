@@ -1,0 +1,186 @@
+//! The Web Lock that says which tab holds a shared stream (browser only).
+//!
+//! A tab waits for the lock in the browser's queue; the browser grants it
+//! to one tab at a time and takes it back when that tab closes or
+//! crashes. A follower whose leader went silent takes it (`steal`); the
+//! leader it was taken from finds its lock request rejected and steps
+//! down. Each request carries a generation, so that the settling of a
+//! request this tab has since replaced is ignored.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use js_sys::{Function, Object, Promise, Reflect};
+use leptos::prelude::set_timeout;
+use wasm_bindgen::closure::Closure;
+use wasm_bindgen::prelude::wasm_bindgen;
+use wasm_bindgen::{JsCast, JsValue};
+use web_sys::AbortController;
+
+use super::event_source::{Shared, lead, step_down};
+use super::tabs::{announce, stop_sharing};
+
+#[wasm_bindgen]
+extern "C" {
+    /// `navigator.locks` (web-sys has it only behind its unstable flag).
+    type LockManager;
+
+    /// Rejects where locks are not allowed (an opaque origin, site data
+    /// blocked); `catch` for a browser that throws instead.
+    #[wasm_bindgen(method, catch)]
+    fn request(
+        this: &LockManager,
+        name: &str,
+        options: &Object,
+        granted: &Function,
+    ) -> Result<Promise, JsValue>;
+}
+
+/// How to ask for the lock.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Ask {
+    /// Wait in the queue.
+    Wait,
+    /// Take it from the tab holding it.
+    Steal,
+}
+
+/// This tab's place at the lock.
+#[derive(Default)]
+pub struct Place {
+    /// Which request is current; older ones settle unheeded.
+    generation: u32,
+    /// Withdraws the current request while it waits.
+    abort: Option<AbortController>,
+    /// Resolving it gives the lock back (set while this tab holds it).
+    release: Option<Function>,
+}
+
+impl Place {
+    /// Gives the lock back (after `grace`, if any) or withdraws the
+    /// request still waiting.
+    pub fn give_back(self, grace: Option<Duration>) {
+        match (self.release, grace) {
+            (Some(release), Some(grace)) => set_timeout(
+                move || {
+                    let _ = release.call0(&JsValue::UNDEFINED);
+                },
+                grace,
+            ),
+            (Some(release), None) => {
+                let _ = release.call0(&JsValue::UNDEFINED);
+            }
+            (None, _) => {
+                if let Some(abort) = self.abort {
+                    abort.abort();
+                }
+            }
+        }
+    }
+}
+
+/// `navigator.locks`, if this browser and context have it.
+fn lock_manager() -> Option<LockManager> {
+    let navigator = web_sys::window()?.navigator();
+    let locks = Reflect::get(&navigator, &"locks".into()).ok()?;
+    locks.is_object().then(|| locks.unchecked_into())
+}
+
+pub fn available() -> bool {
+    lock_manager().is_some()
+}
+
+/// Asks for the lock; when granted, this handle leads. False if the
+/// request could not be made at all.
+pub fn request(shared: &Shared, ask: Ask) -> bool {
+    let Some(locks) = lock_manager() else {
+        return false;
+    };
+    let key = shared.borrow().options.share_key();
+    let options = Object::new();
+    // A steal cannot be withdrawn (the API refuses `signal` with it).
+    let abort = match ask {
+        Ask::Wait => {
+            let Ok(abort) = AbortController::new() else {
+                return false;
+            };
+            if Reflect::set(&options, &"signal".into(), &abort.signal()).is_err() {
+                return false;
+            }
+            Some(abort)
+        }
+        Ask::Steal => {
+            if Reflect::set(&options, &"steal".into(), &JsValue::TRUE).is_err() {
+                return false;
+            }
+            None
+        }
+    };
+    let generation = {
+        let mut inner = shared.borrow_mut();
+        let Some(link) = inner.link.as_mut() else {
+            return false;
+        };
+        // The request this one replaces: withdrawn (it settles unheeded).
+        if let Some(old) = link.lock.abort.take() {
+            old.abort();
+        }
+        link.lock.generation = link.lock.generation.wrapping_add(1);
+        link.lock.abort = abort;
+        link.lock.generation
+    };
+
+    let weak = Rc::downgrade(shared);
+    let granted = Closure::<dyn FnMut(JsValue) -> Promise>::new(move |_lock: JsValue| {
+        let give_back = || Promise::resolve(&JsValue::UNDEFINED);
+        let Some(shared) = weak.upgrade() else {
+            return give_back();
+        };
+        if shared.borrow().closed || current(&shared) != Some(generation) {
+            return give_back();
+        }
+        // Held until `give_back` resolves it, or the tab goes.
+        let mut resolve = None;
+        let held = Promise::new(&mut |done, _| resolve = Some(done));
+        if let Some(link) = shared.borrow_mut().link.as_mut() {
+            link.lock.release = resolve;
+            link.lock.abort = None;
+        }
+        lead(&shared);
+        held
+    });
+    let Ok(waiting) = locks.request(&key, &options, granted.as_ref().unchecked_ref()) else {
+        return false;
+    };
+    // Settles when the lock is given back, or rejects when the request is
+    // withdrawn, refused or stolen: until then the browser may call
+    // `granted`, so it lives as long.
+    let weak = Rc::downgrade(shared);
+    leptos::task::spawn_local(async move {
+        let rejected = wasm_bindgen_futures::JsFuture::from(waiting).await.is_err();
+        drop(granted);
+        let Some(shared) = weak.upgrade() else { return };
+        if !rejected || shared.borrow().closed || current(&shared) != Some(generation) {
+            return;
+        }
+        if shared.borrow().leader {
+            // Taken by a tab that found this one silent: follow again.
+            if let Some(link) = shared.borrow_mut().link.as_mut() {
+                link.lock.release = None;
+            }
+            step_down(&shared);
+            request(&shared, Ask::Wait);
+            announce(&shared);
+        } else {
+            // Refused (locks not allowed here): a stream of its own, as
+            // where the browser has no locks at all.
+            stop_sharing(&shared);
+            lead(&shared);
+        }
+    });
+    true
+}
+
+fn current(shared: &Shared) -> Option<u32> {
+    shared.borrow().link.as_ref().map(|l| l.lock.generation)
+}
