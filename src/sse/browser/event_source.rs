@@ -43,6 +43,9 @@ pub struct Inner {
     pub(super) tab: Tab,
     /// Whether this handle owns the stream (always, when not sharing).
     pub(super) leader: bool,
+    /// Counts the times this handle took the stream or gave it up: work
+    /// begun in one term (a status probe) is dropped in another.
+    term: u32,
     /// The state shown, for a tab that joins.
     pub(super) state: ConnectionState,
     /// The other tabs, when sharing.
@@ -81,6 +84,7 @@ pub fn start(options: SseOptions, writers: Writers) -> Shared {
         closed: false,
         tab: Tab::default(),
         leader: false,
+        term: 0,
         state: ConnectionState::Connecting,
         link: None,
         drain_delay: None,
@@ -97,7 +101,11 @@ pub fn start(options: SseOptions, writers: Writers) -> Shared {
 /// loaded (a stream opened while the page is still loading keeps the
 /// browser "loading", with no `load` event, for as long as it is open).
 pub(super) fn lead(shared: &Shared) {
-    shared.borrow_mut().leader = true;
+    {
+        let mut inner = shared.borrow_mut();
+        inner.leader = true;
+        inner.term = inner.term.wrapping_add(1);
+    }
     set_state(shared, ConnectionState::Connecting);
     let window = web_sys::window();
     let loaded = window
@@ -108,6 +116,10 @@ pub(super) fn lead(shared: &Shared) {
         Some(window) if !loaded => window,
         _ => return open(shared),
     };
+    // Already waiting for `load` (from an earlier term): it opens then.
+    if shared.borrow().on_load.is_some() {
+        return;
+    }
     let weak = Rc::downgrade(shared);
     let on_load = Closure::<dyn FnMut()>::new(move || {
         // The closure stays in `on_load` (dropping it while it runs is
@@ -139,7 +151,9 @@ pub(super) fn step_down(shared: &Shared) {
     drop_source(shared);
     let mut inner = shared.borrow_mut();
     inner.leader = false;
+    inner.term = inner.term.wrapping_add(1);
     inner.attempt = 0;
+    inner.drain_delay = None;
     if let Some(timer) = inner.timer.take() {
         timer.clear();
     }
@@ -186,6 +200,10 @@ fn open(shared: &Shared) {
         let names: Vec<String> = inner.tab.names().map(str::to_string).collect();
         (url, names)
     };
+    // Never two sources: one left from before would be retried by the
+    // browser with the same client id, and the two would replace each
+    // other on the server.
+    drop_source(shared);
     let init = EventSourceInit::new();
     init.set_with_credentials(true);
     let source = match EventSource::new_with_event_source_init_dict(&url, &init) {
@@ -379,11 +397,12 @@ fn on_failure(shared: &Shared) {
     // Ask the server why, so that a signed-out page stops retrying.
     let weak = Rc::downgrade(shared);
     let url = options.full_url();
+    let term = shared.borrow().term;
     leptos::task::spawn_local(async move {
         let status = probe(&url).await;
         let Some(shared) = weak.upgrade() else { return };
-        // Closed, or another tab took the stream over meanwhile.
-        if shared.borrow().closed || !shared.borrow().leader {
+        // Closed, or the stream changed hands meanwhile.
+        if shared.borrow().closed || shared.borrow().term != term {
             return;
         }
         if status == Some(401) {

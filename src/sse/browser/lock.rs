@@ -18,7 +18,7 @@ use wasm_bindgen::{JsCast, JsValue};
 use web_sys::AbortController;
 
 use super::event_source::{Shared, lead, step_down};
-use super::tabs::{announce, stop_sharing};
+use super::tabs::{announce, now_ms, stop_sharing};
 
 #[wasm_bindgen]
 extern "C" {
@@ -116,18 +116,9 @@ pub fn request(shared: &Shared, ask: Ask) -> bool {
             None
         }
     };
-    let generation = {
-        let mut inner = shared.borrow_mut();
-        let Some(link) = inner.link.as_mut() else {
-            return false;
-        };
-        // The request this one replaces: withdrawn (it settles unheeded).
-        if let Some(old) = link.lock.abort.take() {
-            old.abort();
-        }
-        link.lock.generation = link.lock.generation.wrapping_add(1);
-        link.lock.abort = abort;
-        link.lock.generation
+    let generation = match shared.borrow().link.as_ref() {
+        Some(link) => link.lock.generation.wrapping_add(1),
+        None => return false,
     };
 
     let weak = Rc::downgrade(shared);
@@ -149,9 +140,19 @@ pub fn request(shared: &Shared, ask: Ask) -> bool {
         lead(&shared);
         held
     });
+    // Made before the request it replaces is withdrawn: if it cannot be
+    // made, this tab keeps its place in the queue.
     let Ok(waiting) = locks.request(&key, &options, granted.as_ref().unchecked_ref()) else {
         return false;
     };
+    if let Some(link) = shared.borrow_mut().link.as_mut() {
+        // The request this one replaces: withdrawn (it settles unheeded).
+        if let Some(old) = link.lock.abort.take() {
+            old.abort();
+        }
+        link.lock.generation = generation;
+        link.lock.abort = abort;
+    }
     // Settles when the lock is given back, or rejects when the request is
     // withdrawn, refused or stolen: until then the browser may call
     // `granted`, so it lives as long.
@@ -164,13 +165,18 @@ pub fn request(shared: &Shared, ask: Ask) -> bool {
             return;
         }
         if shared.borrow().leader {
-            // Taken by a tab that found this one silent: follow again.
+            // Taken by a tab that found this one silent: follow again,
+            // giving the new leader time to be heard.
             if let Some(link) = shared.borrow_mut().link.as_mut() {
                 link.lock.release = None;
+                link.watch.heard(now_ms());
             }
             step_down(&shared);
             request(&shared, Ask::Wait);
             announce(&shared);
+        } else if ask == Ask::Steal {
+            // Another tab stole first: wait in the queue again.
+            request(&shared, Ask::Wait);
         } else {
             // Refused (locks not allowed here): a stream of its own, as
             // where the browser has no locks at all.

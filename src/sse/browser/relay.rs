@@ -56,8 +56,10 @@ pub enum Message {
     Names { names: Vec<String> },
     /// Leader → tabs: it is leaving; another tab will take over.
     Leaving,
-    /// Leader → tabs: it is alive (every [`BEAT`], whatever else it says).
-    Beat,
+    /// Leader → tabs: it is alive, and its state (every [`BEAT`], so a
+    /// follower misled by a message from a tab that no longer leads is
+    /// set right within one beat).
+    Beat { state: ConnectionState },
 }
 
 /// How often a leader says it is alive.
@@ -73,6 +75,10 @@ pub const PATIENCE: u64 = 8_000;
 #[derive(Debug)]
 pub struct Watch {
     heard: u64,
+    /// The last check: a long gap since means this tab itself was not
+    /// running (a laptop asleep, the clock moved), not that the leader
+    /// was silent.
+    checked: u64,
     patience: u64,
 }
 
@@ -82,17 +88,25 @@ impl Watch {
     pub fn new(now: u64, jitter: f64) -> Self {
         Watch {
             heard: now,
+            checked: now,
             patience: PATIENCE + (PATIENCE as f64 / 2.0 * jitter.clamp(0.0, 1.0)) as u64,
         }
     }
 
     pub fn heard(&mut self, now: u64) {
-        self.heard = self.heard.max(now);
+        self.heard = now;
     }
 
-    /// Whether the leader has been silent for longer than this tab waits.
-    pub fn stale(&self, now: u64) -> bool {
-        now.saturating_sub(self.heard) > self.patience
+    /// Called every [`BEAT`]: whether the leader has been silent for
+    /// longer than this tab waits, while this tab was running.
+    pub fn stale(&mut self, now: u64) -> bool {
+        let paused = now < self.checked || now - self.checked > 2 * BEAT;
+        self.checked = now;
+        if paused || now < self.heard {
+            self.heard = now;
+            return false;
+        }
+        now - self.heard > self.patience
     }
 }
 
@@ -135,7 +149,10 @@ impl Message {
                 names.iter().for_each(|n| push(n));
             }
             Message::Leaving => push("l"),
-            Message::Beat => push("b"),
+            Message::Beat { state } => {
+                push("b");
+                state_parts(state, &mut push);
+            }
         }
         parts
     }
@@ -167,7 +184,9 @@ impl Message {
                 names: names.to_vec(),
             },
             ("l", []) => Message::Leaving,
-            ("b", []) => Message::Beat,
+            ("b", [kind, arg]) => Message::Beat {
+                state: state_from(kind, arg)?,
+            },
             _ => return None,
         })
     }
@@ -278,8 +297,12 @@ impl Tab {
                     reaction.client = self.client.clone();
                 }
             }
-            Message::State { .. } | Message::Leaving | Message::Beat if leader => {}
-            Message::Beat => {}
+            Message::State { .. } | Message::Leaving | Message::Beat { .. } if leader => {}
+            Message::Beat { state } => {
+                if !matches!(state, ConnectionState::Closed { .. }) {
+                    reaction.state = Some(state);
+                }
+            }
             // A leader ends for good only when the stream is over for
             // every tab (a page that merely leaves says `Leaving`).
             Message::State { state } => {

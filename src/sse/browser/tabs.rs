@@ -36,7 +36,7 @@ pub struct Link {
     ticker: Option<IntervalHandle>,
     pub(super) lock: lock::Place,
     /// When the leader was last heard from.
-    watch: Watch,
+    pub(super) watch: Watch,
 }
 
 /// Joins the tabs sharing this handle's stream. False when the browser
@@ -102,7 +102,7 @@ pub(super) fn announce(shared: &Shared) {
     post(&inner, &Message::Join { names });
 }
 
-fn now_ms() -> u64 {
+pub(super) fn now_ms() -> u64 {
     js_sys::Date::now() as u64
 }
 
@@ -110,14 +110,18 @@ fn now_ms() -> u64 {
 /// page whose leader has been silent too long takes the lock from it.
 fn tick(shared: &Shared) {
     let (leader, stale) = {
-        let inner = shared.borrow();
-        let Some(link) = inner.link.as_ref().filter(|_| !inner.closed) else {
+        let mut inner = shared.borrow_mut();
+        let closed = inner.closed;
+        let Some(link) = inner.link.as_mut().filter(|_| !closed) else {
             return;
         };
-        (inner.leader, link.watch.stale(now_ms()))
+        let stale = link.watch.stale(now_ms());
+        (inner.leader, stale)
     };
     if leader {
-        post(&shared.borrow(), &Message::Beat);
+        let inner = shared.borrow();
+        let state = inner.state.clone();
+        post(&inner, &Message::Beat { state });
         return;
     }
     let visible = web_sys::window()

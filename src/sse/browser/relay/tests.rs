@@ -295,7 +295,9 @@ fn messages_survive_the_channel() {
         Tab::default().sync(ConnectionState::Connecting),
         tab.sync(ConnectionState::Open),
         Message::Names { names: vec![] },
-        Message::Beat,
+        Message::Beat {
+            state: ConnectionState::Open,
+        },
         Message::Join {
             names: vec!["a".into()],
         },
@@ -320,21 +322,57 @@ fn messages_survive_the_channel() {
 
 #[test]
 fn a_silent_leader_is_given_up_on_after_the_patience() {
-    let mut watch = Watch::new(1_000, 0.0);
-    assert!(!watch.stale(1_000 + PATIENCE));
-    assert!(watch.stale(1_000 + PATIENCE + 1));
-    // Anything from the leader resets it; an older time does not.
-    watch.heard(5_000);
-    watch.heard(4_000);
-    assert!(!watch.stale(5_000 + PATIENCE));
-    assert!(watch.stale(5_000 + PATIENCE + 1));
+    // Checked every beat, as the tab's ticker does.
+    let mut watch = Watch::new(0, 0.0);
+    let mut now = 0;
+    let mut stale_at = None;
+    while now < 3 * PATIENCE && stale_at.is_none() {
+        now += BEAT;
+        if watch.stale(now) {
+            stale_at = Some(now);
+        }
+    }
+    assert_eq!(stale_at, Some(PATIENCE + BEAT));
+    // Anything from the leader resets it.
+    watch.heard(now);
+    assert!(!watch.stale(now + BEAT));
     // Jitter waits up to half as long again.
-    let patient = Watch::new(0, 1.0);
-    assert!(!patient.stale(PATIENCE + PATIENCE / 2));
-    assert!(patient.stale(PATIENCE + PATIENCE / 2 + 1));
-    // A beat is about the leader only.
-    assert!(Tab::from_leader(&Message::Beat));
+    let mut patient = Watch::new(0, 1.0);
+    let checks: Vec<bool> = (1..=7).map(|n| patient.stale(n * BEAT)).collect();
+    assert_eq!(checks, [false, false, false, false, false, false, true]);
+}
+
+#[test]
+fn a_tab_that_was_not_running_does_not_blame_its_leader() {
+    let mut watch = Watch::new(0, 0.0);
+    assert!(!watch.stale(BEAT));
+    // Asleep for an hour: the first check after waking starts afresh.
+    assert!(!watch.stale(3_600_000));
+    assert!(!watch.stale(3_600_000 + BEAT));
+    // The clock moved back: likewise.
+    assert!(!watch.stale(1_000));
+    for n in 1..=4 {
+        assert!(!watch.stale(1_000 + n * BEAT), "{n}");
+    }
+    assert!(watch.stale(1_000 + 5 * BEAT));
+}
+
+#[test]
+fn a_beat_says_the_leaders_state() {
+    assert!(Tab::from_leader(&Message::Beat {
+        state: ConnectionState::Open
+    }));
     assert!(!Tab::from_leader(&Message::Join { names: vec![] }));
     let mut tab = Tab::default();
-    assert_eq!(tab.handle(Message::Beat, false), Reaction::default());
+    // A follower told `Connecting` by a tab that no longer leads is set
+    // right by the leader's next beat.
+    tab.handle(Message::Leaving, false);
+    let beat = Message::Beat {
+        state: ConnectionState::Open,
+    };
+    assert_eq!(
+        tab.handle(beat.clone(), false).state,
+        Some(ConnectionState::Open)
+    );
+    assert_eq!(tab.handle(beat, true), Reaction::default());
 }
