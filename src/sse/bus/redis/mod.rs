@@ -74,6 +74,10 @@ pub(super) struct Shared {
     older_reads: tokio::sync::Semaphore,
     /// This process's publisher (see `wire::Origin`).
     publisher: u64,
+    /// The entries the reader has read, by origin: copies are dropped,
+    /// and the publisher does not deliver again, locally, a send whose
+    /// append it could not confirm but the reader has read.
+    read: Mutex<seen::Seen>,
     /// Set once the reader has followed the stream once.
     reader_read: watch::Sender<bool>,
     started: Instant,
@@ -95,6 +99,23 @@ impl Shared {
         )
         .await
         .map_err(|_| timed_out())?
+    }
+
+    /// Whether an entry from `origin` was read before (and remembers it).
+    fn is_copy(&self, origin: Option<super::wire::Origin>) -> bool {
+        self.read
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_copy(origin)
+    }
+
+    /// Whether the reader has read the entry this process appended as
+    /// `origin`.
+    fn has_read(&self, origin: super::wire::Origin) -> bool {
+        self.read
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .has_read(origin)
     }
 
     fn reconnected(&self, link: crate::sse::metrics::BusLink) {
@@ -150,6 +171,7 @@ impl RedisBus {
             others: Mutex::new(Vec::new()),
             reader_read: watch::Sender::new(false),
             publisher: rand::random(),
+            read: Mutex::new(seen::Seen::default()),
             older_reads: tokio::sync::Semaphore::new(OLDER_READS),
             started: Instant::now(),
             stopping: watch::Sender::new(false),

@@ -123,8 +123,14 @@ pub(super) async fn run(shared: Arc<Shared>, mut queued: mpsc::Receiver<Outgoing
         let Some((mut conn, hash)) = connected else {
             shared.publisher_up.store(false, Ordering::Relaxed);
             // What could not be confirmed, and what comes while we wait,
-            // reaches local clients at least.
-            deliver_locally(&shared, batch.drain(..).map(|(_, item)| item), &mut offline);
+            // reaches local clients at least; except what the reader has
+            // read back (appended, but its reply lost with the
+            // connection): that has reached them already.
+            let unread = batch
+                .drain(..)
+                .filter(|(origin, _)| !shared.has_read(*origin))
+                .map(|(_, item)| item);
+            deliver_locally(&shared, unread, &mut offline);
             let delay = tokio::time::sleep(backoff.next_delay());
             tokio::pin!(delay);
             loop {

@@ -17,7 +17,6 @@ use redis::aio::MultiplexedConnection;
 
 use super::publish::script;
 use super::reply::{self, entry_id};
-use super::seen::Seen;
 use super::{Shared, timed_out};
 use crate::sse::bus::backoff::Backoff;
 use crate::sse::bus::wire::{self, Incoming};
@@ -36,13 +35,12 @@ pub(super) async fn run(shared: Arc<Shared>) {
     let mut backoff = Backoff::new();
     // The last entry read (of any kind), in its history.
     let mut cursor: Option<EventId> = None;
-    let mut seen = Seen::default();
     let mut connections = 0u64;
     loop {
         let mut followed = false;
         let session = async {
             let mut conn = shared.connect(false).await?;
-            sync(&shared, &mut conn, &mut cursor, &mut seen).await?;
+            sync(&shared, &mut conn, &mut cursor).await?;
             shared.reader_up.store(true, Ordering::Relaxed);
             shared.reader_read.send_replace(true);
             followed = true;
@@ -52,9 +50,9 @@ pub(super) async fn run(shared: Arc<Shared>) {
             }
             tracing::info!("bus: following the stream");
             loop {
-                follow(&shared, &mut conn, &mut cursor, &mut seen).await?;
+                follow(&shared, &mut conn, &mut cursor).await?;
                 // The stream changed identity while quiet: start over.
-                sync(&shared, &mut conn, &mut cursor, &mut seen).await?;
+                sync(&shared, &mut conn, &mut cursor).await?;
             }
         };
         let result: redis::RedisResult<()> = tokio::select! {
@@ -107,7 +105,6 @@ async fn sync(
     shared: &Shared,
     conn: &mut MultiplexedConnection,
     cursor: &mut Option<EventId>,
-    seen: &mut Seen,
 ) -> redis::RedisResult<()> {
     let epoch = match current_epoch(shared, conn).await? {
         Some(epoch) => epoch,
@@ -180,7 +177,7 @@ async fn sync(
     let after = cursor.filter(|c| c.epoch == epoch).map(|c| c.position);
     let mut recent = Vec::new();
     for entry in entries.iter().filter(|e| e.epoch == Some(epoch)) {
-        if seen.is_copy(wire::origin(&entry.fields)) {
+        if shared.is_copy(wire::origin(&entry.fields)) {
             continue;
         }
         match wire::decode(&entry.fields) {
@@ -221,7 +218,6 @@ async fn follow(
     shared: &Shared,
     conn: &mut MultiplexedConnection,
     cursor: &mut Option<EventId>,
-    seen: &mut Seen,
 ) -> redis::RedisResult<()> {
     let registry = &shared.registry;
     loop {
@@ -274,7 +270,7 @@ async fn follow(
             }
             *cursor = Some(id);
             let origin = wire::origin(&entry.fields);
-            if seen.is_copy(origin) {
+            if shared.is_copy(origin) {
                 tracing::debug!(%id, "bus: dropped a copy appended again after a retry");
                 continue;
             }

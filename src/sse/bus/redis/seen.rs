@@ -53,6 +53,16 @@ impl Window {
         !seen
     }
 
+    /// Whether `seq` was seen (without marking it); a count below the
+    /// window is not known, so not claimed.
+    fn has(&self, seq: u64) -> bool {
+        if seq > self.max {
+            return false;
+        }
+        let i = self.max - seq;
+        i < WINDOW && self.bits[(i / 64) as usize] & (1 << (i % 64)) != 0
+    }
+
     /// Moves every bit `by` places up (older), dropping what falls out.
     fn shift(&mut self, by: u64) {
         if by >= WINDOW {
@@ -85,6 +95,13 @@ impl Seen {
     /// not say who appended them never are).
     pub fn is_copy(&mut self, origin: Option<Origin>) -> bool {
         origin.is_some_and(|origin| !self.first_time(origin))
+    }
+
+    /// Whether an entry from `origin` has been read, without marking it.
+    pub fn has_read(&self, origin: Origin) -> bool {
+        self.publishers
+            .get(&origin.publisher)
+            .is_some_and(|w| w.has(origin.seq))
     }
 
     /// Whether the entry is new (and remembers it); false for a copy.
@@ -143,6 +160,21 @@ mod tests {
         assert!(!seen.first_time(at(7, 70)));
         assert!(seen.first_time(at(7, 70 + WINDOW + 5)));
         assert!(!seen.first_time(at(7, 69)), "below the window: a copy");
+    }
+
+    #[test]
+    fn what_was_read_can_be_asked_without_marking_it() {
+        let mut seen = Seen::default();
+        for seq in [1, 2, 4] {
+            seen.first_time(at(9, seq));
+        }
+        assert!(seen.has_read(at(9, 2)));
+        assert!(!seen.has_read(at(9, 3)));
+        assert!(!seen.has_read(at(9, 5)));
+        assert!(!seen.has_read(at(8, 1)));
+        assert!(seen.first_time(at(9, 3)), "asking did not mark it");
+        seen.first_time(at(9, 4 + WINDOW + 1));
+        assert!(!seen.has_read(at(9, 2)), "below the window: not claimed");
     }
 
     #[test]
