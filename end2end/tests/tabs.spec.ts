@@ -1,4 +1,4 @@
-import { expect, test, type BrowserContext, type Page } from "@playwright/test";
+import { expect, test, type Browser, type BrowserContext, type Page } from "@playwright/test";
 import { baseURL } from "../playwright.config";
 
 // One stream per browser: the tabs of one profile share the stream of
@@ -45,12 +45,20 @@ async function expectReceived(page: Page, messages: string[], timeout = 5_000) {
   expect((await arrivals(page)).last).toEqual(messages);
 }
 
-test("8 tabs of one browser hold one stream, and each shows a notification once", async ({ browser }) => {
-  const name = `tab${suffix()}`;
+/** A new browser profile (context), signed up as a new user, with `count`
+ *  tabs of /home opened one after the other (the first one leads). */
+async function tabsOf(browser: Browser, prefix: string, count: number, init?: () => void) {
+  const name = `${prefix}${suffix()}`;
   const context = await browser.newContext();
+  if (init) await context.addInitScript(init);
   await account(context, name);
   const tabs: Page[] = [];
-  for (let i = 0; i < 8; i++) tabs.push(await home(context));
+  for (let i = 0; i < count; i++) tabs.push(await home(context));
+  return { name, context, tabs };
+}
+
+test("8 tabs of one browser hold one stream, and each shows a notification once", async ({ browser }) => {
+  const { name, context, tabs } = await tabsOf(browser, "tab", 8);
   await expect.poll(async () => (await streams(context)).length).toBe(1);
 
   await send(context, name, "to every tab");
@@ -80,12 +88,8 @@ test("8 tabs of one browser hold one stream, and each shows a notification once"
 test("closing the leading tab while 20 notifications are sent: every other tab gets all 20, in order, once", async ({
   browser,
 }) => {
-  const name = `han${suffix()}`;
-  const context = await browser.newContext();
-  await account(context, name);
   // The first tab takes the lock: it leads.
-  const tabs: Page[] = [];
-  for (let i = 0; i < 6; i++) tabs.push(await home(context));
+  const { name, context, tabs } = await tabsOf(browser, "han", 6);
   await expect.poll(async () => (await streams(context)).length).toBe(1);
   const [before] = await streams(context);
 
@@ -159,13 +163,9 @@ test("sharing turned off, or across two origins: one stream per tab, each still 
 });
 
 test("a browser without Web Locks gives each tab its own stream", async ({ browser }) => {
-  const name = `old${suffix()}`;
-  const context = await browser.newContext();
-  await context.addInitScript(() => {
+  const { name, context, tabs } = await tabsOf(browser, "old", 3, () => {
     Object.defineProperty(Navigator.prototype, "locks", { get: () => undefined });
   });
-  await account(context, name);
-  const tabs = [await home(context), await home(context), await home(context)];
   await expect.poll(async () => (await streams(context)).length).toBe(3);
   await send(context, name, "three streams");
   for (const tab of tabs) await expectReceived(tab, ["three streams"]);
@@ -173,10 +173,7 @@ test("a browser without Web Locks gives each tab its own stream", async ({ brows
 });
 
 test("signing out ends the shared stream in every tab", async ({ browser }) => {
-  const name = `out${suffix()}`;
-  const context = await browser.newContext();
-  await account(context, name);
-  const tabs = [await home(context), await home(context), await home(context)];
+  const { name, context, tabs } = await tabsOf(browser, "out", 3);
   await expect.poll(async () => (await streams(context)).length).toBe(1);
   let refused = 0;
   context.on("response", (response) => {
@@ -196,10 +193,7 @@ test("signing out ends the shared stream in every tab", async ({ browser }) => {
 });
 
 test("a tab that disconnects hands the stream over; it alone stops receiving", async ({ browser }) => {
-  const name = `bye${suffix()}`;
-  const context = await browser.newContext();
-  await account(context, name);
-  const tabs = [await home(context), await home(context), await home(context)];
+  const { name, context, tabs } = await tabsOf(browser, "bye", 3);
   await expect.poll(async () => (await streams(context)).length).toBe(1);
   const [before] = await streams(context);
   // The first tab leads; it says it leaves and gives the lock back.
@@ -226,14 +220,10 @@ test("a tab that disconnects hands the stream over; it alone stops receiving", a
 });
 
 test("where the browser refuses the lock, each tab opens its own stream", async ({ browser }) => {
-  const name = `den${suffix()}`;
-  const context = await browser.newContext();
-  await context.addInitScript(() => {
+  const { name, context, tabs } = await tabsOf(browser, "den", 2, () => {
     // As for a sandboxed frame or blocked site data: the request rejects.
     LockManager.prototype.request = () => Promise.reject(new DOMException("refused", "SecurityError"));
   });
-  await account(context, name);
-  const tabs = [await home(context), await home(context)];
   await expect.poll(async () => (await streams(context)).length).toBe(2);
   await send(context, name, "two streams");
   for (const tab of tabs) await expectReceived(tab, ["two streams"]);
@@ -244,10 +234,7 @@ test("a leading tab whose page is blocked is taken over by a visible tab; nothin
   browser,
 }) => {
   test.setTimeout(60_000);
-  const name = `blk${suffix()}`;
-  const context = await browser.newContext();
-  await account(context, name);
-  const tabs = [await home(context), await home(context), await home(context)];
+  const { name, context, tabs } = await tabsOf(browser, "blk", 3);
   await expect.poll(async () => (await streams(context)).length).toBe(1);
   const [before] = await streams(context);
   // The leader's page is busy for 14 s (as under an alert() or a debugger).

@@ -96,6 +96,13 @@ pub(crate) mod server {
         .retry_after(wait)
     }
 
+    /// Ends the streams of the sign-in with this public handle, if any.
+    fn end_streams_of(handle: Option<String>) {
+        if let (Some(handle), Some(notifier)) = (handle, use_context::<Notifier>()) {
+            notifier.disconnect(&Target::session(SessionId::new(handle)));
+        }
+    }
+
     /// Starts a signed-in session: a new session id (so an id planted
     /// before sign-in is worthless) and a new public handle. Streams of a
     /// sign-in this one replaces end now, as at sign-out: they carry the
@@ -117,9 +124,7 @@ pub(crate) mod server {
             .insert(KEY_HANDLE, uuid::Uuid::new_v4().to_string())
             .await
             .map_err(failed)?;
-        if let (Some(handle), Some(notifier)) = (previous, use_context::<Notifier>()) {
-            notifier.disconnect(&Target::session(SessionId::new(handle)));
-        }
+        end_streams_of(previous);
         Ok(())
     }
 
@@ -213,9 +218,7 @@ pub(crate) mod server {
             .await
             .map_err(|e| AppError::internal(format!("session: {e}")))?;
         // Streams opened by this sign-in end now, not at their next write.
-        if let (Some(handle), Some(notifier)) = (handle, use_context::<Notifier>()) {
-            notifier.disconnect(&Target::session(SessionId::new(handle)));
-        }
+        end_streams_of(handle);
         leptos_axum::redirect("/login");
         Ok(())
     }

@@ -160,7 +160,7 @@ pub(super) fn step_down(shared: &Shared) {
     inner.show_state(ConnectionState::Connecting);
 }
 
-fn now_ms() -> u64 {
+pub(super) fn now_ms() -> u64 {
     js_sys::Date::now() as u64
 }
 
@@ -279,7 +279,9 @@ fn from_source(shared: &Shared, event: WireEvent) {
                 .ok()
                 .and_then(|v| v["retry"].as_u64());
         }
-        tabs::post(&inner, &Message::Event(event.clone()));
+        if inner.link.is_some() {
+            tabs::post(&inner, &Message::Event(event.clone()));
+        }
         let client = inner.tab.client().map(str::to_string);
         let delivered = inner.tab.receive(event);
         if inner.tab.client() != client.as_deref() {

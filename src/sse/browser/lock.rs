@@ -17,8 +17,8 @@ use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::AbortController;
 
-use super::event_source::{Shared, lead, step_down};
-use super::tabs::{announce, now_ms, stop_sharing};
+use super::event_source::{Shared, lead, now_ms, step_down};
+use super::tabs::{announce, stop_sharing};
 
 #[wasm_bindgen]
 extern "C" {

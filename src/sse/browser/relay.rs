@@ -218,6 +218,12 @@ fn state_from(kind: &str, arg: &str) -> Option<ConnectionState> {
     })
 }
 
+/// A state a follower takes from a beat or a sync: not `Closed`, which
+/// only an explicit `State` (the stream over for every tab) brings.
+fn shown(state: ConnectionState) -> Option<ConnectionState> {
+    (!matches!(state, ConnectionState::Closed { .. })).then_some(state)
+}
+
 /// What a tab does with one message.
 #[derive(Debug, Default, PartialEq)]
 pub struct Reaction {
@@ -298,11 +304,7 @@ impl Tab {
                 }
             }
             Message::State { .. } | Message::Leaving | Message::Beat { .. } if leader => {}
-            Message::Beat { state } => {
-                if !matches!(state, ConnectionState::Closed { .. }) {
-                    reaction.state = Some(state);
-                }
-            }
+            Message::Beat { state } => reaction.state = shown(state),
             // A leader ends for good only when the stream is over for
             // every tab (a page that merely leaves says `Leaving`).
             Message::State { state } => {
@@ -318,9 +320,7 @@ impl Tab {
                 names,
             } => {
                 if !leader {
-                    if !matches!(state, ConnectionState::Closed { .. }) {
-                        reaction.state = Some(state);
-                    }
+                    reaction.state = shown(state);
                     if client.is_some() && client != self.client {
                         self.client.clone_from(&client);
                         reaction.client = client;
@@ -349,10 +349,6 @@ impl Tab {
     /// A name this tab listens for itself (never refused, unlike the
     /// names heard from other tabs); true if it is new to the union.
     pub fn listen_for(&mut self, name: &str) -> bool {
-        self.add(name)
-    }
-
-    fn add(&mut self, name: &str) -> bool {
         let new = !BUILT_IN.contains(&name) && !self.names.iter().any(|n| n == name);
         if new {
             self.names.push(name.to_string());
@@ -373,7 +369,7 @@ impl Tab {
             if self.names.len() >= NAMES_MAX {
                 break;
             }
-            if self.add(&name) {
+            if self.listen_for(&name) {
                 new.push(name);
             }
         }

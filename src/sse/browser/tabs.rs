@@ -18,7 +18,7 @@ use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{BroadcastChannel, MessageEvent};
 
-use super::event_source::{self, Ending, Inner, Shared, attach, deliver, show_client};
+use super::event_source::{self, Ending, Inner, Shared, attach, deliver, now_ms, show_client};
 use super::lock;
 use super::relay::{BEAT, Message, Tab, Watch};
 
@@ -100,10 +100,6 @@ pub(super) fn announce(shared: &Shared) {
     let inner = shared.borrow();
     let names = inner.tab.names().map(str::to_string).collect();
     post(&inner, &Message::Join { names });
-}
-
-pub(super) fn now_ms() -> u64 {
-    js_sys::Date::now() as u64
 }
 
 /// Every [`BEAT`]: a leader says it is alive; a follower on a visible
