@@ -111,6 +111,9 @@ pub async fn send_test(
 ) -> Result<Delivered, AppError> {
     use crate::sse::{ClientId, Target, UserId};
     let sender = crate::auth::api::server::require_user()?;
+    // Before the lookup: an account past its rate must not learn which
+    // names exist from 400 `unknown_user` versus 429.
+    server::check_send_rate(&sender.username)?;
     let user = user.trim();
     if user.is_empty() {
         return Err(AppError::bad_request(
@@ -156,6 +159,7 @@ pub async fn broadcast(
             "Only admins may broadcast.",
         ));
     }
+    server::check_send_rate(&sender.username)?;
     let to = match tag.as_deref().map(str::trim) {
         None | Some("") => server::To::Everyone,
         Some(text) => {
@@ -182,28 +186,41 @@ mod server {
         Live(Target),
     }
 
+    fn notifier() -> Result<Notifier, AppError> {
+        use_context::<Notifier>()
+            .ok_or_else(|| AppError::internal("the notifier is not in the server's context"))
+    }
+
+    /// Counts one send by `from`; 429 `send_rate` past the rate. Runs
+    /// first in every send function, so that a refused account gets the
+    /// same answer whatever it asks for.
+    pub(super) fn check_send_rate(from: &str) -> Result<(), AppError> {
+        let Some(sends) = use_context::<SendLimit>() else {
+            return Ok(());
+        };
+        let Err(wait) = sends.check(from) else {
+            return Ok(());
+        };
+        notifier()?.registry().count_refusal(Refusal::SendRate);
+        Err(AppError::new(
+            crate::error::ErrorKind::TooManyRequests,
+            "send_rate",
+            format!(
+                "Too many sends from this account; try again in {} s.",
+                wait.as_secs_f64().ceil().max(1.0) as u64
+            ),
+        )
+        .retry_after(wait))
+    }
+
+    /// Sends after [`check_send_rate`] let the sender through.
     pub(super) async fn send(
         to: To,
         event: Option<String>,
         message: String,
         from: String,
     ) -> Result<Delivered, AppError> {
-        let notifier = use_context::<Notifier>()
-            .ok_or_else(|| AppError::internal("the notifier is not in the server's context"))?;
-        if let Some(sends) = use_context::<SendLimit>()
-            && let Err(wait) = sends.check(&from)
-        {
-            notifier.registry().count_refusal(Refusal::SendRate);
-            return Err(AppError::new(
-                crate::error::ErrorKind::TooManyRequests,
-                "send_rate",
-                format!(
-                    "Too many sends from this account; try again in {} s.",
-                    wait.as_secs_f64().ceil().max(1.0) as u64
-                ),
-            )
-            .retry_after(wait));
-        }
+        let notifier = notifier()?;
         if message.trim().is_empty() {
             return Err(AppError::bad_request(
                 "empty_message",

@@ -3,7 +3,9 @@
 //! They take form fields (`username`, `password`, optional `next`).
 //!
 //! Statuses: 400 invalid username/password, 401 wrong credentials, 409
-//! username taken, 429 too many attempts; body `{"error", "message"}`.
+//! username taken, 429 too many attempts (from one address, or for one
+//! username from one address); body `{"error", "message"}`. Failed
+//! sign-ins for one username from everywhere only slow it down.
 
 use leptos::prelude::*;
 
@@ -44,6 +46,7 @@ pub(crate) mod server {
     use tower_sessions::Session;
 
     use super::super::credentials::{check_password, check_username};
+    use super::super::rate_limit::address_key;
     use super::super::state::{KEY_HANDLE, KEY_USER_ID, KEY_USERNAME};
     use super::super::{Auth, CurrentUser, password, safe_next};
     use crate::error::{AppError, ErrorKind};
@@ -77,13 +80,14 @@ pub(crate) mod server {
     }
 
     /// The client's address as the server determined it (see
-    /// `server::remote_addr`): behind a trusted proxy, the forwarded one.
+    /// `server::remote_addr`): behind a trusted proxy, the forwarded one;
+    /// as the rate limits count it (IPv6 by /64).
     fn remote_address() -> String {
         use_context::<axum::http::request::Parts>()
             .and_then(|p| p.extensions.get::<RemoteAddr>().copied())
             .map_or_else(
                 || "unknown".to_string(),
-                |RemoteAddr(addr)| addr.to_string(),
+                |RemoteAddr(addr)| address_key(addr),
             )
     }
 
@@ -183,10 +187,18 @@ pub(crate) mod server {
         // No account can have a name that fails this, and refusing it here
         // keeps control characters out of the rate limiter and the log.
         check_username(&username).map_err(|m| AppError::bad_request("invalid_username", m))?;
-        auth.per_ip().attempt(&remote_address()).map_err(too_many)?;
-        auth.per_user()
-            .attempt(&username.to_lowercase())
+        // Refusals count per address and per (name, address), so guesses
+        // from elsewhere never refuse the owner; per name alone, failures
+        // only slow every attempt down (throttling, not lockout).
+        let address = remote_address();
+        let name = username.to_lowercase();
+        auth.per_ip().attempt(&address).map_err(too_many)?;
+        auth.per_user_address()
+            .attempt(&format!("{name} {address}"))
             .map_err(too_many)?;
+        if let Some(delay) = auth.slowdown().delay_for(&name) {
+            tokio::time::sleep(delay).await;
+        }
         let user = auth
             .db()
             .user_by_username(&username)
@@ -197,6 +209,7 @@ pub(crate) mod server {
         let user = match user {
             Some(user) if valid => user,
             _ => {
+                auth.slowdown().failed(&name);
                 tracing::info!(?username, "sign-in refused");
                 return Err(AppError::new(
                     ErrorKind::Unauthenticated,

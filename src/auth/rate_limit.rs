@@ -1,18 +1,23 @@
-//! Fixed-window attempt counters (sign-in per username, per address).
+//! Fixed-window counters: sign-in attempts (per client address, per
+//! username and address), failed sign-ins per username (a throttle), and
+//! sends per user.
 //!
 //! Bounded: at most `max_keys` keys are tracked; when full, expired windows
 //! are dropped, and if that is not enough the attempt is refused (failing
 //! closed beats forgetting an attacker).
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
+
+type Windows = HashMap<String, (Instant, u32)>;
 
 pub struct RateLimiter {
     limit: u32,
     window: Duration,
     max_keys: usize,
-    windows: Mutex<HashMap<String, (Instant, u32)>>,
+    windows: Mutex<Windows>,
 }
 
 impl RateLimiter {
@@ -25,26 +30,20 @@ impl RateLimiter {
         }
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, Windows> {
+        self.windows.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Counts one attempt for `key`; `Err(wait)` if over the limit.
     pub fn attempt(&self, key: &str) -> Result<(), Duration> {
         self.attempt_at(key, Instant::now())
     }
 
     fn attempt_at(&self, key: &str, now: Instant) -> Result<(), Duration> {
-        let mut windows = self.windows.lock().unwrap_or_else(PoisonError::into_inner);
-        if !windows.contains_key(key) && windows.len() >= self.max_keys {
-            let window = self.window;
-            windows.retain(|_, (start, _)| now.duration_since(*start) < window);
-            if windows.len() >= self.max_keys {
-                return Err(self.window);
-            }
-        }
-        let (start, count) = windows.entry(key.to_string()).or_insert((now, 0));
-        let age = now.duration_since(*start);
-        if age >= self.window {
-            *start = now;
-            *count = 0;
-        }
+        let mut windows = self.lock();
+        let Some((start, count)) = self.window_of(&mut windows, key, now) else {
+            return Err(self.window);
+        };
         if *count >= self.limit {
             return Err(self.window.saturating_sub(now.duration_since(*start)));
         }
@@ -52,12 +51,73 @@ impl RateLimiter {
         Ok(())
     }
 
+    /// Counts one for `key` whatever the limit (a tally). With the table
+    /// full of live windows it is not counted: [`RateLimiter::count`]
+    /// then answers "over" for that key anyway.
+    pub fn record(&self, key: &str) {
+        self.record_at(key, Instant::now());
+    }
+
+    fn record_at(&self, key: &str, now: Instant) {
+        let mut windows = self.lock();
+        if let Some((_, count)) = self.window_of(&mut windows, key, now) {
+            *count = count.saturating_add(1);
+        }
+    }
+
+    /// What `key` counted in its current window, without counting. A key
+    /// that cannot be tracked (the table is full) answers `u32::MAX`.
+    pub fn count(&self, key: &str) -> u32 {
+        self.count_at(key, Instant::now())
+    }
+
+    fn count_at(&self, key: &str, now: Instant) -> u32 {
+        let mut windows = self.lock();
+        if let Some((start, count)) = windows.get(key) {
+            return if now.duration_since(*start) < self.window {
+                *count
+            } else {
+                0
+            };
+        }
+        if windows.len() >= self.max_keys {
+            self.drop_expired(&mut windows, now);
+            if windows.len() >= self.max_keys {
+                return u32::MAX;
+            }
+        }
+        0
+    }
+
+    /// The current window of `key` (a new one if it had none or its
+    /// window ended); `None` when the table is full of live windows.
+    fn window_of<'a>(
+        &self,
+        windows: &'a mut Windows,
+        key: &str,
+        now: Instant,
+    ) -> Option<&'a mut (Instant, u32)> {
+        if !windows.contains_key(key) && windows.len() >= self.max_keys {
+            self.drop_expired(windows, now);
+            if windows.len() >= self.max_keys {
+                return None;
+            }
+        }
+        let entry = windows.entry(key.to_string()).or_insert((now, 0));
+        if now.duration_since(entry.0) >= self.window {
+            *entry = (now, 0);
+        }
+        Some(entry)
+    }
+
+    fn drop_expired(&self, windows: &mut Windows, now: Instant) {
+        let window = self.window;
+        windows.retain(|_, (start, _)| now.duration_since(*start) < window);
+    }
+
     /// Number of keys tracked (for tests and stats).
     pub fn tracked(&self) -> usize {
-        self.windows
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
+        self.lock().len()
     }
 }
 
@@ -78,6 +138,56 @@ impl SendLimit {
     /// Counts one send by `user`; `Err(wait)` if over the rate.
     pub fn check(&self, user: &str) -> Result<(), Duration> {
         self.0.attempt(user)
+    }
+}
+
+/// How long each sign-in attempt for a name under attack waits before its
+/// password is checked.
+pub const LOGIN_SLOWDOWN: Duration = Duration::from_secs(1);
+
+/// Failed sign-ins per username from every address together. A name past
+/// `after` failures in a window is under attack: each sign-in attempt for
+/// it waits [`LOGIN_SLOWDOWN`] first, which slows guessing down without
+/// ever refusing the owner (OWASP: throttle, do not lock out). Refusing is
+/// left to the per-address and per-(username, address) limits, which an
+/// attacker elsewhere cannot spend for the owner.
+pub struct LoginSlowdown {
+    failures: RateLimiter,
+    after: u32,
+    delay: Duration,
+}
+
+impl LoginSlowdown {
+    pub fn new(after: u32, delay: Duration, window: Duration, max_keys: usize) -> Self {
+        LoginSlowdown {
+            failures: RateLimiter::new(u32::MAX, window, max_keys),
+            after,
+            delay,
+        }
+    }
+
+    /// The wait before checking a password for `name`, if any. With the
+    /// table full every name waits: slower for all, locked out for none.
+    pub fn delay_for(&self, name: &str) -> Option<Duration> {
+        (self.failures.count(name) >= self.after && !self.delay.is_zero()).then_some(self.delay)
+    }
+
+    /// Counts a failed sign-in for `name`.
+    pub fn failed(&self, name: &str) {
+        self.failures.record(name);
+    }
+}
+
+/// The key a client address is counted under: IPv4 addresses one by one,
+/// IPv6 ones by their /64 (one host usually holds a whole /64, and would
+/// otherwise count as 2^64 clients).
+pub fn address_key(addr: IpAddr) -> String {
+    match addr.to_canonical() {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => {
+            let prefix = u128::from(v6) & !u128::from(u64::MAX);
+            format!("{}/64", std::net::Ipv6Addr::from(prefix))
+        }
     }
 }
 
@@ -125,5 +235,41 @@ mod tests {
             "expired keys are dropped"
         );
         assert_eq!(limiter.tracked(), 1);
+    }
+
+    #[test]
+    fn a_tally_counts_past_the_limit_and_a_full_table_counts_as_over() {
+        let tally = RateLimiter::new(1, Duration::from_secs(60), 2);
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            tally.record_at("a", t0);
+        }
+        assert_eq!(tally.count_at("a", t0), 3);
+        assert_eq!(tally.count_at("b", t0), 0, "counting does not count");
+        tally.record_at("b", t0);
+        assert_eq!(tally.count_at("c", t0), u32::MAX, "full");
+        assert_eq!(tally.count_at("a", t0 + Duration::from_secs(60)), 0);
+        assert_eq!(tally.count_at("c", t0 + Duration::from_secs(61)), 0);
+    }
+
+    #[test]
+    fn a_name_is_slowed_down_after_its_failures_never_refused() {
+        let slowdown = LoginSlowdown::new(2, LOGIN_SLOWDOWN, Duration::from_secs(60), 100);
+        assert_eq!(slowdown.delay_for("vera"), None);
+        slowdown.failed("vera");
+        assert_eq!(slowdown.delay_for("vera"), None);
+        slowdown.failed("vera");
+        assert_eq!(slowdown.delay_for("vera"), Some(LOGIN_SLOWDOWN));
+        assert_eq!(slowdown.delay_for("wanda"), None);
+    }
+
+    #[test]
+    fn ipv6_addresses_count_by_their_64() {
+        let key = |a: &str| address_key(a.parse().unwrap());
+        assert_eq!(key("192.0.2.7"), "192.0.2.7");
+        assert_eq!(key("::ffff:192.0.2.7"), "192.0.2.7");
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
+        assert_eq!(key("2001:db8:1:2:bbbb::9"), key("2001:db8:1:2::"));
+        assert_ne!(key("2001:db8:1:3::1"), key("2001:db8:1:2::1"));
     }
 }

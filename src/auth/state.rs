@@ -6,7 +6,7 @@ use std::time::Duration;
 use tower_sessions::Session;
 
 use super::CurrentUser;
-use super::rate_limit::RateLimiter;
+use super::rate_limit::{LOGIN_SLOWDOWN, LoginSlowdown, RateLimiter};
 use crate::sse::{Identity, SessionId, Tag, UserId};
 use crate::store::Db;
 use crate::store::users::Role;
@@ -35,7 +35,10 @@ pub struct AuthConfig {
     /// A session unused for this long expires.
     pub session_ttl: Duration,
     pub secure_cookie: SecureCookie,
-    /// Sign-in attempts per username per window.
+    /// Sign-in attempts per username from one client address per window
+    /// (not per username alone: guesses from elsewhere must not lock the
+    /// owner out). Failures from all addresses together beyond twice this
+    /// only slow that name's sign-ins down.
     pub login_attempts_per_user: u32,
     /// Sign-in and sign-up attempts per client address per window.
     pub login_attempts_per_ip: u32,
@@ -63,8 +66,11 @@ pub struct Auth {
 struct Inner {
     db: Db,
     config: AuthConfig,
-    per_user: RateLimiter,
+    /// Sign-in attempts per (username, address).
+    per_user_address: RateLimiter,
     per_ip: RateLimiter,
+    /// Failed sign-ins per username, every address: a delay, never a refusal.
+    slowdown: LoginSlowdown,
 }
 
 /// Keys tracked by each rate limiter, at most.
@@ -74,8 +80,14 @@ impl Auth {
     pub fn new(db: Db, config: AuthConfig) -> Self {
         Auth {
             inner: Arc::new(Inner {
-                per_user: RateLimiter::new(
+                per_user_address: RateLimiter::new(
                     config.login_attempts_per_user,
+                    config.login_window,
+                    MAX_TRACKED,
+                ),
+                slowdown: LoginSlowdown::new(
+                    config.login_attempts_per_user.saturating_mul(2),
+                    LOGIN_SLOWDOWN,
                     config.login_window,
                     MAX_TRACKED,
                 ),
@@ -98,8 +110,12 @@ impl Auth {
         &self.inner.config
     }
 
-    pub(crate) fn per_user(&self) -> &RateLimiter {
-        &self.inner.per_user
+    pub(crate) fn per_user_address(&self) -> &RateLimiter {
+        &self.inner.per_user_address
+    }
+
+    pub(crate) fn slowdown(&self) -> &LoginSlowdown {
+        &self.inner.slowdown
     }
 
     pub(crate) fn per_ip(&self) -> &RateLimiter {

@@ -261,13 +261,13 @@ pub const KEYS: &[KeySpec] = &[
         Some("auth"),
         "login_attempts_per_user",
         "10",
-        "Sign-in attempts per username per `login_window`; more get 429.",
+        "Sign-in attempts for one username from one client address per `login_window`; more get 429. Failed sign-ins for a username from all addresses together only slow its sign-ins down (1 s each, beyond twice this many); they never refuse it.",
     ),
     key(
         Some("auth"),
         "login_attempts_per_ip",
         "50",
-        "Sign-in and sign-up attempts per client address per `login_window`; more get 429.",
+        "Sign-in and sign-up attempts per client address (IPv6: per /64) per `login_window`; more get 429.",
     ),
     key(
         Some("auth"),

@@ -549,6 +549,109 @@ async fn a_new_sign_in_ends_the_streams_of_the_one_it_replaces(backend: Backend)
     server.shutdown().await.expect("clean shutdown");
 }
 
+/// Signs in as `name` from client address `from`: the test server trusts
+/// 127.0.0.1 as its proxy, so `X-Forwarded-For` names the address.
+async fn login_from(server: &TestServer, from: &str, name: &str, password: &str) -> (u16, Value) {
+    let response = server
+        .browser()
+        .post(server.url("/api/auth/login"))
+        .header("x-forwarded-for", from)
+        .form(&[("username", name), ("password", password)])
+        .send()
+        .await
+        .expect("POST /api/auth/login");
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("body");
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, body)
+}
+
+/// Finding 3 of the second hostile review: 11 wrong passwords for a name
+/// from one address locked its owner out everywhere. Now the count is per
+/// name *and* address: the guesser's address is refused, the owner's is not.
+async fn wrong_passwords_from_elsewhere_never_lock_the_owner_out(backend: Backend) {
+    let server = TestServer::start_on(backend, &[("SERVER_TRUSTED_PROXIES", "127.0.0.1")]).await;
+    server.signup("vera").await;
+    let guesser = "198.51.100.1";
+    for i in 0..10 {
+        let (status, body) = login_from(&server, guesser, "vera", "wrong password").await;
+        assert_eq!(status, 401, "guess {i}: {body}");
+    }
+    let (status, body) = login_from(&server, guesser, "vera", "wrong password").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (429, Some("too_many_attempts")),
+        "the 11th guess from one address: {body}"
+    );
+    let (status, body) = login_from(&server, "203.0.113.7", "vera", PASSWORD).await;
+    assert_eq!(status, 200, "the owner, from another address: {body}");
+    // The guesser's address stays refused for that name, even with the
+    // right password.
+    let (status, body) = login_from(&server, guesser, "VERA", PASSWORD).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (429, Some("too_many_attempts")),
+        "{body}"
+    );
+    server.shutdown().await.expect("clean shutdown");
+}
+
+/// Finding 3, distributed: many addresses guessing one name slow its
+/// sign-ins down but never refuse the owner at a fresh address.
+async fn many_addresses_hammering_one_name_only_slow_it_down(backend: Backend) {
+    let server = TestServer::start_on(backend, &[("SERVER_TRUSTED_PROXIES", "127.0.0.1")]).await;
+    server.signup("wanda").await;
+    let shared = &server;
+    let guesses = (0..20).map(|a| async move {
+        let from = format!("198.51.100.{}", a + 10);
+        let mut statuses = Vec::new();
+        for _ in 0..5 {
+            statuses.push(login_from(shared, &from, "wanda", "wrong password").await.0);
+        }
+        statuses
+    });
+    let statuses: Vec<u16> = futures::future::join_all(guesses)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    let started = std::time::Instant::now();
+    let (status, body) = login_from(&server, "203.0.113.8", "wanda", PASSWORD).await;
+    assert_eq!(status, 200, "the owner, from a new address: {body}");
+    // Five guesses per address stay within that address's own limits.
+    assert!(statuses.iter().all(|s| *s == 401), "{statuses:?}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "a name under attack is slowed down: {:?}",
+        started.elapsed()
+    );
+    server.shutdown().await.expect("clean shutdown");
+}
+
+/// Finding 10a of the second hostile review: once an account used up its
+/// sends, an unknown name answered 400 `unknown_user` and a known one 429,
+/// so the exhausted account could still tell which names exist.
+async fn an_exhausted_sender_cannot_tell_names_apart(backend: Backend) {
+    let server = TestServer::start_on(backend, &[("SERVER_SENDS_PER_USER", "2")]).await;
+    let eve = server.signup("eve").await;
+    server.signup("alice").await;
+    for i in 0..2 {
+        let body = format!(r#"{{"user":"alice","event":"ping","message":"{i}"}}"#);
+        let (status, json) = eve.post_json("/api/sse/test", &body).await;
+        assert_eq!(status, 200, "{json}");
+    }
+    for to in ["alice", "nobody-by-this-name"] {
+        let body = format!(r#"{{"user":"{to}","event":"ping","message":"probe"}}"#);
+        let (status, json) = eve.post_json("/api/sse/test", &body).await;
+        assert_eq!(
+            (status, json["error"].as_str()),
+            (429, Some("send_rate")),
+            "a send to {to:?}: {json}"
+        );
+    }
+    server.shutdown().await.expect("clean shutdown");
+}
+
 macro_rules! on_both_databases {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -579,4 +682,7 @@ on_both_databases!(
     roles_are_granted_by_the_operator_never_by_name,
     sign_in_names_are_checked_like_sign_up_names,
     a_new_sign_in_ends_the_streams_of_the_one_it_replaces,
+    wrong_passwords_from_elsewhere_never_lock_the_owner_out,
+    many_addresses_hammering_one_name_only_slow_it_down,
+    an_exhausted_sender_cannot_tell_names_apart,
 );
