@@ -271,12 +271,15 @@ mod server {
         }
     }
 
+    /// Stored as sent by the signed-in user: the inbox's cap evicts by
+    /// sender, so one account's flood pushes out its own rows first.
     async fn store(
         notifier: &Notifier,
         audience: Audience,
         payload: &Notification,
     ) -> Result<Delivered, AppError> {
-        match notifier.notify(audience, payload).await {
+        let sender = UserId::new(crate::auth::api::server::require_user()?.id);
+        match notifier.notify_from(&sender, audience, payload).await {
             Ok(stored) => Ok(Delivered {
                 delivered: stored.delivered,
                 id: Some(stored.id),

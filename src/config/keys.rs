@@ -183,7 +183,7 @@ pub const KEYS: &[KeySpec] = &[
         Some("inbox"),
         "max_per_user",
         "1000",
-        "Stored notifications kept per user (and broadcasts kept in all); beyond it the oldest read ones go first, then the oldest unread. A send never fails for it.",
+        "Stored notifications kept per user (and broadcasts kept in all). Beyond it, rows go from the senders holding the most of that user's rows (backend sends count as one sender), each sender's oldest read first, then its oldest unread: one account's flood evicts its own rows, and a sender holding no more than an even share of the cap (cap ÷ senders) loses none. Many accounts each sending a little can still push out a small sender's rows (see docs/sse.md). A send never fails for it.",
     ),
     key(
         Some("inbox"),

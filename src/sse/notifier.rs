@@ -126,6 +126,22 @@ impl Notifier {
         self.notify_event(audience, persistent(event)?).await
     }
 
+    /// [`Notifier::notify`] on behalf of a user (e.g. a message one user
+    /// sends another). The inbox's cap evicts from the senders holding the
+    /// most of a recipient's rows: a flood from `sender` pushes out
+    /// `sender`'s own rows first, and never the rows of a sender holding no
+    /// more than an even share of the cap. `notify` sends as the backend.
+    pub async fn notify_from<E: SseEvent>(
+        &self,
+        sender: &UserId,
+        audience: Audience,
+        event: &E,
+    ) -> Result<Stored, InboxError> {
+        self.inbox()?
+            .store_from(Some(sender.clone()), audience, persistent(event)?)
+            .await
+    }
+
     /// [`Notifier::notify`] for an untyped event.
     pub async fn notify_json(
         &self,

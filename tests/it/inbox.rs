@@ -865,3 +865,179 @@ async fn bad_input(backend: Backend) {
     assert_eq!(answer["error"], "unauthenticated");
     server.shutdown().await.expect("clean shutdown");
 }
+
+/// Every notification `user` lists, newest first, with whether it is read.
+async fn listed_all(user: &User) -> Vec<(i64, bool)> {
+    let mut all = Vec::new();
+    let mut before = Value::Null;
+    loop {
+        let body = json!({ "before": before, "limit": 100 }).to_string();
+        let (status, page) = user.post_json("/api/inbox/list", &body).await;
+        assert_eq!(status, 200, "{page}");
+        for item in page["items"].as_array().expect("items") {
+            all.push((item["id"].as_i64().expect("id"), !item["readAt"].is_null()));
+        }
+        before = page["nextBefore"].clone();
+        if before.is_null() {
+            return all;
+        }
+    }
+}
+
+/// How many of `user`'s stored rows each sender's sends make up (by the
+/// `from` of the demo's payload).
+async fn rows_by_sender(server: &TestServer, user: &User) -> HashMap<String, usize> {
+    let mut by = HashMap::new();
+    let (mut before, id) = (Value::Null, user_id(user).await);
+    let db = server.db().await;
+    loop {
+        let body = json!({ "before": before, "limit": 100 }).to_string();
+        let (_, page) = user.post_json("/api/inbox/list", &body).await;
+        for item in page["items"].as_array().expect("items") {
+            let payload: Value =
+                serde_json::from_str(item["payload"].as_str().expect("payload")).expect("JSON");
+            let from = payload["from"].as_str().unwrap_or("").to_string();
+            *by.entry(from).or_insert(0) += 1;
+        }
+        before = page["nextBefore"].clone();
+        if before.is_null() {
+            break;
+        }
+    }
+    let stored: i64 = sqlx::query("SELECT COUNT(*) FROM inbox WHERE user_id = $1")
+        .bind(&id)
+        .fetch_one(db.pool())
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(stored as usize, by.values().sum::<usize>(), "rows = listed");
+    db.pool().close().await;
+    by
+}
+
+/// Checks that `user` still lists every one of `own`, read exactly when
+/// `read` says so.
+async fn assert_own_rows_kept(user: &User, own: &[i64], read: &[i64], when: &str) {
+    let rows: HashMap<i64, bool> = listed_all(user).await.into_iter().collect();
+    for id in own {
+        assert_eq!(
+            rows.get(id),
+            Some(&read.contains(id)),
+            "{when}: the victim's own notification {id} is listed with its read state \
+             (listed: {} rows)",
+            rows.len()
+        );
+    }
+}
+
+on_both!(a_flood_from_other_accounts_evicts_only_their_rows, flood);
+async fn flood(backend: Backend) {
+    const FLOODERS: usize = 4;
+    const EACH: usize = 250;
+    let server = TestServer::start_on(backend, &[("INBOX_MAX_PER_USER", "200")]).await;
+    let vic = server.signup("vic").await;
+    let ann = server.signup("ann").await;
+    // The victim's own five: three from a friend, two she sent herself;
+    // two of them read.
+    let mut own = Vec::new();
+    for n in 0..3 {
+        own.push(notify(&ann, "vic", &format!("from ann {n}")).await);
+    }
+    for n in 0..2 {
+        own.push(notify(&vic, "vic", &format!("note to self {n}")).await);
+    }
+    let read = vec![own[0], own[3]];
+    let (status, answer) = vic
+        .post_json("/api/inbox/read", &json!({ "ids": read }).to_string())
+        .await;
+    assert_eq!(status, 200, "{answer}");
+
+    // Four other accounts send 250 each, all at once: 1 000 rows for a
+    // cap of 200.
+    let mut floods = Vec::new();
+    for f in 0..FLOODERS {
+        let flooder = server.signup(&format!("flood{f}")).await;
+        floods.push(tokio::spawn(async move {
+            for n in 0..EACH {
+                notify(&flooder, "vic", &format!("spam {n}")).await;
+            }
+        }));
+    }
+    for flood in floods {
+        flood.await.expect("flooder");
+    }
+    assert_own_rows_kept(&vic, &own, &read, "after the flood").await;
+    let by = rows_by_sender(&server, &vic).await;
+    assert_eq!(by.values().sum::<usize>(), 200, "the cap holds: {by:?}");
+    assert_eq!(by.get("ann"), Some(&3), "{by:?}");
+    assert_eq!(by.get("vic"), Some(&2), "{by:?}");
+    for f in 0..FLOODERS {
+        let kept = by.get(&format!("flood{f}")).copied().unwrap_or(0);
+        assert!(
+            (48..=49).contains(&kept),
+            "the flooders share the other 195 evenly: {by:?}"
+        );
+    }
+
+    // The sweep applies the same rule: restarted with a lower cap, the
+    // flooders' rows go and the victim's own stay.
+    let mut kept = server.stop_keeping_data().await;
+    kept.env
+        .insert("INBOX_MAX_PER_USER".to_string(), "100".to_string());
+    kept.env
+        .insert("INBOX_SWEEP_INTERVAL".to_string(), "200ms".to_string());
+    let server = TestServer::restart(kept).await;
+    let vic = server.login("vic").await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_own_rows_kept(&vic, &own, &read, "after the sweep").await;
+    let by = rows_by_sender(&server, &vic).await;
+    assert_eq!(by.values().sum::<usize>(), 100, "swept to the cap: {by:?}");
+    for f in 0..FLOODERS {
+        let kept = by.get(&format!("flood{f}")).copied().unwrap_or(0);
+        assert!((23..=24).contains(&kept), "95 rows shared by 4: {by:?}");
+    }
+    server.shutdown().await.expect("clean shutdown");
+}
+
+on_both!(read_all_answers_only_the_callers_own_ids, read_all_own);
+async fn read_all_own(backend: Backend) {
+    let server = TestServer::start_on(backend, &[]).await;
+    let ann = server.signup("ann").await;
+    let bob = server.signup("bob").await;
+    let cat = server.signup("cat").await;
+    let bobs = [
+        notify(&ann, "bob", "one").await,
+        notify(&ann, "bob", "two").await,
+    ];
+    // Newer ones for someone else.
+    let cats = [
+        notify(&ann, "cat", "three").await,
+        notify(&ann, "cat", "four").await,
+    ];
+    assert!(cats[0] > bobs[1]);
+    let (mut tab, _) = bob.open("").await;
+    let (status, answer) = bob.post_json("/api/inbox/read-all", "{}").await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["unread"], 0);
+    assert_eq!(
+        answer["readUpto"],
+        json!(bobs[1]),
+        "Bob's own newest, not Cat's {}",
+        cats[1]
+    );
+    assert_eq!(next_summary(&mut tab).await["readUpto"], json!(bobs[1]));
+    // An `upto` beyond Bob's own is answered with Bob's own newest too.
+    let (status, answer) = bob
+        .post_json(
+            "/api/inbox/read-all",
+            &json!({ "upto": cats[1] }).to_string(),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["readUpto"], json!(bobs[1]), "{answer}");
+    // Nothing of Cat's changed.
+    let (_, count) = cat.post_json("/api/inbox/unread", "{}").await;
+    assert_eq!(count["unread"], 2);
+    drop(tab);
+    server.shutdown().await.expect("clean shutdown");
+}

@@ -53,8 +53,10 @@ mod server {
     pub struct InboxConfig {
         /// Notifications older than this are deleted.
         pub retention: Duration,
-        /// Rows kept per user (and broadcasts kept in all); beyond it the
-        /// oldest read ones go first, then the oldest unread.
+        /// Rows kept per user (and broadcasts kept in all); beyond it rows
+        /// go from the senders holding the most of that user's rows (the
+        /// backend's sends count as one sender), each sender's oldest read
+        /// ones first, then its oldest unread.
         pub max_per_user: usize,
         /// Persistent sends written in one commit, at most.
         pub batch_max: usize,
@@ -245,12 +247,27 @@ mod server {
         }
 
         /// Stores `event` for `audience` (in the writer's next group
-        /// commit), then publishes it. Resolves once both happened.
+        /// commit), then publishes it. Resolves once both happened. A send
+        /// of the backend's own: see [`Inbox::store_from`].
         pub async fn store(&self, audience: Audience, event: Event) -> Result<Stored, InboxError> {
+            self.store_from(None, audience, event).await
+        }
+
+        /// [`Inbox::store`] on behalf of `sender` (a user; `None`: the
+        /// backend). The per-user cap evicts from the senders holding the
+        /// most of a user's rows, so one user's flood pushes out its own
+        /// rows first (see [`InboxConfig::max_per_user`]).
+        pub async fn store_from(
+            &self,
+            sender: Option<UserId>,
+            audience: Audience,
+            event: Event,
+        ) -> Result<Stored, InboxError> {
             self.check(&event)?;
             let (reply, answer) = oneshot::channel();
             let job = Job {
                 audience,
+                sender,
                 event,
                 created_at: now_ms(),
                 reply,
@@ -323,7 +340,8 @@ mod server {
         }
 
         /// Marks everything up to `upto` (default: all) read for `user`
-        /// and tells the user's streams.
+        /// and tells the user's streams. The summary's `read_upto` is at
+        /// most the user's own newest notification.
         pub async fn mark_all_read(
             &self,
             user: &UserId,

@@ -66,6 +66,8 @@ impl Inbox {
         self.check(&event)?;
         let row = NewRow {
             audience: &audience,
+            // A transactional send is the backend's own.
+            sender: None,
             event: event.name().as_str(),
             payload: event.data(),
             created_at: now_ms(),

@@ -13,10 +13,13 @@ use super::{Audience, InboxError, publish};
 use crate::sse::bus::Bus;
 use crate::sse::event::Event;
 use crate::sse::metrics::{DbOp, timed};
+use crate::sse::target::UserId;
 
 /// One persistent send waiting for its batch.
 pub(super) struct Job {
     pub audience: Audience,
+    /// The user who sent it (`None`: the backend): the cap evicts by it.
+    pub sender: Option<UserId>,
     pub event: Event,
     pub created_at: i64,
     pub reply: oneshot::Sender<Result<Stored, InboxError>>,
@@ -67,6 +70,7 @@ impl Writer {
             .iter()
             .map(|job| NewRow {
                 audience: &job.audience,
+                sender: job.sender.as_ref().map(UserId::as_str),
                 event: job.event.name().as_str(),
                 payload: job.event.data(),
                 created_at: job.created_at,

@@ -8,9 +8,9 @@
 //! all read" keeps one watermark per user (`inbox_marks`).
 //!
 //! One file per job: [`insert`] (what the writer and transactional sends
-//! store, and the per-user cap), [`read`] (unread rows, pages, counts),
-//! [`read_state`] (marking read), [`claim`] (rows to publish), [`retention`]
-//! (the sweep).
+//! store, and the per-user cap, which evicts by sender), [`read`] (unread
+//! rows, pages, counts), [`read_state`] (marking read), [`claim`] (rows to
+//! publish), [`retention`] (the sweep).
 
 mod claim;
 mod insert;
@@ -39,6 +39,9 @@ const AUDIENCE_ALL: i64 = 1;
 /// A notification to store.
 pub(crate) struct NewRow<'a> {
     pub audience: &'a Audience,
+    /// The user who sent it (`None`: the backend). The per-user cap
+    /// evicts by sender.
+    pub sender: Option<&'a str>,
     pub event: &'a str,
     pub payload: &'a str,
     pub created_at: i64,

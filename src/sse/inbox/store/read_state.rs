@@ -80,18 +80,32 @@ impl Store {
         Ok(())
     }
 
-    /// Marks everything up to `upto` (default: the newest notification)
-    /// read; returns the id it went up to (`None`: nothing stored yet).
+    /// Marks everything up to `upto` (default: the user's newest
+    /// notification) read; returns the id it went up to (`None`: the user
+    /// has none). The bound is the newest notification the user can see,
+    /// never the newest of all: the answer must not tell a user how much
+    /// others received.
     pub(crate) async fn mark_all_read(
         &self,
         user: &UserId,
         upto: Option<InboxId>,
         now: i64,
     ) -> Result<Option<InboxId>, sqlx::Error> {
-        let newest: Option<i64> = sqlx::query("SELECT MAX(id) FROM notifications")
-            .fetch_one(&self.pool)
-            .await?
-            .try_get(0)?;
+        // Two index lookups: the user's rows (primary key), the newest
+        // broadcast the user may see (the broadcasts' index).
+        let newest: Option<i64> = sqlx::query(
+            "SELECT MAX(id) FROM (\
+               SELECT MAX(notification_id) AS id FROM inbox WHERE user_id = $1 \
+               UNION ALL \
+               SELECT MAX(id) FROM notifications WHERE audience = 1 \
+                 AND id > COALESCE((SELECT since FROM inbox_marks WHERE user_id = $2), 0)\
+             ) u",
+        )
+        .bind(user.as_str())
+        .bind(user.as_str())
+        .fetch_one(&self.pool)
+        .await?
+        .try_get(0)?;
         let Some(newest) = newest else {
             return Ok(None);
         };

@@ -13,9 +13,11 @@ const SWEEP_STEP: i64 = 1000;
 
 impl Store {
     /// One pass of the limits: drops notifications older than
-    /// `older_than` (Unix ms), users' rows beyond `max_per_user`,
-    /// broadcasts beyond the newest `max_per_user`, and sends to users
-    /// whose every row was dropped. Returns the rows deleted.
+    /// `older_than` (Unix ms), users' rows beyond `max_per_user` (by the
+    /// insert's rule: from the senders holding the most, see
+    /// [`prune_user`]), broadcasts beyond the newest `max_per_user`, and
+    /// sends to users whose every row was dropped. Returns the rows
+    /// deleted.
     pub(crate) async fn sweep(
         &self,
         older_than: i64,
