@@ -23,6 +23,7 @@ fn identity(user: usize) -> Identity {
         username: format!("user-{user}"),
         session: SessionId::new(format!("session-{user}")),
         tags: vec![Tag::new("role", "user").expect("tag")],
+        since: None,
     }
 }
 

@@ -47,7 +47,7 @@ pub(crate) mod server {
 
     use super::super::credentials::{check_password, check_username};
     use super::super::rate_limit::address_key;
-    use super::super::state::{KEY_HANDLE, KEY_USER_ID, KEY_USERNAME};
+    use super::super::state::{KEY_HANDLE, KEY_SIGNED_IN_AT, KEY_USER_ID, KEY_USERNAME};
     use super::super::{Auth, CurrentUser, password, safe_next};
     use crate::error::{AppError, ErrorKind};
     use crate::sse::{Notifier, RemoteAddr, SessionId, Target};
@@ -126,6 +126,10 @@ pub(crate) mod server {
             .map_err(failed)?;
         session
             .insert(KEY_HANDLE, uuid::Uuid::new_v4().to_string())
+            .await
+            .map_err(failed)?;
+        session
+            .insert(KEY_SIGNED_IN_AT, crate::sse::unix_millis_now())
             .await
             .map_err(failed)?;
         end_streams_of(previous);

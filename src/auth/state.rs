@@ -17,6 +17,8 @@ use crate::store::users::Role;
 pub(crate) const KEY_USER_ID: &str = "user_id";
 pub(crate) const KEY_USERNAME: &str = "username";
 pub(crate) const KEY_HANDLE: &str = "handle";
+/// When the sign-in began (unix ms): a stream never replays from before.
+pub(crate) const KEY_SIGNED_IN_AT: &str = "signed_in_at";
 
 /// When the session cookie carries `Secure`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,6 +141,8 @@ impl Auth {
         let id = get(KEY_USER_ID).await?;
         let username = get(KEY_USERNAME).await?;
         let handle = get(KEY_HANDLE).await?;
+        // Absent in sessions signed in before it was recorded.
+        let since = session.get::<u64>(KEY_SIGNED_IN_AT).await.ok().flatten();
         let is_admin = match self.inner.db.role_of(&id).await {
             Ok(Some(role)) => role == Role::Admin,
             Ok(None) => return None,
@@ -154,6 +158,7 @@ impl Auth {
             username: username.clone(),
             session: SessionId::new(handle),
             tags: Tag::new("role", role).into_iter().collect(),
+            since,
         };
         Some((
             CurrentUser {

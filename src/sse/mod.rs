@@ -54,8 +54,8 @@ pub use inbox::{Audience, Inbox, InboxConfig, InboxError, Pending, Stored};
 pub use notifier::Notifier;
 #[cfg(feature = "ssr")]
 pub use registry::{
-    ClientFilter, ClientInfo, Counts, DisconnectReason, InstanceStats, Peer, Registry, ResetReason,
-    Resume, Stats,
+    Admission, ClientFilter, ClientInfo, Counts, DisconnectReason, InstanceStats, Peer, Registry,
+    ResetReason, Resume, Stats, unix_millis_now,
 };
 #[cfg(feature = "ssr")]
 pub use route::{ListingScope, RemoteAddr, routes};

@@ -18,7 +18,7 @@ use super::connection::event_stream;
 use super::event_id::EventId;
 use super::metrics::Refusal;
 use super::notifier::Notifier;
-use super::registry::{ClientFilter, Peer, RegisterError, Registration, Resume};
+use super::registry::{Admission, ClientFilter, Peer, RegisterError, Registration, Resume};
 use super::target::{ClientId, Identity, Recipient, SessionId, Tag, UserId};
 use crate::error::{AppError, ErrorKind};
 use crate::http::{ConnInfo, SocketState};
@@ -54,35 +54,54 @@ where
 
 /// `GET /api/sse`: admits the caller and streams its events.
 async fn stream(State(notifier): State<Notifier>, request: Request) -> Response {
-    // With the Redis bus only (a process alone does none of this), for
-    // signed-in callers: a client may come from a process ahead of this
-    // one, or this one may have just started: wait (bounded) until it has
-    // read the shared stream far enough. Then, for a resume older than
-    // this process's history but maybe not than the stream: read the
-    // older part now, and resume at the history's floor (right after, so
-    // that it has no time to move on).
+    // With the Redis bus, a place is held first (the limits apply before
+    // anything costs a wait or a Redis read), then this process catches
+    // up with the shared stream if the client comes from one that was
+    // ahead, and a resume older than this process's history registers at
+    // the history's floor, the part before it read from the stream once
+    // the stream's identity (its client id above all) is granted.
     // Boxed: the Redis client's futures are large, and the handler's own
     // future (allocated for every stream request) stays small without.
-    let mut older = None;
-    if notifier.bus().is_shared() && request.extensions().get::<Identity>().is_some() {
-        let id = query_params(&request)
-            .ok()
-            .and_then(|params| last_event_id(&request, &params));
-        Box::pin(notifier.bus().catch_up(id.as_deref())).await;
-        if let Some(wanted) = id.and_then(|id| older_wanted(&notifier, &request, &id)) {
-            older = Some(Box::pin(older_part(&notifier, wanted)).await);
-        }
-    }
-    let (mut registration, identity, socket) =
-        match admit(&notifier, &request, older.as_ref().map(|o| o.floor)) {
-            Ok(admitted) => admitted,
+    let (mut admission, mut older) = (None, None);
+    if notifier.bus().is_shared() {
+        let (held, id) = match hold_place(&notifier, &request) {
+            Ok(held) => held,
             Err(error) => return error.into_response(),
         };
+        admission = Some(held);
+        Box::pin(notifier.bus().catch_up(id.as_deref())).await;
+        // Right after the wait: the floor has no time to move on.
+        older = id.and_then(|id| notifier.bus().resume_floor(&id));
+    }
+    let admitted = admit(
+        &notifier,
+        &request,
+        admission,
+        older.map(|(_, floor)| floor),
+    );
+    let (mut registration, identity, socket, tags) = match admitted {
+        Ok(admitted) => admitted,
+        Err(error) => return error.into_response(),
+    };
     let config = notifier.registry().config();
-    if let Some(older) = older
+    if let Some((after, floor)) = older
         && !registration.opens_with_reset()
     {
-        registration.set_older(older.frames);
+        // Exactly the identity this stream was granted: a `client=` claim
+        // that was refused selects nothing here either.
+        let recipient = Recipient {
+            client: registration.id(),
+            user: &identity.user,
+            session: &identity.session,
+            tags: &tags,
+        };
+        let frames = Box::pin(
+            notifier
+                .bus()
+                .older(after, floor, &recipient, identity.since),
+        )
+        .await;
+        registration.set_older(frames);
     }
     // Registered first, then the unread rows are read: see
     // `inbox::backlog` for why nothing falls between the two.
@@ -118,70 +137,51 @@ async fn stream(State(notifier): State<Notifier>, request: Request) -> Response 
     response
 }
 
-type Admitted = (Registration, Identity, Option<Arc<SocketState>>);
+/// The stream, its identity, its socket and every tag it carries.
+type Admitted = (Registration, Identity, Option<Arc<SocketState>>, Vec<Tag>);
 
-/// A resume from before the history's floor: where to resume in the
-/// history, and what came before it (`None`: the bus's stream no longer
-/// holds it all; the stream starts with `sse-reset`).
-struct Older {
-    floor: EventId,
-    frames: Option<bytes::Bytes>,
+/// With the Redis bus, before anything waits or reads Redis: holds a
+/// place for the stream (refusing at once what the limits refuse), and
+/// says where the client wants to resume. Not async: a request is not
+/// held across a wait.
+fn hold_place(
+    notifier: &Notifier,
+    request: &Request,
+) -> Result<(Admission, Option<String>), AppError> {
+    let registry = notifier.registry();
+    let identity = identity_of(request)?;
+    let params = query_params(request)?;
+    let claim = previous_client(&params)?;
+    let (addr, _) = connection_of(request);
+    let id = last_event_id(request, &params);
+    let admission = registry.admit(&identity, addr, claim).map_err(|e| {
+        registry.count_refusal(refusal_of(&e));
+        refusal(e, registry.config().retry)
+    })?;
+    Ok((admission, id))
 }
 
-/// With the Redis bus, for a signed-in client resuming from before what
-/// this process's history holds: the events it missed up to the history's
-/// floor, read from the stream with the client's targeting (its tags, its
-/// previous client id if it asks for it back).
-async fn older_part(notifier: &Notifier, wanted: OlderWanted) -> Older {
-    let (after, floor, identity, tags, client) = wanted;
-    let recipient = Recipient {
-        client,
-        user: &identity.user,
-        session: &identity.session,
-        tags: &tags,
-    };
-    let frames = notifier.bus().older(after, floor, &recipient).await;
-    Older { floor, frames }
-}
-
-/// The client's position, the history's floor, and its targeting.
-type OlderWanted = (EventId, EventId, Identity, Vec<Tag>, ClientId);
-
-/// Read from the request before any wait (a request is not held across
-/// one): `Some` only for a signed-in client resuming from before the
-/// history's floor, with the Redis bus.
-fn older_wanted(notifier: &Notifier, request: &Request, id: &str) -> Option<OlderWanted> {
-    // The cheap test first: most resumes are within the history.
-    let (after, floor) = notifier.bus().resume_floor(id)?;
-    let identity = identity_of(request).ok()?;
-    let params = query_params(request).ok()?;
-    let max_tags = notifier.registry().config().max_client_tags;
-    let client_tags = client_tags(&params, &identity, max_tags).ok()?;
-    let mut tags = identity.tags.clone();
-    tags.extend(
-        client_tags
-            .into_iter()
-            .filter(|t| !identity.tags.contains(t)),
-    );
-    let client = previous_client(&params)
-        .ok()
-        .flatten()
-        .unwrap_or_else(ClientId::random);
-    Some((after, floor, identity, tags, client))
-}
-
-/// Registers the caller; `resume_at` (the history's floor, the part
-/// before it read from the bus) replaces the id the client sent.
+/// Registers the caller (into the place `admission` holds, if any);
+/// `resume_at` (the history's floor, the part before it read from the
+/// bus) replaces the id the client sent.
 fn admit(
     notifier: &Notifier,
     request: &Request,
+    admission: Option<Admission>,
     resume_at: Option<EventId>,
 ) -> Result<Admitted, AppError> {
     let registry = notifier.registry();
     let config = registry.config();
     let identity = identity_of(request)?;
     let params = query_params(request)?;
-    let tags = client_tags(&params, &identity, config.max_client_tags)?;
+    let client_tags = client_tags(&params, &identity, config.max_client_tags)?;
+    let mut tags = identity.tags.clone();
+    tags.extend(
+        client_tags
+            .iter()
+            .filter(|t| !identity.tags.contains(t))
+            .cloned(),
+    );
 
     let (addr, socket) = connection_of(request);
     let last_event_id = match resume_at {
@@ -195,20 +195,20 @@ fn admit(
         },
         None => Resume::Fresh,
     };
-    let mut registration = registry
-        .register_from(
-            &identity,
-            tags,
-            Peer {
-                addr,
-                socket: socket.clone(),
-            },
-            resume,
-        )
-        .map_err(|e| {
-            registry.count_refusal(refusal_of(&e));
-            refusal(e, config.retry)
-        })?;
+    let peer = Peer {
+        addr,
+        socket: socket.clone(),
+    };
+    let registered = match admission {
+        Some(admission) => {
+            registry.register_admitted(admission, &identity, client_tags, peer, resume)
+        }
+        None => registry.register_from(&identity, client_tags, peer, resume),
+    };
+    let mut registration = registered.map_err(|e| {
+        registry.count_refusal(refusal_of(&e));
+        refusal(e, config.retry)
+    })?;
     let peer = addr.map(|a| a.to_string()).unwrap_or_default();
     // A root span: the stream outlives the request that opened it.
     // At `debug`: a recorded span costs each stream a few hundred bytes;
@@ -220,7 +220,7 @@ fn admit(
         tracing::info!(target: super::STREAM_LOG, client = %registration.id(),
             user = %identity.user, %peer, "sse client connected");
     });
-    Ok((registration, identity, socket))
+    Ok((registration, identity, socket, tags))
 }
 
 /// Where the client wants to resume: the `Last-Event-ID` header (what a
@@ -348,6 +348,7 @@ fn refusal_of(error: &RegisterError) -> Refusal {
         RegisterError::TooManyForUser { .. } => Refusal::TooManyForUser,
         RegisterError::TooManyForAddress { .. } => Refusal::TooManyForAddress,
         RegisterError::ShuttingDown => Refusal::ShuttingDown,
+        RegisterError::SessionEnded => Refusal::SessionEnded,
     }
 }
 
@@ -370,6 +371,9 @@ fn refusal(error: RegisterError, retry: std::time::Duration) -> AppError {
         .retry_after(back_off),
         RegisterError::ShuttingDown => {
             AppError::new(ErrorKind::Unavailable, "shutting_down", message).retry_after(back_off)
+        }
+        RegisterError::SessionEnded => {
+            AppError::new(ErrorKind::Unauthenticated, "session_ended", message)
         }
     }
 }

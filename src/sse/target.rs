@@ -290,6 +290,10 @@ pub struct Identity {
     /// Server-side tags, e.g. `role:admin`. Clients cannot add tags under
     /// these keys.
     pub tags: Vec<Tag>,
+    /// When this sign-in began (unix ms), if the app knows: a resume never
+    /// replays events published before it (they were not this sign-in's
+    /// to see), and is answered with `sse-reset` instead.
+    pub since: Option<u64>,
 }
 
 #[cfg(test)]

@@ -438,6 +438,7 @@ async fn transactional(backend: Backend) {
         username: "buyer".into(),
         session: SessionId::new("s1"),
         tags: Vec::new(),
+        since: None,
     };
     let mut client = notifier
         .registry()

@@ -5,6 +5,7 @@
 //! do.
 
 mod auth;
+mod bus_cost;
 mod cluster;
 mod connections;
 mod inbox;
@@ -12,6 +13,7 @@ mod ops;
 mod plain_axum;
 mod process;
 mod replay;
+mod resume_isolation;
 mod server;
 mod side_by_side;
 mod sse;

@@ -348,6 +348,7 @@ async fn the_number_of_series_does_not_grow_with_users() {
             username: format!("name-{i}"),
             session: SessionId::new(format!("session-{i}")),
             tags: vec![Tag::parse(&format!("team:t{i}")).unwrap()],
+            since: None,
         };
         let mut registration = registry
             .register(&identity, vec![Tag::parse(&format!("page:p{i}")).unwrap()])

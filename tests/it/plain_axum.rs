@@ -30,6 +30,7 @@ async fn identify(mut request: Request, next: Next) -> Response {
             username: user.clone(),
             session: SessionId::new(format!("session-of-{user}")),
             tags: Vec::new(),
+            since: None,
         });
     }
     next.run(request).await

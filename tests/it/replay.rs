@@ -379,6 +379,9 @@ async fn a_reconnect_from_the_same_session_takes_its_client_id_back() {
     let server = TestServer::start(&[]).await;
     let ann = server.signup("annc").await;
     let bob = server.signup("bobc").await;
+    // Signed in before the events: a resume never reaches back before its
+    // own sign-in.
+    let other_session = server.login("annc").await;
     let to_client = |client: &str, text: &str| {
         json!({ "user": "annc", "client": client, "message": text }).to_string()
     };
@@ -411,7 +414,6 @@ async fn a_reconnect_from_the_same_session_takes_its_client_id_back() {
         .post_json("/api/sse/test", &to_client(&client, "private"))
         .await;
     assert_eq!(status, 200);
-    let other_session = server.login("annc").await;
     let (mut stream, other_id) = other_session
         .resume(&format!("?client={client}"), &start)
         .await;

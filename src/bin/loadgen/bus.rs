@@ -81,6 +81,7 @@ async fn run(config: &BusConfig, mode: Mode) -> Result<serde_json::Value, String
         username: "bench".into(),
         session: SessionId::new("bench"),
         tags: Vec::new(),
+        since: None,
     };
     let mut client = registry
         .register(&identity, Vec::new())

@@ -175,6 +175,7 @@ async fn backlog(notifier: &Notifier) -> Result<serde_json::Value, String> {
                 username: "reader".into(),
                 session: sse_notify::sse::SessionId::new("s"),
                 tags: Vec::new(),
+                since: None,
             },
             Vec::new(),
         )

@@ -236,14 +236,16 @@ impl Bus {
         }
     }
 
-    /// With Redis, before a stream is admitted, waits (each at most
+    /// With Redis, before a stream is registered, waits (each at most
     /// `bus.timeout`): for the first read of the stream, in a process that
     /// just started (else its first streams would start on a history of
     /// its own, and be reset moments later); and, when the client sends
     /// an id of the stream this process follows but newer than what it
     /// read (it comes from a process that was ahead), until this process
-    /// has read that far. Returns at once when the reader is not
-    /// following the stream, and without Redis.
+    /// has read that far, woken by the reader (not polling). An id beyond
+    /// the stream's newest entry (nobody handed it out) returns at once
+    /// (the stream then starts with `sse-reset`). Returns at once when
+    /// the reader is not following the stream, and without Redis.
     pub async fn catch_up(&self, last_event_id: Option<&str>) {
         let Some(redis) = &self.redis else {
             return;
@@ -264,16 +266,20 @@ impl Bus {
     }
 
     /// The frames `recipient` missed after `after` up to `upto`, read
-    /// from the Redis stream; `None` if it no longer holds them all.
+    /// from the Redis stream; `None` if it no longer holds them all, if
+    /// they are more than the history would hold (entries or bytes), or
+    /// if they reach back before `since` (unix ms: when the sign-in
+    /// began).
     pub async fn older(
         &self,
         after: EventId,
         upto: EventId,
         recipient: &Recipient<'_>,
+        since: Option<u64>,
     ) -> Option<bytes::Bytes> {
         self.redis
             .as_ref()?
-            .older(after, upto.position, recipient)
+            .older(after, upto.position, recipient, since)
             .await
     }
 

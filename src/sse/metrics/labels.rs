@@ -61,16 +61,19 @@ pub enum Refusal {
     BusBusy,
     /// 429: a user's sends beyond their rate.
     SendRate,
+    /// 401: the stream's sign-in ended before it was registered.
+    SessionEnded,
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 6] = [
+    pub const ALL: [Refusal; 7] = [
         Refusal::TooManyClients,
         Refusal::TooManyForUser,
         Refusal::TooManyForAddress,
         Refusal::ShuttingDown,
         Refusal::BusBusy,
         Refusal::SendRate,
+        Refusal::SessionEnded,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -81,12 +84,14 @@ impl Refusal {
             Refusal::ShuttingDown => "shutting_down",
             Refusal::BusBusy => "bus_busy",
             Refusal::SendRate => "send_rate",
+            Refusal::SessionEnded => "session_ended",
         }
     }
 
     pub fn status(self) -> &'static str {
         match self {
             Refusal::TooManyForUser | Refusal::TooManyForAddress | Refusal::SendRate => "429",
+            Refusal::SessionEnded => "401",
             _ => "503",
         }
     }
@@ -193,7 +198,7 @@ mod tests {
     fn every_refusal_has_one_slot_and_a_status() {
         for (i, refusal) in Refusal::ALL.iter().enumerate() {
             assert_eq!(refusal.index(), i);
-            assert!(matches!(refusal.status(), "429" | "503"));
+            assert!(matches!(refusal.status(), "401" | "429" | "503"));
         }
     }
 }

@@ -53,6 +53,7 @@ pub struct SseMetrics {
     db_family: Histograms,
     db_seconds: [Histogram; 7],
     inbox_rows: Counter,
+    bus_skipped: Counter,
 }
 
 impl Default for SseMetrics {
@@ -75,6 +76,7 @@ impl Default for SseMetrics {
             db_family,
             db_seconds,
             inbox_rows: Counter::default(),
+            bus_skipped: Counter::default(),
         }
     }
 }
@@ -106,6 +108,10 @@ impl SseMetrics {
         let now = super::registry::unix_millis_now();
         let lag = Duration::from_millis(now.saturating_sub(appended_ms));
         self.bus_lag_seconds.observe(lag.as_secs_f64());
+    }
+
+    pub(crate) fn bus_entry_skipped(&self) {
+        self.bus_skipped.inc();
     }
 
     pub(crate) fn bus_reconnected(&self, link: BusLink) {
@@ -156,6 +162,11 @@ pub fn register(into: &mut Prometheus, registry: &Arc<Registry>, bus: &Bus) {
         "bus_lag_seconds",
         "From an entry's append in Redis (its id's time) to this process reading it",
         metrics.bus_lag_seconds.clone(),
+    );
+    sse.register(
+        "bus_entries_skipped",
+        "Entries of the shared stream the bus could not read (foreign or malformed) and stepped over",
+        metrics.bus_skipped.clone(),
     );
     sse.register(
         "bus_reconnects",

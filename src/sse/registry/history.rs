@@ -191,6 +191,24 @@ impl History {
         Ok(id.position)
     }
 
+    /// Whether a replay after `after` would hand out an event published
+    /// before `since` (unix ms: when the resuming sign-in began). A
+    /// shared stream's positions are its entry ids, whose major is the
+    /// append time in ms; this process's own positions are counters, so
+    /// the time it recorded is used.
+    pub(super) fn reaches_before(&self, after: Position, since: u64, now: Instant) -> bool {
+        let start = self.entries.partition_point(|e| e.position <= after);
+        let Some(first) = self.entries.get(start) else {
+            return false;
+        };
+        if self.shared {
+            return first.position.major < since;
+        }
+        let age = Duration::from_millis(super::unix_millis_now().saturating_sub(since));
+        // A sign-in older than the clock's reach began before every entry.
+        now.checked_sub(age).is_some_and(|began| first.at < began)
+    }
+
     /// The frames after `*cursor` up to `until` that `recipient` should
     /// have received, joined, at most about `max_bytes` of them; moves the
     /// cursor past what it examined.

@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use super::admission::{EndedSessions, Pending};
 use super::lifecycle::ClientLink;
 use super::listing::ClientFilter;
 use crate::sse::target::{ClientId, Scope, SessionId, Tag, Target, UserId};
@@ -43,6 +44,10 @@ pub(super) struct Indexes {
     departed_order: VecDeque<(ClientId, Instant)>,
     departed_max: usize,
     departed_age: Duration,
+    /// Places held by admissions not yet registered.
+    pub(super) pending: Pending,
+    /// Sessions whose streams were ended recently: refused at registration.
+    pub(super) ended: EndedSessions,
 }
 
 impl Indexes {
@@ -57,6 +62,10 @@ impl Indexes {
             departed_order: VecDeque::new(),
             departed_max,
             departed_age,
+            pending: Pending::default(),
+            // Sign-outs within `ENDED_FOR`, at most; a flood beyond it
+            // forgets the oldest first.
+            ended: EndedSessions::new(departed_max.saturating_mul(4).max(4096)),
         }
     }
 

@@ -12,6 +12,7 @@
 //! id order; a client that resumes registers under the same lock, so each
 //! event either reaches it live or is in what it replays, never both.
 
+mod admission;
 mod counts;
 mod history;
 mod index;
@@ -37,6 +38,7 @@ use super::metrics::SseMetrics;
 use super::target::{ClientId, Identity, Tag, Target, UserId};
 use crate::http::SocketState;
 
+pub use admission::Admission;
 use counts::Counters;
 pub use counts::Counts;
 use history::History;
@@ -62,6 +64,10 @@ pub enum RegisterError {
     TooManyForAddress { max: usize },
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// The sign-in the request came with ended (sign-out) while it was on
+    /// its way to registering.
+    #[error("this sign-in has ended")]
+    SessionEnded,
 }
 
 /// Where a connection comes from, as far as the registry cares: the
@@ -141,6 +147,103 @@ impl Registry {
         peer: Peer,
         resume: Resume<'_>,
     ) -> Result<Registration, RegisterError> {
+        self.register_inner(identity, client_tags, peer, resume, None)
+    }
+
+    /// Holds a place for a connection that is not ready to register yet
+    /// (it waits for the bus, or reads Redis, first): counted against the
+    /// limits at once, so that what it does before registering is only
+    /// done for connections that will be admitted.
+    /// `replacing`: the client id the connection asks back (`client=`);
+    /// if that connection is still registered from the same session, it
+    /// will be replaced, so it does not count.
+    pub fn admit(
+        self: &Arc<Self>,
+        identity: &Identity,
+        addr: Option<IpAddr>,
+        replacing: Option<ClientId>,
+    ) -> Result<Admission, RegisterError> {
+        let mut indexes = self.write();
+        if indexes.ended.contains(&identity.session, Instant::now()) {
+            return Err(RegisterError::SessionEnded);
+        }
+        self.check_limits(&indexes, identity, addr, replacing)?;
+        indexes.pending.hold(&identity.user, addr);
+        Ok(Admission {
+            registry: self.clone(),
+            user: identity.user.clone(),
+            addr,
+            released: false,
+        })
+    }
+
+    /// [`Registry::register_from`] for a connection that holds a place:
+    /// the place becomes the connection (or is given back if refused).
+    pub fn register_admitted(
+        self: &Arc<Self>,
+        admission: Admission,
+        identity: &Identity,
+        client_tags: Vec<Tag>,
+        peer: Peer,
+        resume: Resume<'_>,
+    ) -> Result<Registration, RegisterError> {
+        self.register_inner(identity, client_tags, peer, resume, Some(admission))
+    }
+
+    /// Refuses a connection the limits leave no room for (admitted places
+    /// not yet registered count like open streams), or one whose sign-in
+    /// ended.
+    fn check_limits(
+        &self,
+        indexes: &index::Indexes,
+        identity: &Identity,
+        addr: Option<IpAddr>,
+        replacing: Option<ClientId>,
+    ) -> Result<(), RegisterError> {
+        if self.shutting_down.load(Ordering::Acquire) {
+            return Err(RegisterError::ShuttingDown);
+        }
+        let replaced = replacing
+            .and_then(|id| indexes.clients.get(&id))
+            .filter(|e| e.session == identity.session);
+        let same_addr = replaced.is_some_and(|e| e.addr.is_some() && e.addr == addr);
+        let (replaced, same_addr) = (usize::from(replaced.is_some()), usize::from(same_addr));
+        if (indexes.clients.len() + indexes.pending.total).saturating_sub(replaced)
+            >= self.config.max_clients
+        {
+            return Err(RegisterError::TooManyClients {
+                max: self.config.max_clients,
+            });
+        }
+        let of_user = (indexes.by_user.get(&identity.user).map_or(0, Vec::len)
+            + indexes.pending.of_user(&identity.user)
+            + self.remote_connections(&identity.user))
+        .saturating_sub(replaced);
+        if of_user >= self.config.per_user_max {
+            return Err(RegisterError::TooManyForUser {
+                max: self.config.per_user_max,
+            });
+        }
+        let of_addr = addr.map_or(0, |addr| {
+            (indexes.by_addr.get(&addr).copied().unwrap_or(0) + indexes.pending.of_addr(&addr))
+                .saturating_sub(same_addr)
+        });
+        if of_addr >= self.config.per_address_max {
+            return Err(RegisterError::TooManyForAddress {
+                max: self.config.per_address_max,
+            });
+        }
+        Ok(())
+    }
+
+    fn register_inner(
+        self: &Arc<Self>,
+        identity: &Identity,
+        client_tags: Vec<Tag>,
+        peer: Peer,
+        resume: Resume<'_>,
+        mut admission: Option<Admission>,
+    ) -> Result<Registration, RegisterError> {
         let link = Arc::new(ClientLink::new(self.config.queue_len, peer.socket));
         let mut tags: Vec<Tag> = identity.tags.clone();
         for tag in client_tags {
@@ -172,7 +275,16 @@ impl Registry {
             } => {
                 let point = EventId::parse(text)
                     .ok_or(ResetReason::Unparsable)
-                    .and_then(|id| history.resume_point(&id, now));
+                    .and_then(|id| history.resume_point(&id, now))
+                    .and_then(|after| {
+                        // Never back before this sign-in began.
+                        match identity.since {
+                            Some(since) if history.reaches_before(after, since, now) => {
+                                Err(ResetReason::TooOld)
+                            }
+                            _ => Ok(after),
+                        }
+                    });
                 match point {
                     Ok(after) => (Some(after), None, client),
                     Err(reason) => {
@@ -186,8 +298,14 @@ impl Registry {
         let mut replaced = None;
         let admitted = 'admit: {
             let mut indexes = self.write();
-            if self.shutting_down.load(Ordering::Acquire) {
-                break 'admit Err(RegisterError::ShuttingDown);
+            // The place held (if any) becomes this connection: it no
+            // longer counts as pending, whatever the outcome.
+            if let Some(admission) = admission.as_mut() {
+                admission.released = true;
+                indexes.pending.release(&admission.user, admission.addr);
+            }
+            if indexes.ended.contains(&identity.session, now) {
+                break 'admit Err(RegisterError::SessionEnded);
             }
             let id = match claim {
                 Some(old) => {
@@ -206,26 +324,8 @@ impl Registry {
                 }
                 None => ClientId::random(),
             };
-            if indexes.clients.len() >= self.config.max_clients {
-                break 'admit Err(RegisterError::TooManyClients {
-                    max: self.config.max_clients,
-                });
-            }
-            let of_user = indexes.by_user.get(&identity.user).map_or(0, Vec::len)
-                + self.remote_connections(&identity.user);
-            if of_user >= self.config.per_user_max {
-                break 'admit Err(RegisterError::TooManyForUser {
-                    max: self.config.per_user_max,
-                });
-            }
-            let of_addr = peer
-                .addr
-                .and_then(|addr| indexes.by_addr.get(&addr).copied())
-                .unwrap_or(0);
-            if of_addr >= self.config.per_address_max {
-                break 'admit Err(RegisterError::TooManyForAddress {
-                    max: self.config.per_address_max,
-                });
+            if let Err(e) = self.check_limits(&indexes, identity, peer.addr, None) {
+                break 'admit Err(e);
             }
             indexes.insert(id, entry);
             Ok(id)
@@ -375,6 +475,15 @@ impl Registry {
     /// Ends every connection the target selects (e.g. a user's streams at
     /// sign-out). Returns how many.
     pub fn disconnect_matching(&self, target: &Target, reason: DisconnectReason) -> usize {
+        // A session's streams ended by the app (sign-out): a request of
+        // that session still on its way to registering is refused too.
+        // Recorded before the streams are looked up, under the lock
+        // registration takes, so none falls between the two.
+        if reason == DisconnectReason::Kicked
+            && let super::target::Scope::Session(session) = target.scope()
+        {
+            self.write().ended.record(session.clone(), Instant::now());
+        }
         let mut ids = Vec::new();
         self.read().for_each_match(target, |id, _| ids.push(id));
         ids.into_iter()

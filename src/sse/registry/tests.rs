@@ -20,6 +20,7 @@ pub(super) fn identity(user: &str, session: &str, tags: &[&str]) -> Identity {
         username: format!("name-{user}"),
         session: SessionId::new(session),
         tags: tags.iter().map(|t| Tag::parse(t).unwrap()).collect(),
+        since: None,
     }
 }
 

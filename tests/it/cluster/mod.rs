@@ -8,6 +8,7 @@ mod delivery;
 mod drain;
 mod faults;
 mod relay;
+mod sign_out;
 mod stats;
 
 use std::process::{Child, Command, Stdio};

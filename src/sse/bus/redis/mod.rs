@@ -80,6 +80,12 @@ pub(super) struct Shared {
     read: Mutex<seen::Seen>,
     /// Set once the reader has followed the stream once.
     reader_read: watch::Sender<bool>,
+    /// The reader's position, updated after each read: what a request
+    /// waiting for this process to catch up waits on.
+    read_head: watch::Sender<Option<EventId>>,
+    /// When the reader last logged skipped entries, and how many it has
+    /// skipped since.
+    skip_log: Mutex<(Option<Instant>, u64)>,
     started: Instant,
     stopping: watch::Sender<bool>,
 }
@@ -170,6 +176,8 @@ impl RedisBus {
             reader_up: AtomicBool::new(false),
             others: Mutex::new(Vec::new()),
             reader_read: watch::Sender::new(false),
+            read_head: watch::Sender::new(None),
+            skip_log: Mutex::new((None, 0)),
             publisher: rand::random(),
             read: Mutex::new(seen::Seen::default()),
             older_reads: tokio::sync::Semaphore::new(OLDER_READS),
@@ -277,18 +285,27 @@ impl RedisBus {
         let Some(id) = id else {
             return;
         };
-        let deadline = Instant::now() + timeout;
-        loop {
+        let behind = || {
             let (head, shared) = self.shared.registry.history_head();
             let following = self.shared.reader_up.load(Ordering::Relaxed);
-            if !following || !shared || head.epoch != id.epoch || head.position >= id.position {
-                return;
-            }
-            if Instant::now() >= deadline {
-                tracing::debug!(%id, "the stream was not read up to a client's id in time");
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
+            following && shared && head.epoch == id.epoch && head.position < id.position
+        };
+        if !behind() {
+            return;
+        }
+        // Ahead of what this process read: appended moments ago through
+        // another process, or never (a made-up id). Only the first is
+        // worth a wait.
+        match older::newest(&self.shared).await {
+            Some(newest) if id.position <= newest => {}
+            _ => return,
+        }
+        let mut heads = self.shared.read_head.subscribe();
+        if tokio::time::timeout(timeout, heads.wait_for(|_| !behind()))
+            .await
+            .is_err()
+        {
+            tracing::debug!(%id, "the stream was not read up to a client's id in time");
         }
     }
 
@@ -297,8 +314,9 @@ impl RedisBus {
         after: EventId,
         upto: crate::sse::event_id::Position,
         recipient: &crate::sse::target::Recipient<'_>,
+        since: Option<u64>,
     ) -> Option<bytes::Bytes> {
-        older::read(&self.shared, after, upto, recipient).await
+        older::read(&self.shared, after, upto, recipient, since).await
     }
 
     pub(super) fn stop(&self) {

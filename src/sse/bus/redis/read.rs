@@ -209,6 +209,7 @@ async fn sync(
         epoch,
         position: head,
     });
+    shared.read_head.send_replace(*cursor);
     Ok(())
 }
 
@@ -251,6 +252,14 @@ async fn follow(
         }
         for entry in entries {
             let Some(epoch) = entry.epoch else {
+                // Not ours (written by something else, or damaged): read
+                // past it, or every later read would return it again.
+                let current = cursor.unwrap_or(last);
+                *cursor = Some(EventId {
+                    epoch: current.epoch,
+                    position: entry.position,
+                });
+                skipped(shared, entry.position);
                 continue;
             };
             let id = EventId {
@@ -298,8 +307,34 @@ async fn follow(
                     registry.restart_history(id, Vec::new());
                 }
                 Some(Incoming::Marker) => {}
-                None => tracing::warn!(%id, "bus: skipped an entry it cannot read"),
+                None => skipped(shared, entry.position),
             }
         }
+        shared.read_head.send_replace(*cursor);
     }
 }
+
+/// Counts an entry the reader stepped over, and logs it (at most one
+/// line per [`SKIP_LOG_EVERY`], with how many were skipped since).
+fn skipped(shared: &Shared, position: Position) {
+    if let Some(metrics) = shared.registry.metrics() {
+        metrics.bus_entry_skipped();
+    }
+    let mut log = shared
+        .skip_log
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    log.1 += 1;
+    let now = std::time::Instant::now();
+    if log
+        .0
+        .is_none_or(|at| now.duration_since(at) >= SKIP_LOG_EVERY)
+    {
+        tracing::warn!(entry = %entry_id(position), skipped = log.1,
+            "bus: stepped over stream entries it cannot read (foreign or malformed)");
+        *log = (Some(now), 0);
+    }
+}
+
+/// The least time between two log lines about skipped entries.
+const SKIP_LOG_EVERY: Duration = Duration::from_secs(10);

@@ -59,6 +59,25 @@ fn entry(value: &Value) -> Option<Entry> {
         return None;
     };
     let position = position(std::str::from_utf8(text(id)?).ok()?)?;
+    // An entry whose fields cannot be read still has a place in the
+    // stream: returned without an epoch, so readers step over it.
+    Some(fields_of(fields).map_or_else(
+        || Entry {
+            position,
+            epoch: None,
+            fields: Vec::new(),
+        },
+        |(epoch, fields)| Entry {
+            position,
+            epoch,
+            fields,
+        },
+    ))
+}
+
+/// An entry's epoch (its `h` field, if readable) and its other fields.
+#[allow(clippy::type_complexity)]
+fn fields_of(fields: &Value) -> Option<(Option<Epoch>, Vec<(Vec<u8>, Vec<u8>)>)> {
     let mut epoch = None;
     let mut out = Vec::new();
     let pairs: Vec<(&Value, &Value)> = match fields {
@@ -76,11 +95,7 @@ fn entry(value: &Value) -> Option<Entry> {
             out.push((name.to_vec(), value.to_vec()));
         }
     }
-    Some(Entry {
-        position,
-        epoch,
-        fields: out,
-    })
+    Some((epoch, out))
 }
 
 /// The entries of an `XREAD` reply for one stream (nil: none).
