@@ -4,6 +4,12 @@
 //! access to the server's configuration and database; never by a name
 //! list checked at sign-up, where whoever registers a listed name first
 //! would get the role.
+//!
+//! A change takes effect on open event streams too, on every server
+//! process: `grant` and `revoke` record it in `role_changes`, and each
+//! server's role watcher (`ops::roles`) ends that user's streams tagged
+//! with the old role within a second; browsers reconnect with the new
+//! tag.
 
 use crate::config::Config;
 use crate::store::Db;

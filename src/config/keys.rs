@@ -345,7 +345,7 @@ pub const KEYS: &[KeySpec] = &[
         Some("metrics"),
         "addr",
         "127.0.0.1:9464",
-        "A separate address serving `GET /metrics` (Prometheus text format) without a token; empty: none.",
+        "A separate address serving `GET /metrics` (Prometheus text format) without a token; empty: none. Left at this default and already taken (another process on this host), it is skipped with a warning; an address you set must be free.",
     ),
     key(
         Some("metrics"),

@@ -69,6 +69,24 @@ impl<'a> Layers<'a> {
         })
     }
 
+    /// Whether `section.name` is left at its default: not set in the
+    /// environment, and absent from the file or set there to the default
+    /// value (the shipped `Leptos.toml` restates the defaults).
+    pub(super) fn is_default<T: ConfigValue + PartialEq>(&self, section: &str, name: &str) -> bool {
+        let (raw, origin) = self.raw(section, name);
+        match origin {
+            Origin::Default => true,
+            Origin::Env(_) => false,
+            Origin::File(_) => match (
+                T::parse(raw.trim()),
+                T::parse(spec_of(section, name).default),
+            ) {
+                (Ok(value), Ok(default)) => value == default,
+                _ => false,
+            },
+        }
+    }
+
     /// The text of a value and the layer it came from.
     fn raw(&self, section: &str, name: &str) -> (String, Origin) {
         let spec = spec_of(section, name);

@@ -60,6 +60,10 @@ pub struct MetricsConfig {
     pub enabled: bool,
     /// A listener of its own, without a token.
     pub addr: Option<SocketAddr>,
+    /// `addr` is the default, not asked for (left out, or restated in the
+    /// file as the shipped `Leptos.toml` does): when it is taken, by
+    /// another process on this host, the server starts without it.
+    pub addr_is_default: bool,
     /// On the main address, to this bearer token.
     pub token: Option<String>,
 }
@@ -215,6 +219,7 @@ impl Config {
             metrics: MetricsConfig {
                 enabled: layers.get("metrics", "enabled")?,
                 addr: layers.get::<OptionalAddr>("metrics", "addr")?.0,
+                addr_is_default: layers.is_default::<OptionalAddr>("metrics", "addr"),
                 token: Some(layers.get::<String>("metrics", "token")?).filter(|t| !t.is_empty()),
             },
             log: layers.get::<LogFormatValue>("log", "format")?.0,

@@ -264,3 +264,21 @@ fn checked_in_leptos_toml_is_valid() {
         crate::auth::middleware::STATIC_PREFIX
     );
 }
+
+/// Issue 24, finding 11: a busy metrics address stops the server only
+/// when it was asked for; the default (left out, or restated as the
+/// shipped file does) gives way to another process on the same host.
+#[test]
+fn the_metrics_address_knows_whether_it_was_asked_for() {
+    let default =
+        |file: Option<&str>, env: &[(&str, &str)]| load(file, env).unwrap().metrics.addr_is_default;
+    assert!(default(None, &[]));
+    assert!(default(Some(include_str!("../../Leptos.toml")), &[]));
+    assert!(default(Some("[metrics]\naddr = \"127.0.0.1:9464\"\n"), &[]));
+    assert!(!default(
+        Some("[metrics]\naddr = \"127.0.0.1:9465\"\n"),
+        &[]
+    ));
+    assert!(!default(None, &[("METRICS_ADDR", "127.0.0.1:9464")]));
+    assert!(!default(None, &[("METRICS_ADDR", "127.0.0.1:9465")]));
+}

@@ -159,6 +159,7 @@ impl ConfigValue for LeptosEnv {
 }
 
 /// An address, or nothing (empty).
+#[derive(Debug, PartialEq, Eq)]
 pub(super) struct OptionalAddr(pub(super) Option<std::net::SocketAddr>);
 
 impl ConfigValue for OptionalAddr {

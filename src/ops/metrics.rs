@@ -3,6 +3,7 @@
 //! address and/or on the main one behind a bearer token.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -104,6 +105,25 @@ pub async fn with_token(State(ops): State<Ops>, headers: HeaderMap) -> Response 
 /// length is not secret; its bytes are).
 fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Binds `metrics.addr`. When that is the default address (not asked
+/// for) and already taken, typically by another server process on this
+/// host started as the README says, logs a warning and returns `None`:
+/// this process serves no separate `/metrics`, rather than refusing to
+/// start. An address that was asked for must be free.
+pub async fn bind(addr: SocketAddr, is_default: bool) -> std::io::Result<Option<TcpListener>> {
+    match TcpListener::bind(addr).await {
+        Ok(listener) => Ok(Some(listener)),
+        Err(e) if is_default && e.kind() == std::io::ErrorKind::AddrInUse => {
+            tracing::warn!(%addr,
+                "the default metrics address is in use (another server process on this host?): \
+                 this process serves no separate /metrics; give each process its own with \
+                 METRICS_ADDR=127.0.0.1:9465 (…), or none with METRICS_ADDR=");
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Serves `/metrics` (and nothing else) on `listener`, without a token,

@@ -1,5 +1,6 @@
 //! Running the server in production: health and readiness for load
-//! balancers, Prometheus metrics, logging, and the drain on SIGTERM.
+//! balancers, Prometheus metrics, logging, the drain on SIGTERM, and the
+//! watcher that applies role changes to open streams.
 //!
 //! Its routes are mounted outside the session and identity layers: a
 //! probe needs no session and never touches the session store.
@@ -9,6 +10,7 @@ pub mod health;
 pub mod logging;
 pub mod metrics;
 pub mod request_span;
+pub mod roles;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -193,10 +193,11 @@ pub async fn serve<S: Into<Stop>>(
         config.metrics.token.clone(),
     );
     let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
-    if let (true, Some(addr)) = (config.metrics.enabled, config.metrics.addr) {
-        let listener = TcpListener::bind(addr)
+    if let (true, Some(addr)) = (config.metrics.enabled, config.metrics.addr)
+        && let Some(listener) = ops::metrics::bind(addr, config.metrics.addr_is_default)
             .await
-            .map_err(|error| ServeError::MetricsAddr { addr, error })?;
+            .map_err(|error| ServeError::MetricsAddr { addr, error })?
+    {
         let bound = listener.local_addr()?;
         tracing::info!(addr = %bound, "metrics on http://{bound}/metrics");
         let stopped = async move {
@@ -204,6 +205,8 @@ pub async fn serve<S: Into<Stop>>(
         };
         tokio::spawn(ops::metrics::serve(listener, ops.clone(), stopped));
     }
+    // Grants and revokes reach this process's open streams.
+    maintenance.push(ops::roles::spawn(db.clone(), notifier.registry().clone()));
     let state = AppState {
         leptos_options,
         notifier: notifier.clone(),

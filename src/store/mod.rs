@@ -4,6 +4,7 @@
 //! migrations come in one set per engine (`migrations/sqlite`,
 //! `migrations/postgres`), identical except where the engines' DDL differs.
 
+pub mod roles;
 pub mod sessions;
 pub mod users;
 

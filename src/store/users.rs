@@ -118,18 +118,38 @@ impl Db {
         }
     }
 
-    /// Sets the role of the account named `username` (any case). Returns
-    /// the account as it is now, or `None` when there is no such account.
+    /// Sets the role of the account named `username` (any case) and
+    /// records the change in `role_changes`, in one transaction: every
+    /// server process then ends that user's streams still tagged with the
+    /// old role (see `ops::roles`). Returns the account as it is now, or
+    /// `None` when there is no such account.
     pub async fn set_role(
         &self,
         username: &str,
         role: Role,
     ) -> Result<Option<UserRecord>, StoreError> {
-        sqlx::query("UPDATE users SET role = $1 WHERE username_key = $2")
+        let key = username.to_lowercase();
+        let mut tx = self.pool().begin().await?;
+        // The write comes first: on SQLite a transaction that read first
+        // could not take the write lock if another writer got there.
+        let updated = sqlx::query("UPDATE users SET role = $1 WHERE username_key = $2")
             .bind(role.as_str())
-            .bind(username.to_lowercase())
-            .execute(self.pool())
+            .bind(&key)
+            .execute(&mut *tx)
             .await?;
+        if updated.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        sqlx::query(
+            "INSERT INTO role_changes (user_id, changed_at) \
+             SELECT id, $1 FROM users WHERE username_key = $2",
+        )
+        .bind(now_secs())
+        .bind(&key)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
         self.user_by_username(username).await
     }
 

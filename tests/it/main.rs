@@ -14,6 +14,7 @@ mod plain_axum;
 mod process;
 mod replay;
 mod resume_isolation;
+mod roles;
 mod server;
 mod side_by_side;
 mod sse;

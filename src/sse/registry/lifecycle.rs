@@ -41,6 +41,10 @@ pub enum DisconnectReason {
     /// Ended by a draining server, told to reconnect after a jittered
     /// delay (to another instance, behind a load balancer).
     Drained = 9,
+    /// The user's role changed (`sse_notify admin grant|revoke`) while the
+    /// stream carried the old `role:` tag; the browser reconnects and
+    /// resumes with the new one.
+    RolesChanged = 10,
 }
 
 impl DisconnectReason {
@@ -55,12 +59,13 @@ impl DisconnectReason {
             7 => Self::UnexpectedInput,
             8 => Self::Replaced,
             9 => Self::Drained,
+            10 => Self::RolesChanged,
             _ => return None,
         })
     }
 
     /// Every reason, in number order.
-    pub const ALL: [DisconnectReason; 9] = [
+    pub const ALL: [DisconnectReason; 10] = [
         Self::ClientClosed,
         Self::WriteError,
         Self::IdleTimeout,
@@ -70,10 +75,11 @@ impl DisconnectReason {
         Self::UnexpectedInput,
         Self::Replaced,
         Self::Drained,
+        Self::RolesChanged,
     ];
 
     /// Slots of an array indexed by the reason's number (0 is unused).
-    pub const SLOTS: usize = 10;
+    pub const SLOTS: usize = 11;
 
     /// The reason as a metric label or log field.
     pub fn label(self) -> &'static str {
@@ -87,6 +93,7 @@ impl DisconnectReason {
             Self::UnexpectedInput => "unexpected_input",
             Self::Replaced => "replaced",
             Self::Drained => "drained",
+            Self::RolesChanged => "roles_changed",
         }
     }
 
@@ -101,6 +108,7 @@ impl DisconnectReason {
             Self::UnexpectedInput => "unexpected input",
             Self::Replaced => "replaced by its reconnect",
             Self::Drained => "drained",
+            Self::RolesChanged => "roles changed",
         }
     }
 }

@@ -7,7 +7,9 @@
 mod delivery;
 mod drain;
 mod faults;
+mod one_host;
 mod relay;
+mod roles;
 mod sign_out;
 mod stats;
 

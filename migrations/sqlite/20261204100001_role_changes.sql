@@ -1,0 +1,10 @@
+-- Role changes (`sse_notify admin grant|revoke`), one row each, so that
+-- every server process ends the open streams still tagged with the old
+-- role (src/ops/roles.rs). Polled by id; rows older than an hour are
+-- deleted. `changed_at` is Unix seconds.
+CREATE TABLE role_changes (
+    -- AUTOINCREMENT: ids only grow, so a process's cursor stays valid.
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id    TEXT NOT NULL,
+    changed_at BIGINT NOT NULL
+);
