@@ -113,7 +113,7 @@ pub async fn send_test(
     let sender = crate::auth::api::server::require_user()?;
     // Before the lookup: an account past its rate must not learn which
     // names exist from 400 `unknown_user` versus 429.
-    server::check_send_rate(&sender.username)?;
+    server::check_send_rate(&sender.username).await?;
     let user = user.trim();
     if user.is_empty() {
         return Err(AppError::bad_request(
@@ -159,7 +159,7 @@ pub async fn broadcast(
             "Only admins may broadcast.",
         ));
     }
-    server::check_send_rate(&sender.username)?;
+    server::check_send_rate(&sender.username).await?;
     let to = match tag.as_deref().map(str::trim) {
         None | Some("") => server::To::Everyone,
         Some(text) => {
@@ -194,11 +194,11 @@ mod server {
     /// Counts one send by `from`; 429 `send_rate` past the rate. Runs
     /// first in every send function, so that a refused account gets the
     /// same answer whatever it asks for.
-    pub(super) fn check_send_rate(from: &str) -> Result<(), AppError> {
+    pub(super) async fn check_send_rate(from: &str) -> Result<(), AppError> {
         let Some(sends) = use_context::<SendLimit>() else {
             return Ok(());
         };
-        let Err(wait) = sends.check(from) else {
+        let Err(wait) = sends.check(from).await else {
             return Ok(());
         };
         notifier()?.registry().count_refusal(Refusal::SendRate);

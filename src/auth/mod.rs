@@ -18,6 +18,8 @@ pub mod password;
 #[cfg(feature = "ssr")]
 pub mod rate_limit;
 #[cfg(feature = "ssr")]
+mod shared_count;
+#[cfg(feature = "ssr")]
 mod state;
 
 #[cfg(feature = "ssr")]

@@ -11,6 +11,9 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+pub use super::shared_count::SharedCount;
+use super::shared_count::Verdict;
+
 type Windows = HashMap<String, (Instant, u32)>;
 
 pub struct RateLimiter {
@@ -126,18 +129,41 @@ impl RateLimiter {
 const SEND_KEYS_MAX: usize = 100_000;
 
 /// The per-user send rate of the send server functions: one user cannot
-/// flood the others' streams and inboxes. Cheap to clone.
+/// flood the others' streams and inboxes. Counted in this process, and
+/// with the Redis bus also across the cluster ([`SharedCount`]), so that
+/// several processes do not multiply the rate. Cheap to clone.
 #[derive(Clone)]
-pub struct SendLimit(Arc<RateLimiter>);
+pub struct SendLimit {
+    local: Arc<RateLimiter>,
+    cluster: Option<Arc<SharedCount>>,
+}
 
 impl SendLimit {
     pub fn new(per_user: u32, window: Duration) -> Self {
-        SendLimit(Arc::new(RateLimiter::new(per_user, window, SEND_KEYS_MAX)))
+        SendLimit {
+            local: Arc::new(RateLimiter::new(per_user, window, SEND_KEYS_MAX)),
+            cluster: None,
+        }
     }
 
-    /// Counts one send by `user`; `Err(wait)` if over the rate.
-    pub fn check(&self, user: &str) -> Result<(), Duration> {
-        self.0.attempt(user)
+    /// Also counted in `cluster` (the bus's Redis), shared by every process.
+    pub fn across(mut self, cluster: SharedCount) -> Self {
+        self.cluster = Some(Arc::new(cluster));
+        self
+    }
+
+    /// Counts one send by `user`; `Err(wait)` if over the rate. This
+    /// process's own count first (no process alone goes past the rate,
+    /// even without Redis), then the cluster's.
+    pub async fn check(&self, user: &str) -> Result<(), Duration> {
+        self.local.attempt(user)?;
+        match &self.cluster {
+            Some(cluster) => match cluster.attempt(user).await {
+                Verdict::Refused(wait) => Err(wait),
+                Verdict::Allowed | Verdict::Unknown => Ok(()),
+            },
+            None => Ok(()),
+        }
     }
 }
 

@@ -327,7 +327,7 @@ pub const KEYS: &[KeySpec] = &[
         Some("server"),
         "sends_per_user",
         "300",
-        "Sends (`/api/sse/test`, `/api/sse/broadcast`) one user may make per `send_window`; more get 429 with `Retry-After`.",
+        "Sends (`/api/sse/test`, `/api/sse/broadcast`) one user may make per `send_window`; more get 429 with `Retry-After`. With `bus.url`, counted across every process in Redis (windows on each process's clock; while Redis does not answer, per process).",
     ),
     key(
         Some("server"),

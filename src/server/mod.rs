@@ -211,7 +211,7 @@ pub async fn serve<S: Into<Stop>>(
         leptos_options,
         notifier: notifier.clone(),
         auth: Auth::new(db, config.auth.clone()),
-        sends: SendLimit::new(config.server.sends_per_user, config.server.send_window),
+        sends: send_limit(&config.server, &config.bus),
     };
     let app = router(state, sessions, &config.server, ops.clone());
     let listener = WatchedListener::new(listener, config.sse.client_timeout);
@@ -274,6 +274,28 @@ pub async fn serve<S: Into<Stop>>(
 /// Exits the process `after` from now, from a plain thread: whatever the
 /// async runtime is doing (a task that never yields, a wedged worker), a
 /// requested shutdown ends the process in bounded time.
+/// The per-user send rate: counted across the cluster when the Redis bus
+/// is on (a bad URL was refused by the bus already: then per process).
+fn send_limit(server: &ServerConfig, bus: &crate::sse::BusConfig) -> SendLimit {
+    let limit = SendLimit::new(server.sends_per_user, server.send_window);
+    if bus.url.is_empty() {
+        return limit;
+    }
+    match crate::auth::rate_limit::SharedCount::new(
+        &bus.url,
+        &bus.prefix,
+        server.sends_per_user,
+        server.send_window,
+        bus.timeout,
+    ) {
+        Ok(cluster) => limit.across(cluster),
+        Err(e) => {
+            tracing::warn!(error = %e, "send limit counted per process only");
+            limit
+        }
+    }
+}
+
 pub fn exit_after(after: std::time::Duration) {
     let spawned = std::thread::Builder::new()
         .name("exit-watchdog".into())

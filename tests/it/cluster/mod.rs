@@ -10,6 +10,7 @@ mod faults;
 mod one_host;
 mod relay;
 mod roles;
+mod send_rate;
 mod sign_out;
 mod stats;
 
