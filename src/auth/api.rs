@@ -198,7 +198,7 @@ pub(crate) mod server {
         let name = username.to_lowercase();
         auth.per_ip().attempt(&address).map_err(too_many)?;
         auth.per_user_address()
-            .attempt(&format!("{name} {address}"))
+            .attempt_or_untracked(&format!("{name} {address}"))
             .map_err(too_many)?;
         if let Some(delay) = auth.slowdown().delay_for(&name) {
             tokio::time::sleep(delay).await;

@@ -54,6 +54,24 @@ impl RateLimiter {
         Ok(())
     }
 
+    /// [`RateLimiter::attempt`], but a key the full table cannot track is
+    /// let through instead of refused: for a limit that another one,
+    /// failing closed, already bounds (per username and address, under
+    /// the per-address limit). Refusing there would let anyone who fills
+    /// the table with made-up pairs refuse every sign-in.
+    pub fn attempt_or_untracked(&self, key: &str) -> Result<(), Duration> {
+        let now = Instant::now();
+        let mut windows = self.lock();
+        let Some((start, count)) = self.window_of(&mut windows, key, now) else {
+            return Ok(());
+        };
+        if *count >= self.limit {
+            return Err(self.window.saturating_sub(now.duration_since(*start)));
+        }
+        *count += 1;
+        Ok(())
+    }
+
     /// Counts one for `key` whatever the limit (a tally). With the table
     /// full of live windows it is not counted: [`RateLimiter::count`]
     /// then answers "over" for that key anyway.
@@ -220,6 +238,20 @@ pub fn address_key(addr: IpAddr) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_pair_table_lets_untracked_keys_through() {
+        let limiter = RateLimiter::new(1, Duration::from_secs(60), 2);
+        assert!(limiter.attempt_or_untracked("a 1").is_ok());
+        assert!(limiter.attempt_or_untracked("b 1").is_ok());
+        // Full: a third pair is not tracked, and not refused either.
+        assert!(limiter.attempt_or_untracked("c 1").is_ok());
+        assert!(limiter.attempt_or_untracked("c 1").is_ok());
+        // Tracked pairs keep their limit.
+        assert!(limiter.attempt_or_untracked("a 1").is_err());
+        // The failing-closed form refuses what it cannot track.
+        assert!(limiter.attempt("c 1").is_err());
+    }
 
     #[test]
     fn limits_per_key_and_resets_after_the_window() {

@@ -70,14 +70,18 @@ impl SharedCount {
         if paused.is_some_and(|until| Instant::now() < until) {
             return Verdict::Unknown;
         }
-        let window_ms = self.window.as_millis().max(1) as u64;
+        let window_ms = u64::try_from(self.window.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         let window_no = now_ms / window_ms;
-        let left = Duration::from_millis((window_no + 1) * window_ms - now_ms);
+        let ends = window_no.saturating_add(1).saturating_mul(window_ms);
+        let left = Duration::from_millis(ends.saturating_sub(now_ms));
         let redis_key = format!("{}{key}:{window_no}", self.key_prefix);
-        match tokio::time::timeout(self.timeout, self.incr(&redis_key, window_ms * 2)).await {
+        let expire_ms = window_ms.saturating_mul(2);
+        match tokio::time::timeout(self.timeout, self.incr(&redis_key, expire_ms)).await {
             Ok(Ok(count)) if count > u64::from(self.limit) => Verdict::Refused(left),
             Ok(Ok(_)) => Verdict::Allowed,
             failed => {

@@ -50,10 +50,12 @@ const GAP_WAIT: Duration = Duration::from_secs(10);
 /// Missing ids remembered at most (a sequence can jump after a crash).
 const MAX_GAPS: usize = 1000;
 
-/// Starts the watcher; abort the handle to stop it.
-pub fn spawn(db: Db, registry: Arc<Registry>) -> JoinHandle<()> {
+/// Reads where to start (the newest change now), then starts the watcher;
+/// abort the handle to stop it. Await it before serving streams, so that
+/// no change made after a stream's identity was read is taken as older.
+pub async fn start(db: Db, registry: Arc<Registry>) -> JoinHandle<()> {
+    let mut watcher = Watcher::new(db, registry).await;
     tokio::spawn(async move {
-        let mut watcher = Watcher::new(db, registry).await;
         let mut tick = tokio::time::interval(POLL_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

@@ -206,7 +206,9 @@ pub async fn serve<S: Into<Stop>>(
         tokio::spawn(ops::metrics::serve(listener, ops.clone(), stopped));
     }
     // Grants and revokes reach this process's open streams.
-    maintenance.push(ops::roles::spawn(db.clone(), notifier.registry().clone()));
+    // Its starting point is read now, before any stream is served: a
+    // change made from here on is applied.
+    maintenance.push(ops::roles::start(db.clone(), notifier.registry().clone()).await);
     let state = AppState {
         leptos_options,
         notifier: notifier.clone(),
@@ -271,9 +273,6 @@ pub async fn serve<S: Into<Stop>>(
     result
 }
 
-/// Exits the process `after` from now, from a plain thread: whatever the
-/// async runtime is doing (a task that never yields, a wedged worker), a
-/// requested shutdown ends the process in bounded time.
 /// The per-user send rate: counted across the cluster when the Redis bus
 /// is on (a bad URL was refused by the bus already: then per process).
 fn send_limit(server: &ServerConfig, bus: &crate::sse::BusConfig) -> SendLimit {
@@ -296,6 +295,9 @@ fn send_limit(server: &ServerConfig, bus: &crate::sse::BusConfig) -> SendLimit {
     }
 }
 
+/// Exits the process `after` from now, from a plain thread: whatever the
+/// async runtime is doing (a task that never yields, a wedged worker), a
+/// requested shutdown ends the process in bounded time.
 pub fn exit_after(after: std::time::Duration) {
     let spawned = std::thread::Builder::new()
         .name("exit-watchdog".into())

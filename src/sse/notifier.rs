@@ -181,7 +181,11 @@ impl Notifier {
     }
 
     /// Closes the matching connections, in every process (e.g. at
-    /// sign-out). Returns how many were in this one.
+    /// sign-out). Returns how many were in this one. A whole session
+    /// (`Target::session`, no tags) is taken as ended: for two minutes its
+    /// new streams are refused (401 `session_ended`), so that a request
+    /// still on its way cannot outlive a sign-out. To make a session's
+    /// streams reconnect instead, target their users or client ids.
     pub fn disconnect(&self, target: &Target) -> usize {
         self.bus.kick(target)
     }

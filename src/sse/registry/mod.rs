@@ -304,6 +304,11 @@ impl Registry {
                 admission.released = true;
                 indexes.pending.release(&admission.user, admission.addr);
             }
+            // Before a claim replaces anything: a draining server ends
+            // streams as `Shutdown`, not as taken over.
+            if self.shutting_down.load(Ordering::Acquire) {
+                break 'admit Err(RegisterError::ShuttingDown);
+            }
             if indexes.ended.contains(&identity.session, now) {
                 break 'admit Err(RegisterError::SessionEnded);
             }
@@ -480,6 +485,7 @@ impl Registry {
         // Recorded before the streams are looked up, under the lock
         // registration takes, so none falls between the two.
         if reason == DisconnectReason::Kicked
+            && target.tags().is_empty()
             && let super::target::Scope::Session(session) = target.scope()
         {
             self.write().ended.record(session.clone(), Instant::now());

@@ -72,6 +72,9 @@ pub(super) struct Shared {
     /// Reads of older entries at once, at most (each on a connection of
     /// its own, so that they do not queue behind the publisher).
     older_reads: tokio::sync::Semaphore,
+    /// Look-ups of the stream's newest id at once, at most (apart from
+    /// older reads, which may take longer).
+    newest_reads: tokio::sync::Semaphore,
     /// This process's publisher (see `wire::Origin`).
     publisher: u64,
     /// The entries the reader has read, by origin: copies are dropped,
@@ -147,6 +150,9 @@ fn timed_out() -> redis::RedisError {
 /// Concurrent reads of entries older than the history, at most.
 const OLDER_READS: usize = 4;
 
+/// Concurrent look-ups of the stream's newest id, at most.
+const NEWEST_READS: usize = 16;
+
 /// The Redis bus's handle.
 pub(super) struct RedisBus {
     shared: Arc<Shared>,
@@ -181,6 +187,7 @@ impl RedisBus {
             publisher: rand::random(),
             read: Mutex::new(seen::Seen::default()),
             older_reads: tokio::sync::Semaphore::new(OLDER_READS),
+            newest_reads: tokio::sync::Semaphore::new(NEWEST_READS),
             started: Instant::now(),
             stopping: watch::Sender::new(false),
         });

@@ -43,11 +43,17 @@ pub(super) async fn read(
     // byte bound: no more than this process would hold for replay itself.
     let max_entries = shared.config.history_len.max(1);
     let max_bytes = shared.registry.config().history_max_bytes;
-    let _permit = tokio::time::timeout(shared.config.timeout, shared.older_reads.acquire())
+    // One bound for the whole read, pages included: a permit is never
+    // held longer than `bus.timeout`.
+    let deadline = tokio::time::Instant::now() + shared.config.timeout;
+    let _permit = tokio::time::timeout_at(deadline, shared.older_reads.acquire())
         .await
         .ok()?
         .ok()?;
-    let mut conn = shared.connect(true).await.ok()?;
+    let mut conn = tokio::time::timeout_at(deadline, shared.connect(true))
+        .await
+        .ok()?
+        .ok()?;
     let mut seen = Seen::default();
     let mut out = BytesMut::new();
     let (mut entries_read, mut bytes_read) = (0usize, 0usize);
@@ -56,6 +62,7 @@ pub(super) async fn read(
     let mut from = entry_id(after.position);
     let mut count = 2;
     let mut first_page = true;
+    let mut first_event = true;
     loop {
         let cmd = redis::cmd("XRANGE")
             .arg(&shared.keys.stream)
@@ -64,24 +71,24 @@ pub(super) async fn read(
             .arg("COUNT")
             .arg(count)
             .clone();
-        let reply: Value = tokio::time::timeout(shared.config.timeout, cmd.query_async(&mut conn))
+        let reply: Value = tokio::time::timeout_at(deadline, cmd.query_async(&mut conn))
             .await
             .map_err(|_| timed_out())
             .ok()?
             .ok()?;
         let (entries, unreadable) = reply::entries(&reply);
-        if unreadable > 0 || entries.iter().any(|e| e.epoch != Some(after.epoch)) {
+        // Another history in between: no continuity. An entry without one
+        // (foreign, damaged) is stepped over, as the reader does.
+        let other_history = entries
+            .iter()
+            .any(|e| e.epoch.is_some_and(|epoch| epoch != after.epoch));
+        if unreadable > 0 || other_history {
             return None;
         }
         let mut page = entries.as_slice();
         if first_page {
             let (own, rest) = page.split_first()?;
-            if own.position != after.position {
-                return None;
-            }
-            if let (Some(since), Some(next)) = (since, rest.first())
-                && next.position.major < since
-            {
+            if own.position != after.position || own.epoch.is_none() {
                 return None;
             }
             page = rest;
@@ -96,7 +103,8 @@ pub(super) async fn read(
             if entries_read > max_entries || bytes_read > max_bytes {
                 return None;
             }
-            if seen.is_copy(wire::origin(&entry.fields)) {
+            // Without an epoch: foreign or damaged, stepped over.
+            if entry.epoch.is_none() || seen.is_copy(wire::origin(&entry.fields)) {
                 continue;
             }
             match wire::decode(&entry.fields) {
@@ -104,12 +112,21 @@ pub(super) async fn read(
                     target,
                     event,
                     inbox,
-                }) if target.selects(recipient) => {
-                    let id = EventId {
-                        epoch: after.epoch,
-                        position: entry.position,
-                    };
-                    out.extend_from_slice(&frame(id, &event, inbox));
+                }) => {
+                    // The first event after the client's was appended
+                    // (Redis's clock, ms) before the sign-in began: the
+                    // resume reaches back too far.
+                    if first_event && since.is_some_and(|since| entry.position.major < since) {
+                        return None;
+                    }
+                    first_event = false;
+                    if target.selects(recipient) {
+                        let id = EventId {
+                            epoch: after.epoch,
+                            position: entry.position,
+                        };
+                        out.extend_from_slice(&frame(id, &event, inbox));
+                    }
                 }
                 Some(Incoming::Gap) => return None,
                 _ => {}
@@ -130,7 +147,7 @@ pub(super) async fn read(
 pub(super) async fn newest(shared: &Shared) -> Option<Position> {
     const NEWEST: &str = "local e = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1) \
                           if e[1] then return e[1][1] end return false";
-    let _permit = tokio::time::timeout(shared.config.timeout, shared.older_reads.acquire())
+    let _permit = tokio::time::timeout(shared.config.timeout, shared.newest_reads.acquire())
         .await
         .ok()?
         .ok()?;
