@@ -75,6 +75,7 @@ async fn a_made_up_old_id_costs_redis_a_couple_of_entries_and_limits_come_first(
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got[0].0, "sse-reset");
     drop(stream);
+    eprintln!("Redis output for one resume from a made-up old id: {cost} bytes");
     assert!(
         cost < 64 * 1024,
         "one reset resume made Redis send {cost} bytes"

@@ -154,6 +154,19 @@ pub(crate) async fn drain(stream: &mut SseStream) -> Vec<(String, String)> {
     got
 }
 
+/// The labels of every `m` event until the stream is quiet (any other
+/// event fails the test).
+async fn labels(stream: &mut SseStream) -> Vec<String> {
+    drain(stream)
+        .await
+        .into_iter()
+        .map(|(name, data)| {
+            assert_eq!(name, "m", "{data}");
+            serde_json::from_str(&data).expect("JSON label")
+        })
+        .collect()
+}
+
 /// One send of the matrix: its label and its target.
 fn sends(tabs: &[Tab]) -> Vec<(String, Target)> {
     let mut out = vec![
@@ -254,14 +267,7 @@ async fn matrix(bus: bool) {
         let response = get(&base, tab, &query, Some(&tab.last), None).await;
         let (mut stream, client, _) = opened(response).await;
         assert_eq!(client, tab.client, "the tab's own id is given back");
-        let got: Vec<String> = drain(&mut stream)
-            .await
-            .into_iter()
-            .map(|(name, data)| {
-                assert_eq!(name, "m", "{data}");
-                serde_json::from_str(&data).expect("JSON label")
-            })
-            .collect();
+        let got = labels(&mut stream).await;
         let want = expected(tab, &tab.client, &sends, &tabs);
         assert_eq!(got, want, "{} {} {}", tab.user, tab.session, tab.page);
     }
@@ -275,14 +281,7 @@ async fn matrix(bus: bool) {
             client, victim.client,
             "another user's client id is not given"
         );
-        let got: Vec<String> = drain(&mut stream)
-            .await
-            .into_iter()
-            .map(|(name, data)| {
-                assert_eq!(name, "m", "{data}");
-                serde_json::from_str(&data).expect("JSON label")
-            })
-            .collect();
+        let got = labels(&mut stream).await;
         let want = expected(thief, &client, &sends, &tabs);
         assert_eq!(got, want, "{} claiming {}", thief.user, victim.client);
     }
