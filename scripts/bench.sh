@@ -54,12 +54,13 @@ cargo bench --no-default-features --features ssr --bench registry -- --noplot ${
 fi
 
 echo "==> building release binaries"
-cargo build --release --no-default-features --features ssr --bin sse_notify --bin loadgen --bin baseline
+cargo build --release --no-default-features --features ssr --bin sse_notify
+cargo build --release -p sse_notify_bench --bin loadgen --bin baseline
 
 ulimit -n "$(ulimit -Hn)"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 server='' baseline='' data=''
-# The password loadgen signs its accounts in with (src/bin/loadgen/http.rs).
+# The password loadgen signs its accounts in with (tools/bench/src/bin/loadgen/http.rs).
 BENCH_PASSWORD="bench password 1"
 
 # Both servers, fresh (empty database, no memory from an earlier scenario).

@@ -35,6 +35,8 @@ e2e() {
 
 step fmt cargo fmt --check
 step clippy-ssr cargo clippy --no-default-features --features ssr --all-targets -- -D warnings
+# The tools of `make bench` are a crate of their own in the workspace.
+step clippy-tools cargo clippy -p sse_notify_bench --all-targets -- -D warnings
 step clippy-hydrate cargo clippy --no-default-features --features hydrate --lib \
   --target wasm32-unknown-unknown -- -D warnings
 step rust-tests cargo test --no-default-features --features ssr
