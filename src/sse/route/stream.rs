@@ -1,59 +1,27 @@
-//! The axum side: `GET /api/sse` (the stream) and `GET /api/sse/clients`
-//! (the listing). Mount with [`routes`] on any router whose state yields a
-//! [`Notifier`].
+//! `GET /api/sse`: admission (limits first; with the Redis bus, a place
+//! held before any wait or Redis read), the catch-up with the shared
+//! stream, registration, the older part of a resume, the inbox backlog,
+//! and the response.
 
-use std::collections::HashSet;
-use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use axum::Router;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, FromRef, Query, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use serde::Deserialize;
 
-use super::connection::event_stream;
-use super::event_id::EventId;
-use super::metrics::Refusal;
-use super::notifier::Notifier;
-use super::registry::{Admission, ClientFilter, Peer, RegisterError, Registration, Resume};
-use super::target::{ClientId, Identity, Recipient, SessionId, Tag, UserId};
+use super::{RESERVED_TAG_KEYS, connection_of, identity_of, query_params};
 use crate::error::{AppError, ErrorKind};
-use crate::http::{ConnInfo, SocketState};
-
-/// Tag keys a client can never set with `?tag=`: they carry identity and
-/// roles, which only the server assigns.
-pub const RESERVED_TAG_KEYS: &[&str] = &["role", "user", "session", "client"];
-
-/// The address a request came from, as the app determined it (behind a
-/// trusted proxy, from its forwarding header), inserted as a request
-/// extension. Without it, the socket's peer address is used.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RemoteAddr(pub IpAddr);
-
-/// What the listing may show to the caller. The app's auth layer inserts
-/// it (as `Arc<ListingScope>`); without it callers see their own clients.
-#[derive(Debug, Clone)]
-pub enum ListingScope {
-    Everything,
-    /// Only this user's clients, plus aggregate counts.
-    OwnClients(UserId),
-}
-
-pub fn routes<S>() -> Router<S>
-where
-    S: Clone + Send + Sync + 'static,
-    Notifier: FromRef<S>,
-{
-    Router::new()
-        .route("/api/sse", get(stream))
-        .route("/api/sse/clients", get(clients))
-}
+use crate::http::SocketState;
+use crate::sse::connection::event_stream;
+use crate::sse::event_id::EventId;
+use crate::sse::metrics::Refusal;
+use crate::sse::notifier::Notifier;
+use crate::sse::registry::{Admission, Peer, RegisterError, Registration, Resume};
+use crate::sse::target::{ClientId, Identity, Recipient, Tag};
 
 /// `GET /api/sse`: admits the caller and streams its events.
-async fn stream(State(notifier): State<Notifier>, request: Request) -> Response {
+pub(super) async fn stream(State(notifier): State<Notifier>, request: Request) -> Response {
     // With the Redis bus, a place is held first (the limits apply before
     // anything costs a wait or a Redis read), then this process catches
     // up with the shared stream if the client comes from one that was
@@ -213,11 +181,11 @@ fn admit(
     // A root span: the stream outlives the request that opened it.
     // At `debug`: a recorded span costs each stream a few hundred bytes;
     // the connect and disconnect lines carry the same fields anyway.
-    let span = tracing::debug_span!(target: super::STREAM_LOG, parent: None, "stream",
+    let span = tracing::debug_span!(target: crate::sse::STREAM_LOG, parent: None, "stream",
         client = %registration.id(), user = %identity.user, tags = %TagList(&identity, &params), %peer);
     registration.set_span(span);
     registration.in_span(|| {
-        tracing::info!(target: super::STREAM_LOG, client = %registration.id(),
+        tracing::info!(target: crate::sse::STREAM_LOG, client = %registration.id(),
             user = %identity.user, %peer, "sse client connected");
     });
     Ok((registration, identity, socket, tags))
@@ -248,48 +216,6 @@ fn previous_client(params: &[(String, String)]) -> Result<Option<ClientId>, AppE
             AppError::bad_request("bad_client_id", format!("{value:?} is not a client id"))
         }),
     }
-}
-
-/// The client's address and, when served by [`crate::http::serve`], its
-/// socket. The address is the app's [`RemoteAddr`] if it set one, else the
-/// peer of the connection (`ConnectInfo` of either server), else unknown.
-fn connection_of(request: &Request) -> (Option<IpAddr>, Option<Arc<SocketState>>) {
-    let extensions = request.extensions();
-    let served = extensions.get::<ConnectInfo<ConnInfo>>();
-    let peer = served.map(|info| info.0.peer).or_else(|| {
-        extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|info| info.0)
-    });
-    let addr = extensions
-        .get::<RemoteAddr>()
-        .map(|a| a.0)
-        .or_else(|| peer.map(|p| p.ip()));
-    (addr, served.map(|info| info.0.socket.clone()))
-}
-
-/// The identity the app's auth layer attached; never anything the client
-/// sent.
-fn identity_of(request: &Request) -> Result<Identity, AppError> {
-    request
-        .extensions()
-        .get::<Identity>()
-        .cloned()
-        .ok_or_else(|| {
-            AppError::new(
-                ErrorKind::Unauthenticated,
-                "unauthenticated",
-                "sign in to use the event stream",
-            )
-        })
-}
-
-/// The stream's query parameters, read once: `tag`, `lastEventId`,
-/// `client`.
-fn query_params(request: &Request) -> Result<Vec<(String, String)>, AppError> {
-    let Query(params) = Query::try_from_uri(request.uri())
-        .map_err(|e| AppError::bad_request("bad_query", format!("cannot read the query: {e}")))?;
-    Ok(params)
 }
 
 /// Tags from `?tag=key:value` (repeatable). Other query parameters are
@@ -374,96 +300,6 @@ fn refusal(error: RegisterError, retry: std::time::Duration) -> AppError {
         }
         RegisterError::SessionEnded => {
             AppError::new(ErrorKind::Unauthenticated, "session_ended", message)
-        }
-    }
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ClientsQuery {
-    user_id: Option<String>,
-    session_id: Option<String>,
-    /// Comma-separated.
-    client_ids: Option<String>,
-}
-
-/// `GET /api/sse/clients`: the connections (filtered) and the stats.
-async fn clients(State(notifier): State<Notifier>, request: Request) -> Response {
-    let identity = match identity_of(&request) {
-        Ok(identity) => identity,
-        Err(error) => return error.into_response(),
-    };
-    // Without a scope from the app, a caller sees only their own clients.
-    let scope = request
-        .extensions()
-        .get::<Arc<ListingScope>>()
-        .map(|s| (**s).clone())
-        .unwrap_or_else(|| ListingScope::OwnClients(identity.user.clone()));
-    match list_clients(&notifier, &request, &identity, scope) {
-        Ok(body) => axum::Json(body).into_response(),
-        Err(error) => error.into_response(),
-    }
-}
-
-fn list_clients(
-    notifier: &Notifier,
-    request: &Request,
-    identity: &Identity,
-    scope: ListingScope,
-) -> Result<serde_json::Value, AppError> {
-    let Query(query): Query<ClientsQuery> = Query::try_from_uri(request.uri())
-        .map_err(|e| AppError::bad_request("bad_query", format!("cannot read the query: {e}")))?;
-    let clients = match query.client_ids.as_deref() {
-        None => None,
-        Some(list) => {
-            let mut ids = Vec::new();
-            let mut seen = HashSet::new();
-            for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-                let id = ClientId::parse(part).ok_or_else(|| {
-                    AppError::bad_request("bad_client_id", format!("{part:?} is not a client id"))
-                })?;
-                if seen.insert(id) {
-                    ids.push(id);
-                }
-            }
-            Some(ids)
-        }
-    };
-    let mut filter = ClientFilter {
-        user: query.user_id.filter(|u| !u.is_empty()),
-        session: query
-            .session_id
-            .filter(|s| !s.is_empty())
-            .map(SessionId::new),
-        clients,
-    };
-    let registry = notifier.registry();
-    match scope {
-        // The clients listed are this process's; the figures, every
-        // process's (with the bus's state and each process's share).
-        ListingScope::Everything => Ok(serde_json::json!({
-            "clients": registry.clients(&filter),
-            "stats": notifier.stats(),
-            "bus": notifier.bus_status(),
-        })),
-        ListingScope::OwnClients(user) => {
-            // Other users' clients are never listed; per-user counts are
-            // left out of the stats, as they would name other users.
-            let asked_for_other = filter
-                .user
-                .as_deref()
-                .is_some_and(|asked| asked != user.as_str() && asked != identity.username);
-            filter.user = Some(user.as_str().to_string());
-            let clients = if asked_for_other {
-                Vec::new()
-            } else {
-                registry.clients(&filter)
-            };
-            Ok(serde_json::json!({
-                "clients": clients,
-                "stats": notifier.stats().aggregate_only(),
-                "bus": notifier.bus_status(),
-            }))
         }
     }
 }
