@@ -265,7 +265,7 @@ fn checked_in_leptos_toml_is_valid() {
     );
 }
 
-/// Issue 24, finding 11: a busy metrics address stops the server only
+/// A busy metrics address stops the server only
 /// when it was asked for; the default (left out, or restated as the
 /// shipped file does) gives way to another process on the same host.
 #[test]

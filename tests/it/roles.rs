@@ -1,4 +1,4 @@
-//! Issue 24, finding 4: `sse_notify admin grant|revoke` (another
+//! `sse_notify admin grant|revoke` (another
 //! process) reaches open streams within a second. A stream's `role:` tag
 //! is fixed when it opens; a change ends the streams with the old tag,
 //! and the reconnect (resuming from `Last-Event-ID`, as a browser does)

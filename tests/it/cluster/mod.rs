@@ -1,5 +1,5 @@
 //! Several real server processes (the shipped binary) sharing one
-//! Postgres database and one Redis bus: what issue 14 promises across
+//! Postgres database and one Redis bus: what the bus promises across
 //! processes. Each test has its own database and its own key prefix on
 //! the shared Redis (127.0.0.1:6379, or `TEST_REDIS_URL`); a test that
 //! restarts Redis runs its own `redis-server` on a free port.

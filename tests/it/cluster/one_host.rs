@@ -1,4 +1,4 @@
-//! Issue 24, finding 11: the README's "Several server processes" example,
+//! The README's "Several server processes" example,
 //! run as written on one host. The second process used to exit with
 //! `cannot listen on 127.0.0.1:9464 (metrics.addr / METRICS_ADDR)`: both
 //! took the default metrics address. The default now gives way (a

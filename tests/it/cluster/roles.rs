@@ -1,4 +1,4 @@
-//! Issue 24, finding 4, across processes: `sse_notify admin revoke|grant`
+//! Across processes: `sse_notify admin revoke|grant`
 //! run as its own process reaches a stream open on another server process
 //! than the one the sender uses, within a second (see `crate::roles`).
 
