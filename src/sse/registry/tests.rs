@@ -3,7 +3,7 @@
 use super::*;
 use crate::sse::event::Event;
 use crate::sse::event_id::EventId;
-use crate::sse::target::{Recipient, SessionId, UserId};
+use crate::sse::target::{Identity, Recipient, SessionId, Tag, UserId};
 
 pub(super) fn config() -> SseConfig {
     SseConfig {
