@@ -9,14 +9,16 @@ pub mod demo;
 pub mod error;
 pub mod inbox;
 pub mod pages;
-pub mod sse;
+/// The SSE layer, its own crate ([`axum_sse_notify`]).
+pub use axum_sse_notify as sse;
 
 #[cfg(feature = "ssr")]
 pub mod admin;
 #[cfg(feature = "ssr")]
 pub mod config;
+/// The connection server, its own crate ([`lean_serve`]).
 #[cfg(feature = "ssr")]
-pub mod http;
+pub use lean_serve as http;
 #[cfg(feature = "ssr")]
 pub mod ops;
 #[cfg(feature = "ssr")]

@@ -14,7 +14,7 @@ use hyper::body::{Body as _, Incoming};
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use libfuzzer_sys::fuzz_target;
-use sse_notify::http::fuzzing::{HeadOutcome, read_head};
+use lean_serve::fuzzing::{HeadOutcome, read_head};
 use tokio::io::AsyncWriteExt;
 
 /// The request hyper made of `bytes`: target, headers, and whether it

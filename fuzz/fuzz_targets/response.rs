@@ -7,7 +7,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sse_notify::http::fuzzing::write_response;
+use lean_serve::fuzzing::write_response;
 
 fuzz_target!(|data: &[u8]| {
     if data.len() < 4 {

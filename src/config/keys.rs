@@ -374,8 +374,8 @@ pub const REMOVED: &[(&str, &str, &str)] = &[
         "sse",
         "enable_logging",
         "what is logged is chosen with `RUST_LOG`: connects and disconnects are \
-         logged at `info` under the target `sse_notify::stream`; \
-         `RUST_LOG=info,sse_notify::stream=warn` leaves them out",
+         logged at `info` under the target `axum_sse_notify::stream`; \
+         `RUST_LOG=info,axum_sse_notify::stream=warn` leaves them out",
     ),
 ];
 

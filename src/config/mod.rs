@@ -83,6 +83,9 @@ pub struct ServerConfig {
     pub header_timeout: Duration,
     /// ... nor trickle a request body.
     pub body_timeout: Duration,
+    /// A socket that accepts no bytes for this long is closed (the key is
+    /// `sse.client_timeout`: it is what ends a stream nobody reads).
+    pub client_timeout: Duration,
     /// Largest request body, in bytes.
     pub max_body: usize,
     /// Bodiless GETs are answered without hyper (see `http`).
@@ -141,7 +144,6 @@ impl Config {
         let nonzero = |d: &Duration| (!d.is_zero()).then_some(()).ok_or("a duration above 0");
         let sse = SseConfig {
             ping_interval: layers.get_checked("sse", "ping_interval", nonzero)?,
-            client_timeout: layers.get_checked("sse", "client_timeout", nonzero)?,
             max_clients: layers.get_checked("sse", "max_clients", positive)?,
             per_user_max: layers.get_checked("sse", "per_user_max", positive)?,
             queue_len: layers.get_checked("sse", "queue_len", positive)?,
@@ -206,6 +208,7 @@ impl Config {
                 shutdown_timeout: layers.get::<Duration>("server", "shutdown_timeout")?,
                 header_timeout: layers.get_checked("server", "header_timeout", nonzero)?,
                 body_timeout: layers.get_checked("server", "body_timeout", nonzero)?,
+                client_timeout: layers.get_checked("sse", "client_timeout", nonzero)?,
                 max_body: layers
                     .get_checked::<ByteSize>("server", "max_body", |b| positive(&b.0))?
                     .0,

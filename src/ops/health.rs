@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::Ops;
-use crate::sse::metrics::{DbOp, timed};
+use super::db_timing::{DbOp, timed};
 
 /// A database that has not answered `SELECT 1` within this long counts
 /// as down: a probe must answer faster than the balancer's timeout.
@@ -98,7 +98,7 @@ async fn check_database(ops: &Ops) -> Result<(), String> {
 }
 
 async fn query_database(ops: &Ops) -> Result<(), String> {
-    let metrics = ops.notifier().registry().metrics();
+    let metrics = ops.timings();
     let ping = sqlx::query("SELECT 1").execute(ops.pool());
     match tokio::time::timeout(DB_CHECK_TIMEOUT, timed(metrics, DbOp::Ping, ping)).await {
         Ok(Ok(_)) => Ok(()),

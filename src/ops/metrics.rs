@@ -19,6 +19,7 @@ use prometheus_client::registry::Registry as Prometheus;
 use tokio::net::TcpListener;
 
 use super::Ops;
+use super::db_timing::DbTimings;
 use crate::error::{AppError, ErrorKind};
 use crate::sse::Notifier;
 use crate::sse::metrics::gauge;
@@ -30,9 +31,11 @@ pub struct Exposition {
 }
 
 impl Exposition {
-    /// The SSE layer's series, the process's, and whether it is draining.
-    pub fn new(notifier: &Notifier, draining: Arc<AtomicBool>) -> Self {
+    /// The SSE layer's series, the app's database timings, the process's,
+    /// and whether it is draining.
+    pub fn new(notifier: &Notifier, timings: &DbTimings, draining: Arc<AtomicBool>) -> Self {
         let mut registry = Prometheus::default();
+        timings.register(&mut registry);
         crate::sse::metrics::register(&mut registry, notifier.registry(), notifier.bus());
         registry.register_collector(Box::new(Process { draining }));
         Exposition {

@@ -5,6 +5,7 @@
 //! Its routes are mounted outside the session and identity layers: a
 //! probe needs no session and never touches the session store.
 
+pub mod db_timing;
 pub mod drain;
 pub mod health;
 pub mod logging;
@@ -20,6 +21,7 @@ use axum::routing::get;
 use sqlx::AnyPool;
 
 use crate::sse::Notifier;
+use db_timing::DbTimings;
 
 /// What the probes and `/metrics` read. Cheap to clone.
 #[derive(Clone)]
@@ -33,6 +35,7 @@ struct Inner {
     draining: Arc<AtomicBool>,
     /// `None`: metrics are off.
     metrics: Option<metrics::Exposition>,
+    timings: Option<DbTimings>,
     /// `/metrics` on the main address, to this bearer token.
     token: Option<String>,
     /// `/readyz`'s last database check (see `health`).
@@ -43,15 +46,25 @@ type DbCheck = tokio::sync::Mutex<Option<(std::time::Instant, Result<(), String>
 
 impl Ops {
     /// With `metrics` on, the series of `notifier`'s registry and bus.
-    pub fn new(notifier: Notifier, pool: AnyPool, metrics: bool, token: Option<String>) -> Self {
+    /// `timings`: the app's database timings (the sessions' and the
+    /// readiness check's), also exposed when metrics are on.
+    pub fn new(
+        notifier: Notifier,
+        pool: AnyPool,
+        timings: Option<DbTimings>,
+        token: Option<String>,
+    ) -> Self {
         let draining = Arc::new(AtomicBool::new(false));
-        let metrics = metrics.then(|| metrics::Exposition::new(&notifier, draining.clone()));
+        let metrics = timings
+            .as_ref()
+            .map(|t| metrics::Exposition::new(&notifier, t, draining.clone()));
         Ops {
             inner: Arc::new(Inner {
                 notifier,
                 pool,
                 draining,
                 metrics,
+                timings,
                 token,
                 db_check: DbCheck::default(),
             }),
@@ -73,6 +86,10 @@ impl Ops {
 
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.inner.pool
+    }
+
+    pub(crate) fn timings(&self) -> Option<&DbTimings> {
+        self.inner.timings.as_ref()
     }
 
     pub(crate) fn exposition(&self) -> Option<&metrics::Exposition> {

@@ -24,6 +24,7 @@ use crate::auth::rate_limit::SendLimit;
 use crate::auth::{Auth, SecureCookie};
 use crate::config::{Config, ServerConfig};
 use crate::http::{self, ServeOptions, WatchedListener};
+use crate::ops::db_timing::DbTimings;
 use crate::ops::{self, Ops};
 use crate::sse::{self, Notifier};
 use crate::store::sessions::DbSessionStore;
@@ -167,7 +168,8 @@ pub async fn serve<S: Into<Stop>>(
         &config.bus,
         Some((pool.clone(), config.inbox.clone())),
     )?;
-    let sessions = DbSessionStore::new(db.clone()).timed_into(notifier.registry().clone());
+    let timings = config.metrics.enabled.then(DbTimings::default);
+    let sessions = DbSessionStore::new(db.clone()).timed_by(timings.clone());
     let cleanup = sessions.spawn_cleanup(SESSION_CLEANUP_PERIOD);
     let mut maintenance = Vec::new();
     if let Ok(inbox) = notifier.inbox() {
@@ -189,7 +191,7 @@ pub async fn serve<S: Into<Stop>>(
     let ops = Ops::new(
         notifier.clone(),
         pool.clone(),
-        config.metrics.enabled,
+        timings,
         config.metrics.token.clone(),
     );
     let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -216,7 +218,7 @@ pub async fn serve<S: Into<Stop>>(
         sends: send_limit(&config.server, &config.bus),
     };
     let app = router(state, sessions, &config.server, ops.clone());
-    let listener = WatchedListener::new(listener, config.sse.client_timeout);
+    let listener = WatchedListener::new(listener, config.server.client_timeout);
 
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let (drain_delay, drain_window) = (config.server.drain_delay, config.server.drain_window);

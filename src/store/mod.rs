@@ -3,6 +3,7 @@
 //! start. Queries are written once, in SQL both engines accept; the
 //! migrations come in one set per engine (`migrations/sqlite`,
 //! `migrations/postgres`), identical except where the engines' DDL differs.
+//! The inbox's tables are the SSE layer's own (it migrates them).
 
 pub mod roles;
 pub mod sessions;
@@ -86,12 +87,18 @@ impl Db {
         }
         let pool = options.connect(&url).await.map_err(StoreError::Connect)?;
         // One set of migrations per engine: the same tables, in each
-        // engine's own words where they differ (auto-increment ids).
-        let migrator = match engine {
+        // engine's own words where they differ (auto-increment ids). The
+        // inbox's tables are the SSE layer's, migrated by it; each set
+        // ignores the other's versions.
+        let mut migrator = match engine {
             Engine::Sqlite => sqlx::migrate!("./migrations/sqlite"),
             Engine::Postgres => sqlx::migrate!("./migrations/postgres"),
         };
+        migrator.set_ignore_missing(true);
         migrator.run(&pool).await.map_err(StoreError::Migrate)?;
+        crate::sse::inbox::schema::migrate(&pool)
+            .await
+            .map_err(StoreError::Migrate)?;
         tracing::info!(engine = ?engine, "database ready");
         Ok(Db { pool, engine })
     }

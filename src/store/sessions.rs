@@ -3,7 +3,6 @@
 //! tower-sessions does the session work (random ids, cookies, expiry,
 //! id rotation); this is only where the records live.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -13,15 +12,14 @@ use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, ExpiredDeletion, SessionStore};
 
 use super::{Db, now_secs};
-use crate::sse::Registry;
-use crate::sse::metrics::{DbOp, SseMetrics, timed};
+use crate::ops::db_timing::{DbOp, DbTimings, timed};
 
 /// A [`SessionStore`] over [`Db`].
 #[derive(Clone)]
 pub struct DbSessionStore {
     db: Db,
     /// Where query latencies are counted, if anywhere.
-    timing: Option<Arc<Registry>>,
+    timing: Option<DbTimings>,
 }
 
 impl std::fmt::Debug for DbSessionStore {
@@ -35,14 +33,14 @@ impl DbSessionStore {
         DbSessionStore { db, timing: None }
     }
 
-    /// Times its queries into `registry`'s metrics (when it has them).
-    pub fn timed_into(mut self, registry: Arc<Registry>) -> Self {
-        self.timing = Some(registry);
+    /// Times its queries into `timings` (when there are any).
+    pub fn timed_by(mut self, timings: Option<DbTimings>) -> Self {
+        self.timing = timings;
         self
     }
 
-    fn metrics(&self) -> Option<&SseMetrics> {
-        self.timing.as_ref().and_then(|r| r.metrics())
+    fn metrics(&self) -> Option<&DbTimings> {
+        self.timing.as_ref()
     }
 
     /// Deletes expired sessions every `period`, so the table does not

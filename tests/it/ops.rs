@@ -189,7 +189,7 @@ async fn metrics_count_exactly_what_happened() {
     assert_eq!(value(&m, "sse_queue_overflows_total"), 0.0);
     assert_eq!(value(&m, "sse_bus_connected"), 1.0);
     assert_eq!(value(&m, "sse_draining"), 0.0);
-    assert!(value(&m, r#"sse_db_query_seconds_count{op="session_load"}"#) >= 3.0);
+    assert!(value(&m, r#"db_query_seconds_count{op="session_load"}"#) >= 3.0);
 
     // Carol's stream is opened on a socket that is never read: big events
     // fill the socket, then her queue of 4, then she is cut off.
@@ -315,6 +315,7 @@ async fn the_number_of_series_does_not_grow_with_users() {
     use std::sync::Arc;
     use std::sync::atomic::AtomicBool;
 
+    use sse_notify::ops::db_timing::DbTimings;
     use sse_notify::ops::metrics::Exposition;
     use sse_notify::sse::{
         DisconnectReason, Identity, Notifier, SessionId, SseConfig, Tag, Target, UserId,
@@ -325,7 +326,11 @@ async fn the_number_of_series_does_not_grow_with_users() {
         per_address_max: 20_000,
         ..SseConfig::default()
     });
-    let exposition = Exposition::new(&notifier, Arc::new(AtomicBool::new(false)));
+    let exposition = Exposition::new(
+        &notifier,
+        &DbTimings::default(),
+        Arc::new(AtomicBool::new(false)),
+    );
     let series = |text: &str| {
         text.lines()
             .filter(|line| !line.starts_with('#') && !line.is_empty())

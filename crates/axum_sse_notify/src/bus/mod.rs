@@ -1,0 +1,292 @@
+//! The bus: how a send reaches the clients of every server process.
+//!
+//! **In-process** (the default, nothing to start): a send goes straight to
+//! this process's [`Registry`]. **Redis** (`bus.url`): a send is appended
+//! to one Redis Stream; every process reads the stream and delivers what
+//! it reads through its registry, exactly as a local send. The stream's
+//! entry ids are the events' positions, so ids are ordered across the
+//! cluster and a browser resumes (`Last-Event-ID`) on whichever process
+//! it reaches; the stream's identity is the epoch (see
+//! [`crate::event_id`]). Sign-out kicks travel the same way.
+//!
+//! A send never waits for Redis: it is queued for the bus's publisher
+//! (bounded, `bus.queue_max`), which keeps the order of sends. When Redis
+//! cannot be reached, sends still reach this process's clients, on a
+//! history of its own; clients that may have missed events from other
+//! processes are told with `sse-reset` (never a silent gap).
+
+mod backoff;
+mod redis;
+mod wire;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::event::{Event, EventError};
+use super::event_id::EventId;
+use super::inbox::InboxId;
+use super::metrics::Refusal;
+use super::registry::{DisconnectReason, Registry, Stats};
+use super::target::{Recipient, Target};
+
+pub use redis::NodeReport;
+
+/// Where the bus is and how it behaves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BusConfig {
+    /// `redis://host:port[/db]`; empty: in-process.
+    pub url: String,
+    /// Prefix of every key the bus writes (`{prefix}:stream`, …), so that
+    /// several apps (or tests) can share one Redis.
+    pub prefix: String,
+    /// Every Redis command's bound; a slower Redis counts as unreachable.
+    pub timeout: Duration,
+    /// Sends waiting for the publisher, at most; one more is refused.
+    pub queue_max: usize,
+    /// How often each process writes its figures to Redis; a process that
+    /// stops reporting drops out of the totals after three intervals.
+    pub report_interval: Duration,
+    /// This process's name in the cluster's figures; empty: a random one.
+    pub instance: String,
+    /// Stream entries kept in Redis (`XADD MAXLEN ~`), and the most this
+    /// process mirrors for replay.
+    pub history_len: usize,
+}
+
+impl Default for BusConfig {
+    fn default() -> Self {
+        BusConfig {
+            url: String::new(),
+            prefix: "sse".into(),
+            timeout: Duration::from_secs(2),
+            queue_max: 10_000,
+            report_interval: Duration::from_secs(1),
+            instance: String::new(),
+            history_len: 10_000,
+        }
+    }
+}
+
+/// Why the bus could not be set up (a bad URL; an unreachable Redis is
+/// not an error: the bus connects by itself when it can).
+#[derive(Debug, thiserror::Error)]
+#[error("bus.url: {0}")]
+pub struct BusError(String);
+
+/// The bus as figures show it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct BusStatus {
+    /// `local` or `redis`.
+    pub kind: &'static str,
+    /// Always true in-process; with Redis, whether both the publisher and
+    /// the reader are connected now.
+    pub connected: bool,
+    pub instance: String,
+}
+
+/// The handle sends go through. Cheap to clone.
+#[derive(Clone)]
+pub struct Bus {
+    registry: Arc<Registry>,
+    redis: Option<Arc<redis::RedisBus>>,
+}
+
+impl Bus {
+    /// In-process: sends go straight to `registry`.
+    pub fn local(registry: Arc<Registry>) -> Self {
+        Bus {
+            registry,
+            redis: None,
+        }
+    }
+
+    /// In-process when `config.url` is empty, else Redis: starts the
+    /// publisher, the reader and the reports on the current runtime and
+    /// returns at once (they connect, and reconnect, by themselves).
+    pub fn start(registry: Arc<Registry>, config: &BusConfig) -> Result<Self, BusError> {
+        if config.url.is_empty() {
+            return Ok(Bus::local(registry));
+        }
+        let redis = redis::RedisBus::start(registry.clone(), config)?;
+        Ok(Bus {
+            registry,
+            redis: Some(redis),
+        })
+    }
+
+    /// Whether sends go through Redis (shared with other processes).
+    pub fn is_shared(&self) -> bool {
+        self.redis.is_some()
+    }
+
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// Sends `event` (stored in the inbox as `inbox`, if given) to the
+    /// clients `target` selects, in every process. Returns how many of
+    /// this process's connections it is for; with Redis, they receive it
+    /// once it has gone through the stream (a millisecond or so).
+    pub fn publish(
+        &self,
+        target: &Target,
+        event: &Event,
+        inbox: Option<InboxId>,
+    ) -> Result<usize, EventError> {
+        let reached = match &self.redis {
+            None => self.registry.send_stored(target, event, inbox),
+            Some(redis) => {
+                self.registry.check_size(event)?;
+                redis
+                    .publish(target, event, inbox)
+                    .map_err(|e| self.refused(e))?;
+                Ok(self.registry.count_matching(target))
+            }
+        }?;
+        self.count_published(target);
+        Ok(reached)
+    }
+
+    fn count_published(&self, target: &Target) {
+        if let Some(metrics) = self.registry.metrics() {
+            metrics.published(target);
+        }
+    }
+
+    /// Counts a send the bus refused at once (the caller answers 503);
+    /// a waiting send that times out is the inbox's, already stored.
+    fn refused(&self, error: EventError) -> EventError {
+        if matches!(error, EventError::BusBusy { .. }) {
+            self.registry.count_refusal(Refusal::BusBusy);
+        }
+        error
+    }
+
+    /// Sends waiting for the Redis publisher (0 in-process).
+    pub fn queue_depth(&self) -> usize {
+        self.redis.as_ref().map_or(0, |redis| redis.queue_depth())
+    }
+
+    /// How long a send that must not be dropped may wait for room in the
+    /// bus's queue: `bus.timeout` (nothing without Redis).
+    pub fn wait_bound(&self) -> Duration {
+        self.redis
+            .as_ref()
+            .map_or(Duration::ZERO, |redis| redis.timeout())
+    }
+
+    /// [`Bus::publish`], waiting (until `deadline`) for room when the
+    /// bus's queue is full, rather than refusing at once: for sends that
+    /// must not be dropped (stored notifications, already committed).
+    pub async fn publish_waiting(
+        &self,
+        target: &Target,
+        event: &Event,
+        inbox: Option<InboxId>,
+        deadline: tokio::time::Instant,
+    ) -> Result<usize, EventError> {
+        let reached = match &self.redis {
+            None => self.registry.send_stored(target, event, inbox),
+            Some(redis) => {
+                self.registry.check_size(event)?;
+                redis
+                    .publish_waiting(target, event, inbox, deadline)
+                    .await?;
+                Ok(self.registry.count_matching(target))
+            }
+        }?;
+        self.count_published(target);
+        Ok(reached)
+    }
+
+    /// Ends the streams `target` selects, in every process (e.g. a
+    /// session's at sign-out). Returns how many were in this process.
+    pub fn kick(&self, target: &Target) -> usize {
+        if let Some(redis) = &self.redis {
+            redis.kick(target);
+        }
+        // Here at once (the copy read back from the stream finds nothing
+        // left to end).
+        self.registry
+            .disconnect_matching(target, DisconnectReason::Kicked)
+    }
+
+    pub fn status(&self) -> BusStatus {
+        match &self.redis {
+            None => BusStatus {
+                kind: "local",
+                connected: true,
+                instance: String::new(),
+            },
+            Some(redis) => redis.status(),
+        }
+    }
+
+    /// Figures over every process: with Redis, the sum of the latest
+    /// reports (this process's own figures are always current), with one
+    /// entry per process in `instances`.
+    pub fn stats(&self) -> Stats {
+        let local = self.registry.stats();
+        match &self.redis {
+            None => local,
+            Some(redis) => redis.cluster_stats(local),
+        }
+    }
+
+    /// With Redis, before a stream is registered, waits (each at most
+    /// `bus.timeout`): for the first read of the stream, in a process that
+    /// just started (else its first streams would start on a history of
+    /// its own, and be reset moments later); and, when the client sends
+    /// an id of the stream this process follows but newer than what it
+    /// read (it comes from a process that was ahead), until this process
+    /// has read that far, woken by the reader (not polling). An id beyond
+    /// the stream's newest entry (nobody handed it out) returns at once
+    /// (the stream then starts with `sse-reset`). Returns at once when
+    /// the reader is not following the stream, and without Redis.
+    pub async fn catch_up(&self, last_event_id: Option<&str>) {
+        let Some(redis) = &self.redis else {
+            return;
+        };
+        redis.catch_up(last_event_id.and_then(EventId::parse)).await;
+    }
+
+    /// Where a client resuming from `last_event_id` should resume in this
+    /// process's history when that id is older than what the history
+    /// holds but the Redis stream may still have it: the history's floor
+    /// (the older part is then read with [`Bus::older`]). `None`: resume
+    /// as asked.
+    pub fn resume_floor(&self, last_event_id: &str) -> Option<(EventId, EventId)> {
+        self.redis.as_ref()?;
+        let id = EventId::parse(last_event_id)?;
+        let (floor, shared) = self.registry.history_floor();
+        (shared && floor.epoch == id.epoch && id.position < floor.position).then_some((id, floor))
+    }
+
+    /// The frames `recipient` missed after `after` up to `upto`, read
+    /// from the Redis stream; `None` if it no longer holds them all, if
+    /// they are more than the history would hold (entries or bytes), or
+    /// if they reach back before `since` (unix ms: when the sign-in
+    /// began).
+    pub async fn older(
+        &self,
+        after: EventId,
+        upto: EventId,
+        recipient: &Recipient<'_>,
+        since: Option<u64>,
+    ) -> Option<bytes::Bytes> {
+        self.redis
+            .as_ref()?
+            .older(after, upto.position, recipient, since)
+            .await
+    }
+
+    /// Stops the bus's tasks (the process is shutting down).
+    pub fn stop(&self) {
+        if let Some(redis) = &self.redis {
+            redis.stop();
+        }
+    }
+}

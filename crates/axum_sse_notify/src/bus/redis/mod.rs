@@ -1,0 +1,332 @@
+//! The Redis bus: one stream every process appends to and reads.
+//!
+//! Three tasks per process, each on one connection of its own (three
+//! connections per process, plus at most four short-lived ones reading
+//! entries older than the history for resuming clients: the bound on
+//! what the bus holds open): the
+//! [`publish`]er appends queued sends with a script that also keeps the
+//! stream's epoch, pipelining whatever is waiting into one round trip;
+//! the [`read`]er follows the stream with a blocking `XREAD` and delivers
+//! through the registry; the [`cluster`] task writes this process's
+//! figures and reads the others'. Each reconnects by itself with
+//! backoff, and every command is bounded by `bus.timeout`.
+
+mod cluster;
+mod older;
+mod publish;
+mod read;
+mod reply;
+mod seen;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use redis::AsyncConnectionConfig;
+use redis::aio::MultiplexedConnection;
+use tokio::sync::{mpsc, watch};
+
+use super::wire::Outgoing;
+use super::{BusConfig, BusError, BusStatus};
+use crate::event::{Event, EventError};
+use crate::event_id::EventId;
+use crate::inbox::InboxId;
+use crate::registry::{Registry, Stats};
+use crate::target::Target;
+
+pub use cluster::NodeReport;
+
+/// The names of the keys, all under one hash tag (`{prefix}`), so that
+/// the append script's two keys live on one node of a Redis Cluster too.
+#[derive(Debug, Clone)]
+pub(super) struct Keys {
+    stream: String,
+    epoch: String,
+    nodes: String,
+    node_prefix: String,
+}
+
+impl Keys {
+    fn new(prefix: &str) -> Self {
+        let tag = format!("{{{prefix}}}");
+        Keys {
+            stream: format!("{tag}:stream"),
+            epoch: format!("{tag}:epoch"),
+            nodes: format!("{tag}:nodes"),
+            node_prefix: format!("{tag}:node:"),
+        }
+    }
+}
+
+/// What the tasks share with the handle.
+pub(super) struct Shared {
+    registry: Arc<Registry>,
+    client: redis::Client,
+    keys: Keys,
+    config: BusConfig,
+    instance: String,
+    publisher_up: AtomicBool,
+    reader_up: AtomicBool,
+    /// The other processes' latest reports.
+    others: Mutex<Vec<NodeReport>>,
+    /// Reads of older entries at once, at most (each on a connection of
+    /// its own, so that they do not queue behind the publisher).
+    older_reads: tokio::sync::Semaphore,
+    /// Look-ups of the stream's newest id at once, at most (apart from
+    /// older reads, which may take longer).
+    newest_reads: tokio::sync::Semaphore,
+    /// This process's publisher (see `wire::Origin`).
+    publisher: u64,
+    /// The entries the reader has read, by origin: copies are dropped,
+    /// and the publisher does not deliver again, locally, a send whose
+    /// append it could not confirm but the reader has read.
+    read: Mutex<seen::Seen>,
+    /// Set once the reader has followed the stream once.
+    reader_read: watch::Sender<bool>,
+    /// The reader's position, updated after each read: what a request
+    /// waiting for this process to catch up waits on.
+    read_head: watch::Sender<Option<EventId>>,
+    /// When the reader last logged skipped entries, and how many it has
+    /// skipped since.
+    skip_log: Mutex<(Option<Instant>, u64)>,
+    started: Instant,
+    stopping: watch::Sender<bool>,
+}
+
+impl Shared {
+    /// A connection with `bus.timeout` on connecting and (unless it is the
+    /// reader's, whose commands block longer on purpose) on every reply.
+    async fn connect(&self, replies_timeout: bool) -> redis::RedisResult<MultiplexedConnection> {
+        let timeout = self.config.timeout;
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(replies_timeout.then_some(timeout));
+        tokio::time::timeout(
+            timeout,
+            self.client
+                .get_multiplexed_async_connection_with_config(&config),
+        )
+        .await
+        .map_err(|_| timed_out())?
+    }
+
+    /// Whether an entry from `origin` was read before (and remembers it).
+    fn is_copy(&self, origin: Option<super::wire::Origin>) -> bool {
+        self.read
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_copy(origin)
+    }
+
+    /// Whether the reader has read the entry this process appended as
+    /// `origin`.
+    fn has_read(&self, origin: super::wire::Origin) -> bool {
+        self.read
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .has_read(origin)
+    }
+
+    fn reconnected(&self, link: crate::metrics::BusLink) {
+        if let Some(metrics) = self.registry.metrics() {
+            metrics.bus_reconnected(link);
+        }
+    }
+
+    /// Resolves when the bus is told to stop.
+    async fn stopped(&self) {
+        let mut stopping = self.stopping.subscribe();
+        let _ = stopping.wait_for(|stop| *stop).await;
+    }
+}
+
+fn timed_out() -> redis::RedisError {
+    redis::RedisError::from(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        "no answer from Redis within bus.timeout",
+    ))
+}
+
+/// Concurrent reads of entries older than the history, at most.
+const OLDER_READS: usize = 4;
+
+/// Concurrent look-ups of the stream's newest id, at most.
+const NEWEST_READS: usize = 16;
+
+/// The Redis bus's handle.
+pub(super) struct RedisBus {
+    shared: Arc<Shared>,
+    outgoing: mpsc::Sender<Outgoing>,
+}
+
+impl RedisBus {
+    pub(super) fn start(
+        registry: Arc<Registry>,
+        config: &BusConfig,
+    ) -> Result<Arc<Self>, BusError> {
+        let client = redis::Client::open(config.url.as_str())
+            .map_err(|e| BusError(format!("{:?} is not a Redis URL: {e}", config.url)))?;
+        let instance = if config.instance.is_empty() {
+            format!("{:08x}", rand::random::<u32>())
+        } else {
+            config.instance.clone()
+        };
+        let (outgoing, queued) = mpsc::channel(config.queue_max.max(1));
+        let shared = Arc::new(Shared {
+            registry,
+            client,
+            keys: Keys::new(&config.prefix),
+            config: config.clone(),
+            instance,
+            publisher_up: AtomicBool::new(false),
+            reader_up: AtomicBool::new(false),
+            others: Mutex::new(Vec::new()),
+            reader_read: watch::Sender::new(false),
+            read_head: watch::Sender::new(None),
+            skip_log: Mutex::new((None, 0)),
+            publisher: rand::random(),
+            read: Mutex::new(seen::Seen::default()),
+            older_reads: tokio::sync::Semaphore::new(OLDER_READS),
+            newest_reads: tokio::sync::Semaphore::new(NEWEST_READS),
+            started: Instant::now(),
+            stopping: watch::Sender::new(false),
+        });
+        tracing::info!(instance = %shared.instance, prefix = %config.prefix, "bus: Redis; connecting");
+        tokio::spawn(publish::run(shared.clone(), queued));
+        tokio::spawn(read::run(shared.clone()));
+        tokio::spawn(cluster::run(shared.clone()));
+        Ok(Arc::new(RedisBus { shared, outgoing }))
+    }
+
+    pub(super) fn publish(
+        &self,
+        target: &Target,
+        event: &Event,
+        inbox: Option<InboxId>,
+    ) -> Result<(), EventError> {
+        self.outgoing
+            .try_send(Outgoing::Event {
+                target: target.clone(),
+                event: event.clone(),
+                inbox,
+            })
+            .map_err(|_| EventError::BusBusy {
+                max: self.shared.config.queue_max,
+            })
+    }
+
+    pub(super) fn queue_depth(&self) -> usize {
+        self.outgoing.max_capacity() - self.outgoing.capacity()
+    }
+
+    pub(super) fn timeout(&self) -> Duration {
+        self.shared.config.timeout
+    }
+
+    pub(super) async fn publish_waiting(
+        &self,
+        target: &Target,
+        event: &Event,
+        inbox: Option<InboxId>,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), EventError> {
+        let item = Outgoing::Event {
+            target: target.clone(),
+            event: event.clone(),
+            inbox,
+        };
+        let busy = EventError::BusBusy {
+            max: self.shared.config.queue_max,
+        };
+        match tokio::time::timeout_at(deadline, self.outgoing.send(item)).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(busy),
+        }
+    }
+
+    /// Queues a kick for every process; with the queue full, a task waits
+    /// for room (at most `bus.timeout`): a sign-out must reach the other
+    /// processes' streams.
+    pub(super) fn kick(&self, target: &Target) {
+        let kick = Outgoing::Kick {
+            target: target.clone(),
+        };
+        if let Err(mpsc::error::TrySendError::Full(kick)) = self.outgoing.try_send(kick) {
+            let (outgoing, timeout) = (self.outgoing.clone(), self.shared.config.timeout);
+            tokio::spawn(async move {
+                if tokio::time::timeout(timeout, outgoing.send(kick))
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!("bus: a kick could not be queued for the other processes");
+                }
+            });
+        }
+    }
+
+    pub(super) fn status(&self) -> BusStatus {
+        BusStatus {
+            kind: "redis",
+            connected: self.shared.publisher_up.load(Ordering::Relaxed)
+                && self.shared.reader_up.load(Ordering::Relaxed),
+            instance: self.shared.instance.clone(),
+        }
+    }
+
+    pub(super) fn cluster_stats(&self, local: Stats) -> Stats {
+        let others = self
+            .shared
+            .others
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        cluster::merge(&self.shared.instance, local, &others)
+    }
+
+    pub(super) async fn catch_up(&self, id: Option<EventId>) {
+        let timeout = self.shared.config.timeout;
+        let mut read = self.shared.reader_read.subscribe();
+        if self.shared.started.elapsed() < timeout {
+            let _ = tokio::time::timeout(timeout, read.wait_for(|read| *read)).await;
+        }
+        let Some(id) = id else {
+            return;
+        };
+        let behind = || {
+            let (head, shared) = self.shared.registry.history_head();
+            let following = self.shared.reader_up.load(Ordering::Relaxed);
+            following && shared && head.epoch == id.epoch && head.position < id.position
+        };
+        if !behind() {
+            return;
+        }
+        // Ahead of what this process read: appended moments ago through
+        // another process, or never (a made-up id). Only the first is
+        // worth a wait.
+        match older::newest(&self.shared).await {
+            Some(newest) if id.position <= newest => {}
+            _ => return,
+        }
+        let mut heads = self.shared.read_head.subscribe();
+        if tokio::time::timeout(timeout, heads.wait_for(|_| !behind()))
+            .await
+            .is_err()
+        {
+            tracing::debug!(%id, "the stream was not read up to a client's id in time");
+        }
+    }
+
+    pub(super) async fn older(
+        &self,
+        after: EventId,
+        upto: crate::event_id::Position,
+        recipient: &crate::target::Recipient<'_>,
+        since: Option<u64>,
+    ) -> Option<bytes::Bytes> {
+        older::read(&self.shared, after, upto, recipient, since).await
+    }
+
+    pub(super) fn stop(&self) {
+        self.shared.stopping.send_replace(true);
+    }
+}

@@ -1,0 +1,277 @@
+//! The publisher: appends queued sends to the stream, in order.
+//!
+//! Whatever is queued when it looks is sent as one pipeline (one round
+//! trip for a burst). Each append runs [`APPEND`], which also keeps the
+//! stream's epoch: a stream that was lost (Redis flushed or replaced, the
+//! key deleted) is started afresh under a new epoch, so no process takes
+//! the new entries for a continuation of the old ones. While Redis cannot
+//! be reached, sends are delivered to this process's clients only (in
+//! order, on the registry's own history), and the publisher reconnects.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use redis::aio::MultiplexedConnection;
+use redis::{Pipeline, Script};
+use tokio::sync::mpsc;
+
+use super::Shared;
+use crate::bus::backoff::Backoff;
+use crate::bus::wire::{Origin, Outgoing};
+use crate::event_id::Epoch;
+use crate::metrics::BusLink;
+use crate::registry::DisconnectReason;
+use crate::target::Target;
+
+/// KEYS[1] the stream, KEYS[2] its epoch; ARGV[1] the epoch to use if a
+/// new history starts, ARGV[2] the stream's length (`MAXLEN ~`),
+/// ARGV[3..] the entry's fields and values. Returns the entry's id.
+const APPEND: &str = r"
+local epoch = redis.call('GET', KEYS[2])
+if (not epoch) or redis.call('EXISTS', KEYS[1]) == 0 then
+  epoch = ARGV[1]
+  redis.call('DEL', KEYS[1])
+  redis.call('SET', KEYS[2], epoch)
+end
+local entry = {'XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'h', epoch}
+for i = 3, #ARGV do entry[#entry + 1] = ARGV[i] end
+return redis.call(unpack(entry))
+";
+
+/// Sends written per round trip, at most.
+const BATCH: usize = 256;
+
+pub(super) fn script() -> Script {
+    Script::new(APPEND)
+}
+
+/// Appends `outgoing` entries as one pipeline of [`APPEND`] calls.
+pub(super) fn pipeline(shared: &Shared, hash: &str, outgoing: &[(Origin, Outgoing)]) -> Pipeline {
+    let mut pipe = redis::pipe();
+    for (origin, item) in outgoing {
+        let cmd = pipe
+            .cmd("EVALSHA")
+            .arg(hash)
+            .arg(2)
+            .arg(&shared.keys.stream)
+            .arg(&shared.keys.epoch)
+            .arg(Epoch::random().to_hex())
+            .arg(shared.config.history_len.max(1));
+        for (name, value) in item.fields(*origin) {
+            cmd.arg(name).arg(value);
+        }
+    }
+    pipe
+}
+
+/// The publisher's side of [`Origin`]: its random id and its count.
+struct Counter {
+    publisher: u64,
+    seq: u64,
+}
+
+impl Counter {
+    fn stamp(&mut self, items: &mut Vec<Outgoing>, batch: &mut Vec<(Origin, Outgoing)>) {
+        for item in items.drain(..) {
+            self.seq += 1;
+            let origin = Origin {
+                publisher: self.publisher,
+                seq: self.seq,
+            };
+            batch.push((origin, item));
+        }
+    }
+}
+
+/// Kicks applied locally while Redis was out of reach, kept to be
+/// appended once it is back (a kick is harmless twice), at most.
+const KICKS_KEPT: usize = 10_000;
+
+/// What was done without Redis, to be told to the other processes.
+#[derive(Default)]
+struct Offline {
+    /// Sends reached this process's clients only.
+    sent: bool,
+    kicks: Vec<Target>,
+}
+
+pub(super) async fn run(shared: Arc<Shared>, mut queued: mpsc::Receiver<Outgoing>) {
+    let mut backoff = Backoff::new();
+    let mut counter = Counter {
+        publisher: shared.publisher,
+        seq: 0,
+    };
+    let mut offline = Offline::default();
+    let mut taken = Vec::with_capacity(BATCH);
+    // Taken from the queue, not yet confirmed appended.
+    let mut batch: Vec<(Origin, Outgoing)> = Vec::with_capacity(BATCH);
+    let mut connections = 0u64;
+    loop {
+        let connected = match shared.connect(true).await {
+            Ok(mut conn) => match script().load_async(&mut conn).await {
+                Ok(hash) => Some((conn, hash)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "bus: cannot load the append script");
+                    None
+                }
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, url = %shared.config.url, "bus: Redis unreachable; local clients only until it is back");
+                None
+            }
+        };
+        let Some((mut conn, hash)) = connected else {
+            shared.publisher_up.store(false, Ordering::Relaxed);
+            // What could not be confirmed, and what comes while we wait,
+            // reaches local clients at least; except what the reader has
+            // read back (appended, but its reply lost with the
+            // connection): that has reached them already.
+            let unread = batch
+                .drain(..)
+                .filter(|(origin, _)| !shared.has_read(*origin))
+                .map(|(_, item)| item);
+            deliver_locally(&shared, unread, &mut offline);
+            let delay = tokio::time::sleep(backoff.next_delay());
+            tokio::pin!(delay);
+            loop {
+                tokio::select! {
+                    () = &mut delay => break,
+                    () = shared.stopped() => return,
+                    n = queued.recv_many(&mut taken, BATCH) => {
+                        if n == 0 {
+                            return;
+                        }
+                        deliver_locally(&shared, taken.drain(..), &mut offline);
+                    }
+                }
+            }
+            continue;
+        };
+        tracing::info!("bus: publishing to Redis");
+        shared.publisher_up.store(true, Ordering::Relaxed);
+        connections += 1;
+        if connections > 1 {
+            shared.reconnected(BusLink::Publisher);
+        }
+        // First, what the others must know about the time without Redis.
+        let mut told = Vec::new();
+        if std::mem::take(&mut offline.sent) {
+            told.push(Outgoing::Gap);
+        }
+        told.extend(
+            offline
+                .kicks
+                .drain(..)
+                .map(|target| Outgoing::Kick { target }),
+        );
+        if !told.is_empty() {
+            let mut stamped = Vec::new();
+            counter.stamp(&mut told, &mut stamped);
+            stamped.append(&mut batch);
+            batch = stamped;
+        }
+        let go_on = publish_until_error(
+            &shared,
+            &mut conn,
+            &hash,
+            &mut queued,
+            (&mut counter, &mut taken, &mut batch),
+            &mut backoff,
+        )
+        .await;
+        if !go_on {
+            return;
+        }
+        shared.publisher_up.store(false, Ordering::Relaxed);
+        tokio::select! {
+            () = tokio::time::sleep(backoff.next_delay()) => {}
+            () = shared.stopped() => return,
+        }
+    }
+}
+
+/// How often an idle publisher checks its connection, so that a Redis
+/// that went away is noticed (and reconnected to) before the next send.
+const IDLE_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Publishes until the connection fails (returns true: reconnect, with
+/// the unconfirmed sends left in the batch) or every sender is gone.
+async fn publish_until_error(
+    shared: &Shared,
+    conn: &mut MultiplexedConnection,
+    hash: &str,
+    queued: &mut mpsc::Receiver<Outgoing>,
+    (counter, taken, batch): (
+        &mut Counter,
+        &mut Vec<Outgoing>,
+        &mut Vec<(Origin, Outgoing)>,
+    ),
+    backoff: &mut Backoff,
+) -> bool {
+    loop {
+        if batch.is_empty() {
+            // Not stopped by the bus's stop: what was sent before a
+            // shutdown still goes out.
+            tokio::select! {
+                n = queued.recv_many(taken, BATCH) => {
+                    if n == 0 {
+                        return false;
+                    }
+                    counter.stamp(taken, batch);
+                }
+                () = tokio::time::sleep(IDLE_CHECK) => {
+                    if let Err(e) = redis::cmd("PING").query_async::<String>(conn).await {
+                        tracing::warn!(error = %e, "bus: connection lost; reconnecting");
+                        return true;
+                    }
+                    backoff.reset();
+                    continue;
+                }
+            }
+        }
+        match pipeline(shared, hash, batch)
+            .query_async::<Vec<redis::Value>>(conn)
+            .await
+        {
+            Ok(_) => {
+                batch.clear();
+                backoff.reset();
+                shared.publisher_up.store(true, Ordering::Relaxed);
+            }
+            Err(e) => {
+                // Some may have been appended (a pipeline runs each of its
+                // commands; a refused one does not stop the others): the
+                // whole batch is appended again, with the same counts, on
+                // a new connection, and readers drop the copies.
+                tracing::warn!(error = %e, sends = batch.len(), "bus: append failed; reconnecting");
+                return true;
+            }
+        }
+    }
+}
+
+fn deliver_locally(shared: &Shared, items: impl Iterator<Item = Outgoing>, offline: &mut Offline) {
+    for item in items {
+        match item {
+            Outgoing::Event {
+                target,
+                event,
+                inbox,
+            } => {
+                offline.sent = true;
+                if let Err(e) = shared.registry.send_stored(&target, &event, inbox) {
+                    tracing::warn!(error = %e, "bus: local delivery refused");
+                }
+            }
+            Outgoing::Kick { target } => {
+                shared
+                    .registry
+                    .disconnect_matching(&target, DisconnectReason::Kicked);
+                if offline.kicks.len() < KICKS_KEPT {
+                    offline.kicks.push(target);
+                }
+            }
+            Outgoing::Gap => offline.sent = true,
+        }
+    }
+}

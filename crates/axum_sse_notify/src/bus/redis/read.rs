@@ -1,0 +1,340 @@
+//! The reader: follows the stream and delivers through the registry.
+//!
+//! On every (re)connect it first decides where to continue. If the stream
+//! is the one it followed (same epoch) and still holds the last entry it
+//! read, it continues right after it: nothing was missed, even if Redis
+//! was out of reach for a while. Otherwise it follows the stream from its
+//! newest entries (mirrored into the registry's history for replay) and
+//! every connected client gets an `sse-reset`: what it missed while the
+//! stream could not be followed cannot be told apart from what it saw.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use redis::Value;
+use redis::aio::MultiplexedConnection;
+
+use super::publish::script;
+use super::reply::{self, entry_id};
+use super::{Shared, timed_out};
+use crate::bus::backoff::Backoff;
+use crate::bus::wire::{self, Incoming};
+use crate::event_id::{Epoch, EventId, Position};
+use crate::metrics::BusLink;
+use crate::registry::DisconnectReason;
+
+/// How long one `XREAD` waits for new entries; after a quiet wait the
+/// reader checks that the stream is still the one it follows.
+const BLOCK: Duration = Duration::from_secs(2);
+
+/// Entries taken per read, at most.
+const COUNT: usize = 1024;
+
+pub(super) async fn run(shared: Arc<Shared>) {
+    let mut backoff = Backoff::new();
+    // The last entry read (of any kind), in its history.
+    let mut cursor: Option<EventId> = None;
+    let mut connections = 0u64;
+    loop {
+        let mut followed = false;
+        let session = async {
+            let mut conn = shared.connect(false).await?;
+            sync(&shared, &mut conn, &mut cursor).await?;
+            shared.reader_up.store(true, Ordering::Relaxed);
+            shared.reader_read.send_replace(true);
+            followed = true;
+            connections += 1;
+            if connections > 1 {
+                shared.reconnected(BusLink::Reader);
+            }
+            tracing::info!("bus: following the stream");
+            loop {
+                follow(&shared, &mut conn, &mut cursor).await?;
+                // The stream changed identity while quiet: start over.
+                sync(&shared, &mut conn, &mut cursor).await?;
+            }
+        };
+        let result: redis::RedisResult<()> = tokio::select! {
+            result = session => result,
+            () = shared.stopped() => return,
+        };
+        shared.reader_up.store(false, Ordering::Relaxed);
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "bus: cannot follow the stream; reconnecting");
+        }
+        if followed {
+            backoff.reset();
+        }
+        let delay = backoff.next_delay();
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = shared.stopped() => return,
+        }
+    }
+}
+
+/// One command, bounded: `bus.timeout` beyond what it may block for.
+async fn query<T: redis::FromRedisValue>(
+    shared: &Shared,
+    conn: &mut MultiplexedConnection,
+    cmd: &redis::Cmd,
+    blocks_for: Duration,
+) -> redis::RedisResult<T> {
+    tokio::time::timeout(blocks_for + shared.config.timeout, cmd.query_async(conn))
+        .await
+        .map_err(|_| timed_out())?
+}
+
+async fn current_epoch(
+    shared: &Shared,
+    conn: &mut MultiplexedConnection,
+) -> redis::RedisResult<Option<Epoch>> {
+    let text: Option<String> = query(
+        shared,
+        conn,
+        redis::cmd("GET").arg(&shared.keys.epoch),
+        Duration::ZERO,
+    )
+    .await?;
+    Ok(text.as_deref().and_then(Epoch::parse_hex))
+}
+
+/// Decides where to continue (see the module's doc).
+async fn sync(
+    shared: &Shared,
+    conn: &mut MultiplexedConnection,
+    cursor: &mut Option<EventId>,
+) -> redis::RedisResult<()> {
+    let epoch = match current_epoch(shared, conn).await? {
+        Some(epoch) => epoch,
+        None => {
+            // No history yet, or it was lost: open one now, so that every
+            // process follows it before the first send.
+            let script = script();
+            let mut invocation = script.prepare_invoke();
+            invocation
+                .key(&shared.keys.stream)
+                .key(&shared.keys.epoch)
+                .arg(Epoch::random().to_hex())
+                .arg(shared.config.history_len.max(1))
+                .arg("k")
+                .arg("o");
+            let opened = invocation.invoke_async::<String>(conn);
+            tokio::time::timeout(shared.config.timeout, opened)
+                .await
+                .map_err(|_| timed_out())??;
+            current_epoch(shared, conn).await?.ok_or_else(|| {
+                redis::RedisError::from(std::io::Error::other(
+                    "the stream's epoch key holds no epoch",
+                ))
+            })?
+        }
+    };
+    let (_, following) = shared.registry.history_head();
+    if let Some(last) = *cursor
+        && last.epoch == epoch
+        && following
+    {
+        let still_there: Value = query(
+            shared,
+            conn,
+            redis::cmd("XRANGE")
+                .arg(&shared.keys.stream)
+                .arg(entry_id(last.position))
+                .arg("+")
+                .arg("COUNT")
+                .arg(1),
+            Duration::ZERO,
+        )
+        .await?;
+        let (entries, _) = reply::entries(&still_there);
+        if entries.first().is_some_and(|e| e.position == last.position) {
+            return Ok(());
+        }
+        tracing::warn!(
+            "bus: the stream was trimmed past this process's position while it could not read it"
+        );
+    }
+    let newest: Value = query(
+        shared,
+        conn,
+        redis::cmd("XREVRANGE")
+            .arg(&shared.keys.stream)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(shared.config.history_len.max(1)),
+        Duration::ZERO,
+    )
+    .await?;
+    let (mut entries, _) = reply::entries(&newest);
+    entries.reverse();
+    let head = entries.last().map_or(Position::START, |e| e.position);
+    // Kicks this process may not have applied: after its position if it
+    // followed this stream, else all those still in it (a kick twice is
+    // harmless).
+    let after = cursor.filter(|c| c.epoch == epoch).map(|c| c.position);
+    let mut recent = Vec::new();
+    for entry in entries.iter().filter(|e| e.epoch == Some(epoch)) {
+        if shared.is_copy(wire::origin(&entry.fields)) {
+            continue;
+        }
+        match wire::decode(&entry.fields) {
+            Some(Incoming::Event {
+                target,
+                event,
+                inbox,
+            }) => recent.push((entry.position, target, event, inbox)),
+            Some(Incoming::Kick { target }) if after.is_none_or(|p| entry.position > p) => {
+                shared
+                    .registry
+                    .disconnect_matching(&target, DisconnectReason::Kicked);
+            }
+            // Nothing before a gap can be replayed without one.
+            Some(Incoming::Gap) => recent.clear(),
+            _ => {}
+        }
+    }
+    let from = recent.first().map_or(head, |(position, ..)| *position);
+    tracing::info!(epoch = %epoch.to_hex(), mirrored = recent.len(), "bus: following the stream's history from its newest entries");
+    shared.registry.restart_history(
+        EventId {
+            epoch,
+            position: from,
+        },
+        recent,
+    );
+    *cursor = Some(EventId {
+        epoch,
+        position: head,
+    });
+    shared.read_head.send_replace(*cursor);
+    Ok(())
+}
+
+/// Reads and delivers until the stream is found to be another one
+/// (returns `Ok`: sync again) or Redis fails (`Err`).
+async fn follow(
+    shared: &Shared,
+    conn: &mut MultiplexedConnection,
+    cursor: &mut Option<EventId>,
+) -> redis::RedisResult<()> {
+    let registry = &shared.registry;
+    loop {
+        let Some(last) = *cursor else {
+            return Ok(());
+        };
+        let reply: Value = query(
+            shared,
+            conn,
+            redis::cmd("XREAD")
+                .arg("COUNT")
+                .arg(COUNT)
+                .arg("BLOCK")
+                .arg(BLOCK.as_millis() as u64)
+                .arg("STREAMS")
+                .arg(&shared.keys.stream)
+                .arg(entry_id(last.position)),
+            BLOCK,
+        )
+        .await?;
+        let (entries, unreadable) = reply::read_reply(&reply);
+        if unreadable > 0 {
+            tracing::warn!(unreadable, "bus: skipped stream entries it cannot read");
+        }
+        if entries.is_empty() {
+            if current_epoch(shared, conn).await? != Some(last.epoch) {
+                tracing::warn!("bus: the stream was replaced");
+                return Ok(());
+            }
+            continue;
+        }
+        for entry in entries {
+            let Some(epoch) = entry.epoch else {
+                // Not ours (written by something else, or damaged): read
+                // past it, or every later read would return it again.
+                let current = cursor.unwrap_or(last);
+                *cursor = Some(EventId {
+                    epoch: current.epoch,
+                    position: entry.position,
+                });
+                skipped(shared, entry.position);
+                continue;
+            };
+            let id = EventId {
+                epoch,
+                position: entry.position,
+            };
+            if cursor.map(|c| c.epoch) != Some(epoch) {
+                // Deleted and started again under us.
+                tracing::warn!("bus: the stream was replaced");
+                registry.restart_history(
+                    EventId {
+                        epoch,
+                        position: entry.position.before(),
+                    },
+                    Vec::new(),
+                );
+            }
+            *cursor = Some(id);
+            let origin = wire::origin(&entry.fields);
+            if shared.is_copy(origin) {
+                tracing::debug!(%id, "bus: dropped a copy appended again after a retry");
+                continue;
+            }
+            match wire::decode(&entry.fields) {
+                Some(Incoming::Event {
+                    target,
+                    event,
+                    inbox,
+                }) => {
+                    registry.deliver(id, &target, &event, inbox);
+                }
+                Some(Incoming::Kick { target }) => {
+                    registry.disconnect_matching(&target, DisconnectReason::Kicked);
+                }
+                Some(Incoming::Gap) if origin.is_some_and(|o| o.publisher == shared.publisher) => {
+                    // Our own: our clients were told when we left the
+                    // stream and when we came back; resumes from before it
+                    // must be told too.
+                    registry.forget_before(id);
+                }
+                Some(Incoming::Gap) => {
+                    // Another process sent to its own clients only while
+                    // Redis was out of its reach: ours may have missed some.
+                    tracing::warn!(%id, "bus: another process could not publish for a while; clients are told");
+                    registry.restart_history(id, Vec::new());
+                }
+                Some(Incoming::Marker) => {}
+                None => skipped(shared, entry.position),
+            }
+        }
+        shared.read_head.send_replace(*cursor);
+    }
+}
+
+/// Counts an entry the reader stepped over, and logs it (at most one
+/// line per [`SKIP_LOG_EVERY`], with how many were skipped since).
+fn skipped(shared: &Shared, position: Position) {
+    if let Some(metrics) = shared.registry.metrics() {
+        metrics.bus_entry_skipped();
+    }
+    let mut log = shared
+        .skip_log
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    log.1 += 1;
+    let now = std::time::Instant::now();
+    if log
+        .0
+        .is_none_or(|at| now.duration_since(at) >= SKIP_LOG_EVERY)
+    {
+        tracing::warn!(entry = %entry_id(position), skipped = log.1,
+            "bus: stepped over stream entries it cannot read (foreign or malformed)");
+        *log = (Some(now), 0);
+    }
+}
+
+/// The least time between two log lines about skipped entries.
+const SKIP_LOG_EVERY: Duration = Duration::from_secs(10);

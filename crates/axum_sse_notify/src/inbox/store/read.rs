@@ -1,0 +1,112 @@
+//! Reading a user's inbox: the unread rows a fresh stream starts with,
+//! pages of everything, counts.
+
+use sqlx::Row;
+
+use super::{Store, item};
+use crate::inbox::{InboxId, InboxItem, InboxPage};
+use crate::target::UserId;
+
+/// The user's unread rows and the unread broadcasts, as one query's
+/// `FROM` (columns id, event, payload, created_at, read_at, audience);
+/// binds: user, user, user.
+const UNREAD: &str = "\
+    SELECT n.id AS id, n.event AS event, n.payload AS payload, \
+           n.created_at AS created_at, r.read_at AS read_at, n.audience AS audience \
+      FROM inbox r JOIN notifications n ON n.id = r.notification_id \
+     WHERE r.user_id = $1 AND r.read_at IS NULL \
+    UNION ALL \
+    SELECT n.id, n.event, n.payload, n.created_at, CAST(NULL AS BIGINT), n.audience \
+      FROM notifications n \
+     WHERE n.audience = 1 \
+       AND n.id > COALESCE((SELECT m.read_upto FROM inbox_marks m WHERE m.user_id = $2), 0) \
+       AND NOT EXISTS (SELECT 1 FROM inbox r2 WHERE r2.user_id = $3 AND r2.notification_id = n.id)";
+
+impl Store {
+    /// The newest `limit` unread notifications, oldest first (the order a
+    /// stream sends them in), and how many are unread in all. One query:
+    /// the total is a window count over every unread row, taken before
+    /// the limit.
+    pub(crate) async fn unread(
+        &self,
+        user: &UserId,
+        limit: usize,
+    ) -> Result<(Vec<InboxItem>, u64), sqlx::Error> {
+        let sql = format!(
+            "SELECT u.*, COUNT(*) OVER () AS total FROM ({UNREAD}) u ORDER BY id DESC LIMIT $4"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(user.as_str())
+            .bind(user.as_str())
+            .bind(user.as_str())
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await?;
+        let total = match rows.first() {
+            Some(row) => row.try_get::<i64, _>("total")?.max(0) as u64,
+            None => 0,
+        };
+        let mut items = rows.iter().map(item).collect::<Result<Vec<_>, _>>()?;
+        items.reverse();
+        Ok((items, total))
+    }
+
+    pub(crate) async fn unread_count(&self, user: &UserId) -> Result<u64, sqlx::Error> {
+        let sql = format!("SELECT COUNT(*) FROM ({UNREAD}) u");
+        let count: i64 = sqlx::query(&sql)
+            .bind(user.as_str())
+            .bind(user.as_str())
+            .bind(user.as_str())
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)?;
+        Ok(count.max(0) as u64)
+    }
+
+    /// One page, newest first, of everything the user received (read or
+    /// not), older than `before`.
+    pub(crate) async fn page(
+        &self,
+        user: &UserId,
+        before: Option<InboxId>,
+        limit: usize,
+    ) -> Result<InboxPage, sqlx::Error> {
+        let before = before.map_or(i64::MAX, |id| id.0);
+        let rows = sqlx::query(
+            "SELECT * FROM (\
+               SELECT n.id AS id, n.event AS event, n.payload AS payload, \
+                      n.created_at AS created_at, r.read_at AS read_at, n.audience AS audience \
+                 FROM inbox r JOIN notifications n ON n.id = r.notification_id \
+                WHERE r.user_id = $1 AND r.notification_id < $2 \
+               UNION ALL \
+               SELECT n.id, n.event, n.payload, n.created_at, \
+                      CASE WHEN n.id <= COALESCE(m.read_upto, 0) THEN m.read_at ELSE NULL END, \
+                      n.audience \
+                 FROM notifications n LEFT JOIN inbox_marks m ON m.user_id = $3 \
+                WHERE n.audience = 1 AND n.id < $4 AND n.id > COALESCE(m.since, 0) \
+                  AND NOT EXISTS (SELECT 1 FROM inbox r2 \
+                                   WHERE r2.user_id = $5 AND r2.notification_id = n.id)\
+             ) u ORDER BY id DESC LIMIT $6",
+        )
+        .bind(user.as_str())
+        .bind(before)
+        .bind(user.as_str())
+        .bind(before)
+        .bind(user.as_str())
+        .bind(limit as i64 + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut items = rows.iter().map(item).collect::<Result<Vec<_>, _>>()?;
+        let next_before = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|i| i.id)
+        } else {
+            None
+        };
+        Ok(InboxPage {
+            items,
+            next_before,
+            unread: self.unread_count(user).await?,
+        })
+    }
+}

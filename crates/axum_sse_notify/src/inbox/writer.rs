@@ -1,0 +1,94 @@
+//! Group commit: one task writes every persistent send. Sends that arrive
+//! while a batch is being committed wait in the channel and go into the
+//! next batch together, so SQLite commits (and syncs) once per batch, not
+//! once per notification. A send is published, and its caller answered,
+//! only after its batch committed.
+
+use sqlx::AnyPool;
+use tokio::sync::{mpsc, oneshot};
+
+use super::store::{self, NewRow};
+use super::types::InboxId;
+use super::{Audience, InboxError, publish};
+use crate::bus::Bus;
+use crate::event::Event;
+use crate::metrics::{DbOp, timed};
+use crate::target::UserId;
+
+/// One persistent send waiting for its batch.
+pub(super) struct Job {
+    pub audience: Audience,
+    /// The user who sent it (`None`: the backend): the cap evicts by it.
+    pub sender: Option<UserId>,
+    pub event: Event,
+    pub created_at: i64,
+    pub reply: oneshot::Sender<Result<Stored, InboxError>>,
+}
+
+/// A persistent send, stored and published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stored {
+    /// The row's id: what the browser marks read.
+    pub id: InboxId,
+    /// Connections of this process it was queued for.
+    pub delivered: usize,
+}
+
+pub(super) struct Writer {
+    pub pool: AnyPool,
+    pub bus: Bus,
+    pub batch_max: usize,
+    pub max_per_user: i64,
+}
+
+impl Writer {
+    /// Runs until every sender is gone.
+    pub(super) async fn run(self, mut jobs: mpsc::Receiver<Job>) {
+        let mut batch = Vec::with_capacity(self.batch_max);
+        while jobs.recv_many(&mut batch, self.batch_max).await > 0 {
+            let metrics = self.bus.registry().metrics();
+            match timed(metrics, DbOp::InboxCommit, self.commit(&batch)).await {
+                Ok(ids) => {
+                    for (job, id) in batch.drain(..).zip(ids) {
+                        let delivered = publish(&self.bus, &job.audience, &job.event, id).await;
+                        let _ = job.reply.send(Ok(Stored { id, delivered }));
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, sends = batch.len(), "cannot store notifications");
+                    let message = e.to_string();
+                    for job in batch.drain(..) {
+                        let _ = job.reply.send(Err(InboxError::Store(message.clone())));
+                    }
+                }
+            }
+        }
+    }
+
+    async fn commit(&self, batch: &[Job]) -> Result<Vec<InboxId>, sqlx::Error> {
+        let rows: Vec<NewRow<'_>> = batch
+            .iter()
+            .map(|job| NewRow {
+                audience: &job.audience,
+                sender: job.sender.as_ref().map(UserId::as_str),
+                event: job.event.name().as_str(),
+                payload: job.event.data(),
+                created_at: job.created_at,
+            })
+            .collect();
+        let mut tx = self.pool.begin().await?;
+        // Stored as published: this task publishes right after the commit.
+        // Should the process die in between, the rows are in the inbox and
+        // reach the user as unread on their next connect.
+        let ids = store::insert(&mut tx, &rows, Some(now_ms()), self.max_per_user).await?;
+        tx.commit().await?;
+        if let Some(metrics) = self.bus.registry().metrics() {
+            metrics.inbox_rows_written(rows.len() as u64);
+        }
+        Ok(ids)
+    }
+}
+
+pub(super) fn now_ms() -> i64 {
+    crate::registry::unix_millis_now() as i64
+}

@@ -1,0 +1,414 @@
+//! The recent published events, for replay after a reconnect.
+//!
+//! One ordered log of what was *published* (not of deliveries): each entry
+//! is the event's position, its target and its framed bytes (the same
+//! `Bytes` the live receivers got). A reconnecting client walks the log
+//! after its last id and takes what its target rules select. The log is
+//! bounded three ways, all configurable: entries (`sse.history_len`), age
+//! (`sse.history_age`) and bytes (`sse.history_max_bytes`); trimming drops
+//! from the front, O(1) per entry. What was trimmed is remembered as one
+//! position, so a client asking for anything before it is told (reset)
+//! rather than silently skipped.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+
+use crate::event_id::{Epoch, EventId, Position};
+use crate::target::{Recipient, Target};
+
+/// Entries examined per look at the log, so that one replay never holds
+/// the lock (which sends need) for long.
+const SCAN_STEP: usize = 1024;
+
+struct Published {
+    position: Position,
+    at: Instant,
+    target: Target,
+    frame: Bytes,
+}
+
+/// Why a client cannot resume from the id it sent: the stream says so
+/// with an `sse-reset` event instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetReason {
+    /// Not an id of ours.
+    Unparsable,
+    /// From another history: a previous run of the server, or a history
+    /// that was lost.
+    OtherEpoch,
+    /// Older than the oldest event the history still holds.
+    TooOld,
+    /// The history the client was following was replaced: the shared
+    /// stream was lost or could not be followed without a gap (the bus
+    /// was unreachable), so events may have been missed.
+    HistoryLost,
+}
+
+impl ResetReason {
+    /// Every reason, in declaration order (their numbers).
+    pub const ALL: [ResetReason; 4] = [
+        Self::Unparsable,
+        Self::OtherEpoch,
+        Self::TooOld,
+        Self::HistoryLost,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unparsable => "unparsable_id",
+            Self::OtherEpoch => "other_epoch",
+            Self::TooOld => "too_old",
+            Self::HistoryLost => "history_lost",
+        }
+    }
+}
+
+/// One step of a replay.
+pub(super) enum Step {
+    /// These frames (possibly none yet), then look again from `cursor`.
+    More { frames: Option<Bytes>, count: u64 },
+    /// The replay is complete: these were the last frames.
+    Done { frames: Option<Bytes>, count: u64 },
+    /// Events after the cursor were trimmed before they could be replayed.
+    Lost,
+}
+
+pub(super) struct History {
+    epoch: Epoch,
+    /// Positions come from the shared stream (the Redis bus), not from
+    /// this process.
+    shared: bool,
+    /// The last position handed out (`START` before the first event).
+    last: Position,
+    entries: VecDeque<Published>,
+    /// Every position up to this one is gone (`START`: nothing trimmed).
+    trimmed_to: Position,
+    bytes: usize,
+    max_len: usize,
+    max_age: Duration,
+    max_bytes: usize,
+}
+
+impl History {
+    pub(super) fn new(epoch: Epoch, max_len: usize, max_age: Duration, max_bytes: usize) -> Self {
+        History {
+            epoch,
+            shared: false,
+            last: Position::START,
+            entries: VecDeque::new(),
+            trimmed_to: Position::START,
+            bytes: 0,
+            max_len,
+            max_age,
+            max_bytes,
+        }
+    }
+
+    pub(super) fn id(&self, position: Position) -> EventId {
+        EventId {
+            epoch: self.epoch,
+            position,
+        }
+    }
+
+    pub(super) fn epoch(&self) -> Epoch {
+        self.epoch
+    }
+
+    pub(super) fn is_shared(&self) -> bool {
+        self.shared
+    }
+
+    /// Starts over as another history that is complete from `last` on:
+    /// everything before it counts as trimmed (a client resuming from an
+    /// earlier id of `epoch` is told it cannot).
+    pub(super) fn restart(&mut self, epoch: Epoch, last: Position, shared: bool) {
+        self.epoch = epoch;
+        self.shared = shared;
+        self.last = last;
+        self.trimmed_to = last;
+        self.entries.clear();
+        self.bytes = 0;
+    }
+
+    /// The newest position handed out: a client registered now receives
+    /// every event after it.
+    pub(super) fn last(&self) -> Position {
+        self.last
+    }
+
+    /// The position of the next event. Call [`History::record`] with it
+    /// before handing out another.
+    pub(super) fn next_position(&self) -> Position {
+        Position::new(self.last.major + 1, 0)
+    }
+
+    /// Keeps the event just published at `position`.
+    pub(super) fn record(
+        &mut self,
+        position: Position,
+        target: Target,
+        frame: Bytes,
+        now: Instant,
+    ) {
+        self.last = position;
+        self.bytes += frame.len();
+        self.entries.push_back(Published {
+            position,
+            at: now,
+            target,
+            frame,
+        });
+        self.trim(now);
+    }
+
+    /// Every position up to this one is gone (after trimming what is due).
+    pub(super) fn floor(&mut self, now: Instant) -> Position {
+        self.trim(now);
+        self.trimmed_to
+    }
+
+    /// Where a client that last saw `id` resumes, or why it cannot.
+    pub(super) fn resume_point(
+        &mut self,
+        id: &EventId,
+        now: Instant,
+    ) -> Result<Position, ResetReason> {
+        if id.epoch != self.epoch || id.position > self.last {
+            // A position this history never handed out is not ours either.
+            return Err(if id.epoch == self.epoch {
+                ResetReason::Unparsable
+            } else {
+                ResetReason::OtherEpoch
+            });
+        }
+        self.trim(now);
+        if id.position < self.trimmed_to {
+            return Err(ResetReason::TooOld);
+        }
+        Ok(id.position)
+    }
+
+    /// Whether a replay after `after` would hand out an event published
+    /// before `since` (unix ms: when the resuming sign-in began). A
+    /// shared stream's positions are its entry ids, whose major is the
+    /// append time in ms; this process's own positions are counters, so
+    /// the time it recorded is used.
+    pub(super) fn reaches_before(&self, after: Position, since: u64, now: Instant) -> bool {
+        let start = self.entries.partition_point(|e| e.position <= after);
+        let Some(first) = self.entries.get(start) else {
+            return false;
+        };
+        if self.shared {
+            return first.position.major < since;
+        }
+        let age = Duration::from_millis(super::unix_millis_now().saturating_sub(since));
+        // A sign-in older than the clock's reach began before every entry.
+        now.checked_sub(age).is_some_and(|began| first.at < began)
+    }
+
+    /// The frames after `*cursor` up to `until` that `recipient` should
+    /// have received, joined, at most about `max_bytes` of them; moves the
+    /// cursor past what it examined.
+    pub(super) fn replay(
+        &mut self,
+        cursor: &mut Position,
+        until: Position,
+        recipient: &Recipient<'_>,
+        max_bytes: usize,
+        now: Instant,
+    ) -> Step {
+        self.trim(now);
+        if *cursor < self.trimmed_to {
+            return Step::Lost;
+        }
+        let start = self.entries.partition_point(|e| e.position <= *cursor);
+        let mut out = BytesMut::new();
+        let mut count = 0;
+        let mut examined = 0;
+        for entry in self.entries.range(start..) {
+            if entry.position > until {
+                break;
+            }
+            *cursor = entry.position;
+            examined += 1;
+            if entry.target.selects(recipient) {
+                out.extend_from_slice(&entry.frame);
+                count += 1;
+            }
+            if out.len() >= max_bytes || examined >= SCAN_STEP {
+                let frames = (count > 0).then(|| out.freeze());
+                return if *cursor >= until {
+                    Step::Done { frames, count }
+                } else {
+                    Step::More { frames, count }
+                };
+            }
+        }
+        *cursor = until;
+        Step::Done {
+            frames: (count > 0).then(|| out.freeze()),
+            count,
+        }
+    }
+
+    /// Drops entries beyond the length and byte budgets and older than the
+    /// age limit, oldest first.
+    fn trim(&mut self, now: Instant) {
+        while let Some(front) = self.entries.front() {
+            let over = self.entries.len() > self.max_len
+                || self.bytes > self.max_bytes
+                || now.saturating_duration_since(front.at) > self.max_age;
+            if !over {
+                break;
+            }
+            if let Some(gone) = self.entries.pop_front() {
+                self.bytes -= gone.frame.len();
+                self.trimmed_to = gone.position;
+            }
+        }
+    }
+
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.entries.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::target::{ClientId, SessionId, UserId};
+
+    fn history(max_len: usize, max_bytes: usize) -> History {
+        History::new(
+            Epoch::from_u64(7),
+            max_len,
+            Duration::from_secs(600),
+            max_bytes,
+        )
+    }
+
+    fn publish(h: &mut History, target: Target, text: &str, now: Instant) -> Position {
+        let position = h.next_position();
+        h.record(position, target, Bytes::from(text.to_string()), now);
+        position
+    }
+
+    fn all_of(h: &mut History, after: Position, who: &Recipient<'_>, now: Instant) -> String {
+        let mut cursor = after;
+        let until = h.last();
+        let mut text = String::new();
+        loop {
+            match h.replay(&mut cursor, until, who, 8, now) {
+                Step::More { frames, .. } => {
+                    text.push_str(std::str::from_utf8(&frames.unwrap_or_default()).unwrap())
+                }
+                Step::Done { frames, .. } => {
+                    text.push_str(std::str::from_utf8(&frames.unwrap_or_default()).unwrap());
+                    return text;
+                }
+                Step::Lost => return "LOST".into(),
+            }
+        }
+    }
+
+    #[test]
+    fn a_replay_is_what_the_target_rules_select_in_order() {
+        let now = Instant::now();
+        let mut h = history(100, 1 << 20);
+        let (ann, bob) = (UserId::new("ann"), UserId::new("bob"));
+        let session = SessionId::new("s1");
+        let start = publish(&mut h, Target::user(ann.clone()), "a0;", now);
+        publish(&mut h, Target::user(bob.clone()), "b1;", now);
+        publish(&mut h, Target::all(), "all2;", now);
+        publish(&mut h, Target::tag("page", "home"), "home3;", now);
+        publish(&mut h, Target::user(ann.clone()), "a4;", now);
+        let who = Recipient {
+            client: ClientId::random(),
+            user: &ann,
+            session: &session,
+            tags: &[],
+        };
+        assert_eq!(all_of(&mut h, start, &who, now), "all2;a4;");
+        assert_eq!(all_of(&mut h, Position::START, &who, now), "a0;all2;a4;");
+        let last = h.last();
+        assert_eq!(all_of(&mut h, last, &who, now), "");
+    }
+
+    #[test]
+    fn trimming_is_remembered_and_reported() {
+        let now = Instant::now();
+        let mut h = history(3, 1 << 20);
+        let first = publish(&mut h, Target::all(), "1;", now);
+        for n in 2..=5 {
+            publish(&mut h, Target::all(), &format!("{n};"), now);
+        }
+        assert_eq!(h.len(), 3);
+        // 1 and 2 are gone: a client that saw only 1 missed 2.
+        assert_eq!(h.resume_point(&h.id(first), now), Err(ResetReason::TooOld));
+        let second = Position::new(first.major + 1, 0);
+        assert_eq!(h.resume_point(&h.id(second), now), Ok(second));
+        let other = EventId {
+            epoch: Epoch::from_u64(8),
+            position: second,
+        };
+        assert_eq!(h.resume_point(&other, now), Err(ResetReason::OtherEpoch));
+        let future = h.id(Position::new(99, 0));
+        assert_eq!(h.resume_point(&future, now), Err(ResetReason::Unparsable));
+    }
+
+    #[test]
+    fn the_byte_and_age_budgets_trim_too() {
+        let now = Instant::now();
+        let mut h = history(100, 10);
+        for _ in 0..5 {
+            publish(&mut h, Target::all(), "abcd", now);
+        }
+        assert_eq!(h.len(), 2, "10 bytes hold two 4-byte frames");
+        let mut aged = History::new(Epoch::from_u64(1), 100, Duration::from_secs(5), 1 << 20);
+        publish(&mut aged, Target::all(), "old", now);
+        publish(
+            &mut aged,
+            Target::all(),
+            "new",
+            now + Duration::from_secs(4),
+        );
+        let later = now + Duration::from_secs(6);
+        assert!(aged.resume_point(&aged.id(Position::START), later).is_err());
+        assert_eq!(aged.len(), 1);
+    }
+
+    #[test]
+    fn a_replay_overtaken_by_trimming_is_lost_not_skipped() {
+        let now = Instant::now();
+        let mut h = history(4, 1 << 20);
+        for n in 0..4 {
+            publish(&mut h, Target::all(), &format!("{n};"), now);
+        }
+        let user = UserId::new("u");
+        let session = SessionId::new("s");
+        let who = Recipient {
+            client: ClientId::random(),
+            user: &user,
+            session: &session,
+            tags: &[],
+        };
+        let mut cursor = Position::START;
+        let until = h.last();
+        // Read one frame, then the log moves on by more than it holds.
+        assert!(matches!(
+            h.replay(&mut cursor, until, &who, 1, now),
+            Step::More { count: 1, .. }
+        ));
+        for n in 4..9 {
+            publish(&mut h, Target::all(), &format!("{n};"), now);
+        }
+        assert!(matches!(
+            h.replay(&mut cursor, until, &who, 1, now),
+            Step::Lost
+        ));
+    }
+}

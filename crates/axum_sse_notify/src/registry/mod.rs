@@ -1,0 +1,354 @@
+//! The live connections of this process and their indexes.
+//!
+//! A send looks up its receivers through the index that matches the
+//! target (user, session, tag or client id), so its cost grows with the
+//! number of receivers, never with the number of connected clients. The
+//! event is framed once into a [`Bytes`] and each receiver gets a cheap
+//! clone of it in its bounded queue; nothing here ever waits for a socket.
+//!
+//! Every send also gets the next position of the [`history`] and is kept
+//! there for replay. Sends are sequenced by the history's lock, held while
+//! the event is queued for its receivers, so every client sees events in
+//! id order; a client that resumes registers under the same lock, so each
+//! event either reaches it live or is in what it replays, never both.
+
+mod admission;
+mod counts;
+mod history;
+mod index;
+mod lifecycle;
+mod listing;
+mod queue;
+mod register;
+mod registration;
+mod shared;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::config::SseConfig;
+use super::event::{Event, EventError, write_frame};
+use super::event_id::{Epoch, EventId, Position};
+use super::inbox::InboxId;
+use super::metrics::SseMetrics;
+use super::target::{ClientId, Target, UserId};
+
+pub use admission::Admission;
+use counts::Counters;
+pub use counts::Counts;
+use history::History;
+pub use history::ResetReason;
+use index::Indexes;
+pub use lifecycle::DisconnectReason;
+pub(crate) use lifecycle::{ClientLink, Next};
+pub(crate) use listing::unix_millis;
+pub use listing::{ClientFilter, ClientInfo, IndexSizes, InstanceStats, Stats, unix_millis_now};
+use queue::Full;
+pub use register::{Peer, RegisterError};
+pub use registration::{Registration, Resume};
+
+/// The registry. Shared as `Arc<Registry>`; see [`crate::Notifier`]
+/// for the handle backend code uses.
+pub struct Registry {
+    config: SseConfig,
+    indexes: RwLock<Indexes>,
+    counters: Counters,
+    /// Taken before `indexes` when both are needed, never after.
+    history: Mutex<History>,
+    shutting_down: AtomicBool,
+    /// Other processes' connections per user (with the Redis bus), so
+    /// that `per_user_max` holds across the cluster, approximately: see
+    /// [`Registry::set_remote_users`].
+    remote_users: RwLock<HashMap<UserId, usize>>,
+    /// What only `/metrics` needs (`None`: metrics are off).
+    metrics: Option<Box<SseMetrics>>,
+}
+
+impl Registry {
+    /// A registry with a new history (a random epoch): ids handed out by
+    /// an earlier registry, e.g. before a restart, are answered with
+    /// `sse-reset`.
+    pub fn new(config: SseConfig) -> Self {
+        let history = History::new(
+            Epoch::random(),
+            config.history_len,
+            config.history_age,
+            config.history_max_bytes,
+        );
+        let indexes = Indexes::new(config.max_clients, config.history_age);
+        Registry {
+            metrics: config.metrics.then(Box::default),
+            config,
+            indexes: RwLock::new(indexes),
+            counters: Counters::default(),
+            history: Mutex::new(history),
+            shutting_down: AtomicBool::new(false),
+            remote_users: RwLock::new(HashMap::new()),
+        }
+    }
+
+    pub fn config(&self) -> &SseConfig {
+        &self.config
+    }
+
+    /// Frames `event` once and queues it for every client `target`
+    /// selects. Returns how many local connections it reached. Never
+    /// waits: a client whose queue is full is disconnected instead.
+    pub fn send(&self, target: &Target, event: &Event) -> Result<usize, EventError> {
+        self.send_stored(target, event, None)
+    }
+
+    /// [`Registry::send`] for an event stored in the inbox: its id line
+    /// carries the row's id after the position (`<event id>:<inbox id>`).
+    ///
+    /// This is the process's own history: if it was following the shared
+    /// stream of a bus (which is unreachable, or the bus would have been
+    /// used), it starts a history of its own first, and every connected
+    /// client is told so with an `sse-reset` (see [`Registry::deliver`]).
+    pub fn send_stored(
+        &self,
+        target: &Target,
+        event: &Event,
+        inbox: Option<InboxId>,
+    ) -> Result<usize, EventError> {
+        self.check_size(event)?;
+        let started = self.metrics.is_some().then(Instant::now);
+        let mut history = self.lock_history();
+        if history.is_shared() {
+            tracing::warn!("bus unreachable: sending on this process's own history");
+            self.restart_locked(
+                &mut history,
+                (Epoch::random(), Position::START, false),
+                Vec::new(),
+                true,
+            );
+        }
+        let position = history.next_position();
+        Ok(self.publish_locked(history, position, target, event, inbox, started))
+    }
+
+    /// How many of this process's connections `target` selects now.
+    pub fn count_matching(&self, target: &Target) -> usize {
+        let indexes = self.read();
+        if target.tags().is_empty() && matches!(target.scope(), super::target::Scope::All) {
+            return indexes.clients.len();
+        }
+        let mut n = 0;
+        indexes.for_each_match(target, |_, _| n += 1);
+        n
+    }
+
+    pub(crate) fn check_size(&self, event: &Event) -> Result<(), EventError> {
+        let size = event.data().len();
+        if size > self.config.max_payload {
+            return Err(EventError::PayloadTooLarge {
+                size,
+                max: self.config.max_payload,
+            });
+        }
+        Ok(())
+    }
+
+    /// Frames the event at `position`, queues it for its receivers and
+    /// keeps it in the history, all under the history's lock (so every
+    /// client sees events in id order); returns the receivers. `started`:
+    /// when the send began, for the latency metric.
+    fn publish_locked(
+        &self,
+        mut history: MutexGuard<'_, History>,
+        position: Position,
+        target: &Target,
+        event: &Event,
+        inbox: Option<InboxId>,
+        started: Option<Instant>,
+    ) -> usize {
+        let frame = frame(history.id(position), event, inbox);
+
+        let mut delivered = 0;
+        let mut overflowed = Vec::new();
+        self.read().for_each_match(target, |client, entry| {
+            match entry.link.queue.push(frame.clone()) {
+                Ok(()) => delivered += 1,
+                Err(Full) => overflowed.push(client),
+            }
+        });
+        history.record(position, target.clone(), frame, Instant::now());
+        drop(history);
+        for client in overflowed {
+            tracing::warn!(%client, queue_len = self.config.queue_len, "client fell behind; disconnecting");
+            self.disconnect(client, DisconnectReason::QueueOverflow);
+        }
+        self.count_published();
+        if let (Some(metrics), Some(started)) = (&self.metrics, started) {
+            metrics.sent(started);
+        }
+        delivered
+    }
+
+    /// Ends one connection now (its stream closes with `reason`).
+    pub fn disconnect(&self, client: ClientId, reason: DisconnectReason) -> bool {
+        let removed = self.write().remove(client);
+        match removed {
+            Some(entry) => {
+                entry.link.close(reason);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Ends every connection the target selects (e.g. a user's streams at
+    /// sign-out). Returns how many.
+    pub fn disconnect_matching(&self, target: &Target, reason: DisconnectReason) -> usize {
+        // A session's streams ended by the app (sign-out): a request of
+        // that session still on its way to registering is refused too.
+        // Recorded before the streams are looked up, under the lock
+        // registration takes, so none falls between the two.
+        if reason == DisconnectReason::Kicked
+            && target.tags().is_empty()
+            && let super::target::Scope::Session(session) = target.scope()
+        {
+            self.write().ended.record(session.clone(), Instant::now());
+        }
+        let mut ids = Vec::new();
+        self.read().for_each_match(target, |id, _| ids.push(id));
+        ids.into_iter()
+            .filter(|id| self.disconnect(*id, reason))
+            .count()
+    }
+
+    /// Refuses new connections and ends every open stream with
+    /// [`DisconnectReason::Shutdown`].
+    pub fn shutdown(&self) {
+        self.shutting_down.store(true, Ordering::Release);
+        for entry in self.remove_some(usize::MAX) {
+            entry.link.close(DisconnectReason::Shutdown);
+        }
+    }
+
+    /// Number of open connections.
+    pub fn len(&self) -> usize {
+        self.read().clients.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Sizes of every index, to prove that nothing leaks.
+    pub fn index_sizes(&self) -> IndexSizes {
+        let indexes = self.read();
+        IndexSizes {
+            clients: indexes.clients.len(),
+            users: indexes.by_user.len(),
+            sessions: indexes.by_session.len(),
+            tags: indexes.by_tag.len(),
+            addresses: indexes.by_addr.len(),
+        }
+    }
+
+    /// The clients that match `filter`, newest connection last.
+    pub fn clients(&self, filter: &ClientFilter) -> Vec<ClientInfo> {
+        let indexes = self.read();
+        let mut out: Vec<ClientInfo> = indexes
+            .clients
+            .iter()
+            .filter(|(id, entry)| filter.matches(**id, entry))
+            .map(|(id, entry)| ClientInfo {
+                id: *id,
+                user_id: entry.user.clone(),
+                user: entry.username.to_string(),
+                session: entry.session.clone(),
+                tags: entry.tags.to_vec(),
+                connected_since: unix_millis(entry.connected_at),
+                events_sent: entry.link.events_sent.load(Ordering::Relaxed),
+            })
+            .collect();
+        out.sort_by_key(|c| (c.connected_since, c.id));
+        out
+    }
+
+    /// Aggregate figures over this process's connections.
+    pub fn stats(&self) -> Stats {
+        let indexes = self.read();
+        let now = Instant::now();
+        let mut per_user = BTreeMap::new();
+        let mut total_secs = 0.0;
+        for entry in indexes.clients.values() {
+            *per_user.entry(entry.username.to_string()).or_insert(0) += 1;
+            total_secs += now.duration_since(entry.since).as_secs_f64();
+        }
+        let total = indexes.clients.len();
+        let last = self.counters.last_event_at.load(Ordering::Relaxed);
+        Stats {
+            total_clients: total,
+            clients_per_user: per_user,
+            average_connection_seconds: if total == 0 {
+                0.0
+            } else {
+                total_secs / total as f64
+            },
+            events_sent: self.counters.events_sent.load(Ordering::Relaxed),
+            events_published: self.counters.events_published.load(Ordering::Relaxed),
+            last_event_at: (last != 0).then_some(last),
+            connections_opened: self.counters.connections_opened.load(Ordering::Relaxed),
+            connections_closed: self.counters.connections_closed.load(Ordering::Relaxed),
+            instances: Vec::new(),
+        }
+    }
+
+    /// Forgets a client whose connection ended (its guard calls this).
+    fn unregister(&self, client: ClientId, link: &Arc<ClientLink>, reason: DisconnectReason) {
+        self.write().remove_link(client, link);
+        self.count_disconnect(reason);
+    }
+
+    /// Counts `n` replayed events written to a client's socket.
+    fn count_sent_n(&self, link: &ClientLink, n: u64) {
+        if n > 0 {
+            link.events_sent.fetch_add(n, Ordering::Relaxed);
+            self.counters.events_sent.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    fn lock_history(&self) -> MutexGuard<'_, History> {
+        // Like the indexes: updated in single, non-panicking steps.
+        self.history.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Counts one event written to a client's socket.
+    pub(crate) fn count_sent(&self, link: &ClientLink) {
+        link.events_sent.fetch_add(1, Ordering::Relaxed);
+        self.counters.events_sent.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Indexes> {
+        // A panic elsewhere must not take the registry down with it: the
+        // indexes are updated in single, non-panicking steps.
+        self.indexes.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Indexes> {
+        self.indexes.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The event's bytes on the wire, its id line carrying the inbox row's id
+/// after the position when it is stored (`<event id>:<inbox id>`).
+pub(crate) fn frame(id: EventId, event: &Event, inbox: Option<InboxId>) -> Bytes {
+    let mut id = id.to_string();
+    if let Some(inbox) = inbox {
+        id.push(':');
+        id.push_str(&inbox.to_string());
+    }
+    let mut out = Vec::new();
+    write_frame(&mut out, Some(&id), event.name(), event.data());
+    Bytes::from(out)
+}
+
+#[cfg(test)]
+mod tests;

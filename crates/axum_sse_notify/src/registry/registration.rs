@@ -1,0 +1,345 @@
+//! A client's side of the registry: where its stream starts
+//! ([`Resume`]), and the handle its stream reads from
+//! ([`Registration`]): an opening `sse-reset` if any, then what it missed
+//! from the history (or, starting afresh, the inbox backlog the route
+//! set), then its live queue, in batches.
+
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+
+use super::history::{ResetReason, Step};
+use super::lifecycle::{ClientGuard, DisconnectReason, Next};
+use crate::event::{EventName, write_frame};
+use crate::event_id::{EventId, Position};
+use crate::inbox::InboxId;
+use crate::metrics::ReplaySource;
+use crate::target::{ClientId, Recipient, SessionId, Tag, UserId};
+
+/// Where a client's stream starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Resume<'a> {
+    /// From now: events published after the connect.
+    #[default]
+    Fresh,
+    /// After the event with this id (as the client sent it back in
+    /// `Last-Event-ID`): what it missed is replayed first. With `client`,
+    /// the id its previous connection had: if that connection belonged to
+    /// the same session and ended recently (or is still registered, its
+    /// end not noticed yet: it is replaced), the new one takes the id
+    /// back, and events sent to that client id are replayed too.
+    After {
+        last_event_id: &'a str,
+        client: Option<ClientId>,
+    },
+}
+
+/// What a resuming client still has to be sent from the history, and the
+/// attributes targeting looks at (a copy of its registry entry's).
+pub(super) struct Replay {
+    pub(super) cursor: Position,
+    pub(super) until: Position,
+    pub(super) user: UserId,
+    pub(super) session: SessionId,
+    pub(super) tags: Box<[Tag]>,
+}
+
+/// A client admitted by [`Registry::register`]: the receiving end of its
+/// queue, and the guard that unregisters it when dropped. The SSE route
+/// turns it into a stream ([`Registration::poll_batch`]); benchmarks and
+/// tests read the queue directly ([`Registration::try_next`]).
+pub struct Registration {
+    pub(super) id: ClientId,
+    pub(super) guard: ClientGuard,
+    /// The stream is complete from this event on: the `connected` event
+    /// carries it as its id, so a reconnect always has a place to resume.
+    pub(super) start: EventId,
+    /// Written before anything else: an `sse-reset`, and (from
+    /// [`Registration::set_backlog`]) the inbox backlog.
+    pub(super) opening: Option<Bytes>,
+    pub(super) replay: Option<Replay>,
+    /// Started without a position (fresh, or reset): the inbox backlog
+    /// belongs at its start.
+    pub(super) fresh: bool,
+    /// Its stream wrote its last frame (a drained stream's `sse-drain`).
+    pub(crate) finished: bool,
+    /// Live copies of what the backlog held, to drop. Boxed: most streams
+    /// never have one, and each stream's size is what an idle one costs.
+    pub(super) dedupe: Option<Box<Dedupe>>,
+}
+
+/// The inbox ids a stream already sent in its backlog. Live events
+/// carrying one of them are dropped while the switch-over can still
+/// produce duplicates: until each was seen once, or `until`.
+pub(super) struct Dedupe {
+    ids: Vec<InboxId>,
+    until: Instant,
+}
+
+/// How long after the backlog a live copy of one of its notifications can
+/// still arrive: the time between a commit and its publish (the writer's,
+/// or a transactional caller's, or the relay's next pass).
+const DEDUPE_WINDOW: Duration = Duration::from_secs(30);
+
+impl Dedupe {
+    /// Whether to drop `frame`; forgets ids once seen, and everything once
+    /// the window has passed.
+    fn drops(slot: &mut Option<Box<Dedupe>>, frame: &[u8]) -> bool {
+        let Some(dedupe) = slot.as_mut() else {
+            return false;
+        };
+        if Instant::now() > dedupe.until {
+            *slot = None;
+            return false;
+        }
+        let Some(id) = inbox_id_of(frame) else {
+            return false;
+        };
+        let Some(at) = dedupe.ids.iter().position(|seen| *seen == id) else {
+            return false;
+        };
+        dedupe.ids.swap_remove(at);
+        if dedupe.ids.is_empty() {
+            *slot = None;
+        }
+        true
+    }
+}
+
+/// The inbox id on a frame's `id:` line (`id: <event id>:<inbox id>`).
+fn inbox_id_of(frame: &[u8]) -> Option<InboxId> {
+    let line = frame.strip_prefix(b"id: ")?;
+    let end = line.iter().position(|b| *b == b'\n')?;
+    InboxId::from_event_id(std::str::from_utf8(&line[..end]).ok()?)
+}
+
+impl Registration {
+    pub fn id(&self) -> ClientId {
+        self.id
+    }
+
+    /// The id after which this stream holds every event meant for it.
+    pub fn start(&self) -> EventId {
+        self.start
+    }
+
+    /// Whether the stream started without a position to resume from (no
+    /// `Last-Event-ID`, or one it could not resume from): the app's inbox
+    /// backlog belongs at its start.
+    pub fn is_fresh(&self) -> bool {
+        self.fresh
+    }
+
+    /// Adds the inbox backlog to the opening (after an `sse-reset`, if
+    /// any), before live events; live copies of the inbox ids it holds
+    /// are dropped.
+    pub fn set_backlog(&mut self, frames: Bytes, ids: Vec<InboxId>) {
+        self.guard
+            .registry()
+            .count_replayed(ReplaySource::Inbox, ids.len() as u64);
+        self.opening = Some(match self.opening.take() {
+            Some(reset) => {
+                let mut both = BytesMut::with_capacity(reset.len() + frames.len());
+                both.extend_from_slice(&reset);
+                both.extend_from_slice(&frames);
+                both.freeze()
+            }
+            None => frames,
+        });
+        self.dedupe = (!ids.is_empty()).then(|| {
+            Box::new(Dedupe {
+                ids,
+                until: Instant::now() + DEDUPE_WINDOW,
+            })
+        });
+    }
+
+    /// With the Redis bus: what the client missed before the oldest event
+    /// this process's history holds, read from the stream, written before
+    /// the replay; `None` (it could not be read) gives an `sse-reset`
+    /// instead. Nothing if the stream already starts with a reset.
+    pub(crate) fn set_older(&mut self, frames: Option<Bytes>) {
+        if self.opening.is_some() {
+            return;
+        }
+        let registry = self.guard.registry();
+        self.opening = match frames {
+            Some(frames) if frames.is_empty() => None,
+            Some(frames) => {
+                // Frames end with a blank line; data never holds one.
+                let events = frames.windows(2).filter(|w| w == b"\n\n").count();
+                registry.count_replayed(ReplaySource::Bus, events as u64);
+                Some(frames)
+            }
+            None => {
+                registry.count_reset(ResetReason::TooOld, 1);
+                Some(reset_frame(ResetReason::TooOld, self.start))
+            }
+        };
+    }
+
+    /// Gives the stream its span: its log lines (the end included) carry
+    /// the span's fields.
+    pub fn set_span(&mut self, span: tracing::Span) {
+        self.guard.set_span(span);
+    }
+
+    /// The configured `retry:` (a drained stream is told a jittered one).
+    pub(crate) fn retry(&self) -> Duration {
+        self.guard.registry().config().retry
+    }
+
+    /// Runs `f` inside the stream's span, if it has one.
+    pub fn in_span<T>(&self, f: impl FnOnce() -> T) -> T {
+        self.guard.in_span(f)
+    }
+
+    /// Whether the stream opens with an `sse-reset`.
+    pub(crate) fn opens_with_reset(&self) -> bool {
+        self.opening.is_some()
+    }
+
+    /// The next framed event, if one is queued.
+    pub fn try_next(&mut self) -> Option<Bytes> {
+        loop {
+            let frame = self.guard.link().queue.pop()?;
+            if !Dedupe::drops(&mut self.dedupe, &frame) {
+                return Some(frame);
+            }
+        }
+    }
+
+    /// What the stream writes next: the end, if one was decided (it wins
+    /// over queued events); else every queued event joined into one chunk
+    /// of at most about `max_bytes` (a burst costs one write, not one per
+    /// event), each counted as sent; else `Pending`, with `cx`'s waker kept
+    /// for the next event or the end.
+    pub(crate) fn poll_batch(&mut self, cx: &mut Context<'_>, max_bytes: usize) -> Poll<Next> {
+        if let Some(reason) = self.guard.link().reason() {
+            return Poll::Ready(Next::End(reason));
+        }
+        if let Some(frame) = self.opening.take() {
+            return Poll::Ready(Next::Write(frame));
+        }
+        if self.replay.is_some() {
+            match self.replay_batch(max_bytes) {
+                Replayed::Frames(frames) => return Poll::Ready(Next::Write(frames)),
+                Replayed::Reset(frame) => {
+                    self.replay = None;
+                    return Poll::Ready(Next::Write(frame));
+                }
+                Replayed::Done => self.replay = None,
+            }
+        }
+        let link = self.guard.link();
+        let dedupe = &mut self.dedupe;
+        let first = loop {
+            match link.poll_next(cx) {
+                Poll::Ready(Next::Write(first)) if Dedupe::drops(dedupe, &first) => continue,
+                Poll::Ready(Next::Write(first)) => break first,
+                other => return other,
+            }
+        };
+        let registry = self.guard.registry();
+        registry.count_sent(link);
+        let next = |dedupe: &mut Option<Box<Dedupe>>| {
+            std::iter::from_fn(|| link.queue.pop()).find(|f| !Dedupe::drops(dedupe, f))
+        };
+        let Some(mut more) = next(dedupe) else {
+            return Poll::Ready(Next::Write(first));
+        };
+        let mut out = BytesMut::with_capacity(max_bytes.min(first.len() * 4 + more.len()));
+        out.extend_from_slice(&first);
+        loop {
+            registry.count_sent(link);
+            out.extend_from_slice(&more);
+            if out.len() >= max_bytes {
+                break;
+            }
+            match next(dedupe) {
+                Some(frame) => more = frame,
+                None => break,
+            }
+        }
+        Poll::Ready(Next::Write(out.freeze()))
+    }
+
+    /// The next replayed frames. A replay the history trimmed under it
+    /// ends with an `sse-reset`.
+    fn replay_batch(&mut self, max_bytes: usize) -> Replayed {
+        let registry = self.guard.registry();
+        let Some(replay) = self.replay.as_mut() else {
+            return Replayed::Done;
+        };
+        let recipient = Recipient {
+            client: self.id,
+            user: &replay.user,
+            session: &replay.session,
+            tags: &replay.tags,
+        };
+        loop {
+            // The lock is taken per step, so sends are not held up by a
+            // long replay.
+            let step = registry.lock_history().replay(
+                &mut replay.cursor,
+                replay.until,
+                &recipient,
+                max_bytes,
+                Instant::now(),
+            );
+            let (frames, count, done) = match step {
+                Step::More { frames, count } => (frames, count, false),
+                Step::Done { frames, count } => (frames, count, true),
+                Step::Lost => {
+                    let since = registry.lock_history().id(replay.until);
+                    tracing::warn!(client = %self.id, "replay overtaken by the history's trimming");
+                    registry.count_reset(ResetReason::TooOld, 1);
+                    return Replayed::Reset(reset_frame(ResetReason::TooOld, since));
+                }
+            };
+            registry.count_sent_n(self.guard.link(), count);
+            registry.count_replayed(ReplaySource::History, count);
+            match frames {
+                Some(frames) => return Replayed::Frames(frames),
+                None if done => return Replayed::Done,
+                None => continue,
+            }
+        }
+    }
+
+    /// Ends the connection with `seen` (how the stream saw it end) unless
+    /// the registry had already decided a reason; returns the reason kept.
+    pub(crate) fn finish(&self, seen: DisconnectReason) -> DisconnectReason {
+        self.guard.finish(seen)
+    }
+
+    /// The reason the connection must end, once one was decided.
+    pub fn end_reason(&self) -> Option<DisconnectReason> {
+        self.guard.link().reason()
+    }
+}
+
+/// One step of a replay, as the stream sees it.
+enum Replayed {
+    Frames(Bytes),
+    /// The history lost events before they could be replayed.
+    Reset(Bytes),
+    Done,
+}
+
+/// `sse-reset`: the stream cannot replay what the client missed; it is
+/// complete from `since` on (also its id, so a later reconnect resumes
+/// from there). The page should refetch its state.
+pub(super) fn reset_frame(reason: ResetReason, since: EventId) -> Bytes {
+    let since = since.to_string();
+    let data = serde_json::json!({ "reason": reason.as_str(), "since": since }).to_string();
+    let mut out = Vec::new();
+    write_frame(
+        &mut out,
+        Some(&since),
+        &EventName::reserved("sse-reset"),
+        &data,
+    );
+    Bytes::from(out)
+}

@@ -1,0 +1,173 @@
+//! The registry's side of the Redis bus: the history follows the shared
+//! stream (positions from the stream, restarts when the stream changes or
+//! cannot be followed), and the other processes' connections count toward
+//! the per-user limit.
+
+use std::collections::HashMap;
+use std::sync::PoisonError;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::history::{History, ResetReason};
+use super::registration::reset_frame;
+use super::{DisconnectReason, Registry, frame};
+use crate::event::Event;
+use crate::event_id::{Epoch, EventId, Position};
+use crate::inbox::InboxId;
+use crate::target::{Target, UserId};
+
+/// An event the history holds: its position, target and content.
+pub(crate) type Recent = (Position, Target, Event, Option<InboxId>);
+
+impl Registry {
+    /// Delivers an event that came back from the bus's shared stream, at
+    /// the position the stream gave it. An id from another history than
+    /// the one followed so far restarts the history first (every client
+    /// gets an `sse-reset`).
+    pub(crate) fn deliver(
+        &self,
+        id: EventId,
+        target: &Target,
+        event: &Event,
+        inbox: Option<InboxId>,
+    ) -> usize {
+        let started = self.metrics.is_some().then(Instant::now);
+        let mut history = self.lock_history();
+        if history.epoch() != id.epoch || !history.is_shared() {
+            let before = id.position.before();
+            self.restart_locked(&mut history, (id.epoch, before, true), Vec::new(), true);
+        }
+        if id.position <= history.last() {
+            // Already delivered (a catch-up overlapping the live read).
+            return 0;
+        }
+        if let Some(metrics) = &self.metrics {
+            // A stream entry's position is its id: append time (ms), seq.
+            metrics.bus_lag(id.position.major);
+        }
+        self.publish_locked(history, id.position, target, event, inbox, started)
+    }
+
+    /// Follows another history from now on: `epoch`, complete after
+    /// `last`, holding `recent` (already framed, in order, not delivered
+    /// again). Every connected client is sent an `sse-reset`: what it
+    /// missed cannot be told apart from what it saw.
+    pub(crate) fn restart_history(&self, from: EventId, recent: Vec<Recent>) {
+        self.restart_shared(from, recent, true);
+    }
+
+    /// Forgets what the history holds up to `from` (a later resume from
+    /// before it gets `sse-reset`), without telling connected clients:
+    /// for a gap they were already told about.
+    pub(crate) fn forget_before(&self, from: EventId) {
+        self.restart_shared(from, Vec::new(), false);
+    }
+
+    fn restart_shared(&self, from: EventId, recent: Vec<Recent>, tell: bool) {
+        let framed = recent
+            .into_iter()
+            .map(|(position, target, event, inbox)| {
+                let id = EventId {
+                    epoch: from.epoch,
+                    position,
+                };
+                (position, target, frame(id, &event, inbox))
+            })
+            .collect();
+        let mut history = self.lock_history();
+        self.restart_locked(
+            &mut history,
+            (from.epoch, from.position, true),
+            framed,
+            tell,
+        );
+    }
+
+    /// The history followed now, the position up to which it holds
+    /// nothing any more (a resume from before it needs the bus's older
+    /// entries, or an `sse-reset`), and whether it is the bus's.
+    pub fn history_floor(&self) -> (EventId, bool) {
+        let mut history = self.lock_history();
+        let floor = history.floor(Instant::now());
+        (history.id(floor), history.is_shared())
+    }
+
+    /// The history followed now and its newest position.
+    pub fn history_head(&self) -> (EventId, bool) {
+        let history = self.lock_history();
+        (history.id(history.last()), history.is_shared())
+    }
+
+    /// Restarts the history as `(epoch, last, shared)` holding `recent`
+    /// (framed, not delivered again); with `tell`, every connected client
+    /// is sent an `sse-reset` from the new history's newest position.
+    pub(super) fn restart_locked(
+        &self,
+        history: &mut History,
+        (epoch, last, shared): (Epoch, Position, bool),
+        recent: Vec<(Position, Target, Bytes)>,
+        tell: bool,
+    ) {
+        history.restart(epoch, last, shared);
+        let now = Instant::now();
+        for (position, target, frame) in recent {
+            history.record(position, target, frame, now);
+        }
+        if !tell {
+            return;
+        }
+        let reset = reset_frame(ResetReason::HistoryLost, history.id(history.last()));
+        let mut overflowed = Vec::new();
+        let mut told = 0;
+        for (client, entry) in &self.read().clients {
+            match entry.link.queue.push(reset.clone()) {
+                Ok(()) => told += 1,
+                Err(_) => overflowed.push(*client),
+            }
+        }
+        self.count_reset(ResetReason::HistoryLost, told);
+        for client in overflowed {
+            self.disconnect(client, DisconnectReason::QueueOverflow);
+        }
+    }
+
+    /// The users with at least `min` connections here, most first, at
+    /// most `max` of them (what this process reports to the others).
+    pub fn busy_users(&self, min: usize, max: usize) -> Vec<(UserId, usize)> {
+        let mut busy: Vec<(UserId, usize)> = self
+            .read()
+            .by_user
+            .iter()
+            .filter(|(_, ids)| ids.len() >= min)
+            .map(|(user, ids)| (user.clone(), ids.len()))
+            .collect();
+        if busy.len() > max {
+            busy.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
+            busy.truncate(max);
+        }
+        busy
+    }
+
+    /// The other processes' connections per user, as last reported; the
+    /// per-user limit counts them. Approximate by design: reports are a
+    /// report interval old, and list only users with several connections.
+    pub fn set_remote_users(&self, counts: HashMap<UserId, usize>) {
+        *self
+            .remote_users
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = counts;
+    }
+
+    pub(super) fn remote_connections(&self, user: &UserId) -> usize {
+        self.remote_users
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(user)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests;
