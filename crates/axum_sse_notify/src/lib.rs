@@ -1,16 +1,37 @@
-//! The SSE layer: backend code sends events, browsers receive them.
+//! Server-Sent Events notifications for axum.
 //!
-//! It depends on nothing else in the app. Identity arrives as an
-//! [`Identity`] request extension (inserted by the app's auth layer);
-//! everything else it needs is in [`SseConfig`].
+//! Backend code sends a named JSON event to one user, one sign-in
+//! session, some clients, everyone with a tag, or everyone; browsers
+//! receive it through `EventSource`. A reconnecting browser resumes with
+//! `Last-Event-ID` and gets what it missed; persistent events wait in a
+//! per-user inbox (SQLite or Postgres) while a user is offline; with
+//! Redis, several processes serve one audience.
 //!
-//! Server side (feature `ssr`): [`Notifier`] (send) and [`routes`] (mount
-//! `GET /api/sse` and `GET /api/sse/clients` on any axum router, served by
-//! `axum::serve` or by [`crate::http::serve`], whose stall-watching
-//! sockets also let a stream stuck on a full socket end at once); with a
-//! database, the [`inbox`] keeps persistent events for offline users.
-//! Shared with the browser: [`SseEvent`], [`Event`], [`Target`], the id
-//! types and the inbox's types.
+//! ```no_run
+//! use axum_sse_notify::{Notifier, SseConfig, SseEvent, Target, UserId};
+//! # #[derive(serde::Serialize, serde::Deserialize)] struct Shipped { order: u64 }
+//! # impl SseEvent for Shipped { const NAME: &'static str = "shipped"; }
+//! # async fn run() -> Result<(), axum_sse_notify::EventError> {
+//! let notifier = Notifier::new(SseConfig::default());
+//! // Mount the stream; your auth middleware inserts an `Identity`.
+//! let app: axum::Router = axum_sse_notify::routes().with_state(notifier.clone());
+//! // Anywhere in the backend:
+//! notifier.send(&Target::user(UserId::new("ann")), &Shipped { order: 7 })?;
+//! # Ok(()) }
+//! ```
+//!
+//! The host says who a request is by inserting an [`Identity`] request
+//! extension (from its own sessions or tokens); the layer never trusts
+//! anything else the client sends about identity. Everything the layer
+//! needs beyond that is in [`SseConfig`]; it reads no files.
+//!
+//! Features: `server` (default: [`Notifier`], [`routes`], the inbox and
+//! the Redis bus), `lean-serve` (streams served by `lean_serve::serve`
+//! learn how their socket ended and end at once when stuck on a full one,
+//! see [`socket`]), `leptos` (the `use_sse` hook, inert off the browser)
+//! and `browser` (the hook's WASM side). Without features, only the types
+//! shared with a browser: [`SseEvent`], [`Event`], [`Target`], the ids and
+//! the inbox's types.
 
 #[cfg(feature = "leptos")]
 pub mod browser;
@@ -67,3 +88,8 @@ pub use registry::{
 pub use route::{ListingScope, Mount, Rejection, RemoteAddr, routes};
 #[cfg(feature = "server")]
 pub use socket::{StreamSocket, WatchedSocket};
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

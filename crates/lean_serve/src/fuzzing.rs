@@ -14,7 +14,7 @@ use tokio::io::{AsyncRead, ReadBuf};
 use super::direct;
 use super::head::{self, Head};
 
-/// What [`head::read_head`] made of some bytes.
+/// What `head::read_head` made of some bytes.
 #[derive(Debug, PartialEq, Eq)]
 pub enum HeadOutcome {
     /// Served directly: the request as the router would see it.

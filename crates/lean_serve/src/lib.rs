@@ -8,7 +8,7 @@
 //! is open, most of what an idle connection costs. So request heads are
 //! read here, and the **direct path** stays deliberately narrow: only a
 //! bodiless HTTP/1.1 `GET` (pages, static files, event streams) is routed
-//! as usual and has its response written by [`direct`], after which a
+//! as usual and has its response written by the `direct` module, after which a
 //! keep-alive connection comes back for its next request. Everything else
 //! (a request with a body, any other method, an upgrade, HTTP/1.0,
 //! pipelining, an oversized head) hands the connection to hyper with the
@@ -226,3 +226,8 @@ async fn with_hyper(
         }
     }
 }
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -2,13 +2,13 @@
 //! restarts, with read state per user.
 //!
 //! A persistent send ([`crate::Notifier::notify`]) is stored before
-//! it is published: the group-commit [`writer`] writes it, then publishes
+//! it is published: the group-commit `writer` writes it, then publishes
 //! it with the row's id appended to the event id (`<event id>:<inbox id>`),
 //! so the browser can mark it read. A transactional send
 //! ([`crate::Notifier::notify_in`]) is written in the caller's
-//! transaction and published after the commit ([`outbox`]). A stream that
+//! transaction and published after the commit (`outbox`). A stream that
 //! opens without `Last-Event-ID` first gets an `inbox` summary and the
-//! newest unread notifications ([`backlog`]). The [`sweep`] keeps the
+//! newest unread notifications (`backlog`). The `sweep` keeps the
 //! tables within `inbox.retention` and `inbox.max_per_user`.
 
 pub mod types;

@@ -85,7 +85,7 @@ impl Stats {
     }
 }
 
-/// See [`Registry::index_sizes`].
+/// See [`Registry::index_sizes`](super::Registry::index_sizes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct IndexSizes {
     pub clients: usize,

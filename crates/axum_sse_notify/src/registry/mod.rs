@@ -6,7 +6,7 @@
 //! event is framed once into a [`Bytes`] and each receiver gets a cheap
 //! clone of it in its bounded queue; nothing here ever waits for a socket.
 //!
-//! Every send also gets the next position of the [`history`] and is kept
+//! Every send also gets the next position of the `history` and is kept
 //! there for replay. Sends are sequenced by the history's lock, held while
 //! the event is queued for its receivers, so every client sees events in
 //! id order; a client that resumes registers under the same lock, so each
@@ -108,7 +108,7 @@ impl Registry {
     /// This is the process's own history: if it was following the shared
     /// stream of a bus (which is unreachable, or the bus would have been
     /// used), it starts a history of its own first, and every connected
-    /// client is told so with an `sse-reset` (see [`Registry::deliver`]).
+    /// client is told so with an `sse-reset` (see `Registry::deliver`).
     pub fn send_stored(
         &self,
         target: &Target,

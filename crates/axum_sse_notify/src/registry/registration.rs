@@ -45,9 +45,9 @@ pub(super) struct Replay {
     pub(super) tags: Box<[Tag]>,
 }
 
-/// A client admitted by [`Registry::register`]: the receiving end of its
+/// A client admitted by [`Registry::register`](super::Registry::register): the receiving end of its
 /// queue, and the guard that unregisters it when dropped. The SSE route
-/// turns it into a stream ([`Registration::poll_batch`]); benchmarks and
+/// turns it into a stream (`Registration::poll_batch`); benchmarks and
 /// tests read the queue directly ([`Registration::try_next`]).
 pub struct Registration {
     pub(super) id: ClientId,

@@ -1,5 +1,5 @@
-//! The axum side: `GET /api/sse` (the stream, [`stream`]) and
-//! `GET /api/sse/clients` (the listing, [`listing`]). Mount with
+//! The axum side: `GET /api/sse` (the stream, `stream`) and
+//! `GET /api/sse/clients` (the listing, `listing`). Mount with
 //! [`routes`] on any router whose state yields a [`Notifier`].
 
 mod listing;
