@@ -37,15 +37,17 @@ step fmt cargo fmt --check
 step clippy-ssr cargo clippy --no-default-features --features ssr --all-targets -- -D warnings
 # The workspace's other crates: the SSE layer (in its smallest and its
 # fullest form), the connection server, the example app, the bench tools.
+layer_all=axum_sse_notify/redis,axum_sse_notify/lean-serve,axum_sse_notify/leptos
 step clippy-crates cargo clippy -p axum_sse_notify -p lean_serve -p plain_axum_example \
-  -p sse_notify_bench --all-targets --features axum_sse_notify/lean-serve,axum_sse_notify/leptos \
-  -- -D warnings
+  -p sse_notify_bench --all-targets --features "${layer_all}" -- -D warnings
 step clippy-layer-types cargo clippy -p axum_sse_notify --no-default-features -- -D warnings
+step clippy-layer-no-redis cargo clippy -p axum_sse_notify --all-targets -- -D warnings
 # The layer as its users see it on docs.rs: no broken links, examples run.
 step layer-docs env RUSTDOCFLAGS="-D warnings" cargo doc -p axum_sse_notify -p lean_serve \
-  --no-deps --features axum_sse_notify/lean-serve,axum_sse_notify/leptos
+  --no-deps --features "${layer_all}"
 step layer-tests cargo test -p axum_sse_notify -p lean_serve -p plain_axum_example \
-  --features axum_sse_notify/lean-serve,axum_sse_notify/leptos
+  --features "${layer_all}"
+step layer-tests-no-redis cargo test -p axum_sse_notify --lib bus::
 step layer-package cargo package -p lean_serve -p axum_sse_notify --allow-dirty --no-verify
 step clippy-hydrate cargo clippy --no-default-features --features hydrate --lib \
   --target wasm32-unknown-unknown -- -D warnings

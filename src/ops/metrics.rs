@@ -36,7 +36,7 @@ impl Exposition {
     pub fn new(notifier: &Notifier, timings: &DbTimings, draining: Arc<AtomicBool>) -> Self {
         let mut registry = Prometheus::default();
         timings.register(&mut registry);
-        crate::sse::metrics::register(&mut registry, notifier.registry(), notifier.bus());
+        notifier.register_metrics(&mut registry);
         registry.register_collector(Box::new(Process { draining }));
         Exposition {
             registry: Arc::new(registry),

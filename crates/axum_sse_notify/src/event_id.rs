@@ -11,8 +11,14 @@
 //! `minor` 0, and a Redis stream's entry ids (`ms-seq`) fit the same two
 //! numbers, so moving ids to Redis changes where they come from, not what
 //! they mean.
+//!
+//! Beside them, the **inbox id** of a stored notification: an event that
+//! was stored carries both, as `<event id>:<inbox id>`. Compiled for the
+//! browser too (it reads inbox ids off events).
 
 use std::fmt;
+
+use serde::{Deserialize, Serialize};
 
 /// Which history an id belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -21,6 +27,7 @@ pub struct Epoch(u64);
 impl Epoch {
     /// A fresh epoch: a random 64-bit number, so two histories never share
     /// one in practice.
+    #[cfg(feature = "server")]
     pub fn random() -> Self {
         Epoch(rand::random::<u64>())
     }
@@ -121,6 +128,38 @@ fn digits(text: &str) -> Option<u64> {
         return None;
     }
     text.parse().ok()
+}
+
+/// A stored notification's id: the database row's, the same for every
+/// user who received it. Ids grow with time (newer notifications have
+/// larger ids) and are never reused.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct InboxId(pub i64);
+
+impl fmt::Debug for InboxId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Display for InboxId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl InboxId {
+    /// The inbox id a stream event carries: a persistent event's SSE id
+    /// is `<event id>:<inbox id>` (the part before `:` is what the stream
+    /// resumes from; the part after names the stored row).
+    pub fn from_event_id(id: &str) -> Option<InboxId> {
+        let (_, inbox) = id.rsplit_once(':')?;
+        if inbox.is_empty() || !inbox.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        inbox.parse().ok().filter(|n| *n > 0).map(InboxId)
+    }
 }
 
 #[cfg(test)]

@@ -25,8 +25,9 @@
 //! anything else the client sends about identity. Everything the layer
 //! needs beyond that is in [`SseConfig`]; it reads no files.
 //!
-//! Features: `server` (default: [`Notifier`], [`routes`], the inbox and
-//! the Redis bus), `lean-serve` (streams served by `lean_serve::serve`
+//! Features: `server` (default: [`Notifier`], [`routes`], the inbox),
+//! `redis` (the bus through which several processes serve one audience),
+//! `lean-serve` (streams served by `lean_serve::serve`
 //! learn how their socket ended and end at once when stuck on a full one,
 //! see [`socket`]), `leptos` (the `use_sse` hook, inert off the browser)
 //! and `browser` (the hook's WASM side). Without features, only the types
@@ -36,19 +37,22 @@
 #[cfg(feature = "leptos")]
 pub mod browser;
 pub mod event;
+pub mod event_id;
 pub mod inbox;
 pub mod target;
 
 #[cfg(feature = "server")]
 pub mod bus;
 #[cfg(feature = "server")]
+pub mod clock;
+#[cfg(feature = "server")]
+mod collector;
+#[cfg(feature = "server")]
 pub mod config;
 #[cfg(feature = "server")]
 mod connection;
 #[cfg(feature = "server")]
 pub mod drain;
-#[cfg(feature = "server")]
-pub mod event_id;
 #[cfg(feature = "server")]
 pub mod metrics;
 #[cfg(feature = "server")]

@@ -206,6 +206,14 @@ impl Notifier {
         self.bus.stats()
     }
 
+    /// Adds the layer's series to a Prometheus registry: open streams,
+    /// connects and disconnects by reason, refusals, replays, the bus's
+    /// state (read at each scrape), and, with `SseConfig::metrics`, send
+    /// latency, sends by target kind, bus lag and the inbox's queries.
+    pub fn register_metrics(&self, into: &mut prometheus_client::registry::Registry) {
+        crate::collector::register(into, self.registry(), self.bus());
+    }
+
     pub fn bus(&self) -> &Bus {
         &self.bus
     }

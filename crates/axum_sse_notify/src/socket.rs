@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use crate::registry::DisconnectReason;
+use crate::registry::reason::DisconnectReason;
 
 /// A watched socket, as the layer sees it.
 pub trait WatchedSocket: std::fmt::Debug + Send + Sync + 'static {

@@ -15,9 +15,17 @@
 //! history of its own; clients that may have missed events from other
 //! processes are told with `sse-reset` (never a silent gap).
 
+#[cfg(feature = "redis")]
 mod backoff;
+#[cfg(not(feature = "redis"))]
+mod no_redis;
+#[cfg(feature = "redis")]
 mod redis;
+#[cfg(feature = "redis")]
 mod wire;
+
+#[cfg(not(feature = "redis"))]
+use no_redis as redis;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,11 +34,12 @@ use serde::Serialize;
 
 use super::event::{Event, EventError};
 use super::event_id::EventId;
-use super::inbox::InboxId;
+use super::event_id::InboxId;
 use super::metrics::Refusal;
 use super::registry::{DisconnectReason, Registry, Stats};
 use super::target::{Recipient, Target};
 
+#[cfg(feature = "redis")]
 pub use redis::NodeReport;
 
 /// Where the bus is and how it behaves.

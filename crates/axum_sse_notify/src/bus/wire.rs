@@ -10,7 +10,7 @@
 use serde_json::{Value, json};
 
 use crate::event::{Event, EventName};
-use crate::inbox::InboxId;
+use crate::event_id::InboxId;
 use crate::target::{ClientId, Scope, SessionId, Tag, Target, UserId};
 
 /// What a process asks the bus to carry.

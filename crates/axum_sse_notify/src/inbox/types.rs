@@ -1,41 +1,9 @@
 //! What the inbox's server functions and events carry: compiled for the
 //! server and the browser.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 
-/// A stored notification's id: the database row's, the same for every
-/// user who received it. Ids grow with time (newer notifications have
-/// larger ids) and are never reused.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct InboxId(pub i64);
-
-impl fmt::Debug for InboxId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.0, f)
-    }
-}
-
-impl fmt::Display for InboxId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.0, f)
-    }
-}
-
-impl InboxId {
-    /// The inbox id a stream event carries: a persistent event's SSE id
-    /// is `<event id>:<inbox id>` (the part before `:` is what the stream
-    /// resumes from; the part after names the stored row).
-    pub fn from_event_id(id: &str) -> Option<InboxId> {
-        let (_, inbox) = id.rsplit_once(':')?;
-        if inbox.is_empty() || !inbox.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        inbox.parse().ok().filter(|n| *n > 0).map(InboxId)
-    }
-}
+pub use crate::event_id::InboxId;
 
 /// One stored notification as one user sees it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -90,5 +90,5 @@ impl Writer {
 }
 
 pub(super) fn now_ms() -> i64 {
-    crate::registry::unix_millis_now() as i64
+    crate::clock::unix_millis_now() as i64
 }

@@ -12,10 +12,8 @@
 //! request or a user, so the number of series cannot grow with traffic.
 
 use std::fmt;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
@@ -27,8 +25,6 @@ mod labels;
 
 pub use labels::{BusLink, DbOp, Refusal, ReplaySource, TargetKind};
 
-use super::bus::Bus;
-use super::registry::{DisconnectReason, Registry, ResetReason};
 use super::target::Target;
 
 /// Latency buckets, in seconds: 50 µs to 10 s.
@@ -49,6 +45,7 @@ pub struct SseMetrics {
     send_seconds: Histogram,
     bus_lag_seconds: Histogram,
     reconnects_family: Family<Labels, Counter>,
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // used by the Redis bus
     bus_reconnects: [Counter; 2],
     db_family: Histograms,
     db_seconds: [Histogram; 4],
@@ -106,16 +103,19 @@ impl SseMetrics {
 
     /// From an entry's append (its id's time, on Redis's clock) to this
     /// process reading it.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // used by the Redis bus
     pub(crate) fn bus_lag(&self, appended_ms: u64) {
-        let now = super::registry::unix_millis_now();
+        let now = crate::clock::unix_millis_now();
         let lag = Duration::from_millis(now.saturating_sub(appended_ms));
         self.bus_lag_seconds.observe(lag.as_secs_f64());
     }
 
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // used by the Redis bus
     pub(crate) fn bus_entry_skipped(&self) {
         self.bus_skipped.inc();
     }
 
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // used by the Redis bus
     pub(crate) fn bus_reconnected(&self, link: BusLink) {
         self.bus_reconnects[link as usize].inc();
     }
@@ -139,16 +139,9 @@ pub async fn timed<T>(metrics: Option<&SseMetrics>, op: DbOp, work: impl Future<
     out
 }
 
-/// Adds the SSE layer's series to `into`: the registry's counts (read at
-/// each scrape) and, when the registry has them, [`SseMetrics`].
-pub fn register(into: &mut Prometheus, registry: &Arc<Registry>, bus: &Bus) {
-    into.register_collector(Box::new(Live {
-        registry: registry.clone(),
-        bus: bus.clone(),
-    }));
-    let Some(metrics) = registry.metrics() else {
-        return;
-    };
+/// Adds [`SseMetrics`]'s series to `into` (the registry's own counts are
+/// a collector's, registered with them by `Notifier::register_metrics`).
+pub(crate) fn register_series(into: &mut Prometheus, metrics: &SseMetrics) {
     let sse = into.sub_registry_with_prefix("sse");
     sse.register(
         "events_published",
@@ -187,91 +180,7 @@ pub fn register(into: &mut Prometheus, registry: &Arc<Registry>, bus: &Bus) {
     );
 }
 
-/// The registry's own counts, read at scrape time.
-struct Live {
-    registry: Arc<Registry>,
-    bus: Bus,
-}
-
-impl fmt::Debug for Live {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Live").finish_non_exhaustive()
-    }
-}
-
-impl Collector for Live {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
-        let counts = self.registry.counts();
-        gauge(
-            &mut encoder,
-            "sse_streams_open",
-            "Event streams open in this process",
-            counts.open as i64,
-        )?;
-        counter(
-            &mut encoder,
-            "sse_connects",
-            "Event streams admitted",
-            counts.connects,
-        )?;
-        counters(
-            &mut encoder,
-            "sse_disconnects",
-            "Event streams ended, by reason",
-            DisconnectReason::ALL
-                .map(|r| ([("reason", r.label())], counts.disconnects[r as usize])),
-        )?;
-        counters(
-            &mut encoder,
-            "sse_refusals",
-            "Requests refused, by cause and status",
-            Refusal::ALL.map(|r| {
-                let labels = [("cause", r.as_str()), ("status", r.status())];
-                (labels, counts.refusals[r.index()])
-            }),
-        )?;
-        counter(
-            &mut encoder,
-            "sse_events_delivered",
-            "Events written to streams (one per receiver)",
-            counts.delivered,
-        )?;
-        counter(
-            &mut encoder,
-            "sse_queue_overflows",
-            "Streams ended because they fell `sse.queue_len` events behind",
-            counts.disconnects[DisconnectReason::QueueOverflow as usize],
-        )?;
-        counters(
-            &mut encoder,
-            "sse_replayed_events",
-            "Events sent again to a resuming or fresh stream, by source",
-            ReplaySource::ALL.map(|r| ([("source", r.as_str())], counts.replayed[r as usize])),
-        )?;
-        counters(
-            &mut encoder,
-            "sse_resets",
-            "`sse-reset` events sent, by reason",
-            ResetReason::ALL.map(|r| ([("reason", r.as_str())], counts.resets[r as usize])),
-        )?;
-        let status = self.bus.status();
-        gauge(
-            &mut encoder,
-            "sse_bus_connected",
-            "1 when the bus works (always, in-process; with Redis, both links up)",
-            i64::from(status.connected),
-        )?;
-        gauge(
-            &mut encoder,
-            "sse_bus_queue_depth",
-            "Sends waiting for the bus's publisher",
-            self.bus.queue_depth() as i64,
-        )?;
-        Ok(())
-    }
-}
-
-fn counter(
+pub(crate) fn counter(
     encoder: &mut DescriptorEncoder,
     name: &str,
     help: &str,
@@ -282,7 +191,7 @@ fn counter(
 }
 
 /// One counter family: a sample per label set, under one HELP and TYPE.
-fn counters<L: EncodeLabelSet>(
+pub(crate) fn counters<L: EncodeLabelSet>(
     encoder: &mut DescriptorEncoder,
     name: &str,
     help: &str,

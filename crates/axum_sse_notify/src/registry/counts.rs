@@ -4,9 +4,10 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::Registry;
 use super::history::ResetReason;
-use super::lifecycle::DisconnectReason;
-use super::{Registry, unix_millis};
+use super::reason::DisconnectReason;
+use crate::clock::unix_millis;
 use crate::metrics::{Refusal, ReplaySource, SseMetrics};
 
 #[derive(Default)]

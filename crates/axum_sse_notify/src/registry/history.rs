@@ -113,6 +113,7 @@ impl History {
         }
     }
 
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // used by the Redis bus
     pub(super) fn epoch(&self) -> Epoch {
         self.epoch
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::admission::{EndedSessions, Pending};
-use super::lifecycle::ClientLink;
+use super::link::ClientLink;
 use super::listing::ClientFilter;
 use crate::target::{ClientId, Scope, SessionId, Tag, Target, UserId};
 

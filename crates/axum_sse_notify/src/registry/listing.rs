@@ -1,21 +1,10 @@
 //! What the registry reports: client listings, filters and statistics.
 
 use std::collections::BTreeMap;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
 use crate::target::{ClientId, SessionId, Tag, UserId};
-
-/// Now, in Unix milliseconds (the unit of every timestamp in the API).
-pub fn unix_millis_now() -> u64 {
-    unix_millis(SystemTime::now())
-}
-
-pub(crate) fn unix_millis(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
 
 /// Narrows a client listing. Empty fields match everything.
 #[derive(Debug, Clone, Default)]

@@ -10,10 +10,12 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 
 use super::history::{ResetReason, Step};
-use super::lifecycle::{ClientGuard, DisconnectReason, Next};
+use super::lifecycle::ClientGuard;
+use super::link::Next;
+use super::reason::DisconnectReason;
 use crate::event::{EventName, write_frame};
+use crate::event_id::InboxId;
 use crate::event_id::{EventId, Position};
-use crate::inbox::InboxId;
 use crate::metrics::ReplaySource;
 use crate::target::{ClientId, Recipient, SessionId, Tag, UserId};
 

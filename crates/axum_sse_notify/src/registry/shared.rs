@@ -13,18 +13,21 @@ use super::history::{History, ResetReason};
 use super::registration::reset_frame;
 use super::{DisconnectReason, Registry, frame};
 use crate::event::Event;
+use crate::event_id::InboxId;
 use crate::event_id::{Epoch, EventId, Position};
-use crate::inbox::InboxId;
 use crate::target::{Target, UserId};
 
 /// An event the history holds: its position, target and content.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))] // used by the Redis bus
 pub(crate) type Recent = (Position, Target, Event, Option<InboxId>);
 
+#[cfg_attr(not(feature = "redis"), allow(dead_code))] // the Redis bus's
 impl Registry {
     /// Delivers an event that came back from the bus's shared stream, at
     /// the position the stream gave it. An id from another history than
     /// the one followed so far restarts the history first (every client
     /// gets an `sse-reset`).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // used by the Redis bus
     pub(crate) fn deliver(
         &self,
         id: EventId,

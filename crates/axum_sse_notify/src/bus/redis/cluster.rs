@@ -11,7 +11,8 @@ use redis::Value;
 use serde::{Deserialize, Serialize};
 
 use super::Shared;
-use crate::registry::{InstanceStats, Stats, unix_millis_now};
+use crate::clock::unix_millis_now;
+use crate::registry::{InstanceStats, Stats};
 use crate::target::UserId;
 
 /// Users listed per report, at most (those with the most connections):

@@ -30,7 +30,7 @@ use super::wire::Outgoing;
 use super::{BusConfig, BusError, BusStatus};
 use crate::event::{Event, EventError};
 use crate::event_id::EventId;
-use crate::inbox::InboxId;
+use crate::event_id::InboxId;
 use crate::registry::{Registry, Stats};
 use crate::target::Target;
 
