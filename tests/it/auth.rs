@@ -257,7 +257,7 @@ async fn events_stay_with_their_user_whatever_the_client_claims(backend: Backend
     let listing = b.clients("").await;
     let clients = listing["clients"].as_array().expect("clients");
     assert_eq!(clients.len(), 2, "ben sees only his own clients: {listing}");
-    assert!(clients.iter().all(|c| c["user"] == "ben"));
+    assert!(clients.iter().all(|c| c["username"] == "ben"));
     assert_eq!(
         clients
             .iter()

@@ -122,7 +122,7 @@ async fn a_closed_client_leaves_the_listing_within_a_second() {
         tagged["clients"][0]["tags"],
         json!(["role:user", "page:home"])
     );
-    assert_eq!(tagged["clients"][0]["user"], "carol");
+    assert_eq!(tagged["clients"][0]["username"], "carol");
     assert!(tagged["clients"][0]["connectedSince"].as_u64().is_some());
 
     drop(stream);

@@ -15,11 +15,11 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen::closure::Closure;
 use web_sys::{EventSource, EventSourceInit, MessageEvent};
 
-use super::relay::{BUILT_IN, Message, Tab, WireEvent};
+use super::tab_talk::{BUILT_IN, Message, Tab, WireEvent};
 use super::tabs::{self, Link};
 use super::{ConnectionState, RawEvent, SseOptions, Writers};
 
-pub type Shared = Rc<RefCell<Inner>>;
+pub type StreamCell = Rc<RefCell<Inner>>;
 type Listener = Rc<dyn Fn(&RawEvent)>;
 
 pub struct Inner {
@@ -67,9 +67,9 @@ impl Inner {
     }
 }
 
-pub fn start(options: SseOptions, writers: Writers) -> Shared {
+pub fn start(options: SseOptions, writers: Writers) -> StreamCell {
     let sharing = options.share_tabs;
-    let shared = Rc::new(RefCell::new(Inner {
+    let cell = Rc::new(RefCell::new(Inner {
         options,
         writers,
         source: None,
@@ -91,22 +91,22 @@ pub fn start(options: SseOptions, writers: Writers) -> Shared {
     }));
     // Without Web Locks or BroadcastChannel (an insecure context, an old
     // browser), or when asked not to share: a stream of its own.
-    if !(sharing && tabs::join(&shared)) {
-        lead(&shared);
+    if !(sharing && tabs::join(&cell)) {
+        lead(&cell);
     }
-    shared
+    cell
 }
 
 /// This handle owns the stream from now on: open it once the page has
 /// loaded (a stream opened while the page is still loading keeps the
 /// browser "loading", with no `load` event, for as long as it is open).
-pub(super) fn lead(shared: &Shared) {
+pub(super) fn lead(cell: &StreamCell) {
     {
-        let mut inner = shared.borrow_mut();
+        let mut inner = cell.borrow_mut();
         inner.leader = true;
         inner.term = inner.term.wrapping_add(1);
     }
-    set_state(shared, ConnectionState::Connecting);
+    set_state(cell, ConnectionState::Connecting);
     let window = web_sys::window();
     let loaded = window
         .as_ref()
@@ -114,21 +114,21 @@ pub(super) fn lead(shared: &Shared) {
         .is_none_or(|d| d.ready_state() == "complete");
     let window = match window {
         Some(window) if !loaded => window,
-        _ => return open(shared),
+        _ => return open(cell),
     };
     // Already waiting for `load` (from an earlier term): it opens then.
-    if shared.borrow().on_load.is_some() {
+    if cell.borrow().on_load.is_some() {
         return;
     }
-    let weak = Rc::downgrade(shared);
+    let weak = Rc::downgrade(cell);
     let on_load = Closure::<dyn FnMut()>::new(move || {
         // The closure stays in `on_load` (dropping it while it runs is
         // not allowed); `once` makes it fire only once.
-        if let Some(shared) = weak.upgrade()
-            && !shared.borrow().closed
-            && shared.borrow().leader
+        if let Some(cell) = weak.upgrade()
+            && !cell.borrow().closed
+            && cell.borrow().leader
         {
-            open(&shared);
+            open(&cell);
         }
     });
     let once = web_sys::AddEventListenerOptions::new();
@@ -139,17 +139,17 @@ pub(super) fn lead(shared: &Shared) {
         &once,
     );
     if added.is_ok() {
-        shared.borrow_mut().on_load = Some(on_load);
+        cell.borrow_mut().on_load = Some(on_load);
     } else {
-        open(shared);
+        open(cell);
     }
 }
 
 /// Another tab has taken the stream over (this one was found silent):
 /// this handle stops owning it and follows again.
-pub(super) fn step_down(shared: &Shared) {
-    drop_source(shared);
-    let mut inner = shared.borrow_mut();
+pub(super) fn step_down(cell: &StreamCell) {
+    drop_source(cell);
+    let mut inner = cell.borrow_mut();
     inner.leader = false;
     inner.term = inner.term.wrapping_add(1);
     inner.attempt = 0;
@@ -165,8 +165,8 @@ pub(super) fn now_ms() -> u64 {
 }
 
 /// Shows `state` here and, when leading, in every other tab.
-pub(super) fn set_state(shared: &Shared, state: ConnectionState) {
-    let mut inner = shared.borrow_mut();
+pub(super) fn set_state(cell: &StreamCell, state: ConnectionState) {
+    let mut inner = cell.borrow_mut();
     inner.show_state(state.clone());
     if inner.leader {
         tabs::post(&inner, &Message::State { state });
@@ -183,9 +183,9 @@ pub(super) fn show_client(inner: &Inner) {
 
 /// Opens a new `EventSource` listening for every name any tab asked for,
 /// resuming after the last event seen, if any.
-fn open(shared: &Shared) {
+fn open(cell: &StreamCell) {
     let (url, names) = {
-        let inner = shared.borrow();
+        let inner = cell.borrow();
         let mut url = inner.options.full_url();
         let resume = inner.tab.resume();
         if let Some(id) = resume.last_id {
@@ -203,18 +203,18 @@ fn open(shared: &Shared) {
     // Never two sources: one left from before would be retried by the
     // browser with the same client id, and the two would replace each
     // other on the server.
-    drop_source(shared);
+    drop_source(cell);
     let init = EventSourceInit::new();
     init.set_with_credentials(true);
     let source = match EventSource::new_with_event_source_init_dict(&url, &init) {
         Ok(source) => source,
         Err(e) => {
-            close(shared, &format!("cannot open {url}: {e:?}"), Ending::Final);
+            close(cell, &format!("cannot open {url}: {e:?}"), Ending::Final);
             return;
         }
     };
     {
-        let mut inner = shared.borrow_mut();
+        let mut inner = cell.borrow_mut();
         inner.callbacks.clear();
         inner.source = Some(source.clone());
     }
@@ -223,57 +223,57 @@ fn open(shared: &Shared) {
         .copied()
         .chain(names.iter().map(String::as_str))
     {
-        attach(shared, &source, name);
+        attach(cell, &source, name);
     }
 
-    let weak = Rc::downgrade(shared);
+    let weak = Rc::downgrade(cell);
     let on_open = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
-        if let Some(shared) = weak.upgrade() {
-            shared.borrow_mut().attempt = 0;
-            set_state(&shared, ConnectionState::Open);
+        if let Some(cell) = weak.upgrade() {
+            cell.borrow_mut().attempt = 0;
+            set_state(&cell, ConnectionState::Open);
         }
     });
     source.set_onopen(Some(on_open.as_ref().unchecked_ref()));
 
-    let weak = Rc::downgrade(shared);
+    let weak = Rc::downgrade(cell);
     let on_error = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
-        if let Some(shared) = weak.upgrade() {
-            on_failure(&shared);
+        if let Some(cell) = weak.upgrade() {
+            on_failure(&cell);
         }
     });
     source.set_onerror(Some(on_error.as_ref().unchecked_ref()));
 
-    let mut inner = shared.borrow_mut();
+    let mut inner = cell.borrow_mut();
     inner.on_open = Some(on_open);
     inner.on_error = Some(on_error);
 }
 
 /// Dispatches events named `name` from `source`.
-pub(super) fn attach(shared: &Shared, source: &EventSource, name: &str) {
-    let weak = Rc::downgrade(shared);
+pub(super) fn attach(cell: &StreamCell, source: &EventSource, name: &str) {
+    let weak = Rc::downgrade(cell);
     let event_name = name.to_string();
     let callback = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
-        let Some(shared) = weak.upgrade() else { return };
+        let Some(cell) = weak.upgrade() else { return };
         let event = WireEvent {
             name: event_name.clone(),
             id: Some(event.last_event_id()).filter(|id| !id.is_empty()),
             data: event.data().as_string().unwrap_or_default(),
         };
-        from_source(&shared, event);
+        from_source(&cell, event);
     });
     if let Err(e) = source.add_event_listener_with_callback(name, callback.as_ref().unchecked_ref())
     {
         leptos::logging::warn!("cannot listen for {name:?}: {e:?}");
     }
-    shared.borrow_mut().callbacks.push(callback);
+    cell.borrow_mut().callbacks.push(callback);
 }
 
 /// An event from this handle's own stream: relayed to the other tabs
 /// (all of it: a tab behind this one may still need what this one has),
 /// then delivered here unless already seen.
-fn from_source(shared: &Shared, event: WireEvent) {
+fn from_source(cell: &StreamCell, event: WireEvent) {
     let delivered = {
-        let mut inner = shared.borrow_mut();
+        let mut inner = cell.borrow_mut();
         if event.name == "sse-drain" {
             inner.drain_delay = serde_json::from_str::<serde_json::Value>(&event.data)
                 .ok()
@@ -290,15 +290,15 @@ fn from_source(shared: &Shared, event: WireEvent) {
         delivered
     };
     if let Some(event) = delivered {
-        deliver(shared, event);
+        deliver(cell, event);
     }
 }
 
 /// Hands an event to this page: its listeners for that name, and
 /// `last_event` (not for the stream's own bookkeeping events).
-pub(super) fn deliver(shared: &Shared, event: WireEvent) {
+pub(super) fn deliver(cell: &StreamCell, event: WireEvent) {
     let listeners: Vec<Listener> = {
-        let inner = shared.borrow();
+        let inner = cell.borrow();
         let Some(listeners) = inner.listeners.get(&event.name) else {
             return;
         };
@@ -311,7 +311,7 @@ pub(super) fn deliver(shared: &Shared, event: WireEvent) {
         received_at: now_ms(),
     };
     if !BUILT_IN.contains(&raw.name.as_str()) {
-        shared.borrow().writers.last_event.set(Some(raw.clone()));
+        cell.borrow().writers.last_event.set(Some(raw.clone()));
     }
     // Called with no borrow held: a listener may add or remove listeners.
     for listener in listeners {
@@ -320,9 +320,9 @@ pub(super) fn deliver(shared: &Shared, event: WireEvent) {
 }
 
 /// Registers a listener; returns its remover.
-pub fn listen(shared: &Shared, name: &str, listener: Listener) -> Box<dyn FnOnce()> {
+pub fn listen(cell: &StreamCell, name: &str, listener: Listener) -> Box<dyn FnOnce()> {
     let (id, new_name, source) = {
-        let mut inner = shared.borrow_mut();
+        let mut inner = cell.borrow_mut();
         let id = inner.next_listener;
         inner.next_listener += 1;
         inner
@@ -342,13 +342,13 @@ pub fn listen(shared: &Shared, name: &str, listener: Listener) -> Box<dyn FnOnce
         (id, new_name, inner.source.clone())
     };
     if new_name && let Some(source) = source {
-        attach(shared, &source, name);
+        attach(cell, &source, name);
     }
-    let weak = Rc::downgrade(shared);
+    let weak = Rc::downgrade(cell);
     let name = name.to_string();
     Box::new(move || {
-        if let Some(shared) = weak.upgrade()
-            && let Some(list) = shared.borrow_mut().listeners.get_mut(&name)
+        if let Some(cell) = weak.upgrade()
+            && let Some(list) = cell.borrow_mut().listeners.get_mut(&name)
         {
             list.retain(|(i, _)| *i != id);
         }
@@ -361,9 +361,9 @@ pub fn listen(shared: &Shared, name: &str, listener: Listener) -> Box<dyn FnOnce
 /// backoff (so a server restart is not met by every page at once). When
 /// the browser gave up (an HTTP error), the stream URL is asked for its
 /// status first, so that a signed-out page stops retrying.
-fn on_failure(shared: &Shared) {
+fn on_failure(cell: &StreamCell) {
     let (gave_up, attempt) = {
-        let mut inner = shared.borrow_mut();
+        let mut inner = cell.borrow_mut();
         if inner.closed {
             return;
         }
@@ -374,11 +374,11 @@ fn on_failure(shared: &Shared) {
             .is_none_or(|s| s.ready_state() == EventSource::CLOSED);
         (gave_up, inner.attempt)
     };
-    set_state(shared, ConnectionState::Reconnecting { attempt });
-    drop_source(shared);
-    let options = shared.borrow().options.clone();
+    set_state(cell, ConnectionState::Reconnecting { attempt });
+    drop_source(cell);
+    let options = cell.borrow().options.clone();
     if !options.auto_reconnect {
-        close(shared, "the server closed the stream", Ending::Final);
+        close(cell, "the server closed the stream", Ending::Final);
         return;
     }
     if options
@@ -386,58 +386,58 @@ fn on_failure(shared: &Shared) {
         .is_some_and(|max| attempt > max)
     {
         close(
-            shared,
+            cell,
             &format!("gave up after {} attempts", attempt - 1),
             Ending::Final,
         );
         return;
     }
     if !gave_up {
-        reopen_later(shared, &options, attempt);
+        reopen_later(cell, &options, attempt);
         return;
     }
     // Ask the server why, so that a signed-out page stops retrying.
-    let weak = Rc::downgrade(shared);
+    let weak = Rc::downgrade(cell);
     let url = options.full_url();
-    let term = shared.borrow().term;
+    let term = cell.borrow().term;
     leptos::task::spawn_local(async move {
         let status = probe(&url).await;
-        let Some(shared) = weak.upgrade() else { return };
+        let Some(cell) = weak.upgrade() else { return };
         // Closed, or the stream changed hands meanwhile.
-        if shared.borrow().closed || shared.borrow().term != term {
+        if cell.borrow().closed || cell.borrow().term != term {
             return;
         }
         if status == Some(401) {
-            close(&shared, "signed out (401)", Ending::Final);
+            close(&cell, "signed out (401)", Ending::Final);
             return;
         }
-        reopen_later(&shared, &options, attempt);
+        reopen_later(&cell, &options, attempt);
     });
 }
 
 /// Opens a new source after the backoff for `attempt`, with jitter.
-fn reopen_later(shared: &Shared, options: &SseOptions, attempt: u32) {
+fn reopen_later(cell: &StreamCell, options: &SseOptions, attempt: u32) {
     let base = options.backoff(attempt);
     let spread = base.as_millis() as f64 * options.jitter.clamp(0.0, 1.0);
     let backoff =
         (base.as_millis() as f64 + spread * (2.0 * js_sys::Math::random() - 1.0)).max(0.0);
     // A draining server said when: its clients come back spread out.
-    let drained = shared.borrow_mut().drain_delay.take();
+    let drained = cell.borrow_mut().drain_delay.take();
     let delay = drained.map_or(backoff, |ms| ms as f64);
-    let again = Rc::downgrade(shared);
+    let again = Rc::downgrade(cell);
     let timer = set_timeout_with_handle(
         move || {
-            if let Some(shared) = again.upgrade()
-                && !shared.borrow().closed
-                && shared.borrow().leader
+            if let Some(cell) = again.upgrade()
+                && !cell.borrow().closed
+                && cell.borrow().leader
             {
-                shared.borrow_mut().timer = None;
-                open(&shared);
+                cell.borrow_mut().timer = None;
+                open(&cell);
             }
         },
         Duration::from_millis(delay as u64),
     );
-    shared.borrow_mut().timer = timer.ok();
+    cell.borrow_mut().timer = timer.ok();
 }
 
 /// The HTTP status the stream URL answers now (the request is aborted
@@ -455,8 +455,8 @@ async fn probe(url: &str) -> Option<u16> {
     Some(status)
 }
 
-fn drop_source(shared: &Shared) {
-    let mut inner = shared.borrow_mut();
+fn drop_source(cell: &StreamCell) {
+    let mut inner = cell.borrow_mut();
     if let Some(source) = inner.source.take() {
         source.set_onopen(None);
         source.set_onerror(None);
@@ -481,10 +481,10 @@ pub enum Ending {
 
 /// Ends everything here: the source, the timer, future reconnects, and
 /// this tab's part in sharing.
-pub fn close(shared: &Shared, reason: &str, ending: Ending) {
-    drop_source(shared);
+pub fn close(cell: &StreamCell, reason: &str, ending: Ending) {
+    drop_source(cell);
     {
-        let mut inner = shared.borrow_mut();
+        let mut inner = cell.borrow_mut();
         if inner.closed {
             return;
         }
@@ -498,8 +498,8 @@ pub fn close(shared: &Shared, reason: &str, ending: Ending) {
     };
     match ending {
         // Said to the other tabs too: they end with it.
-        Ending::Final => set_state(shared, state),
-        Ending::HandOver => shared.borrow_mut().show_state(state),
+        Ending::Final => set_state(cell, state),
+        Ending::HandOver => cell.borrow_mut().show_state(state),
     }
-    tabs::leave(shared, ending);
+    tabs::leave(cell, ending);
 }

@@ -17,7 +17,7 @@ use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::AbortController;
 
-use super::event_source::{Shared, lead, now_ms, step_down};
+use super::event_source::{StreamCell, lead, now_ms, step_down};
 use super::tabs::{announce, stop_sharing};
 
 #[wasm_bindgen]
@@ -92,11 +92,11 @@ pub fn available() -> bool {
 
 /// Asks for the lock; when granted, this handle leads. False if the
 /// request could not be made at all.
-pub fn request(shared: &Shared, ask: Ask) -> bool {
+pub fn request(cell: &StreamCell, ask: Ask) -> bool {
     let Some(locks) = lock_manager() else {
         return false;
     };
-    let key = shared.borrow().options.share_key();
+    let key = cell.borrow().options.share_key();
     let options = Object::new();
     // A steal cannot be withdrawn (the API refuses `signal` with it).
     let abort = match ask {
@@ -116,28 +116,28 @@ pub fn request(shared: &Shared, ask: Ask) -> bool {
             None
         }
     };
-    let generation = match shared.borrow().link.as_ref() {
+    let generation = match cell.borrow().link.as_ref() {
         Some(link) => link.lock.generation.wrapping_add(1),
         None => return false,
     };
 
-    let weak = Rc::downgrade(shared);
+    let weak = Rc::downgrade(cell);
     let granted = Closure::<dyn FnMut(JsValue) -> Promise>::new(move |_lock: JsValue| {
         let give_back = || Promise::resolve(&JsValue::UNDEFINED);
-        let Some(shared) = weak.upgrade() else {
+        let Some(cell) = weak.upgrade() else {
             return give_back();
         };
-        if shared.borrow().closed || current(&shared) != Some(generation) {
+        if cell.borrow().closed || current(&cell) != Some(generation) {
             return give_back();
         }
         // Held until `give_back` resolves it, or the tab goes.
         let mut resolve = None;
         let held = Promise::new(&mut |done, _| resolve = Some(done));
-        if let Some(link) = shared.borrow_mut().link.as_mut() {
+        if let Some(link) = cell.borrow_mut().link.as_mut() {
             link.lock.release = resolve;
             link.lock.abort = None;
         }
-        lead(&shared);
+        lead(&cell);
         held
     });
     // Made before the request it replaces is withdrawn: if it cannot be
@@ -145,7 +145,7 @@ pub fn request(shared: &Shared, ask: Ask) -> bool {
     let Ok(waiting) = locks.request(&key, &options, granted.as_ref().unchecked_ref()) else {
         return false;
     };
-    if let Some(link) = shared.borrow_mut().link.as_mut() {
+    if let Some(link) = cell.borrow_mut().link.as_mut() {
         // The request this one replaces: withdrawn (it settles unheeded).
         if let Some(old) = link.lock.abort.take() {
             old.abort();
@@ -156,37 +156,37 @@ pub fn request(shared: &Shared, ask: Ask) -> bool {
     // Settles when the lock is given back, or rejects when the request is
     // withdrawn, refused or stolen: until then the browser may call
     // `granted`, so it lives as long.
-    let weak = Rc::downgrade(shared);
+    let weak = Rc::downgrade(cell);
     leptos::task::spawn_local(async move {
         let rejected = wasm_bindgen_futures::JsFuture::from(waiting).await.is_err();
         drop(granted);
-        let Some(shared) = weak.upgrade() else { return };
-        if !rejected || shared.borrow().closed || current(&shared) != Some(generation) {
+        let Some(cell) = weak.upgrade() else { return };
+        if !rejected || cell.borrow().closed || current(&cell) != Some(generation) {
             return;
         }
-        if shared.borrow().leader {
+        if cell.borrow().leader {
             // Taken by a tab that found this one silent: follow again,
             // giving the new leader time to be heard.
-            if let Some(link) = shared.borrow_mut().link.as_mut() {
+            if let Some(link) = cell.borrow_mut().link.as_mut() {
                 link.lock.release = None;
                 link.watch.heard(now_ms());
             }
-            step_down(&shared);
-            request(&shared, Ask::Wait);
-            announce(&shared);
+            step_down(&cell);
+            request(&cell, Ask::Wait);
+            announce(&cell);
         } else if ask == Ask::Steal {
             // Another tab stole first: wait in the queue again.
-            request(&shared, Ask::Wait);
+            request(&cell, Ask::Wait);
         } else {
             // Refused (locks not allowed here): a stream of its own, as
             // where the browser has no locks at all.
-            stop_sharing(&shared);
-            lead(&shared);
+            stop_sharing(&cell);
+            lead(&cell);
         }
     });
     true
 }
 
-fn current(shared: &Shared) -> Option<u32> {
-    shared.borrow().link.as_ref().map(|l| l.lock.generation)
+fn current(cell: &StreamCell) -> Option<u32> {
+    cell.borrow().link.as_ref().map(|l| l.lock.generation)
 }

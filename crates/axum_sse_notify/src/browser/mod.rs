@@ -3,7 +3,7 @@
 //! Opened only in the browser (on the server the handle is inert, so
 //! server-rendered HTML and hydration agree). By default the tabs of one
 //! browser that ask for the same stream share one `EventSource`: one tab
-//! holds it and relays it to the others (`tabs`, `relay`), so that a user
+//! holds it and passes it on to the others (`tabs`, `tab_talk`), so that a user
 //! with many tabs open does not use up the browser's six connections per
 //! host. When the stream fails, the hook reconnects with exponential
 //! backoff and jitter, resuming after the last event seen, and stops for
@@ -211,9 +211,9 @@ pub struct SseHandle {
 /// The browser state: thread-local in the browser; on the server (where
 /// it is empty) thread-safe, as a server render may end on another thread.
 #[cfg(feature = "browser")]
-type BrowserStore = StoredValue<Option<event_source::Shared>, LocalStorage>;
+type BrowserStore = StoredValue<Option<event_source::StreamCell>, LocalStorage>;
 #[cfg(not(feature = "browser"))]
-type BrowserStore = StoredValue<Option<event_source::Shared>>;
+type BrowserStore = StoredValue<Option<event_source::StreamCell>>;
 
 impl SseHandle {
     /// Calls `f` with every `T` received under `T::NAME`.
@@ -235,8 +235,8 @@ impl SseHandle {
     #[cfg_attr(not(feature = "browser"), allow(unused_variables))]
     pub fn add_event_listener(&self, name: &str, f: impl Fn(&RawEvent) + 'static) -> Unsubscribe {
         #[cfg(feature = "browser")]
-        if let Some(shared) = self.browser.get_value() {
-            let remove = event_source::listen(&shared, name, std::rc::Rc::new(f));
+        if let Some(cell) = self.browser.get_value() {
+            let remove = event_source::listen(&cell, name, std::rc::Rc::new(f));
             let remove = std::rc::Rc::new(std::cell::Cell::new(Some(remove)));
             let on_cleanup_remove = send_wrapper::SendWrapper::new(remove.clone());
             if Owner::current().is_some() {
@@ -259,12 +259,8 @@ impl SseHandle {
     /// that holds a shared stream hands it over to another tab.
     pub fn close(&self) {
         #[cfg(feature = "browser")]
-        if let Some(shared) = self.browser.get_value() {
-            event_source::close(
-                &shared,
-                "closed by the page",
-                event_source::Ending::HandOver,
-            );
+        if let Some(cell) = self.browser.get_value() {
+            event_source::close(&cell, "closed by the page", event_source::Ending::HandOver);
         }
     }
 }
@@ -281,18 +277,16 @@ pub fn use_sse(options: SseOptions) -> SseHandle {
         client_id: set_client_id,
     };
     #[cfg(feature = "browser")]
-    let shared = Some(event_source::start(options, writers));
+    let cell = Some(event_source::start(options, writers));
     #[cfg(not(feature = "browser"))]
-    let shared = {
+    let cell = {
         let _ = (options, writers);
         None
     };
     #[cfg(feature = "browser")]
-    if let Some(shared) = shared.clone() {
-        let shared = send_wrapper::SendWrapper::new(shared);
-        on_cleanup(move || {
-            event_source::close(&shared, "page left", event_source::Ending::HandOver)
-        });
+    if let Some(cell) = cell.clone() {
+        let cell = send_wrapper::SendWrapper::new(cell);
+        on_cleanup(move || event_source::close(&cell, "page left", event_source::Ending::HandOver));
     }
     SseHandle {
         state,
@@ -301,9 +295,9 @@ pub fn use_sse(options: SseOptions) -> SseHandle {
         client_id,
         set_decode_error,
         #[cfg(feature = "browser")]
-        browser: StoredValue::new_local(shared),
+        browser: StoredValue::new_local(cell),
         #[cfg(not(feature = "browser"))]
-        browser: StoredValue::new(shared),
+        browser: StoredValue::new(cell),
     }
 }
 
@@ -317,7 +311,7 @@ struct Writers {
 #[cfg(not(feature = "browser"))]
 mod event_source {
     /// Nothing runs on the server.
-    pub type Shared = ();
+    pub type StreamCell = ();
 }
 
 #[cfg(feature = "browser")]
@@ -327,7 +321,7 @@ mod lock;
 #[cfg(feature = "browser")]
 mod tabs;
 
-pub mod relay;
+pub mod tab_talk;
 
 #[cfg(test)]
 mod tests {

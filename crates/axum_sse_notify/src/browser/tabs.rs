@@ -18,9 +18,9 @@ use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{BroadcastChannel, MessageEvent};
 
-use super::event_source::{self, Ending, Inner, Shared, attach, deliver, now_ms, show_client};
+use super::event_source::{self, Ending, Inner, StreamCell, attach, deliver, now_ms, show_client};
 use super::lock;
-use super::relay::{BEAT, Message, Tab, Watch};
+use super::tab_talk::{BEAT, Message, Tab, Watch};
 
 /// How long a leader whose stream is over for good keeps the lock after
 /// saying so: long enough for the other tabs to hear it and close too,
@@ -41,19 +41,19 @@ pub struct Link {
 
 /// Joins the tabs sharing this handle's stream. False when the browser
 /// lacks Web Locks or `BroadcastChannel`: the caller opens its own.
-pub fn join(shared: &Shared) -> bool {
+pub fn join(cell: &StreamCell) -> bool {
     let has_channel = Reflect::has(&js_sys::global(), &"BroadcastChannel".into());
     if !lock::available() || !has_channel.unwrap_or(false) {
         return false;
     }
-    let key = shared.borrow().options.share_key();
+    let key = cell.borrow().options.share_key();
     let Ok(channel) = BroadcastChannel::new(&key) else {
         return false;
     };
 
-    let weak = Rc::downgrade(shared);
+    let weak = Rc::downgrade(cell);
     let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
-        let Some(shared) = weak.upgrade() else { return };
+        let Some(cell) = weak.upgrade() else { return };
         let parts: Vec<String> = js_sys::Array::from(&event.data())
             .iter()
             .filter_map(|part| part.as_string())
@@ -61,15 +61,15 @@ pub fn join(shared: &Shared) -> bool {
         let Some(message) = Message::from_parts(&parts) else {
             return;
         };
-        receive(&shared, message);
+        receive(&cell, message);
     });
     channel.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
 
-    let weak = Rc::downgrade(shared);
+    let weak = Rc::downgrade(cell);
     let ticker = set_interval_with_handle(
         move || {
-            if let Some(shared) = weak.upgrade() {
-                tick(&shared);
+            if let Some(cell) = weak.upgrade() {
+                tick(&cell);
             }
         },
         Duration::from_millis(BEAT),
@@ -77,7 +77,7 @@ pub fn join(shared: &Shared) -> bool {
     .ok();
 
     {
-        let mut inner = shared.borrow_mut();
+        let mut inner = cell.borrow_mut();
         inner.link = Some(Link {
             channel,
             _on_message: on_message,
@@ -86,27 +86,27 @@ pub fn join(shared: &Shared) -> bool {
             watch: Watch::new(now_ms(), js_sys::Math::random()),
         });
     }
-    if !lock::request(shared, lock::Ask::Wait) {
-        stop_sharing(shared);
+    if !lock::request(cell, lock::Ask::Wait) {
+        stop_sharing(cell);
         return false;
     }
-    announce(shared);
+    announce(cell);
     true
 }
 
 /// Tells the tabs this one is here and what it listens for: the leader
 /// answers with everything a joining tab needs.
-pub(super) fn announce(shared: &Shared) {
-    let inner = shared.borrow();
+pub(super) fn announce(cell: &StreamCell) {
+    let inner = cell.borrow();
     let names = inner.tab.names().map(str::to_string).collect();
     post(&inner, &Message::Join { names });
 }
 
 /// Every [`BEAT`]: a leader says it is alive; a follower on a visible
 /// page whose leader has been silent too long takes the lock from it.
-fn tick(shared: &Shared) {
+fn tick(cell: &StreamCell) {
     let (leader, stale) = {
-        let mut inner = shared.borrow_mut();
+        let mut inner = cell.borrow_mut();
         let closed = inner.closed;
         let Some(link) = inner.link.as_mut().filter(|_| !closed) else {
             return;
@@ -115,7 +115,7 @@ fn tick(shared: &Shared) {
         (inner.leader, stale)
     };
     if leader {
-        let inner = shared.borrow();
+        let inner = cell.borrow();
         let state = inner.state.clone();
         post(&inner, &Message::Beat { state });
         return;
@@ -124,11 +124,11 @@ fn tick(shared: &Shared) {
         .and_then(|w| w.document())
         .is_some_and(|d| !d.hidden());
     if stale && visible {
-        if let Some(link) = shared.borrow_mut().link.as_mut() {
+        if let Some(link) = cell.borrow_mut().link.as_mut() {
             link.watch.heard(now_ms());
         }
         leptos::logging::warn!("the tab holding the stream is silent: taking it over");
-        lock::request(shared, lock::Ask::Steal);
+        lock::request(cell, lock::Ask::Steal);
     }
 }
 
@@ -146,9 +146,9 @@ pub fn post(inner: &Inner, message: &Message) {
 }
 
 /// A message from another tab.
-fn receive(shared: &Shared, message: Message) {
+fn receive(cell: &StreamCell, message: Message) {
     let (reaction, source) = {
-        let mut inner = shared.borrow_mut();
+        let mut inner = cell.borrow_mut();
         if inner.closed {
             return;
         }
@@ -167,7 +167,7 @@ fn receive(shared: &Shared, message: Message) {
         }
         if let Some(reason) = reaction.close.take() {
             drop(inner);
-            event_source::close(shared, &reason, Ending::Final);
+            event_source::close(cell, &reason, Ending::Final);
             return;
         }
         if reaction.sync {
@@ -179,11 +179,11 @@ fn receive(shared: &Shared, message: Message) {
     };
     if let Some(source) = source {
         for name in &reaction.attach {
-            attach(shared, &source, name);
+            attach(cell, &source, name);
         }
     }
     if let Some(event) = reaction.deliver {
-        deliver(shared, event);
+        deliver(cell, event);
     }
 }
 
@@ -191,12 +191,12 @@ fn receive(shared: &Shared, message: Message) {
 /// back at once (the next tab in line takes it); one whose stream is over
 /// for good has said so (`Closed`) and keeps the lock a moment, so that
 /// the others close rather than take it. A tab still waiting withdraws.
-pub fn leave(shared: &Shared, ending: Ending) {
-    let leader = shared.borrow().leader;
+pub fn leave(cell: &StreamCell, ending: Ending) {
+    let leader = cell.borrow().leader;
     if leader && ending == Ending::HandOver {
-        post(&shared.borrow(), &Message::Leaving);
+        post(&cell.borrow(), &Message::Leaving);
     }
-    let Some(link) = stop_sharing(shared) else {
+    let Some(link) = stop_sharing(cell) else {
         return;
     };
     let grace = (ending == Ending::Final).then_some(FINAL_GRACE);
@@ -205,8 +205,8 @@ pub fn leave(shared: &Shared, ending: Ending) {
 
 /// Closes this tab's channel and stops its ticker; returns its link
 /// (its place at the lock) to the caller.
-pub(super) fn stop_sharing(shared: &Shared) -> Option<Link> {
-    let mut link = shared.borrow_mut().link.take()?;
+pub(super) fn stop_sharing(cell: &StreamCell) -> Option<Link> {
+    let mut link = cell.borrow_mut().link.take()?;
     link.channel.set_onmessage(None);
     link.channel.close();
     if let Some(ticker) = link.ticker.take() {

@@ -127,7 +127,7 @@ impl Bus {
     }
 
     /// Whether sends go through Redis (shared with other processes).
-    pub fn is_shared(&self) -> bool {
+    pub fn through_redis(&self) -> bool {
         self.redis.is_some()
     }
 

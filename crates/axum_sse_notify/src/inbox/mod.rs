@@ -127,7 +127,7 @@ mod server {
         }
     }
 
-    pub(super) struct Shared {
+    pub(super) struct InboxState {
         pub store: Store,
         pub bus: Bus,
         pub config: InboxConfig,
@@ -141,7 +141,7 @@ mod server {
     /// The inbox of a [`crate::Notifier`]. Cheap to clone.
     #[derive(Clone)]
     pub struct Inbox {
-        pub(super) inner: Arc<Shared>,
+        pub(super) inner: Arc<InboxState>,
     }
 
     /// Runs `work` every `period` until aborted; a failed pass is logged
@@ -225,7 +225,7 @@ mod server {
             tokio::spawn(writer.run(receiver));
             let readers = (pool.options().get_max_connections() as usize).saturating_sub(1);
             Inbox {
-                inner: Arc::new(Shared {
+                inner: Arc::new(InboxState {
                     backlog_readers: tokio::sync::Semaphore::new(readers.max(1)),
                     store: Store::new(pool),
                     bus,

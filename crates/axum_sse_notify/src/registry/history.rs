@@ -79,7 +79,7 @@ pub(super) struct History {
     epoch: Epoch,
     /// Positions come from the shared stream (the Redis bus), not from
     /// this process.
-    shared: bool,
+    following: bool,
     /// The last position handed out (`START` before the first event).
     last: Position,
     entries: VecDeque<Published>,
@@ -95,7 +95,7 @@ impl History {
     pub(super) fn new(epoch: Epoch, max_len: usize, max_age: Duration, max_bytes: usize) -> Self {
         History {
             epoch,
-            shared: false,
+            following: false,
             last: Position::START,
             entries: VecDeque::new(),
             trimmed_to: Position::START,
@@ -118,16 +118,16 @@ impl History {
         self.epoch
     }
 
-    pub(super) fn is_shared(&self) -> bool {
-        self.shared
+    pub(super) fn is_following(&self) -> bool {
+        self.following
     }
 
     /// Starts over as another history that is complete from `last` on:
     /// everything before it counts as trimmed (a client resuming from an
     /// earlier id of `epoch` is told it cannot).
-    pub(super) fn restart(&mut self, epoch: Epoch, last: Position, shared: bool) {
+    pub(super) fn restart(&mut self, epoch: Epoch, last: Position, following: bool) {
         self.epoch = epoch;
-        self.shared = shared;
+        self.following = following;
         self.last = last;
         self.trimmed_to = last;
         self.entries.clear();
@@ -202,7 +202,7 @@ impl History {
         let Some(first) = self.entries.get(start) else {
             return false;
         };
-        if self.shared {
+        if self.following {
             return first.position.major < since;
         }
         let age = Duration::from_millis(super::unix_millis_now().saturating_sub(since));

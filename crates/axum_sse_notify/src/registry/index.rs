@@ -216,7 +216,7 @@ fn remove_from_bucket<K: std::hash::Hash + Eq>(
 
 impl ClientFilter {
     pub(super) fn matches(&self, id: ClientId, entry: &Entry) -> bool {
-        self.user
+        self.user_or_name
             .as_deref()
             .is_none_or(|u| entry.user.as_str() == u || &*entry.username == u)
             && self.session.as_ref().is_none_or(|s| &entry.session == s)

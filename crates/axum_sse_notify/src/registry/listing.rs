@@ -10,7 +10,7 @@ use crate::target::{ClientId, SessionId, Tag, UserId};
 #[derive(Debug, Clone, Default)]
 pub struct ClientFilter {
     /// A user id or a username.
-    pub user: Option<String>,
+    pub user_or_name: Option<String>,
     pub session: Option<SessionId>,
     pub clients: Option<Vec<ClientId>>,
 }
@@ -21,8 +21,7 @@ pub struct ClientFilter {
 pub struct ClientInfo {
     pub id: ClientId,
     pub user_id: UserId,
-    /// The username.
-    pub user: String,
+    pub username: String,
     pub session: SessionId,
     pub tags: Vec<Tag>,
     /// Unix milliseconds.

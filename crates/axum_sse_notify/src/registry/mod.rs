@@ -14,6 +14,7 @@
 
 mod admission;
 mod counts;
+mod follow;
 mod history;
 mod index;
 mod lifecycle;
@@ -23,7 +24,6 @@ mod queue;
 pub(crate) mod reason;
 mod register;
 mod registration;
-mod shared;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -121,7 +121,7 @@ impl Registry {
         self.check_size(event)?;
         let started = self.metrics.is_some().then(Instant::now);
         let mut history = self.lock_history();
-        if history.is_shared() {
+        if history.is_following() {
             tracing::warn!("bus unreachable: sending on this process's own history");
             self.restart_locked(
                 &mut history,
@@ -264,7 +264,7 @@ impl Registry {
             .map(|(id, entry)| ClientInfo {
                 id: *id,
                 user_id: entry.user.clone(),
-                user: entry.username.to_string(),
+                username: entry.username.to_string(),
                 session: entry.session.clone(),
                 tags: entry.tags.to_vec(),
                 connected_since: unix_millis(entry.connected_at),

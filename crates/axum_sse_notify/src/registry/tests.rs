@@ -363,11 +363,11 @@ fn listing_filters_and_stats() {
     let all = w.registry.clients(&ClientFilter::default());
     assert_eq!(all.len(), 4);
     let by_name = w.registry.clients(&ClientFilter {
-        user: Some("name-a".into()),
+        user_or_name: Some("name-a".into()),
         ..Default::default()
     });
     let by_id = w.registry.clients(&ClientFilter {
-        user: Some("a".into()),
+        user_or_name: Some("a".into()),
         ..Default::default()
     });
     assert_eq!(by_name, by_id);

@@ -66,7 +66,7 @@ fn list_clients(
         }
     };
     let mut filter = ClientFilter {
-        user: query.user_id.filter(|u| !u.is_empty()),
+        user_or_name: query.user_id.filter(|u| !u.is_empty()),
         session: query
             .session_id
             .filter(|s| !s.is_empty())
@@ -86,10 +86,10 @@ fn list_clients(
             // Other users' clients are never listed; per-user counts are
             // left out of the stats, as they would name other users.
             let asked_for_other = filter
-                .user
+                .user_or_name
                 .as_deref()
                 .is_some_and(|asked| asked != user.as_str() && asked != identity.username);
-            filter.user = Some(user.as_str().to_string());
+            filter.user_or_name = Some(user.as_str().to_string());
             let clients = if asked_for_other {
                 Vec::new()
             } else {

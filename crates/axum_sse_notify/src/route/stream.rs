@@ -33,7 +33,7 @@ pub(super) async fn stream(State(notifier): State<Notifier>, request: Request) -
     // Boxed: the Redis client's futures are large, and the handler's own
     // future (allocated for every stream request) stays small without.
     let (mut admission, mut older) = (None, None);
-    if notifier.bus().is_shared() {
+    if notifier.bus().through_redis() {
         let (held, id) = match hold_place(&notifier, &request) {
             Ok(held) => held,
             Err(error) => return error.into_response(),

@@ -10,7 +10,7 @@ use std::time::Duration;
 use redis::Value;
 use serde::{Deserialize, Serialize};
 
-use super::Shared;
+use super::BusState;
 use crate::clock::unix_millis_now;
 use crate::registry::{InstanceStats, Stats};
 use crate::target::UserId;
@@ -73,23 +73,23 @@ impl NodeReport {
     }
 }
 
-pub(super) async fn run(shared: Arc<Shared>) {
-    let period = shared.config.report_interval.max(Duration::from_millis(10));
+pub(super) async fn run(state: Arc<BusState>) {
+    let period = state.config.report_interval.max(Duration::from_millis(10));
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut conn = None;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            () = shared.stopped() => break,
+            () = state.stopped() => break,
         }
         if conn.is_none() {
-            conn = shared.connect(true).await.ok();
+            conn = state.connect(true).await.ok();
         }
         let Some(c) = conn.as_mut() else {
             continue;
         };
-        match report(&shared, c, period).await {
+        match report(&state, c, period).await {
             Ok(others) => {
                 let mut remote: HashMap<UserId, usize> = HashMap::new();
                 for report in &others {
@@ -97,32 +97,32 @@ pub(super) async fn run(shared: Arc<Shared>) {
                         *remote.entry(UserId::new(user.as_str())).or_insert(0) += n;
                     }
                 }
-                shared.registry.set_remote_users(remote);
-                *shared.others.lock().unwrap_or_else(PoisonError::into_inner) = others;
+                state.registry.set_remote_users(remote);
+                *state.others.lock().unwrap_or_else(PoisonError::into_inner) = others;
             }
             Err(e) => {
                 tracing::debug!(error = %e, "bus: cluster report failed");
-                shared
+                state
                     .others
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .clear();
-                shared.registry.set_remote_users(HashMap::new());
+                state.registry.set_remote_users(HashMap::new());
                 conn = None;
             }
         }
     }
     // Leave the totals at once rather than when the report expires.
     if let Some(c) = conn.as_mut() {
-        let key = format!("{}{}", shared.keys.node_prefix, shared.instance);
+        let key = format!("{}{}", state.keys.node_prefix, state.instance);
         let _ = tokio::time::timeout(
-            shared.config.timeout,
+            state.config.timeout,
             redis::pipe()
                 .cmd("DEL")
                 .arg(&key)
                 .cmd("ZREM")
-                .arg(&shared.keys.nodes)
-                .arg(&shared.instance)
+                .arg(&state.keys.nodes)
+                .arg(&state.instance)
                 .query_async::<Value>(c),
         )
         .await;
@@ -131,16 +131,16 @@ pub(super) async fn run(shared: Arc<Shared>) {
 
 /// Writes this process's report; returns the other live processes'.
 async fn report(
-    shared: &Shared,
+    state: &BusState,
     conn: &mut redis::aio::MultiplexedConnection,
     period: Duration,
 ) -> redis::RedisResult<Vec<NodeReport>> {
     let ttl = (period * 5 / 2).as_millis() as u64;
     let now = unix_millis_now();
-    let busy = shared.registry.busy_users(BUSY_FROM, BUSY_PER_REPORT);
-    let mine = NodeReport::of(&shared.instance, shared.registry.stats(), busy);
+    let busy = state.registry.busy_users(BUSY_FROM, BUSY_PER_REPORT);
+    let mine = NodeReport::of(&state.instance, state.registry.stats(), busy);
     let json = serde_json::to_string(&mine).unwrap_or_default();
-    let key = format!("{}{}", shared.keys.node_prefix, shared.instance);
+    let key = format!("{}{}", state.keys.node_prefix, state.instance);
     let (members,): (Vec<String>,) = redis::pipe()
         .cmd("SET")
         .arg(&key)
@@ -149,25 +149,25 @@ async fn report(
         .arg(ttl)
         .ignore()
         .cmd("ZADD")
-        .arg(&shared.keys.nodes)
+        .arg(&state.keys.nodes)
         .arg(now + ttl)
-        .arg(&shared.instance)
+        .arg(&state.instance)
         .ignore()
         .cmd("ZREMRANGEBYSCORE")
-        .arg(&shared.keys.nodes)
+        .arg(&state.keys.nodes)
         .arg("-inf")
         .arg(now)
         .ignore()
         .cmd("ZRANGE")
-        .arg(&shared.keys.nodes)
+        .arg(&state.keys.nodes)
         .arg(0)
         .arg(-1)
         .query_async(conn)
         .await?;
     let others: Vec<String> = members
         .into_iter()
-        .filter(|m| *m != shared.instance)
-        .map(|m| format!("{}{m}", shared.keys.node_prefix))
+        .filter(|m| *m != state.instance)
+        .map(|m| format!("{}{m}", state.keys.node_prefix))
         .collect();
     if others.is_empty() {
         return Ok(Vec::new());

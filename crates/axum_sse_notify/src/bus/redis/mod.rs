@@ -59,7 +59,7 @@ impl Keys {
 }
 
 /// What the tasks share with the handle.
-pub(super) struct Shared {
+pub(super) struct BusState {
     registry: Arc<Registry>,
     client: redis::Client,
     keys: Keys,
@@ -93,7 +93,7 @@ pub(super) struct Shared {
     stopping: watch::Sender<bool>,
 }
 
-impl Shared {
+impl BusState {
     /// A connection with `bus.timeout` on connecting and (unless it is the
     /// reader's, whose commands block longer on purpose) on every reply.
     async fn connect(&self, replies_timeout: bool) -> redis::RedisResult<MultiplexedConnection> {
@@ -155,7 +155,7 @@ const NEWEST_READS: usize = 16;
 
 /// The Redis bus's handle.
 pub(super) struct RedisBus {
-    shared: Arc<Shared>,
+    state: Arc<BusState>,
     outgoing: mpsc::Sender<Outgoing>,
 }
 
@@ -172,7 +172,7 @@ impl RedisBus {
             config.instance.clone()
         };
         let (outgoing, queued) = mpsc::channel(config.queue_max.max(1));
-        let shared = Arc::new(Shared {
+        let state = Arc::new(BusState {
             registry,
             client,
             keys: Keys::new(&config.prefix),
@@ -191,11 +191,11 @@ impl RedisBus {
             started: Instant::now(),
             stopping: watch::Sender::new(false),
         });
-        tracing::info!(instance = %shared.instance, prefix = %config.prefix, "bus: Redis; connecting");
-        tokio::spawn(publish::run(shared.clone(), queued));
-        tokio::spawn(read::run(shared.clone()));
-        tokio::spawn(cluster::run(shared.clone()));
-        Ok(Arc::new(RedisBus { shared, outgoing }))
+        tracing::info!(instance = %state.instance, prefix = %config.prefix, "bus: Redis; connecting");
+        tokio::spawn(publish::run(state.clone(), queued));
+        tokio::spawn(read::run(state.clone()));
+        tokio::spawn(cluster::run(state.clone()));
+        Ok(Arc::new(RedisBus { state, outgoing }))
     }
 
     pub(super) fn publish(
@@ -211,7 +211,7 @@ impl RedisBus {
                 inbox,
             })
             .map_err(|_| EventError::BusBusy {
-                max: self.shared.config.queue_max,
+                max: self.state.config.queue_max,
             })
     }
 
@@ -220,7 +220,7 @@ impl RedisBus {
     }
 
     pub(super) fn timeout(&self) -> Duration {
-        self.shared.config.timeout
+        self.state.config.timeout
     }
 
     pub(super) async fn publish_waiting(
@@ -236,7 +236,7 @@ impl RedisBus {
             inbox,
         };
         let busy = EventError::BusBusy {
-            max: self.shared.config.queue_max,
+            max: self.state.config.queue_max,
         };
         match tokio::time::timeout_at(deadline, self.outgoing.send(item)).await {
             Ok(Ok(())) => Ok(()),
@@ -252,7 +252,7 @@ impl RedisBus {
             target: target.clone(),
         };
         if let Err(mpsc::error::TrySendError::Full(kick)) = self.outgoing.try_send(kick) {
-            let (outgoing, timeout) = (self.outgoing.clone(), self.shared.config.timeout);
+            let (outgoing, timeout) = (self.outgoing.clone(), self.state.config.timeout);
             tokio::spawn(async move {
                 if tokio::time::timeout(timeout, outgoing.send(kick))
                     .await
@@ -267,35 +267,35 @@ impl RedisBus {
     pub(super) fn status(&self) -> BusStatus {
         BusStatus {
             kind: "redis",
-            connected: self.shared.publisher_up.load(Ordering::Relaxed)
-                && self.shared.reader_up.load(Ordering::Relaxed),
-            instance: self.shared.instance.clone(),
+            connected: self.state.publisher_up.load(Ordering::Relaxed)
+                && self.state.reader_up.load(Ordering::Relaxed),
+            instance: self.state.instance.clone(),
         }
     }
 
     pub(super) fn cluster_stats(&self, local: Stats) -> Stats {
         let others = self
-            .shared
+            .state
             .others
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        cluster::merge(&self.shared.instance, local, &others)
+        cluster::merge(&self.state.instance, local, &others)
     }
 
     pub(super) async fn catch_up(&self, id: Option<EventId>) {
-        let timeout = self.shared.config.timeout;
-        let mut read = self.shared.reader_read.subscribe();
-        if self.shared.started.elapsed() < timeout {
+        let timeout = self.state.config.timeout;
+        let mut read = self.state.reader_read.subscribe();
+        if self.state.started.elapsed() < timeout {
             let _ = tokio::time::timeout(timeout, read.wait_for(|read| *read)).await;
         }
         let Some(id) = id else {
             return;
         };
         let behind = || {
-            let (head, shared) = self.shared.registry.history_head();
-            let following = self.shared.reader_up.load(Ordering::Relaxed);
-            following && shared && head.epoch == id.epoch && head.position < id.position
+            let (head, state) = self.state.registry.history_head();
+            let following = self.state.reader_up.load(Ordering::Relaxed);
+            following && state && head.epoch == id.epoch && head.position < id.position
         };
         if !behind() {
             return;
@@ -303,11 +303,11 @@ impl RedisBus {
         // Ahead of what this process read: appended moments ago through
         // another process, or never (a made-up id). Only the first is
         // worth a wait.
-        match older::newest(&self.shared).await {
+        match older::newest(&self.state).await {
             Some(newest) if id.position <= newest => {}
             _ => return,
         }
-        let mut heads = self.shared.read_head.subscribe();
+        let mut heads = self.state.read_head.subscribe();
         if tokio::time::timeout(timeout, heads.wait_for(|_| !behind()))
             .await
             .is_err()
@@ -323,10 +323,10 @@ impl RedisBus {
         recipient: &crate::target::Recipient<'_>,
         since: Option<u64>,
     ) -> Option<bytes::Bytes> {
-        older::read(&self.shared, after, upto, recipient, since).await
+        older::read(&self.state, after, upto, recipient, since).await
     }
 
     pub(super) fn stop(&self) {
-        self.shared.stopping.send_replace(true);
+        self.state.stopping.send_replace(true);
     }
 }

@@ -14,7 +14,7 @@ use redis::Value;
 
 use super::reply::{self, entry_id};
 use super::seen::Seen;
-use super::{Shared, timed_out};
+use super::{BusState, timed_out};
 use crate::bus::wire::{self, Incoming};
 use crate::event_id::{EventId, Position};
 use crate::registry::frame;
@@ -33,7 +33,7 @@ const PAGE: usize = 64;
 /// of them was appended before `since` (unix ms: the sign-in began
 /// later), or when Redis does not answer in time.
 pub(super) async fn read(
-    shared: &Shared,
+    state: &BusState,
     after: EventId,
     upto: Position,
     recipient: &Recipient<'_>,
@@ -41,16 +41,16 @@ pub(super) async fn read(
 ) -> Option<Bytes> {
     // The stream's own length bound (`XADD MAXLEN`), and the history's
     // byte bound: no more than this process would hold for replay itself.
-    let max_entries = shared.config.history_len.max(1);
-    let max_bytes = shared.registry.config().history_max_bytes;
+    let max_entries = state.config.history_len.max(1);
+    let max_bytes = state.registry.config().history_max_bytes;
     // One bound for the whole read, pages included: a permit is never
     // held longer than `bus.timeout`.
-    let deadline = tokio::time::Instant::now() + shared.config.timeout;
-    let _permit = tokio::time::timeout_at(deadline, shared.older_reads.acquire())
+    let deadline = tokio::time::Instant::now() + state.config.timeout;
+    let _permit = tokio::time::timeout_at(deadline, state.older_reads.acquire())
         .await
         .ok()?
         .ok()?;
-    let mut conn = tokio::time::timeout_at(deadline, shared.connect(true))
+    let mut conn = tokio::time::timeout_at(deadline, state.connect(true))
         .await
         .ok()?
         .ok()?;
@@ -65,7 +65,7 @@ pub(super) async fn read(
     let mut first_event = true;
     loop {
         let cmd = redis::cmd("XRANGE")
-            .arg(&shared.keys.stream)
+            .arg(&state.keys.stream)
             .arg(&from)
             .arg(entry_id(upto))
             .arg("COUNT")
@@ -144,19 +144,19 @@ pub(super) async fn read(
 /// The id of the stream's newest entry (only the id: a script, so that
 /// Redis does not send the entry), or `None` if the stream is empty or
 /// Redis does not answer in time.
-pub(super) async fn newest(shared: &Shared) -> Option<Position> {
+pub(super) async fn newest(state: &BusState) -> Option<Position> {
     const NEWEST: &str = "local e = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1) \
                           if e[1] then return e[1][1] end return false";
-    let _permit = tokio::time::timeout(shared.config.timeout, shared.newest_reads.acquire())
+    let _permit = tokio::time::timeout(state.config.timeout, state.newest_reads.acquire())
         .await
         .ok()?
         .ok()?;
-    let mut conn = shared.connect(true).await.ok()?;
+    let mut conn = state.connect(true).await.ok()?;
     let script = redis::Script::new(NEWEST);
     let mut invocation = script.prepare_invoke();
-    invocation.key(&shared.keys.stream);
+    invocation.key(&state.keys.stream);
     let id: Option<String> =
-        tokio::time::timeout(shared.config.timeout, invocation.invoke_async(&mut conn))
+        tokio::time::timeout(state.config.timeout, invocation.invoke_async(&mut conn))
             .await
             .ok()?
             .ok()?;

@@ -15,7 +15,7 @@ use redis::aio::MultiplexedConnection;
 use redis::{Pipeline, Script};
 use tokio::sync::mpsc;
 
-use super::Shared;
+use super::BusState;
 use crate::bus::backoff::Backoff;
 use crate::bus::wire::{Origin, Outgoing};
 use crate::event_id::Epoch;
@@ -46,17 +46,17 @@ pub(super) fn script() -> Script {
 }
 
 /// Appends `outgoing` entries as one pipeline of [`APPEND`] calls.
-pub(super) fn pipeline(shared: &Shared, hash: &str, outgoing: &[(Origin, Outgoing)]) -> Pipeline {
+pub(super) fn pipeline(state: &BusState, hash: &str, outgoing: &[(Origin, Outgoing)]) -> Pipeline {
     let mut pipe = redis::pipe();
     for (origin, item) in outgoing {
         let cmd = pipe
             .cmd("EVALSHA")
             .arg(hash)
             .arg(2)
-            .arg(&shared.keys.stream)
-            .arg(&shared.keys.epoch)
+            .arg(&state.keys.stream)
+            .arg(&state.keys.epoch)
             .arg(Epoch::random().to_hex())
-            .arg(shared.config.history_len.max(1));
+            .arg(state.config.history_len.max(1));
         for (name, value) in item.fields(*origin) {
             cmd.arg(name).arg(value);
         }
@@ -95,10 +95,10 @@ struct Offline {
     kicks: Vec<Target>,
 }
 
-pub(super) async fn run(shared: Arc<Shared>, mut queued: mpsc::Receiver<Outgoing>) {
+pub(super) async fn run(state: Arc<BusState>, mut queued: mpsc::Receiver<Outgoing>) {
     let mut backoff = Backoff::new();
     let mut counter = Counter {
-        publisher: shared.publisher,
+        publisher: state.publisher,
         seq: 0,
     };
     let mut offline = Offline::default();
@@ -107,7 +107,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut queued: mpsc::Receiver<Outgoing
     let mut batch: Vec<(Origin, Outgoing)> = Vec::with_capacity(BATCH);
     let mut connections = 0u64;
     loop {
-        let connected = match shared.connect(true).await {
+        let connected = match state.connect(true).await {
             Ok(mut conn) => match script().load_async(&mut conn).await {
                 Ok(hash) => Some((conn, hash)),
                 Err(e) => {
@@ -116,42 +116,42 @@ pub(super) async fn run(shared: Arc<Shared>, mut queued: mpsc::Receiver<Outgoing
                 }
             },
             Err(e) => {
-                tracing::warn!(error = %e, url = %shared.config.url, "bus: Redis unreachable; local clients only until it is back");
+                tracing::warn!(error = %e, url = %state.config.url, "bus: Redis unreachable; local clients only until it is back");
                 None
             }
         };
         let Some((mut conn, hash)) = connected else {
-            shared.publisher_up.store(false, Ordering::Relaxed);
+            state.publisher_up.store(false, Ordering::Relaxed);
             // What could not be confirmed, and what comes while we wait,
             // reaches local clients at least; except what the reader has
             // read back (appended, but its reply lost with the
             // connection): that has reached them already.
             let unread = batch
                 .drain(..)
-                .filter(|(origin, _)| !shared.has_read(*origin))
+                .filter(|(origin, _)| !state.has_read(*origin))
                 .map(|(_, item)| item);
-            deliver_locally(&shared, unread, &mut offline);
+            deliver_locally(&state, unread, &mut offline);
             let delay = tokio::time::sleep(backoff.next_delay());
             tokio::pin!(delay);
             loop {
                 tokio::select! {
                     () = &mut delay => break,
-                    () = shared.stopped() => return,
+                    () = state.stopped() => return,
                     n = queued.recv_many(&mut taken, BATCH) => {
                         if n == 0 {
                             return;
                         }
-                        deliver_locally(&shared, taken.drain(..), &mut offline);
+                        deliver_locally(&state, taken.drain(..), &mut offline);
                     }
                 }
             }
             continue;
         };
         tracing::info!("bus: publishing to Redis");
-        shared.publisher_up.store(true, Ordering::Relaxed);
+        state.publisher_up.store(true, Ordering::Relaxed);
         connections += 1;
         if connections > 1 {
-            shared.reconnected(BusLink::Publisher);
+            state.reconnected(BusLink::Publisher);
         }
         // First, what the others must know about the time without Redis.
         let mut told = Vec::new();
@@ -171,7 +171,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut queued: mpsc::Receiver<Outgoing
             batch = stamped;
         }
         let go_on = publish_until_error(
-            &shared,
+            &state,
             &mut conn,
             &hash,
             &mut queued,
@@ -182,10 +182,10 @@ pub(super) async fn run(shared: Arc<Shared>, mut queued: mpsc::Receiver<Outgoing
         if !go_on {
             return;
         }
-        shared.publisher_up.store(false, Ordering::Relaxed);
+        state.publisher_up.store(false, Ordering::Relaxed);
         tokio::select! {
             () = tokio::time::sleep(backoff.next_delay()) => {}
-            () = shared.stopped() => return,
+            () = state.stopped() => return,
         }
     }
 }
@@ -197,7 +197,7 @@ const IDLE_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
 /// Publishes until the connection fails (returns true: reconnect, with
 /// the unconfirmed sends left in the batch) or every sender is gone.
 async fn publish_until_error(
-    shared: &Shared,
+    state: &BusState,
     conn: &mut MultiplexedConnection,
     hash: &str,
     queued: &mut mpsc::Receiver<Outgoing>,
@@ -229,14 +229,14 @@ async fn publish_until_error(
                 }
             }
         }
-        match pipeline(shared, hash, batch)
+        match pipeline(state, hash, batch)
             .query_async::<Vec<redis::Value>>(conn)
             .await
         {
             Ok(_) => {
                 batch.clear();
                 backoff.reset();
-                shared.publisher_up.store(true, Ordering::Relaxed);
+                state.publisher_up.store(true, Ordering::Relaxed);
             }
             Err(e) => {
                 // Some may have been appended (a pipeline runs each of its
@@ -250,7 +250,7 @@ async fn publish_until_error(
     }
 }
 
-fn deliver_locally(shared: &Shared, items: impl Iterator<Item = Outgoing>, offline: &mut Offline) {
+fn deliver_locally(state: &BusState, items: impl Iterator<Item = Outgoing>, offline: &mut Offline) {
     for item in items {
         match item {
             Outgoing::Event {
@@ -259,12 +259,12 @@ fn deliver_locally(shared: &Shared, items: impl Iterator<Item = Outgoing>, offli
                 inbox,
             } => {
                 offline.sent = true;
-                if let Err(e) = shared.registry.send_stored(&target, &event, inbox) {
+                if let Err(e) = state.registry.send_stored(&target, &event, inbox) {
                     tracing::warn!(error = %e, "bus: local delivery refused");
                 }
             }
             Outgoing::Kick { target } => {
-                shared
+                state
                     .registry
                     .disconnect_matching(&target, DisconnectReason::Kicked);
                 if offline.kicks.len() < KICKS_KEPT {

@@ -17,7 +17,7 @@ use redis::aio::MultiplexedConnection;
 
 use super::publish::script;
 use super::reply::{self, entry_id};
-use super::{Shared, timed_out};
+use super::{BusState, timed_out};
 use crate::bus::backoff::Backoff;
 use crate::bus::wire::{self, Incoming};
 use crate::event_id::{Epoch, EventId, Position};
@@ -31,7 +31,7 @@ const BLOCK: Duration = Duration::from_secs(2);
 /// Entries taken per read, at most.
 const COUNT: usize = 1024;
 
-pub(super) async fn run(shared: Arc<Shared>) {
+pub(super) async fn run(state: Arc<BusState>) {
     let mut backoff = Backoff::new();
     // The last entry read (of any kind), in its history.
     let mut cursor: Option<EventId> = None;
@@ -39,27 +39,27 @@ pub(super) async fn run(shared: Arc<Shared>) {
     loop {
         let mut followed = false;
         let session = async {
-            let mut conn = shared.connect(false).await?;
-            sync(&shared, &mut conn, &mut cursor).await?;
-            shared.reader_up.store(true, Ordering::Relaxed);
-            shared.reader_read.send_replace(true);
+            let mut conn = state.connect(false).await?;
+            sync(&state, &mut conn, &mut cursor).await?;
+            state.reader_up.store(true, Ordering::Relaxed);
+            state.reader_read.send_replace(true);
             followed = true;
             connections += 1;
             if connections > 1 {
-                shared.reconnected(BusLink::Reader);
+                state.reconnected(BusLink::Reader);
             }
             tracing::info!("bus: following the stream");
             loop {
-                follow(&shared, &mut conn, &mut cursor).await?;
+                follow(&state, &mut conn, &mut cursor).await?;
                 // The stream changed identity while quiet: start over.
-                sync(&shared, &mut conn, &mut cursor).await?;
+                sync(&state, &mut conn, &mut cursor).await?;
             }
         };
         let result: redis::RedisResult<()> = tokio::select! {
             result = session => result,
-            () = shared.stopped() => return,
+            () = state.stopped() => return,
         };
-        shared.reader_up.store(false, Ordering::Relaxed);
+        state.reader_up.store(false, Ordering::Relaxed);
         if let Err(e) = result {
             tracing::warn!(error = %e, "bus: cannot follow the stream; reconnecting");
         }
@@ -69,31 +69,31 @@ pub(super) async fn run(shared: Arc<Shared>) {
         let delay = backoff.next_delay();
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
-            () = shared.stopped() => return,
+            () = state.stopped() => return,
         }
     }
 }
 
 /// One command, bounded: `bus.timeout` beyond what it may block for.
 async fn query<T: redis::FromRedisValue>(
-    shared: &Shared,
+    state: &BusState,
     conn: &mut MultiplexedConnection,
     cmd: &redis::Cmd,
     blocks_for: Duration,
 ) -> redis::RedisResult<T> {
-    tokio::time::timeout(blocks_for + shared.config.timeout, cmd.query_async(conn))
+    tokio::time::timeout(blocks_for + state.config.timeout, cmd.query_async(conn))
         .await
         .map_err(|_| timed_out())?
 }
 
 async fn current_epoch(
-    shared: &Shared,
+    state: &BusState,
     conn: &mut MultiplexedConnection,
 ) -> redis::RedisResult<Option<Epoch>> {
     let text: Option<String> = query(
-        shared,
+        state,
         conn,
-        redis::cmd("GET").arg(&shared.keys.epoch),
+        redis::cmd("GET").arg(&state.keys.epoch),
         Duration::ZERO,
     )
     .await?;
@@ -102,11 +102,11 @@ async fn current_epoch(
 
 /// Decides where to continue (see the module's doc).
 async fn sync(
-    shared: &Shared,
+    state: &BusState,
     conn: &mut MultiplexedConnection,
     cursor: &mut Option<EventId>,
 ) -> redis::RedisResult<()> {
-    let epoch = match current_epoch(shared, conn).await? {
+    let epoch = match current_epoch(state, conn).await? {
         Some(epoch) => epoch,
         None => {
             // No history yet, or it was lost: open one now, so that every
@@ -114,33 +114,33 @@ async fn sync(
             let script = script();
             let mut invocation = script.prepare_invoke();
             invocation
-                .key(&shared.keys.stream)
-                .key(&shared.keys.epoch)
+                .key(&state.keys.stream)
+                .key(&state.keys.epoch)
                 .arg(Epoch::random().to_hex())
-                .arg(shared.config.history_len.max(1))
+                .arg(state.config.history_len.max(1))
                 .arg("k")
                 .arg("o");
             let opened = invocation.invoke_async::<String>(conn);
-            tokio::time::timeout(shared.config.timeout, opened)
+            tokio::time::timeout(state.config.timeout, opened)
                 .await
                 .map_err(|_| timed_out())??;
-            current_epoch(shared, conn).await?.ok_or_else(|| {
+            current_epoch(state, conn).await?.ok_or_else(|| {
                 redis::RedisError::from(std::io::Error::other(
                     "the stream's epoch key holds no epoch",
                 ))
             })?
         }
     };
-    let (_, following) = shared.registry.history_head();
+    let (_, following) = state.registry.history_head();
     if let Some(last) = *cursor
         && last.epoch == epoch
         && following
     {
         let still_there: Value = query(
-            shared,
+            state,
             conn,
             redis::cmd("XRANGE")
-                .arg(&shared.keys.stream)
+                .arg(&state.keys.stream)
                 .arg(entry_id(last.position))
                 .arg("+")
                 .arg("COUNT")
@@ -157,14 +157,14 @@ async fn sync(
         );
     }
     let newest: Value = query(
-        shared,
+        state,
         conn,
         redis::cmd("XREVRANGE")
-            .arg(&shared.keys.stream)
+            .arg(&state.keys.stream)
             .arg("+")
             .arg("-")
             .arg("COUNT")
-            .arg(shared.config.history_len.max(1)),
+            .arg(state.config.history_len.max(1)),
         Duration::ZERO,
     )
     .await?;
@@ -177,7 +177,7 @@ async fn sync(
     let after = cursor.filter(|c| c.epoch == epoch).map(|c| c.position);
     let mut recent = Vec::new();
     for entry in entries.iter().filter(|e| e.epoch == Some(epoch)) {
-        if shared.is_copy(wire::origin(&entry.fields)) {
+        if state.is_copy(wire::origin(&entry.fields)) {
             continue;
         }
         match wire::decode(&entry.fields) {
@@ -187,7 +187,7 @@ async fn sync(
                 inbox,
             }) => recent.push((entry.position, target, event, inbox)),
             Some(Incoming::Kick { target }) if after.is_none_or(|p| entry.position > p) => {
-                shared
+                state
                     .registry
                     .disconnect_matching(&target, DisconnectReason::Kicked);
             }
@@ -198,7 +198,7 @@ async fn sync(
     }
     let from = recent.first().map_or(head, |(position, ..)| *position);
     tracing::info!(epoch = %epoch.to_hex(), mirrored = recent.len(), "bus: following the stream's history from its newest entries");
-    shared.registry.restart_history(
+    state.registry.restart_history(
         EventId {
             epoch,
             position: from,
@@ -209,24 +209,24 @@ async fn sync(
         epoch,
         position: head,
     });
-    shared.read_head.send_replace(*cursor);
+    state.read_head.send_replace(*cursor);
     Ok(())
 }
 
 /// Reads and delivers until the stream is found to be another one
 /// (returns `Ok`: sync again) or Redis fails (`Err`).
 async fn follow(
-    shared: &Shared,
+    state: &BusState,
     conn: &mut MultiplexedConnection,
     cursor: &mut Option<EventId>,
 ) -> redis::RedisResult<()> {
-    let registry = &shared.registry;
+    let registry = &state.registry;
     loop {
         let Some(last) = *cursor else {
             return Ok(());
         };
         let reply: Value = query(
-            shared,
+            state,
             conn,
             redis::cmd("XREAD")
                 .arg("COUNT")
@@ -234,7 +234,7 @@ async fn follow(
                 .arg("BLOCK")
                 .arg(BLOCK.as_millis() as u64)
                 .arg("STREAMS")
-                .arg(&shared.keys.stream)
+                .arg(&state.keys.stream)
                 .arg(entry_id(last.position)),
             BLOCK,
         )
@@ -244,7 +244,7 @@ async fn follow(
             tracing::warn!(unreadable, "bus: skipped stream entries it cannot read");
         }
         if entries.is_empty() {
-            if current_epoch(shared, conn).await? != Some(last.epoch) {
+            if current_epoch(state, conn).await? != Some(last.epoch) {
                 tracing::warn!("bus: the stream was replaced");
                 return Ok(());
             }
@@ -259,7 +259,7 @@ async fn follow(
                     epoch: current.epoch,
                     position: entry.position,
                 });
-                skipped(shared, entry.position);
+                skipped(state, entry.position);
                 continue;
             };
             let id = EventId {
@@ -279,7 +279,7 @@ async fn follow(
             }
             *cursor = Some(id);
             let origin = wire::origin(&entry.fields);
-            if shared.is_copy(origin) {
+            if state.is_copy(origin) {
                 tracing::debug!(%id, "bus: dropped a copy appended again after a retry");
                 continue;
             }
@@ -294,7 +294,7 @@ async fn follow(
                 Some(Incoming::Kick { target }) => {
                     registry.disconnect_matching(&target, DisconnectReason::Kicked);
                 }
-                Some(Incoming::Gap) if origin.is_some_and(|o| o.publisher == shared.publisher) => {
+                Some(Incoming::Gap) if origin.is_some_and(|o| o.publisher == state.publisher) => {
                     // Our own: our clients were told when we left the
                     // stream and when we came back; resumes from before it
                     // must be told too.
@@ -307,20 +307,20 @@ async fn follow(
                     registry.restart_history(id, Vec::new());
                 }
                 Some(Incoming::Marker) => {}
-                None => skipped(shared, entry.position),
+                None => skipped(state, entry.position),
             }
         }
-        shared.read_head.send_replace(*cursor);
+        state.read_head.send_replace(*cursor);
     }
 }
 
 /// Counts an entry the reader stepped over, and logs it (at most one
 /// line per [`SKIP_LOG_EVERY`], with how many were skipped since).
-fn skipped(shared: &Shared, position: Position) {
-    if let Some(metrics) = shared.registry.metrics() {
+fn skipped(state: &BusState, position: Position) {
+    if let Some(metrics) = state.registry.metrics() {
         metrics.bus_entry_skipped();
     }
-    let mut log = shared
+    let mut log = state
         .skip_log
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);

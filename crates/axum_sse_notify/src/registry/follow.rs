@@ -1,4 +1,4 @@
-//! The registry's side of the Redis bus: the history follows the shared
+//! The registry's side of the Redis bus: the history follows the Redis
 //! stream (positions from the stream, restarts when the stream changes or
 //! cannot be followed), and the other processes' connections count toward
 //! the per-user limit.
@@ -37,7 +37,7 @@ impl Registry {
     ) -> usize {
         let started = self.metrics.is_some().then(Instant::now);
         let mut history = self.lock_history();
-        if history.epoch() != id.epoch || !history.is_shared() {
+        if history.epoch() != id.epoch || !history.is_following() {
             let before = id.position.before();
             self.restart_locked(&mut history, (id.epoch, before, true), Vec::new(), true);
         }
@@ -57,17 +57,17 @@ impl Registry {
     /// again). Every connected client is sent an `sse-reset`: what it
     /// missed cannot be told apart from what it saw.
     pub(crate) fn restart_history(&self, from: EventId, recent: Vec<Recent>) {
-        self.restart_shared(from, recent, true);
+        self.restart_following(from, recent, true);
     }
 
     /// Forgets what the history holds up to `from` (a later resume from
     /// before it gets `sse-reset`), without telling connected clients:
     /// for a gap they were already told about.
     pub(crate) fn forget_before(&self, from: EventId) {
-        self.restart_shared(from, Vec::new(), false);
+        self.restart_following(from, Vec::new(), false);
     }
 
-    fn restart_shared(&self, from: EventId, recent: Vec<Recent>, tell: bool) {
+    fn restart_following(&self, from: EventId, recent: Vec<Recent>, tell: bool) {
         let framed = recent
             .into_iter()
             .map(|(position, target, event, inbox)| {
@@ -93,13 +93,13 @@ impl Registry {
     pub fn history_floor(&self) -> (EventId, bool) {
         let mut history = self.lock_history();
         let floor = history.floor(Instant::now());
-        (history.id(floor), history.is_shared())
+        (history.id(floor), history.is_following())
     }
 
     /// The history followed now and its newest position.
     pub fn history_head(&self) -> (EventId, bool) {
         let history = self.lock_history();
-        (history.id(history.last()), history.is_shared())
+        (history.id(history.last()), history.is_following())
     }
 
     /// Restarts the history as `(epoch, last, shared)` holding `recent`
@@ -108,11 +108,11 @@ impl Registry {
     pub(super) fn restart_locked(
         &self,
         history: &mut History,
-        (epoch, last, shared): (Epoch, Position, bool),
+        (epoch, last, following): (Epoch, Position, bool),
         recent: Vec<(Position, Target, Bytes)>,
         tell: bool,
     ) {
-        history.restart(epoch, last, shared);
+        history.restart(epoch, last, following);
         let now = Instant::now();
         for (position, target, frame) in recent {
             history.record(position, target, frame, now);

@@ -83,8 +83,8 @@ fn leaving_and_changing_the_shared_history_is_told_to_every_client() {
     let sent = text.find(r#"data: {"n":2}"#).expect("then the event");
     assert!(reset < sent, "{text}");
     assert!(text.contains("history_lost"), "{text}");
-    let (head, shared) = registry.history_head();
-    assert!(!shared && head.epoch != Epoch::from_u64(9));
+    let (head, following) = registry.history_head();
+    assert!(!following && head.epoch != Epoch::from_u64(9));
 
     // Following the stream again (a new epoch, say): told again, and an
     // id of the old history resumes with a reset, not a silent gap.

@@ -2,11 +2,11 @@
 //! with it: the pure part of tab sharing (no browser API), so that the
 //! de-duplication and hand-over rules are tested on the host.
 //!
-//! One tab, the leader, owns the `EventSource` and relays everything it
-//! receives; every tab (the leader too) keeps a [`Tab`]: the ids it has
+//! One tab, the leader, owns the `EventSource` and passes on everything
+//! it receives (the word "relay" is kept for the inbox's outbox relay); every tab (the leader too) keeps a [`Tab`]: the ids it has
 //! seen, where a stream of its own would resume, and the event names the
 //! tabs listen to. When the leader goes, whichever tab takes over resumes
-//! from its own [`Tab::resume`], which is as far as the relays reached it;
+//! from its own [`Tab::resume`], which is as far as the leader's messages reached it;
 //! the replay may repeat what some tabs already have, and each drops it.
 
 use std::collections::VecDeque;
