@@ -285,7 +285,7 @@ mod server {
                 id: Some(stored.id),
             }),
             Err(InboxError::Event(e)) => Err(event_error(e)),
-            Err(e) => Err(crate::inbox::server_error(e)),
+            Err(e) => Err(crate::inbox_api::server_error(e)),
         }
     }
 

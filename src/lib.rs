@@ -7,7 +7,7 @@ pub mod auth;
 pub mod components;
 pub mod demo;
 pub mod error;
-pub mod inbox;
+pub mod inbox_api;
 pub mod pages;
 /// The SSE layer, its own crate ([`axum_sse_notify`]).
 pub use axum_sse_notify as sse;

@@ -110,7 +110,7 @@ async fn serve(config: Config) -> ExitCode {
         server::exit_after(draining + grace + server::EXIT_MARGIN);
         stop
     };
-    match server::serve(listener, config, signal).await {
+    match server::run(listener, config, signal).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

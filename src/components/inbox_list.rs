@@ -7,7 +7,7 @@ use leptos::prelude::*;
 use super::clock;
 use super::unread::unread;
 use crate::demo::Notification;
-use crate::inbox::{PAGE_DEFAULT, list_inbox, mark_all_read, mark_read};
+use crate::inbox_api::{PAGE_DEFAULT, list_inbox, mark_all_read, mark_read};
 use crate::sse::{InboxId, InboxItem, InboxSummary, RawEvent, SseEvent, SseHandle};
 
 /// One line of the list.

@@ -5,7 +5,7 @@
 
 use leptos::prelude::*;
 
-use crate::inbox::unread_count;
+use crate::inbox_api::unread_count;
 
 /// The page's unread count; `None` until known. Reference-counted rather
 /// than owned by one island, so no island's cleanup can dispose of it.

@@ -7,9 +7,9 @@
 
 pub mod db_timing;
 pub mod drain;
+pub mod exposition;
 pub mod health;
 pub mod logging;
-pub mod metrics;
 pub mod request_span;
 pub mod roles;
 
@@ -34,7 +34,7 @@ struct Inner {
     pool: AnyPool,
     draining: Arc<AtomicBool>,
     /// `None`: metrics are off.
-    metrics: Option<metrics::Exposition>,
+    metrics: Option<exposition::Exposition>,
     timings: Option<DbTimings>,
     /// `/metrics` on the main address, to this bearer token.
     token: Option<String>,
@@ -57,7 +57,7 @@ impl Ops {
         let draining = Arc::new(AtomicBool::new(false));
         let metrics = timings
             .as_ref()
-            .map(|t| metrics::Exposition::new(&notifier, t, draining.clone()));
+            .map(|t| exposition::Exposition::new(&notifier, t, draining.clone()));
         Ops {
             inner: Arc::new(Inner {
                 notifier,
@@ -92,7 +92,7 @@ impl Ops {
         self.inner.timings.as_ref()
     }
 
-    pub(crate) fn exposition(&self) -> Option<&metrics::Exposition> {
+    pub(crate) fn exposition(&self) -> Option<&exposition::Exposition> {
         self.inner.metrics.as_ref()
     }
 
@@ -111,6 +111,6 @@ pub fn routes<S: Clone + Send + Sync + 'static>(ops: Ops) -> Router<S> {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/metrics", get(metrics::with_token))
+        .route("/metrics", get(exposition::with_token))
         .with_state(ops)
 }

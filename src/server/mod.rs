@@ -154,7 +154,7 @@ pub fn router(
 
 /// Serves until `shutdown` resolves, then gives open requests
 /// `server.shutdown_timeout` to finish.
-pub async fn serve<S: Into<Stop>>(
+pub async fn run<S: Into<Stop>>(
     listener: TcpListener,
     config: Config,
     shutdown: impl Future<Output = S> + Send + 'static,
@@ -196,7 +196,7 @@ pub async fn serve<S: Into<Stop>>(
     );
     let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
     if let (true, Some(addr)) = (config.metrics.enabled, config.metrics.addr)
-        && let Some(listener) = ops::metrics::bind(addr, config.metrics.addr_is_default)
+        && let Some(listener) = ops::exposition::bind(addr, config.metrics.addr_is_default)
             .await
             .map_err(|error| ServeError::MetricsAddr { addr, error })?
     {
@@ -205,7 +205,7 @@ pub async fn serve<S: Into<Stop>>(
         let stopped = async move {
             let _ = metrics_stopped.await;
         };
-        tokio::spawn(ops::metrics::serve(listener, ops.clone(), stopped));
+        tokio::spawn(ops::exposition::serve(listener, ops.clone(), stopped));
     }
     // Grants and revokes reach this process's open streams.
     // Its starting point is read now, before any stream is served: a

@@ -316,7 +316,7 @@ async fn the_number_of_series_does_not_grow_with_users() {
     use std::sync::atomic::AtomicBool;
 
     use sse_notify::ops::db_timing::DbTimings;
-    use sse_notify::ops::metrics::Exposition;
+    use sse_notify::ops::exposition::Exposition;
     use sse_notify::sse::{
         DisconnectReason, Identity, Notifier, SessionId, SseConfig, Tag, Target, UserId,
     };

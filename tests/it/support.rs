@@ -140,7 +140,7 @@ impl TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(server::serve(listener, config, async move {
+        let task = tokio::spawn(server::run(listener, config, async move {
             let _ = stopped.await;
         }));
         let server = TestServer {
