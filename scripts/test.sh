@@ -37,7 +37,7 @@ step fmt cargo fmt --check
 step clippy-ssr cargo clippy --no-default-features --features ssr --all-targets -- -D warnings
 # The workspace's other crates: the SSE layer (in its smallest and its
 # fullest form), the connection server, the example app, the bench tools.
-layer_all=axum_sse_notify/redis,axum_sse_notify/lean-serve,axum_sse_notify/leptos
+layer_all=axum_sse_notify/sqlite,axum_sse_notify/postgres,axum_sse_notify/redis,axum_sse_notify/lean-serve,axum_sse_notify/leptos
 step clippy-crates cargo clippy -p axum_sse_notify -p lean_serve -p plain_axum_example \
   -p sse_notify_bench --all-targets --features "${layer_all}" -- -D warnings
 step clippy-layer-types cargo clippy -p axum_sse_notify --no-default-features -- -D warnings

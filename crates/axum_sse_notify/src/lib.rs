@@ -26,6 +26,8 @@
 //! needs beyond that is in [`SseConfig`]; it reads no files.
 //!
 //! Features: `server` (default: [`Notifier`], [`routes`], the inbox),
+//! `sqlite` (default) and `postgres` (the inbox's engines; `notify_in`
+//! takes their typed transactions),
 //! `redis` (the bus through which several processes serve one audience),
 //! `lean-serve` (streams served by `lean_serve::serve`
 //! learn how their socket ended and end at once when stuck on a full one,
@@ -80,7 +82,7 @@ pub use bus::{Bus, BusConfig, BusError, BusStatus};
 #[cfg(feature = "server")]
 pub use config::SseConfig;
 #[cfg(feature = "server")]
-pub use inbox::{Audience, Inbox, InboxConfig, InboxError, Pending, Stored};
+pub use inbox::{Audience, InTransaction, Inbox, InboxConfig, InboxError, Pending, Stored};
 #[cfg(feature = "server")]
 pub use notifier::Notifier;
 #[cfg(feature = "server")]

@@ -3,12 +3,11 @@
 use std::sync::Arc;
 
 use serde::Serialize;
-use sqlx::AnyConnection;
 
 use super::bus::{Bus, BusConfig, BusError, BusStatus};
 use super::config::SseConfig;
 use super::event::{Event, EventError, SseEvent};
-use super::inbox::{Audience, Inbox, InboxConfig, InboxError, Pending, Stored};
+use super::inbox::{Audience, InTransaction, Inbox, InboxConfig, InboxError, Pending, Stored};
 use super::registry::{Registry, Stats};
 use super::target::{Target, UserId};
 
@@ -163,12 +162,13 @@ impl Notifier {
     }
 
     /// Writes a persistent event in the caller's transaction (`&mut *tx`
-    /// of an `sqlx::Transaction<Any>` on the app's pool): it exists only
-    /// if the transaction commits. Publish the returned [`Pending`] after
-    /// the commit; a crash before that is covered by the relay.
-    pub async fn notify_in<E: SseEvent>(
+    /// of an `sqlx::Transaction` on an `AnyPool`, a `PgPool` or a
+    /// `SqlitePool`, see [`InTransaction`]): it exists only if the
+    /// transaction commits. Publish the returned [`Pending`] after the
+    /// commit; a crash before that is covered by the relay.
+    pub async fn notify_in<'c, E: SseEvent>(
         &self,
-        tx: &mut AnyConnection,
+        tx: impl Into<InTransaction<'c>>,
         audience: Audience,
         event: &E,
     ) -> Result<Pending, InboxError> {

@@ -40,7 +40,7 @@ mod server {
     use tokio::sync::{mpsc, oneshot};
 
     pub use super::backlog::Backlog;
-    pub use super::outbox::Pending;
+    pub use super::outbox::{InTransaction, Pending};
     use super::store::Store;
     pub use super::writer::Stored;
     use super::writer::{Job, Writer, now_ms};

@@ -7,6 +7,10 @@
 //! tasks or processes try.
 
 use sqlx::AnyConnection;
+#[cfg(feature = "postgres")]
+use sqlx::PgConnection;
+#[cfg(feature = "sqlite")]
+use sqlx::SqliteConnection;
 
 use super::store::{self, NewRow, Unpublished};
 use super::types::InboxId;
@@ -17,6 +21,38 @@ use crate::metrics::{DbOp, timed};
 
 /// Rows claimed per relay step.
 const RELAY_STEP: usize = 500;
+
+/// The caller's connection, inside the caller's own transaction: pass
+/// `&mut *tx` of an `sqlx::Transaction` on an `AnyPool`, a `PgPool` or a
+/// `SqlitePool` (the last two with the `postgres` / `sqlite` features).
+/// The database must be the inbox's.
+pub enum InTransaction<'c> {
+    Any(&'c mut AnyConnection),
+    #[cfg(feature = "postgres")]
+    Postgres(&'c mut PgConnection),
+    #[cfg(feature = "sqlite")]
+    Sqlite(&'c mut SqliteConnection),
+}
+
+impl<'c> From<&'c mut AnyConnection> for InTransaction<'c> {
+    fn from(conn: &'c mut AnyConnection) -> Self {
+        InTransaction::Any(conn)
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl<'c> From<&'c mut PgConnection> for InTransaction<'c> {
+    fn from(conn: &'c mut PgConnection) -> Self {
+        InTransaction::Postgres(conn)
+    }
+}
+
+#[cfg(feature = "sqlite")]
+impl<'c> From<&'c mut SqliteConnection> for InTransaction<'c> {
+    fn from(conn: &'c mut SqliteConnection) -> Self {
+        InTransaction::Sqlite(conn)
+    }
+}
 
 /// Notifications written in a transaction that has not been published
 /// yet. Publish it after the commit; if that never happens (the process
@@ -54,12 +90,13 @@ impl Pending {
 
 impl Inbox {
     /// Writes `event` for `audience` on `conn` (the caller's transaction:
-    /// pass `&mut *tx`), unpublished. On SQLite, begin that transaction
+    /// pass `&mut *tx`, on any of the engines [`InTransaction`] names),
+    /// unpublished. On SQLite, begin that transaction
     /// with a write (or `BEGIN IMMEDIATE`): a deferred transaction that
     /// read first can fail to upgrade while the writer commits.
-    pub async fn stage(
+    pub async fn stage<'c>(
         &self,
-        conn: &mut AnyConnection,
+        conn: impl Into<InTransaction<'c>>,
         audience: Audience,
         event: Event,
     ) -> Result<Pending, InboxError> {
@@ -72,9 +109,16 @@ impl Inbox {
             payload: event.data(),
             created_at: now_ms(),
         };
-        let ids = store::insert(conn, &[row], None, self.inner.config.max_per_user as i64)
-            .await
-            .map_err(InboxError::store)?;
+        let max = self.inner.config.max_per_user as i64;
+        let rows = [row];
+        let ids = match conn.into() {
+            InTransaction::Any(conn) => store::insert(conn, &rows, None, max).await,
+            #[cfg(feature = "postgres")]
+            InTransaction::Postgres(conn) => store::insert_postgres(conn, &rows, None, max).await,
+            #[cfg(feature = "sqlite")]
+            InTransaction::Sqlite(conn) => store::insert_sqlite(conn, &rows, None, max).await,
+        }
+        .map_err(InboxError::store)?;
         Ok(Pending {
             inbox: self.clone(),
             ids,

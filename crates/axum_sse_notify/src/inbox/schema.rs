@@ -27,6 +27,27 @@ pub async fn migrate(pool: &AnyPool) -> Result<(), MigrateError> {
             ));
         }
     };
+    run(embedded, pool).await
+}
+
+/// [`migrate`] on a typed Postgres pool.
+#[cfg(feature = "postgres")]
+pub async fn migrate_postgres(pool: &sqlx::PgPool) -> Result<(), MigrateError> {
+    run(&POSTGRES, pool).await
+}
+
+/// [`migrate`] on a typed SQLite pool.
+#[cfg(feature = "sqlite")]
+pub async fn migrate_sqlite(pool: &sqlx::SqlitePool) -> Result<(), MigrateError> {
+    run(&SQLITE, pool).await
+}
+
+/// Runs `embedded`, leaving versions it does not know (the host's) alone.
+async fn run<'a, A>(embedded: &'static Migrator, pool: A) -> Result<(), MigrateError>
+where
+    A: sqlx::Acquire<'a>,
+    <A::Connection as std::ops::Deref>::Target: sqlx::migrate::Migrate,
+{
     let mut migrator = Migrator::new(Embedded(embedded)).await?;
     migrator.set_ignore_missing(true);
     migrator.run(pool).await

@@ -9,186 +9,202 @@
 //! removes the flooder's own rows, and a sender holding fewer rows than
 //! the level loses none.
 
-use std::collections::HashSet;
+/// The statements, once per connection type: the app's own transaction
+/// may be on a typed `PgConnection` or `SqliteConnection`, the inbox's own
+/// work is on an `AnyConnection`. Same SQL, same steps; only the types the
+/// driver binds and decodes differ.
+macro_rules! on_connection {
+    ($engine:ident, $conn:ty) => {
+        pub(crate) mod $engine {
+            use std::collections::HashSet;
 
-use sqlx::{AnyConnection, Row};
+            use sqlx::Row;
 
-use super::{AUDIENCE_ALL, AUDIENCE_USERS, NewRow, chunked, list, placeholders};
-use crate::inbox::{Audience, InboxId};
-use crate::target::UserId;
+            use super::super::{AUDIENCE_ALL, AUDIENCE_USERS, NewRow, chunked, list, placeholders};
+            use crate::inbox::{Audience, InboxId};
+            use crate::target::UserId;
 
-/// Inserts `rows` (and their per-user rows) on `conn`, inside whatever
-/// transaction the caller holds, and applies the per-user cap to the users
-/// they reached. Returns the ids in the order of `rows`.
-pub(crate) async fn insert(
-    conn: &mut AnyConnection,
-    rows: &[NewRow<'_>],
-    published_at: Option<i64>,
-    max_per_user: i64,
-) -> Result<Vec<InboxId>, sqlx::Error> {
-    let mut ids = Vec::with_capacity(rows.len());
-    for chunk in chunked(rows) {
-        let sql = format!(
-            "INSERT INTO notifications (event, payload, audience, created_at, published_at) \
-             VALUES {} RETURNING id",
-            placeholders(chunk.len(), 5, 1)
-        );
-        let mut query = sqlx::query(&sql);
-        for row in chunk {
-            let audience = match row.audience {
-                Audience::Users(_) => AUDIENCE_USERS,
-                Audience::Everyone => AUDIENCE_ALL,
-            };
-            query = query
-                .bind(row.event)
-                .bind(row.payload)
-                .bind(audience)
-                .bind(row.created_at)
-                .bind(published_at);
-        }
-        let mut got: Vec<i64> = query
-            .fetch_all(&mut *conn)
-            .await?
-            .iter()
-            .map(|r| r.try_get::<i64, _>(0))
-            .collect::<Result<_, _>>()?;
-        // Both engines hand out ids in the order of the VALUES list, but
-        // neither promises RETURNING rows in that order: sort to match.
-        got.sort_unstable();
-        if got.len() != chunk.len() {
-            return Err(sqlx::Error::Protocol(format!(
-                "inserted {} notifications, got {} ids back",
-                chunk.len(),
-                got.len()
-            )));
-        }
-        ids.extend(got.into_iter().map(InboxId));
-    }
-
-    let mut pairs: Vec<(&UserId, i64, Option<&str>)> = Vec::new();
-    let mut reached: HashSet<&UserId> = HashSet::new();
-    for (row, id) in rows.iter().zip(&ids) {
-        if let Audience::Users(users) = row.audience {
-            let mut seen = HashSet::new();
-            for user in users {
-                if seen.insert(user) {
-                    pairs.push((user, id.0, row.sender));
-                    reached.insert(user);
+            /// Inserts `rows` (and their per-user rows) on `conn`, inside whatever
+            /// transaction the caller holds, and applies the per-user cap to the users
+            /// they reached. Returns the ids in the order of `rows`.
+            pub(crate) async fn insert(
+                conn: &mut $conn,
+                rows: &[NewRow<'_>],
+                published_at: Option<i64>,
+                max_per_user: i64,
+            ) -> Result<Vec<InboxId>, sqlx::Error> {
+                let mut ids = Vec::with_capacity(rows.len());
+                for chunk in chunked(rows) {
+                    let sql = format!(
+                        "INSERT INTO notifications (event, payload, audience, created_at, published_at) \
+                         VALUES {} RETURNING id",
+                        placeholders(chunk.len(), 5, 1)
+                    );
+                    let mut query = sqlx::query(&sql);
+                    for row in chunk {
+                        let audience = match row.audience {
+                            Audience::Users(_) => AUDIENCE_USERS,
+                            Audience::Everyone => AUDIENCE_ALL,
+                        };
+                        query = query
+                            .bind(row.event)
+                            .bind(row.payload)
+                            .bind(audience)
+                            .bind(row.created_at)
+                            .bind(published_at);
+                    }
+                    let mut got: Vec<i64> = query
+                        .fetch_all(&mut *conn)
+                        .await?
+                        .iter()
+                        .map(|r| r.try_get::<i64, _>(0))
+                        .collect::<Result<_, _>>()?;
+                    // Both engines hand out ids in the order of the VALUES list, but
+                    // neither promises RETURNING rows in that order: sort to match.
+                    got.sort_unstable();
+                    if got.len() != chunk.len() {
+                        return Err(sqlx::Error::Protocol(format!(
+                            "inserted {} notifications, got {} ids back",
+                            chunk.len(),
+                            got.len()
+                        )));
+                    }
+                    ids.extend(got.into_iter().map(InboxId));
                 }
+
+                let mut pairs: Vec<(&UserId, i64, Option<&str>)> = Vec::new();
+                let mut reached: HashSet<&UserId> = HashSet::new();
+                for (row, id) in rows.iter().zip(&ids) {
+                    if let Audience::Users(users) = row.audience {
+                        let mut seen = HashSet::new();
+                        for user in users {
+                            if seen.insert(user) {
+                                pairs.push((user, id.0, row.sender));
+                                reached.insert(user);
+                            }
+                        }
+                    }
+                }
+                for chunk in chunked(&pairs) {
+                    let sql = format!(
+                        "INSERT INTO inbox (user_id, notification_id, sender) VALUES {}",
+                        placeholders(chunk.len(), 3, 1)
+                    );
+                    let mut query = sqlx::query(&sql);
+                    for (user, id, sender) in chunk {
+                        query = query.bind(user.as_str()).bind(*id).bind(*sender);
+                    }
+                    query.execute(&mut *conn).await?;
+                }
+
+                let reached: Vec<&UserId> = reached.into_iter().collect();
+                for chunk in chunked(&reached) {
+                    let sql = format!(
+                        "SELECT r.user_id FROM inbox r JOIN notifications n ON n.id = r.notification_id \
+                         WHERE r.user_id IN ({}) AND n.audience = 0 \
+                         GROUP BY r.user_id HAVING COUNT(*) > ${}",
+                        list(chunk.len(), 1),
+                        chunk.len() + 1
+                    );
+                    let mut query = sqlx::query(&sql);
+                    for user in chunk {
+                        query = query.bind(user.as_str());
+                    }
+                    let over: Vec<String> = query
+                        .bind(max_per_user)
+                        .fetch_all(&mut *conn)
+                        .await?
+                        .iter()
+                        .map(|r| r.try_get::<String, _>(0))
+                        .collect::<Result<_, _>>()?;
+                    for user in over {
+                        prune_user(conn, &user, max_per_user).await?;
+                    }
+                }
+                Ok(ids)
+            }
+
+            /// Keeps `max` of a user's rows of sends to users, taking from the
+            /// senders holding the most ([`shares`]); within one sender, its oldest
+            /// read rows go first, its oldest unread ones only when none of its rows
+            /// is read. Rows without a sender (the backend's) count as one sender. A
+            /// user's read marks on broadcasts are not counted nor dropped here
+            /// (dropping one would make its broadcast unread again); they go with
+            /// their broadcast, which has its own cap.
+            ///
+            /// Cost: one grouped read of the user's rows, then one delete per sender
+            /// that loses rows, each a range of the `(user_id, sender)` index. Every
+            /// such sender loses at least one row, so there are never more deletes
+            /// than rows over the cap.
+            pub(crate) async fn prune_user(
+                conn: &mut $conn,
+                user: &str,
+                max: i64,
+            ) -> Result<u64, sqlx::Error> {
+                let rows = sqlx::query(
+                    "SELECT r.sender AS sender, COUNT(*) AS total, MAX(r.notification_id) AS newest \
+                       FROM inbox r JOIN notifications n ON n.id = r.notification_id \
+                      WHERE r.user_id = $1 AND n.audience = 0 \
+                      GROUP BY r.sender",
+                )
+                .bind(user)
+                .fetch_all(&mut *conn)
+                .await?;
+                let mut senders = Vec::with_capacity(rows.len());
+                let mut held = Vec::with_capacity(rows.len());
+                for row in &rows {
+                    senders.push(row.try_get::<Option<String>, _>("sender")?);
+                    held.push(super::Held {
+                        rows: row.try_get("total")?,
+                        newest: row.try_get("newest")?,
+                    });
+                }
+                let keep = super::shares(&held, max);
+                let mut deleted = 0;
+                for ((sender, held), keep) in senders.iter().zip(&held).zip(keep) {
+                    if keep < held.rows {
+                        deleted += prune_sender(conn, user, sender.as_deref(), keep).await?;
+                    }
+                }
+                Ok(deleted)
+            }
+
+            /// Keeps `sender`'s newest `keep` rows in `user`'s inbox, unread ones
+            /// first.
+            async fn prune_sender(
+                conn: &mut $conn,
+                user: &str,
+                sender: Option<&str>,
+                keep: i64,
+            ) -> Result<u64, sqlx::Error> {
+                // Two spellings rather than a null-safe comparison, which Postgres
+                // does not answer from an index.
+                let which = match sender {
+                    Some(_) => "r.sender = $4",
+                    None => "r.sender IS NULL",
+                };
+                let sql = format!(
+                    "DELETE FROM inbox WHERE user_id = $1 AND notification_id IN (\
+                       SELECT r.notification_id FROM inbox r JOIN notifications n ON n.id = r.notification_id \
+                       WHERE r.user_id = $2 AND {which} AND n.audience = 0 \
+                       ORDER BY CASE WHEN r.read_at IS NULL THEN 0 ELSE 1 END, r.notification_id DESC \
+                       LIMIT 1000000000 OFFSET $3)"
+                );
+                let mut query = sqlx::query(&sql).bind(user).bind(user).bind(keep);
+                if let Some(sender) = sender {
+                    query = query.bind(sender);
+                }
+                Ok(query.execute(&mut *conn).await?.rows_affected())
             }
         }
-    }
-    for chunk in chunked(&pairs) {
-        let sql = format!(
-            "INSERT INTO inbox (user_id, notification_id, sender) VALUES {}",
-            placeholders(chunk.len(), 3, 1)
-        );
-        let mut query = sqlx::query(&sql);
-        for (user, id, sender) in chunk {
-            query = query.bind(user.as_str()).bind(*id).bind(*sender);
-        }
-        query.execute(&mut *conn).await?;
-    }
-
-    let reached: Vec<&UserId> = reached.into_iter().collect();
-    for chunk in chunked(&reached) {
-        let sql = format!(
-            "SELECT r.user_id FROM inbox r JOIN notifications n ON n.id = r.notification_id \
-             WHERE r.user_id IN ({}) AND n.audience = 0 \
-             GROUP BY r.user_id HAVING COUNT(*) > ${}",
-            list(chunk.len(), 1),
-            chunk.len() + 1
-        );
-        let mut query = sqlx::query(&sql);
-        for user in chunk {
-            query = query.bind(user.as_str());
-        }
-        let over: Vec<String> = query
-            .bind(max_per_user)
-            .fetch_all(&mut *conn)
-            .await?
-            .iter()
-            .map(|r| r.try_get::<String, _>(0))
-            .collect::<Result<_, _>>()?;
-        for user in over {
-            prune_user(conn, &user, max_per_user).await?;
-        }
-    }
-    Ok(ids)
-}
-
-/// Keeps `max` of a user's rows of sends to users, taking from the
-/// senders holding the most ([`shares`]); within one sender, its oldest
-/// read rows go first, its oldest unread ones only when none of its rows
-/// is read. Rows without a sender (the backend's) count as one sender. A
-/// user's read marks on broadcasts are not counted nor dropped here
-/// (dropping one would make its broadcast unread again); they go with
-/// their broadcast, which has its own cap.
-///
-/// Cost: one grouped read of the user's rows, then one delete per sender
-/// that loses rows, each a range of the `(user_id, sender)` index. Every
-/// such sender loses at least one row, so there are never more deletes
-/// than rows over the cap.
-pub(super) async fn prune_user(
-    conn: &mut AnyConnection,
-    user: &str,
-    max: i64,
-) -> Result<u64, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT r.sender AS sender, COUNT(*) AS total, MAX(r.notification_id) AS newest \
-           FROM inbox r JOIN notifications n ON n.id = r.notification_id \
-          WHERE r.user_id = $1 AND n.audience = 0 \
-          GROUP BY r.sender",
-    )
-    .bind(user)
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut senders = Vec::with_capacity(rows.len());
-    let mut held = Vec::with_capacity(rows.len());
-    for row in &rows {
-        senders.push(row.try_get::<Option<String>, _>("sender")?);
-        held.push(Held {
-            rows: row.try_get("total")?,
-            newest: row.try_get("newest")?,
-        });
-    }
-    let keep = shares(&held, max);
-    let mut deleted = 0;
-    for ((sender, held), keep) in senders.iter().zip(&held).zip(keep) {
-        if keep < held.rows {
-            deleted += prune_sender(conn, user, sender.as_deref(), keep).await?;
-        }
-    }
-    Ok(deleted)
-}
-
-/// Keeps `sender`'s newest `keep` rows in `user`'s inbox, unread ones
-/// first.
-async fn prune_sender(
-    conn: &mut AnyConnection,
-    user: &str,
-    sender: Option<&str>,
-    keep: i64,
-) -> Result<u64, sqlx::Error> {
-    // Two spellings rather than a null-safe comparison, which Postgres
-    // does not answer from an index.
-    let which = match sender {
-        Some(_) => "r.sender = $4",
-        None => "r.sender IS NULL",
     };
-    let sql = format!(
-        "DELETE FROM inbox WHERE user_id = $1 AND notification_id IN (\
-           SELECT r.notification_id FROM inbox r JOIN notifications n ON n.id = r.notification_id \
-           WHERE r.user_id = $2 AND {which} AND n.audience = 0 \
-           ORDER BY CASE WHEN r.read_at IS NULL THEN 0 ELSE 1 END, r.notification_id DESC \
-           LIMIT 1000000000 OFFSET $3)"
-    );
-    let mut query = sqlx::query(&sql).bind(user).bind(user).bind(keep);
-    if let Some(sender) = sender {
-        query = query.bind(sender);
-    }
-    Ok(query.execute(&mut *conn).await?.rows_affected())
 }
+
+on_connection!(any, sqlx::AnyConnection);
+#[cfg(feature = "postgres")]
+on_connection!(postgres, sqlx::PgConnection);
+#[cfg(feature = "sqlite")]
+on_connection!(sqlite, sqlx::SqliteConnection);
 
 /// What one sender holds of a user's inbox.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -25,7 +25,11 @@ use sqlx::any::AnyRow;
 use super::Audience;
 use super::types::{InboxId, InboxItem};
 
-pub(crate) use insert::insert;
+pub(crate) use insert::any::insert;
+#[cfg(feature = "postgres")]
+pub(crate) use insert::postgres::insert as insert_postgres;
+#[cfg(feature = "sqlite")]
+pub(crate) use insert::sqlite::insert as insert_sqlite;
 
 /// Rows per multi-row statement, largest first: a batch is cut into these
 /// sizes so that only a handful of distinct statements (each prepared and

@@ -3,7 +3,7 @@
 
 use sqlx::Row;
 
-use super::insert::prune_user;
+use super::insert::any::prune_user;
 use super::{Store, chunked, list};
 use crate::inbox::InboxId;
 
