@@ -40,6 +40,27 @@ impl<'c> From<&'c mut AnyConnection> for InTransaction<'c> {
     }
 }
 
+/// `&mut tx` works as well as `&mut *tx`.
+impl<'c> From<&'c mut sqlx::Transaction<'_, sqlx::Any>> for InTransaction<'c> {
+    fn from(tx: &'c mut sqlx::Transaction<'_, sqlx::Any>) -> Self {
+        InTransaction::Any(tx)
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl<'c> From<&'c mut sqlx::Transaction<'_, sqlx::Postgres>> for InTransaction<'c> {
+    fn from(tx: &'c mut sqlx::Transaction<'_, sqlx::Postgres>) -> Self {
+        InTransaction::Postgres(tx)
+    }
+}
+
+#[cfg(feature = "sqlite")]
+impl<'c> From<&'c mut sqlx::Transaction<'_, sqlx::Sqlite>> for InTransaction<'c> {
+    fn from(tx: &'c mut sqlx::Transaction<'_, sqlx::Sqlite>) -> Self {
+        InTransaction::Sqlite(tx)
+    }
+}
+
 #[cfg(feature = "postgres")]
 impl<'c> From<&'c mut PgConnection> for InTransaction<'c> {
     fn from(conn: &'c mut PgConnection) -> Self {
