@@ -41,7 +41,9 @@ layer_all=axum_sse_notify/sqlite,axum_sse_notify/postgres,axum_sse_notify/redis,
 step clippy-crates cargo clippy -p axum_sse_notify -p lean_serve -p plain_axum_example \
   -p sse_notify_bench --all-targets --features "${layer_all}" -- -D warnings
 step clippy-layer-types cargo clippy -p axum_sse_notify --no-default-features -- -D warnings
-step clippy-layer-no-redis cargo clippy -p axum_sse_notify --all-targets -- -D warnings
+# Live events only (no inbox, no sqlx, no Redis): what a lean adopter builds.
+step clippy-layer-live-only cargo clippy -p axum_sse_notify --all-targets --no-default-features \
+  --features server -- -D warnings
 # The layer as its users see it on docs.rs: no broken links, examples run.
 step layer-docs env RUSTDOCFLAGS="-D warnings" cargo doc -p axum_sse_notify -p lean_serve \
   --no-deps --features "${layer_all}"

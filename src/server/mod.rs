@@ -163,10 +163,11 @@ pub async fn run<S: Into<Stop>>(
     let grace = config.server.shutdown_timeout;
     let db = Db::connect(config.database_url.as_deref(), &config.data_dir).await?;
     let pool = db.pool().clone();
-    let notifier = Notifier::start(
+    let notifier = Notifier::start_with_inbox(
         config.sse.clone(),
         &config.bus,
-        Some((pool.clone(), config.inbox.clone())),
+        pool.clone(),
+        config.inbox.clone(),
     )?;
     let timings = config.metrics.enabled.then(DbTimings::default);
     let sessions = DbSessionStore::new(db.clone()).timed_by(timings.clone());

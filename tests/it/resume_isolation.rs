@@ -63,7 +63,7 @@ pub(crate) async fn app_on(
         },
         None => BusConfig::default(),
     };
-    let notifier = Notifier::start(config, &bus_config, None).expect("notifier");
+    let notifier = Notifier::start(config, &bus_config).expect("notifier");
     let app: Router = sse_notify::sse::routes::<Notifier>()
         .layer(from_fn(identify))
         .with_state(notifier.clone());

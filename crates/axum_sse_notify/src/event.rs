@@ -143,6 +143,7 @@ impl Event {
 
     /// One of the server's own events ([`RESERVED_EVENT_NAMES`]).
     #[cfg(feature = "server")]
+    #[cfg_attr(not(feature = "inbox"), allow(dead_code))] // the inbox's summary event
     pub(crate) fn reserved(name: &'static str, payload: &impl Serialize) -> Self {
         Event {
             name: EventName::reserved(name),

@@ -25,9 +25,10 @@
 //! anything else the client sends about identity. Everything the layer
 //! needs beyond that is in [`SseConfig`]; it reads no files.
 //!
-//! Features: `server` (default: [`Notifier`], [`routes`], the inbox),
-//! `sqlite` (default) and `postgres` (the inbox's engines; `notify_in`
-//! takes their typed transactions),
+//! Features: `server` (default: [`Notifier`], [`routes`]; live events,
+//! no database), `inbox` (persistent notifications, on sqlx), `sqlite`
+//! (default) and `postgres` (the inbox's engines; `notify_in` takes their
+//! typed transactions),
 //! `redis` (the bus through which several processes serve one audience),
 //! `lean-serve` (streams served by `lean_serve::serve`
 //! learn how their socket ended and end at once when stuck on a full one,
@@ -81,7 +82,7 @@ pub const STREAM_LOG: &str = "axum_sse_notify::stream";
 pub use bus::{Bus, BusConfig, BusError, BusStatus};
 #[cfg(feature = "server")]
 pub use config::SseConfig;
-#[cfg(feature = "server")]
+#[cfg(feature = "inbox")]
 pub use inbox::{Audience, InTransaction, Inbox, InboxConfig, InboxError, Pending, Stored};
 #[cfg(feature = "server")]
 pub use notifier::Notifier;

@@ -7,6 +7,7 @@ use serde::Serialize;
 use super::bus::{Bus, BusConfig, BusError, BusStatus};
 use super::config::SseConfig;
 use super::event::{Event, EventError, SseEvent};
+#[cfg(feature = "inbox")]
 use super::inbox::{Audience, InTransaction, Inbox, InboxConfig, InboxError, Pending, Stored};
 use super::registry::{Registry, Stats};
 use super::target::{Target, UserId};
@@ -36,15 +37,17 @@ use super::target::{Target, UserId};
 #[derive(Clone)]
 pub struct Notifier {
     bus: Bus,
+    #[cfg(feature = "inbox")]
     inbox: Option<Inbox>,
 }
 
 impl Notifier {
-    /// Live events only (no inbox: [`Notifier::notify`] fails), in this
+    /// Live events only (no inbox: `Notifier::notify` fails), in this
     /// process only.
     pub fn new(config: SseConfig) -> Self {
         Notifier {
             bus: Bus::local(Arc::new(Registry::new(config))),
+            #[cfg(feature = "inbox")]
             inbox: None,
         }
     }
@@ -53,6 +56,7 @@ impl Notifier {
     /// inbox tables), in this process only. Starts the inbox's writer on
     /// the current runtime; call [`Inbox::spawn_maintenance`] for the
     /// relay and the sweep.
+    #[cfg(feature = "inbox")]
     pub fn with_inbox(config: SseConfig, pool: sqlx::AnyPool, inbox: InboxConfig) -> Self {
         let bus = Bus::local(Arc::new(Registry::new(config)));
         let inbox = Inbox::start(pool, bus.clone(), inbox);
@@ -62,17 +66,32 @@ impl Notifier {
         }
     }
 
-    /// The general form: the bus `bus` names (in-process if its URL is
-    /// empty; Redis otherwise, connecting in the background), and an inbox
-    /// if given. Fails only on a malformed bus URL.
-    pub fn start(
+    /// Live events on the bus `bus` names (in-process if its URL is
+    /// empty; Redis otherwise, connecting in the background). Fails only
+    /// on a bus URL it cannot use.
+    pub fn start(config: SseConfig, bus: &BusConfig) -> Result<Self, BusError> {
+        Ok(Notifier {
+            bus: Bus::start(Arc::new(Registry::new(config)), bus)?,
+            #[cfg(feature = "inbox")]
+            inbox: None,
+        })
+    }
+
+    /// [`Notifier::start`] with an inbox in `pool`'s database (see
+    /// [`Notifier::with_inbox`]).
+    #[cfg(feature = "inbox")]
+    pub fn start_with_inbox(
         config: SseConfig,
         bus: &BusConfig,
-        inbox: Option<(sqlx::AnyPool, InboxConfig)>,
+        pool: sqlx::AnyPool,
+        inbox: InboxConfig,
     ) -> Result<Self, BusError> {
         let bus = Bus::start(Arc::new(Registry::new(config)), bus)?;
-        let inbox = inbox.map(|(pool, config)| Inbox::start(pool, bus.clone(), config));
-        Ok(Notifier { bus, inbox })
+        let inbox = Inbox::start(pool, bus.clone(), inbox);
+        Ok(Notifier {
+            bus,
+            inbox: Some(inbox),
+        })
     }
 
     /// Sends a typed live event. Returns how many of this process's
@@ -114,6 +133,7 @@ impl Notifier {
         self.send(&Target::all(), event)
     }
 
+    #[cfg(feature = "inbox")]
     /// Stores a persistent event in the inbox of `audience` (committed
     /// with other sends in one group commit), then publishes it to their
     /// live streams. A live-only type does not compile here: use `send`.
@@ -125,6 +145,7 @@ impl Notifier {
         self.notify_event(audience, persistent(event)?).await
     }
 
+    #[cfg(feature = "inbox")]
     /// [`Notifier::notify`] on behalf of a user (e.g. a message one user
     /// sends another). The inbox's cap evicts from the senders holding the
     /// most of a recipient's rows: a flood from `sender` pushes out
@@ -141,6 +162,7 @@ impl Notifier {
             .await
     }
 
+    #[cfg(feature = "inbox")]
     /// [`Notifier::notify`] for an untyped event.
     pub async fn notify_json(
         &self,
@@ -152,6 +174,7 @@ impl Notifier {
             .await
     }
 
+    #[cfg(feature = "inbox")]
     /// [`Notifier::notify`] for an event built beforehand.
     pub async fn notify_event(
         &self,
@@ -161,6 +184,7 @@ impl Notifier {
         self.inbox()?.store(audience, event).await
     }
 
+    #[cfg(feature = "inbox")]
     /// Writes a persistent event in the caller's transaction (`&mut *tx`
     /// of an `sqlx::Transaction` on an `AnyPool`, a `PgPool` or a
     /// `SqlitePool`, see [`InTransaction`]): it exists only if the
@@ -175,6 +199,7 @@ impl Notifier {
         self.inbox()?.stage(tx, audience, persistent(event)?).await
     }
 
+    #[cfg(feature = "inbox")]
     /// The inbox, for reads and read state.
     pub fn inbox(&self) -> Result<&Inbox, InboxError> {
         self.inbox.as_ref().ok_or(InboxError::NoInbox)
@@ -224,6 +249,7 @@ impl Notifier {
 }
 
 /// A persistent event, typed: a live-only type does not compile here.
+#[cfg(feature = "inbox")]
 fn persistent<E: SseEvent>(event: &E) -> Result<Event, EventError> {
     const {
         assert!(

@@ -13,25 +13,25 @@
 
 pub mod types;
 
-#[cfg(feature = "server")]
+#[cfg(feature = "inbox")]
 mod backlog;
-#[cfg(feature = "server")]
+#[cfg(feature = "inbox")]
 mod outbox;
-#[cfg(feature = "server")]
+#[cfg(feature = "inbox")]
 pub mod schema;
-#[cfg(feature = "server")]
+#[cfg(feature = "inbox")]
 mod store;
-#[cfg(feature = "server")]
+#[cfg(feature = "inbox")]
 mod sweep;
-#[cfg(feature = "server")]
+#[cfg(feature = "inbox")]
 mod writer;
 
 pub use types::{InboxId, InboxItem, InboxPage, InboxSummary};
 
-#[cfg(feature = "server")]
+#[cfg(feature = "inbox")]
 pub use server::*;
 
-#[cfg(feature = "server")]
+#[cfg(feature = "inbox")]
 mod server {
     use std::sync::Arc;
     use std::time::Duration;

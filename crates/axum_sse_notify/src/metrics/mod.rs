@@ -1,4 +1,4 @@
-//! What the SSE layer measures, in Prometheus form (see [`register`]).
+//! What the SSE layer measures, in Prometheus form (see [`crate::Notifier::register_metrics`]).
 //!
 //! Two kinds of figure. What the registry counts anyway (open streams,
 //! connects, disconnects by reason, events written, refusals, replays,
@@ -124,6 +124,7 @@ impl SseMetrics {
         self.db_seconds[op as usize].observe(took.as_secs_f64());
     }
 
+    #[cfg_attr(not(feature = "inbox"), allow(dead_code))] // used by the inbox
     pub(crate) fn inbox_rows_written(&self, rows: u64) {
         self.inbox_rows.inc_by(rows);
     }

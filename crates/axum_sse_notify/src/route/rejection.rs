@@ -67,6 +67,7 @@ impl From<crate::EventError> for Rejection {
     }
 }
 
+#[cfg(feature = "inbox")]
 /// An inbox failure as an answer: the caller's mistakes are 400 or 404,
 /// the rest 503 (the database or the writer may be back shortly).
 impl From<crate::InboxError> for Rejection {

@@ -75,6 +75,7 @@ pub(super) async fn stream(State(notifier): State<Notifier>, request: Request) -
     }
     // Registered first, then the unread rows are read: see
     // `inbox::backlog` for why nothing falls between the two.
+    #[cfg(feature = "inbox")]
     if registration.is_fresh()
         && config.inbox_replay_max > 0
         && let Ok(inbox) = notifier.inbox()
