@@ -15,8 +15,8 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen::closure::Closure;
 use web_sys::{EventSource, EventSourceInit, MessageEvent};
 
+use super::link::{FINAL_GRACE, Link};
 use super::tab_talk::{BUILT_IN, Message, Tab, WireEvent};
-use super::tabs::{self, Link};
 use super::{ConnectionState, RawEvent, SseOptions, Writers};
 
 pub type StreamCell = Rc<RefCell<Inner>>;
@@ -65,11 +65,35 @@ impl Inner {
     pub(super) fn source(&self) -> Option<EventSource> {
         self.source.clone()
     }
+
+    /// Sends a message to the other tabs (nothing when not sharing).
+    pub(super) fn post(&self, message: &Message) {
+        if let Some(link) = &self.link {
+            link.post(message);
+        }
+    }
+
+    /// Tells the tabs this one is here and what it listens for: the
+    /// leader answers with everything a joining tab needs.
+    pub(super) fn announce(&self) {
+        let names = self.tab.names().map(str::to_string).collect();
+        self.post(&Message::Join { names });
+    }
+
+    /// Stops sharing: a stream of its own from now on, if any. The place
+    /// at the lock is dropped (a request still waiting stays in the
+    /// browser's queue until it settles, unheeded).
+    pub(super) fn stop_sharing(&mut self) {
+        if let Some(link) = self.link.take() {
+            drop(link.stop());
+        }
+    }
 }
 
+/// The handle's state, not connected yet: the caller makes it lead, or
+/// join the tabs sharing its stream ([`super::tabs::join`]).
 pub fn start(options: SseOptions, writers: Writers) -> StreamCell {
-    let sharing = options.share_tabs;
-    let cell = Rc::new(RefCell::new(Inner {
+    Rc::new(RefCell::new(Inner {
         options,
         writers,
         source: None,
@@ -88,13 +112,7 @@ pub fn start(options: SseOptions, writers: Writers) -> StreamCell {
         state: ConnectionState::Connecting,
         link: None,
         drain_delay: None,
-    }));
-    // Without Web Locks or BroadcastChannel (an insecure context, an old
-    // browser), or when asked not to share: a stream of its own.
-    if !(sharing && tabs::join(&cell)) {
-        lead(&cell);
-    }
-    cell
+    }))
 }
 
 /// This handle owns the stream from now on: open it once the page has
@@ -169,7 +187,7 @@ pub(super) fn set_state(cell: &StreamCell, state: ConnectionState) {
     let mut inner = cell.borrow_mut();
     inner.show_state(state.clone());
     if inner.leader {
-        tabs::post(&inner, &Message::State { state });
+        inner.post(&Message::State { state });
     }
 }
 
@@ -280,7 +298,7 @@ fn from_source(cell: &StreamCell, event: WireEvent) {
                 .and_then(|v| v["retry"].as_u64());
         }
         if inner.link.is_some() {
-            tabs::post(&inner, &Message::Event(event.clone()));
+            inner.post(&Message::Event(event.clone()));
         }
         let client = inner.tab.client().map(str::to_string);
         let delivered = inner.tab.receive(event);
@@ -332,12 +350,9 @@ pub fn listen(cell: &StreamCell, name: &str, listener: Listener) -> Box<dyn FnOn
             .push((id, listener));
         let new_name = inner.tab.listen_for(name);
         if new_name {
-            tabs::post(
-                &inner,
-                &Message::Names {
-                    names: vec![name.to_string()],
-                },
-            );
+            inner.post(&Message::Names {
+                names: vec![name.to_string()],
+            });
         }
         (id, new_name, inner.source.clone())
     };
@@ -501,5 +516,12 @@ pub fn close(cell: &StreamCell, reason: &str, ending: Ending) {
         Ending::Final => set_state(cell, state),
         Ending::HandOver => cell.borrow_mut().show_state(state),
     }
-    tabs::leave(cell, ending);
+    let (leader, link) = {
+        let mut inner = cell.borrow_mut();
+        (inner.leader, inner.link.take())
+    };
+    if let Some(link) = link {
+        let grace = (ending == Ending::Final).then_some(FINAL_GRACE);
+        link.leave(leader && ending == Ending::HandOver, grace);
+    }
 }

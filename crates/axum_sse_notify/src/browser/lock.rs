@@ -8,17 +8,14 @@
 //! request this tab has since replaced is ignored.
 
 use std::rc::Rc;
-use std::time::Duration;
 
 use js_sys::{Function, Object, Promise, Reflect};
-use leptos::prelude::set_timeout;
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::AbortController;
 
 use super::event_source::{StreamCell, lead, now_ms, step_down};
-use super::tabs::{announce, stop_sharing};
 
 #[wasm_bindgen]
 extern "C" {
@@ -43,40 +40,6 @@ pub enum Ask {
     Wait,
     /// Take it from the tab holding it.
     Steal,
-}
-
-/// This tab's place at the lock.
-#[derive(Default)]
-pub struct Place {
-    /// Which request is current; older ones settle unheeded.
-    generation: u32,
-    /// Withdraws the current request while it waits.
-    abort: Option<AbortController>,
-    /// Resolving it gives the lock back (set while this tab holds it).
-    release: Option<Function>,
-}
-
-impl Place {
-    /// Gives the lock back (after `grace`, if any) or withdraws the
-    /// request still waiting.
-    pub fn give_back(self, grace: Option<Duration>) {
-        match (self.release, grace) {
-            (Some(release), Some(grace)) => set_timeout(
-                move || {
-                    let _ = release.call0(&JsValue::UNDEFINED);
-                },
-                grace,
-            ),
-            (Some(release), None) => {
-                let _ = release.call0(&JsValue::UNDEFINED);
-            }
-            (None, _) => {
-                if let Some(abort) = self.abort {
-                    abort.abort();
-                }
-            }
-        }
-    }
 }
 
 /// `navigator.locks`, if this browser and context have it.
@@ -173,14 +136,14 @@ pub fn request(cell: &StreamCell, ask: Ask) -> bool {
             }
             step_down(&cell);
             request(&cell, Ask::Wait);
-            announce(&cell);
+            cell.borrow().announce();
         } else if ask == Ask::Steal {
             // Another tab stole first: wait in the queue again.
             request(&cell, Ask::Wait);
         } else {
             // Refused (locks not allowed here): a stream of its own, as
             // where the browser has no locks at all.
-            stop_sharing(&cell);
+            cell.borrow_mut().stop_sharing();
             lead(&cell);
         }
     });

@@ -277,7 +277,16 @@ pub fn use_sse(options: SseOptions) -> SseHandle {
         client_id: set_client_id,
     };
     #[cfg(feature = "browser")]
-    let cell = Some(event_source::start(options, writers));
+    let cell = {
+        let sharing = options.share_tabs;
+        let cell = event_source::start(options, writers);
+        // Without Web Locks or BroadcastChannel (an insecure context, an
+        // old browser), or when asked not to share: a stream of its own.
+        if !(sharing && tabs::join(&cell)) {
+            event_source::lead(&cell);
+        }
+        Some(cell)
+    };
     #[cfg(not(feature = "browser"))]
     let cell = {
         let _ = (options, writers);
@@ -316,6 +325,8 @@ mod event_source {
 
 #[cfg(feature = "browser")]
 mod event_source;
+#[cfg(feature = "browser")]
+mod link;
 #[cfg(feature = "browser")]
 mod lock;
 #[cfg(feature = "browser")]

@@ -13,31 +13,15 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use js_sys::Reflect;
-use leptos::prelude::{IntervalHandle, set_interval_with_handle};
+use leptos::prelude::set_interval_with_handle;
+use wasm_bindgen::JsCast;
 use wasm_bindgen::closure::Closure;
-use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{BroadcastChannel, MessageEvent};
 
-use super::event_source::{self, Ending, Inner, StreamCell, attach, deliver, now_ms, show_client};
+use super::event_source::{self, Ending, StreamCell, attach, deliver, now_ms, show_client};
+use super::link::{Link, Place};
 use super::lock;
 use super::tab_talk::{BEAT, Message, Tab, Watch};
-
-/// How long a leader whose stream is over for good keeps the lock after
-/// saying so: long enough for the other tabs to hear it and close too,
-/// rather than one of them taking the lock and trying again.
-const FINAL_GRACE: Duration = Duration::from_millis(500);
-
-/// This tab's part in sharing: its channel and its place at the lock.
-pub struct Link {
-    channel: BroadcastChannel,
-    /// Kept alive while the channel may call it.
-    _on_message: Closure<dyn FnMut(MessageEvent)>,
-    /// Beats while leading; watches the leader while following.
-    ticker: Option<IntervalHandle>,
-    pub(super) lock: lock::Place,
-    /// When the leader was last heard from.
-    pub(super) watch: Watch,
-}
 
 /// Joins the tabs sharing this handle's stream. False when the browser
 /// lacks Web Locks or `BroadcastChannel`: the caller opens its own.
@@ -82,24 +66,16 @@ pub fn join(cell: &StreamCell) -> bool {
             channel,
             _on_message: on_message,
             ticker,
-            lock: lock::Place::default(),
+            lock: Place::default(),
             watch: Watch::new(now_ms(), js_sys::Math::random()),
         });
     }
     if !lock::request(cell, lock::Ask::Wait) {
-        stop_sharing(cell);
+        cell.borrow_mut().stop_sharing();
         return false;
     }
-    announce(cell);
+    cell.borrow().announce();
     true
-}
-
-/// Tells the tabs this one is here and what it listens for: the leader
-/// answers with everything a joining tab needs.
-pub(super) fn announce(cell: &StreamCell) {
-    let inner = cell.borrow();
-    let names = inner.tab.names().map(str::to_string).collect();
-    post(&inner, &Message::Join { names });
 }
 
 /// Every [`BEAT`]: a leader says it is alive; a follower on a visible
@@ -117,7 +93,7 @@ fn tick(cell: &StreamCell) {
     if leader {
         let inner = cell.borrow();
         let state = inner.state.clone();
-        post(&inner, &Message::Beat { state });
+        inner.post(&Message::Beat { state });
         return;
     }
     let visible = web_sys::window()
@@ -129,19 +105,6 @@ fn tick(cell: &StreamCell) {
         }
         leptos::logging::warn!("the tab holding the stream is silent: taking it over");
         lock::request(cell, lock::Ask::Steal);
-    }
-}
-
-/// Sends a message to the other tabs (nothing when not sharing).
-pub fn post(inner: &Inner, message: &Message) {
-    let Some(link) = &inner.link else { return };
-    let parts: js_sys::Array = message
-        .to_parts()
-        .iter()
-        .map(|part| JsValue::from_str(part))
-        .collect();
-    if let Err(e) = link.channel.post_message(&parts) {
-        leptos::logging::warn!("cannot reach the other tabs: {e:?}");
     }
 }
 
@@ -173,7 +136,7 @@ fn receive(cell: &StreamCell, message: Message) {
         if reaction.sync {
             let state = inner.state.clone();
             let sync = inner.tab.sync(state);
-            post(&inner, &sync);
+            inner.post(&sync);
         }
         (reaction, inner.source())
     };
@@ -185,32 +148,4 @@ fn receive(cell: &StreamCell, message: Message) {
     if let Some(event) = reaction.deliver {
         deliver(cell, event);
     }
-}
-
-/// Leaves the tabs. A leader that hands over says so and gives the lock
-/// back at once (the next tab in line takes it); one whose stream is over
-/// for good has said so (`Closed`) and keeps the lock a moment, so that
-/// the others close rather than take it. A tab still waiting withdraws.
-pub fn leave(cell: &StreamCell, ending: Ending) {
-    let leader = cell.borrow().leader;
-    if leader && ending == Ending::HandOver {
-        post(&cell.borrow(), &Message::Leaving);
-    }
-    let Some(link) = stop_sharing(cell) else {
-        return;
-    };
-    let grace = (ending == Ending::Final).then_some(FINAL_GRACE);
-    link.lock.give_back(grace);
-}
-
-/// Closes this tab's channel and stops its ticker; returns its link
-/// (its place at the lock) to the caller.
-pub(super) fn stop_sharing(cell: &StreamCell) -> Option<Link> {
-    let mut link = cell.borrow_mut().link.take()?;
-    link.channel.set_onmessage(None);
-    link.channel.close();
-    if let Some(ticker) = link.ticker.take() {
-        ticker.clear();
-    }
-    Some(link)
 }
