@@ -432,7 +432,7 @@ async fn secure_flag_behind_https_proxy(backend: Backend) {
     server.shutdown().await.expect("clean shutdown");
 }
 
-/// Finding 5 of the hardening review: the admin role went to whoever
+/// The admin role once went to whoever
 /// signed up first under a listed name. Now only the operator's command
 /// grants it, to an account that exists, and it takes effect at once.
 async fn roles_are_granted_by_the_operator_never_by_name(backend: Backend) {
@@ -476,7 +476,7 @@ async fn roles_are_granted_by_the_operator_never_by_name(backend: Backend) {
     server.shutdown().await.expect("clean shutdown");
 }
 
-/// Finding 10: a sign-in name with a line break wrote a forged log line.
+/// A sign-in name with a line break once wrote a forged log line.
 /// Names are checked at sign-in as at sign-up (and logged escaped).
 async fn sign_in_names_are_checked_like_sign_up_names(backend: Backend) {
     let server = TestServer::start_on(backend, &[]).await;
@@ -566,8 +566,8 @@ async fn login_from(server: &TestServer, from: &str, name: &str, password: &str)
     (status, body)
 }
 
-/// Finding 3 of the second hostile review: 11 wrong passwords for a name
-/// from one address locked its owner out everywhere. Now the count is per
+/// 11 wrong passwords for a name
+/// from one address used to lock its owner out everywhere. Now the count is per
 /// name *and* address: the guesser's address is refused, the owner's is not.
 async fn wrong_passwords_from_elsewhere_never_lock_the_owner_out(backend: Backend) {
     let server = TestServer::start_on(backend, &[("SERVER_TRUSTED_PROXIES", "127.0.0.1")]).await;
@@ -596,7 +596,7 @@ async fn wrong_passwords_from_elsewhere_never_lock_the_owner_out(backend: Backen
     server.shutdown().await.expect("clean shutdown");
 }
 
-/// Finding 3, distributed: many addresses guessing one name slow its
+/// The same, distributed: many addresses guessing one name slow its
 /// sign-ins down but never refuse the owner at a fresh address.
 async fn many_addresses_hammering_one_name_only_slow_it_down(backend: Backend) {
     let server = TestServer::start_on(backend, &[("SERVER_TRUSTED_PROXIES", "127.0.0.1")]).await;
@@ -628,7 +628,7 @@ async fn many_addresses_hammering_one_name_only_slow_it_down(backend: Backend) {
     server.shutdown().await.expect("clean shutdown");
 }
 
-/// Finding 10a of the second hostile review: once an account used up its
+/// Once an account used up its
 /// sends, an unknown name answered 400 `unknown_user` and a known one 429,
 /// so the exhausted account could still tell which names exist.
 async fn an_exhausted_sender_cannot_tell_names_apart(backend: Backend) {

@@ -338,8 +338,8 @@ async fn server_in_mode(direct: bool, overrides: &[(&str, &str)]) -> TestServer 
     TestServer::start(&all).await
 }
 
-/// Finding 6 (authority-form target panicked in leptos_axum, no answer)
-/// and finding 8 (no Host, or two, was served): 400 with the JSON error
+/// An authority-form target (which panicked in leptos_axum: no answer)
+/// and no Host, or two (which were served): 400 with the JSON error
 /// shape on both connection paths, before the router.
 #[tokio::test]
 async fn malformed_request_lines_and_hosts_get_400_on_both_paths() {
@@ -399,7 +399,7 @@ async fn malformed_request_lines_and_hosts_get_400_on_both_paths() {
     }
 }
 
-/// Finding 2: an open stream on the direct path read and discarded
+/// An open stream on the direct path once read and discarded
 /// whatever the client sent (1 GB in 8 s, a core busy).
 #[tokio::test]
 async fn a_stream_client_that_keeps_sending_is_cut_off() {
@@ -424,7 +424,7 @@ async fn a_stream_client_that_keeps_sending_is_cut_off() {
     server.shutdown().await.expect("clean shutdown");
 }
 
-/// Finding 3: a stream dropped for falling behind freed its slot but its
+/// A stream dropped for falling behind used to free its slot but its
 /// socket (and the unsent bytes in the kernel) stayed until
 /// `client_timeout`. Now the pending write is interrupted and the
 /// connection reset at once, on both paths.
@@ -495,7 +495,7 @@ async fn a_stream_dropped_for_falling_behind_is_reset_at_once() {
     }
 }
 
-/// Finding 7: a head trickled past the direct path's 8 KiB was handed to
+/// A head trickled past the direct path's 8 KiB used to be handed to
 /// hyper, whose header timeout started again. The whole head now has one
 /// `header_timeout`.
 #[tokio::test]
@@ -534,7 +534,7 @@ async fn a_trickled_head_gets_one_header_timeout_in_all() {
     server.shutdown().await.expect("clean shutdown");
 }
 
-/// Finding 11 (a trickled body held its connection without limit) and
+/// A trickled body once held its connection without limit, and
 /// the body limit answered 400 "length limit exceeded": now 408 and 413,
 /// with the JSON error shape.
 #[tokio::test]

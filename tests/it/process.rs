@@ -1,5 +1,5 @@
 //! The shipped binary as an operator runs it: a separate process, stopped
-//! with SIGTERM. Finding 1 of the hardening review: a few thousand page
+//! with SIGTERM. Once, a few thousand page
 //! requests abandoned mid-response (some `HEAD`, some with an
 //! authority-form target) logged panics inside leptos and wedged a worker
 //! in a deadlock, after which the process ignored SIGTERM.

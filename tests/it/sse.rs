@@ -229,7 +229,7 @@ async fn send_endpoint_errors_are_400_with_json() {
     server.shutdown().await.expect("clean shutdown");
 }
 
-/// Finding 9 of the hardening review: a user could push the server's own
+/// A user once could push the server's own
 /// `connected` event into another user's stream (the browser hook then
 /// replaced its client id).
 #[tokio::test]
@@ -255,7 +255,7 @@ async fn the_servers_own_event_names_cannot_be_sent() {
     server.shutdown().await.expect("clean shutdown");
 }
 
-/// Finding 4: with no cap per address, ~63 accounts from one address
+/// With no cap per address, ~63 accounts from one address
 /// filled every stream slot. A forwarding header counts only from a
 /// configured proxy.
 #[tokio::test]
