@@ -86,6 +86,7 @@ e2e-deps:
 
 fmt:
 	cargo fmt
+	rustfmt --edition 2024 crates/axum_sse_notify/src/inbox/store/{claim,read,read_state,retention}.rs
 
 lint:
 	cargo clippy --no-default-features --features ssr --all-targets -- -D warnings

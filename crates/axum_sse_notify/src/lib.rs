@@ -83,7 +83,9 @@ pub use bus::{Bus, BusConfig, BusError, BusStatus};
 #[cfg(feature = "server")]
 pub use config::SseConfig;
 #[cfg(feature = "inbox")]
-pub use inbox::{Audience, InTransaction, Inbox, InboxConfig, InboxError, Pending, Stored};
+pub use inbox::{
+    Audience, InTransaction, Inbox, InboxConfig, InboxError, InboxPool, Pending, Stored,
+};
 #[cfg(feature = "server")]
 pub use notifier::Notifier;
 #[cfg(feature = "server")]

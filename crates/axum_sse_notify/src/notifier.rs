@@ -8,7 +8,9 @@ use super::bus::{Bus, BusConfig, BusError, BusStatus};
 use super::config::SseConfig;
 use super::event::{Event, EventError, SseEvent};
 #[cfg(feature = "inbox")]
-use super::inbox::{Audience, InTransaction, Inbox, InboxConfig, InboxError, Pending, Stored};
+use super::inbox::{
+    Audience, InTransaction, Inbox, InboxConfig, InboxError, InboxPool, Pending, Stored,
+};
 use super::registry::{Registry, Stats};
 use super::target::{Target, UserId};
 
@@ -52,12 +54,13 @@ impl Notifier {
         }
     }
 
-    /// With an inbox in `pool`'s database (whose migrations created the
-    /// inbox tables), in this process only. Starts the inbox's writer on
+    /// With an inbox in `pool`'s database (an `AnyPool`, or a typed
+    /// `PgPool` / `SqlitePool` with the `postgres` / `sqlite` features;
+    /// its tables made by [`crate::inbox::schema`]), in this process only. Starts the inbox's writer on
     /// the current runtime; call [`Inbox::spawn_maintenance`] for the
     /// relay and the sweep.
     #[cfg(feature = "inbox")]
-    pub fn with_inbox(config: SseConfig, pool: sqlx::AnyPool, inbox: InboxConfig) -> Self {
+    pub fn with_inbox(config: SseConfig, pool: impl Into<InboxPool>, inbox: InboxConfig) -> Self {
         let bus = Bus::local(Arc::new(Registry::new(config)));
         let inbox = Inbox::start(pool, bus.clone(), inbox);
         Notifier {
@@ -83,7 +86,7 @@ impl Notifier {
     pub fn start_with_inbox(
         config: SseConfig,
         bus: &BusConfig,
-        pool: sqlx::AnyPool,
+        pool: impl Into<InboxPool>,
         inbox: InboxConfig,
     ) -> Result<Self, BusError> {
         let bus = Bus::start(Arc::new(Registry::new(config)), bus)?;

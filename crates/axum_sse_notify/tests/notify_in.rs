@@ -1,7 +1,8 @@
-//! `notify_in` on the caller's own typed transaction, on SQLite and on
-//! Postgres: a notification exists exactly when the caller's own write
-//! does, reaches its user's stream once (across a reconnect) and nobody
-//! else's. A real server on an ephemeral port, a real SSE reader.
+//! The inbox on an app's typed pool, and `notify_in` on the caller's own
+//! typed transaction, on SQLite and on Postgres: a notification exists
+//! exactly when the caller's own write does, reaches its user's stream
+//! once (across a reconnect) and nobody else's. A real server on an
+//! ephemeral port, a real SSE reader; no `AnyPool` anywhere.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -16,7 +17,6 @@ use axum_sse_notify::{
 };
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
-use sqlx::any::AnyPoolOptions;
 use sqlx::{Connection, PgPool, SqlitePool};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -220,22 +220,24 @@ impl Typed {
     }
 }
 
-async fn run(typed: Typed, any_url: &str) {
-    sqlx::any::install_default_drivers();
+async fn run(typed: Typed) {
     match &typed {
         Typed::Sqlite(pool) => axum_sse_notify::inbox::schema::migrate_sqlite(pool).await,
         Typed::Postgres(pool) => axum_sse_notify::inbox::schema::migrate_postgres(pool).await,
     }
     .unwrap();
     typed.create_orders().await;
-    let any = AnyPoolOptions::new()
-        .max_connections(4)
-        .connect(any_url)
-        .await
-        .unwrap();
-    // No maintenance: only `publish` may publish (the relay would cover
-    // a forgotten one, which is not what is tested here).
-    let notifier = Notifier::with_inbox(SseConfig::default(), any, InboxConfig::default());
+    // The inbox's own work on the app's pool. No maintenance: only
+    // `publish` may publish (the relay would cover a forgotten one, which
+    // is not what is tested here).
+    let notifier = match &typed {
+        Typed::Sqlite(pool) => {
+            Notifier::with_inbox(SseConfig::default(), pool.clone(), InboxConfig::default())
+        }
+        Typed::Postgres(pool) => {
+            Notifier::with_inbox(SseConfig::default(), pool.clone(), InboxConfig::default())
+        }
+    };
     let base = serve(&notifier).await;
     let mut ann = Stream::open(&base, "ann", None).await;
     let mut bob = Stream::open(&base, "bob", None).await;
@@ -338,7 +340,7 @@ async fn on_a_typed_sqlite_transaction() {
     std::fs::create_dir_all(&dir).unwrap();
     let url = format!("sqlite://{}?mode=rwc", dir.join("app.db").display());
     let pool = SqlitePool::connect(&url).await.unwrap();
-    run(Typed::Sqlite(pool), &url).await;
+    run(Typed::Sqlite(pool)).await;
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -357,7 +359,7 @@ async fn on_a_typed_postgres_transaction() {
     let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
     let url = format!("{base}/{name}");
     let pool = PgPool::connect(&url).await.unwrap();
-    run(Typed::Postgres(pool.clone()), &url).await;
+    run(Typed::Postgres(pool.clone())).await;
     pool.close().await;
     let _ = sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
         .execute(&mut conn)

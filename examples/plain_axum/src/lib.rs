@@ -11,7 +11,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::middleware::from_fn_with_state;
 use axum_sse_notify::{InboxConfig, Notifier, SseConfig};
-use sqlx::any::AnyPoolOptions;
+use sqlx::sqlite::SqlitePoolOptions;
 
 /// The app, with its notifier (the handle every backend module sends
 /// with) and the tasks it started.
@@ -24,12 +24,11 @@ pub struct App {
 /// Builds the app on the SQLite database at `database_url` (created if
 /// missing), ticking every `tick`.
 pub async fn build(database_url: &str, tick: Duration) -> Result<App, Box<dyn std::error::Error>> {
-    sqlx::any::install_default_drivers();
-    let pool = AnyPoolOptions::new()
+    let pool = SqlitePoolOptions::new()
         .max_connections(4)
         .connect(database_url)
         .await?;
-    axum_sse_notify::inbox::schema::migrate(&pool).await?;
+    axum_sse_notify::inbox::schema::migrate_sqlite(&pool).await?;
     let notifier = Notifier::with_inbox(SseConfig::default(), pool, InboxConfig::default());
     let mut tasks = notifier.inbox()?.spawn_maintenance();
     tasks.push(live::spawn_ticker(notifier.clone(), tick));

@@ -36,11 +36,11 @@ mod server {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use sqlx::AnyPool;
     use tokio::sync::{mpsc, oneshot};
 
     pub use super::backlog::Backlog;
     pub use super::outbox::{InTransaction, Pending};
+    pub use super::store::InboxPool;
     use super::store::Store;
     pub use super::writer::Stored;
     use super::writer::{Job, Writer, now_ms};
@@ -214,7 +214,8 @@ mod server {
 
     impl Inbox {
         /// Starts the writer task (on the current tokio runtime).
-        pub fn start(pool: AnyPool, bus: Bus, config: InboxConfig) -> Inbox {
+        pub fn start(pool: impl Into<InboxPool>, bus: Bus, config: InboxConfig) -> Inbox {
+            let pool = pool.into();
             let (jobs, receiver) = mpsc::channel(config.queue_max.max(1));
             let writer = Writer {
                 pool: pool.clone(),
@@ -223,7 +224,7 @@ mod server {
                 max_per_user: config.max_per_user as i64,
             };
             tokio::spawn(writer.run(receiver));
-            let readers = (pool.options().get_max_connections() as usize).saturating_sub(1);
+            let readers = (pool.max_connections() as usize).saturating_sub(1);
             Inbox {
                 inner: Arc::new(InboxState {
                     backlog_readers: tokio::sync::Semaphore::new(readers.max(1)),

@@ -4,10 +4,9 @@
 //! once per notification. A send is published, and its caller answered,
 //! only after its batch committed.
 
-use sqlx::AnyPool;
 use tokio::sync::{mpsc, oneshot};
 
-use super::store::{self, NewRow};
+use super::store::{InboxPool, NewRow};
 use super::types::InboxId;
 use super::{Audience, InboxError, publish};
 use crate::bus::Bus;
@@ -35,7 +34,7 @@ pub struct Stored {
 }
 
 pub(super) struct Writer {
-    pub pool: AnyPool,
+    pub pool: InboxPool,
     pub bus: Bus,
     pub batch_max: usize,
     pub max_per_user: i64,
@@ -76,12 +75,13 @@ impl Writer {
                 created_at: job.created_at,
             })
             .collect();
-        let mut tx = self.pool.begin().await?;
         // Stored as published: this task publishes right after the commit.
         // Should the process die in between, the rows are in the inbox and
         // reach the user as unread on their next connect.
-        let ids = store::insert(&mut tx, &rows, Some(now_ms()), self.max_per_user).await?;
-        tx.commit().await?;
+        let ids = self
+            .pool
+            .insert_committed(&rows, now_ms(), self.max_per_user)
+            .await?;
         if let Some(metrics) = self.bus.registry().metrics() {
             metrics.inbox_rows_written(rows.len() as u64);
         }

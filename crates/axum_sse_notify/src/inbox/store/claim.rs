@@ -1,11 +1,7 @@
-//! Claiming committed rows nobody published yet, for the relay and for
-//! transactional sends.
-
-use sqlx::Row;
-
-use super::{AUDIENCE_ALL, Store, Unpublished, chunked, list};
-use crate::inbox::{Audience, InboxId};
-use crate::target::UserId;
+// Included once per engine by `store/mod.rs` (`engine!`): the module it
+// lands in names `Store`, `DbRow` and the imports.
+// Claiming committed rows nobody published yet, for the relay and for
+// transactional sends.
 
 impl Store {
     /// Claims committed rows nobody published yet (`only`: just these) and

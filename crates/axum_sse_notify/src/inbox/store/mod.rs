@@ -1,5 +1,5 @@
-//! The inbox's SQL: one set of statements for SQLite and Postgres (through
-//! sqlx's `Any` driver). Nothing here knows about streams; the writer and
+//! The inbox's SQL: one set of statements for SQLite and Postgres, run on
+//! sqlx's `Any` driver or on an app's typed pool (`engine!` below). Nothing here knows about streams; the writer and
 //! the outbox publish what these functions stored.
 //!
 //! Rows: one `notifications` row per notification (however many users
@@ -7,23 +7,16 @@
 //! users, none per user for broadcasts until that user reads one; "mark
 //! all read" keeps one watermark per user (`inbox_marks`).
 //!
-//! One file per job: [`insert`] (what the writer and transactional sends
-//! store, and the per-user cap, which evicts by sender), [`read`] (unread
-//! rows, pages, counts), [`read_state`] (marking read), [`claim`] (rows to
-//! publish), [`retention`] (the sweep).
+//! One file per job: `insert.rs` (what the writer and transactional sends
+//! store, and the per-user cap, which evicts by sender), `read.rs` (unread
+//! rows, pages, counts), `read_state.rs` (marking read), `claim.rs` (rows
+//! to publish), `retention.rs` (the sweep).
 
-mod claim;
 mod insert;
-mod read;
-mod read_state;
-mod retention;
-
-use sqlx::AnyPool;
-use sqlx::Row;
-use sqlx::any::AnyRow;
 
 use super::Audience;
-use super::types::{InboxId, InboxItem};
+use super::types::{InboxId, InboxItem, InboxPage};
+use crate::target::UserId;
 
 pub(crate) use insert::any::insert;
 #[cfg(feature = "postgres")]
@@ -98,26 +91,222 @@ fn list(count: usize, first: usize) -> String {
         .join(",")
 }
 
-fn item(row: &AnyRow) -> Result<InboxItem, sqlx::Error> {
-    Ok(InboxItem {
-        id: InboxId(row.try_get("id")?),
-        event: row.try_get("event")?,
-        payload: row.try_get("payload")?,
-        created_at: row.try_get("created_at")?,
-        read_at: row.try_get("read_at")?,
-        broadcast: row.try_get::<i64, _>("audience")? == AUDIENCE_ALL,
-    })
+/// The statements of one engine, on that engine's own pool: the files
+/// `claim.rs`, `read.rs`, `read_state.rs` and `retention.rs` (each an
+/// `impl Store`) compiled once per pool type, so that an app's typed
+/// `PgPool` or `SqlitePool` is used as it is. Same SQL for every engine.
+macro_rules! engine {
+    ($engine:ident, $pool:ty, $row:ty) => {
+        pub(crate) mod $engine {
+            use std::collections::HashSet;
+
+            use sqlx::Row;
+
+            use super::insert::$engine::prune_user;
+            use super::{AUDIENCE_ALL, Unpublished, chunked, list};
+            use crate::inbox::{Audience, InboxId, InboxItem, InboxPage};
+            use crate::target::UserId;
+
+            type DbRow = $row;
+
+            #[derive(Clone)]
+            pub(crate) struct Store {
+                pub(crate) pool: $pool,
+            }
+
+            fn item(row: &DbRow) -> Result<InboxItem, sqlx::Error> {
+                Ok(InboxItem {
+                    id: InboxId(row.try_get("id")?),
+                    event: row.try_get("event")?,
+                    payload: row.try_get("payload")?,
+                    created_at: row.try_get("created_at")?,
+                    read_at: row.try_get("read_at")?,
+                    broadcast: row.try_get::<i64, _>("audience")? == AUDIENCE_ALL,
+                })
+            }
+
+            include!("claim.rs");
+            include!("read.rs");
+            include!("read_state.rs");
+            include!("retention.rs");
+        }
+    };
 }
 
-/// The pool's side: reads and read-state changes.
+engine!(any, sqlx::AnyPool, sqlx::any::AnyRow);
+#[cfg(feature = "postgres")]
+engine!(postgres, sqlx::PgPool, sqlx::postgres::PgRow);
+#[cfg(feature = "sqlite")]
+engine!(sqlite, sqlx::SqlitePool, sqlx::sqlite::SqliteRow);
+
+/// The inbox's database: an `AnyPool`, or an app's typed pool.
+#[derive(Clone, Debug)]
+pub enum InboxPool {
+    Any(sqlx::AnyPool),
+    #[cfg(feature = "postgres")]
+    Postgres(sqlx::PgPool),
+    #[cfg(feature = "sqlite")]
+    Sqlite(sqlx::SqlitePool),
+}
+
+impl From<sqlx::AnyPool> for InboxPool {
+    fn from(pool: sqlx::AnyPool) -> Self {
+        InboxPool::Any(pool)
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl From<sqlx::PgPool> for InboxPool {
+    fn from(pool: sqlx::PgPool) -> Self {
+        InboxPool::Postgres(pool)
+    }
+}
+
+#[cfg(feature = "sqlite")]
+impl From<sqlx::SqlitePool> for InboxPool {
+    fn from(pool: sqlx::SqlitePool) -> Self {
+        InboxPool::Sqlite(pool)
+    }
+}
+
+impl InboxPool {
+    /// The pool's size: the inbox keeps one connection for its writer.
+    pub fn max_connections(&self) -> u32 {
+        match self {
+            InboxPool::Any(pool) => pool.options().get_max_connections(),
+            #[cfg(feature = "postgres")]
+            InboxPool::Postgres(pool) => pool.options().get_max_connections(),
+            #[cfg(feature = "sqlite")]
+            InboxPool::Sqlite(pool) => pool.options().get_max_connections(),
+        }
+    }
+
+    /// Stores `rows` in one transaction of its own (the writer's group
+    /// commit), published at `published_at`.
+    pub(crate) async fn insert_committed(
+        &self,
+        rows: &[NewRow<'_>],
+        published_at: i64,
+        max_per_user: i64,
+    ) -> Result<Vec<InboxId>, sqlx::Error> {
+        macro_rules! committed {
+            ($pool:expr, $insert:path) => {{
+                let mut tx = $pool.begin().await?;
+                let ids = $insert(&mut tx, rows, Some(published_at), max_per_user).await?;
+                tx.commit().await?;
+                Ok(ids)
+            }};
+        }
+        match self {
+            InboxPool::Any(pool) => committed!(pool, insert::any::insert),
+            #[cfg(feature = "postgres")]
+            InboxPool::Postgres(pool) => committed!(pool, insert::postgres::insert),
+            #[cfg(feature = "sqlite")]
+            InboxPool::Sqlite(pool) => committed!(pool, insert::sqlite::insert),
+        }
+    }
+}
+
+/// The pool's side: reads and read-state changes, on whichever engine.
 #[derive(Clone)]
-pub(crate) struct Store {
-    pool: AnyPool,
+pub(crate) enum Store {
+    Any(any::Store),
+    #[cfg(feature = "postgres")]
+    Postgres(postgres::Store),
+    #[cfg(feature = "sqlite")]
+    Sqlite(sqlite::Store),
+}
+
+/// Runs one method on whichever engine's store.
+macro_rules! on_engine {
+    ($self:ident . $method:ident ( $($arg:expr),* )) => {
+        match $self {
+            Store::Any(store) => store.$method($($arg),*).await,
+            #[cfg(feature = "postgres")]
+            Store::Postgres(store) => store.$method($($arg),*).await,
+            #[cfg(feature = "sqlite")]
+            Store::Sqlite(store) => store.$method($($arg),*).await,
+        }
+    };
 }
 
 impl Store {
-    pub(crate) fn new(pool: AnyPool) -> Self {
-        Store { pool }
+    pub(crate) fn new(pool: InboxPool) -> Self {
+        match pool {
+            InboxPool::Any(pool) => Store::Any(any::Store { pool }),
+            #[cfg(feature = "postgres")]
+            InboxPool::Postgres(pool) => Store::Postgres(postgres::Store { pool }),
+            #[cfg(feature = "sqlite")]
+            InboxPool::Sqlite(pool) => Store::Sqlite(sqlite::Store { pool }),
+        }
+    }
+
+    pub(crate) async fn claim_unpublished(
+        &self,
+        only: Option<&[InboxId]>,
+        limit: usize,
+        now: i64,
+    ) -> Result<Vec<Unpublished>, sqlx::Error> {
+        on_engine!(self.claim_unpublished(only, limit, now))
+    }
+
+    pub(crate) async fn unread(
+        &self,
+        user: &UserId,
+        limit: usize,
+    ) -> Result<(Vec<InboxItem>, u64), sqlx::Error> {
+        on_engine!(self.unread(user, limit))
+    }
+
+    pub(crate) async fn unread_count(&self, user: &UserId) -> Result<u64, sqlx::Error> {
+        on_engine!(self.unread_count(user))
+    }
+
+    pub(crate) async fn page(
+        &self,
+        user: &UserId,
+        before: Option<InboxId>,
+        limit: usize,
+    ) -> Result<InboxPage, sqlx::Error> {
+        on_engine!(self.page(user, before, limit))
+    }
+
+    pub(crate) async fn not_visible(
+        &self,
+        user: &UserId,
+        ids: &[InboxId],
+    ) -> Result<Vec<InboxId>, sqlx::Error> {
+        on_engine!(self.not_visible(user, ids))
+    }
+
+    pub(crate) async fn mark_read(
+        &self,
+        user: &UserId,
+        ids: &[InboxId],
+        now: i64,
+    ) -> Result<(), sqlx::Error> {
+        on_engine!(self.mark_read(user, ids, now))
+    }
+
+    pub(crate) async fn mark_all_read(
+        &self,
+        user: &UserId,
+        upto: Option<InboxId>,
+        now: i64,
+    ) -> Result<Option<InboxId>, sqlx::Error> {
+        on_engine!(self.mark_all_read(user, upto, now))
+    }
+
+    pub(crate) async fn open_account(&self, user: &UserId, now: i64) -> Result<(), sqlx::Error> {
+        on_engine!(self.open_account(user, now))
+    }
+
+    pub(crate) async fn sweep(
+        &self,
+        older_than: i64,
+        max_per_user: i64,
+    ) -> Result<u64, sqlx::Error> {
+        on_engine!(self.sweep(older_than, max_per_user))
     }
 }
 

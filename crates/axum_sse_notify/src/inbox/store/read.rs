@@ -1,11 +1,7 @@
-//! Reading a user's inbox: the unread rows a fresh stream starts with,
-//! pages of everything, counts.
-
-use sqlx::Row;
-
-use super::{Store, item};
-use crate::inbox::{InboxId, InboxItem, InboxPage};
-use crate::target::UserId;
+// Included once per engine by `store/mod.rs` (`engine!`): the module it
+// lands in names `Store`, `DbRow` and the imports.
+// Reading a user's inbox: the unread rows a fresh stream starts with,
+// pages of everything, counts.
 
 /// The user's unread rows and the unread broadcasts, as one query's
 /// `FROM` (columns id, event, payload, created_at, read_at, audience);

@@ -1,13 +1,7 @@
-//! Changing read state: marking ids read (after checking the user may
-//! see them), everything up to an id, and an account's starting point.
-
-use std::collections::HashSet;
-
-use sqlx::Row;
-
-use super::{Store, chunked, list};
-use crate::inbox::InboxId;
-use crate::target::UserId;
+// Included once per engine by `store/mod.rs` (`engine!`): the module it
+// lands in names `Store`, `DbRow` and the imports.
+// Changing read state: marking ids read (after checking the user may
+// see them), everything up to an id, and an account's starting point.
 
 impl Store {
     /// Of `ids`, those the user cannot see: neither theirs nor a

@@ -1,11 +1,7 @@
-//! Retention and caps in bulk: old notifications, broadcasts beyond the
-//! cap, users over the cap, sends whose every recipient row went.
-
-use sqlx::Row;
-
-use super::insert::any::prune_user;
-use super::{Store, chunked, list};
-use crate::inbox::InboxId;
+// Included once per engine by `store/mod.rs` (`engine!`): the module it
+// lands in names `Store`, `DbRow` and the imports.
+// Retention and caps in bulk: old notifications, broadcasts beyond the
+// cap, users over the cap, sends whose every recipient row went.
 
 /// Rows examined per retention step, so a sweep never holds the write
 /// lock for long.
@@ -15,7 +11,7 @@ impl Store {
     /// One pass of the limits: drops notifications older than
     /// `older_than` (Unix ms), users' rows beyond `max_per_user` (by the
     /// insert's rule: from the senders holding the most, see
-    /// [`prune_user`]), broadcasts beyond the newest `max_per_user`, and
+    /// `prune_user`), broadcasts beyond the newest `max_per_user`, and
     /// sends to users whose every row was dropped. Returns the rows
     /// deleted.
     pub(crate) async fn sweep(
