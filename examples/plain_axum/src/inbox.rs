@@ -5,12 +5,11 @@ use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use axum_sse_notify::{
-    Audience, InboxId, InboxPage, InboxSummary, Notifier, Rejection, SseEvent, UserId,
+    Audience, Identity, InboxId, InboxPage, InboxSummary, Notifier, Rejection, SseEvent, UserId,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::live::Send;
-use crate::sign_in::SignedIn;
 
 #[derive(Serialize, Deserialize)]
 pub struct Reminder {
@@ -33,7 +32,7 @@ pub fn routes() -> Router<Notifier> {
 
 async fn remind(
     State(notifier): State<Notifier>,
-    SignedIn(me): SignedIn,
+    me: Identity,
     Json(body): Json<Send>,
 ) -> Result<Json<InboxId>, Rejection> {
     let reminder = Reminder {
@@ -48,14 +47,14 @@ async fn remind(
 
 async fn page(
     State(notifier): State<Notifier>,
-    SignedIn(me): SignedIn,
+    me: Identity,
 ) -> Result<Json<InboxPage>, Rejection> {
     Ok(Json(notifier.inbox()?.page(&me.user, None, 50).await?))
 }
 
 async fn read(
     State(notifier): State<Notifier>,
-    SignedIn(me): SignedIn,
+    me: Identity,
     Json(ids): Json<Vec<InboxId>>,
 ) -> Result<Json<InboxSummary>, Rejection> {
     Ok(Json(notifier.inbox()?.mark_read(&me.user, &ids).await?))

@@ -5,10 +5,8 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
-use axum_sse_notify::{Notifier, Rejection, SseEvent, Target, UserId};
+use axum_sse_notify::{Identity, Notifier, Rejection, SseEvent, Target, UserId};
 use serde::{Deserialize, Serialize};
-
-use crate::sign_in::SignedIn;
 
 #[derive(Serialize, Deserialize)]
 pub struct Message {
@@ -42,7 +40,7 @@ pub fn routes() -> Router<Notifier> {
 
 async fn send(
     State(notifier): State<Notifier>,
-    SignedIn(me): SignedIn,
+    me: Identity,
     Json(body): Json<Send>,
 ) -> Result<Json<usize>, Rejection> {
     let message = Message {

@@ -2,16 +2,15 @@
 //! with a name gives a random session token in a cookie; the middleware
 //! turns the cookie back into a user. (No passwords: it is an example.)
 //!
-//! The one line that concerns the layer: the middleware inserts an
-//! [`Identity`] request extension, which is how the layer learns who a
-//! request is.
+//! What concerns the layer: the middleware inserts an [`Identity`]
+//! request extension, which is how the layer learns who a request is
+//! (and what handlers take as an argument: 401 without it).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::extract::{FromRequestParts, Request, State};
-use axum::http::request::Parts;
+use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -81,22 +80,4 @@ pub async fn identify(
         request.extensions_mut().insert(identity);
     }
     next.run(request).await
-}
-
-/// A handler argument: the signed-in user, or 401.
-pub struct SignedIn(pub Identity);
-
-impl<S: Send + Sync> FromRequestParts<S> for SignedIn {
-    type Rejection = Rejection;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Rejection> {
-        parts
-            .extensions
-            .get::<Identity>()
-            .cloned()
-            .map(SignedIn)
-            .ok_or_else(|| {
-                Rejection::new(StatusCode::UNAUTHORIZED, "unauthenticated", "sign in first")
-            })
-    }
 }

@@ -10,8 +10,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, FromRef, Query, Request};
+use axum::extract::{ConnectInfo, FromRef, FromRequestParts, Query, Request};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::routing::get;
 
 use super::notifier::Notifier;
@@ -137,6 +138,18 @@ pub(super) fn identity_of(request: &Request) -> Result<Identity, Rejection> {
                 "sign in to use the event stream",
             )
         })
+}
+
+/// A handler argument: the identity the host's auth middleware attached to
+/// the request, or `401 {"error":"unauthenticated"}` when there is none.
+impl<S: Send + Sync> FromRequestParts<S> for Identity {
+    type Rejection = Rejection;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Rejection> {
+        parts.extensions.get::<Identity>().cloned().ok_or_else(|| {
+            Rejection::new(StatusCode::UNAUTHORIZED, "unauthenticated", "sign in first")
+        })
+    }
 }
 
 /// The stream's query parameters, read once: `tag`, `lastEventId`,
