@@ -177,43 +177,30 @@ impl Typed {
     async fn ship(&self, notifier: &Notifier, order: i64) -> (usize, InboxId) {
         let audience = Audience::user(UserId::new("ann"));
         let event = Shipped { order };
+        // The same steps on each engine's own transaction type.
+        macro_rules! in_transaction {
+            ($pool:expr) => {{
+                let mut tx = $pool.begin().await.unwrap();
+                sqlx::query("INSERT INTO orders (id) VALUES ($1)")
+                    .bind(order)
+                    .execute(&mut *tx)
+                    .await
+                    .unwrap();
+                let pending = notifier
+                    .notify_in(&mut *tx, audience, &event)
+                    .await
+                    .unwrap();
+                if rolls_back(order) {
+                    tx.rollback().await.unwrap();
+                } else {
+                    tx.commit().await.unwrap();
+                }
+                pending
+            }};
+        }
         let pending = match self {
-            Typed::Sqlite(pool) => {
-                let mut tx = pool.begin().await.unwrap();
-                sqlx::query("INSERT INTO orders (id) VALUES ($1)")
-                    .bind(order)
-                    .execute(&mut *tx)
-                    .await
-                    .unwrap();
-                let pending = notifier
-                    .notify_in(&mut *tx, audience, &event)
-                    .await
-                    .unwrap();
-                if rolls_back(order) {
-                    tx.rollback().await.unwrap();
-                } else {
-                    tx.commit().await.unwrap();
-                }
-                pending
-            }
-            Typed::Postgres(pool) => {
-                let mut tx = pool.begin().await.unwrap();
-                sqlx::query("INSERT INTO orders (id) VALUES ($1)")
-                    .bind(order)
-                    .execute(&mut *tx)
-                    .await
-                    .unwrap();
-                let pending = notifier
-                    .notify_in(&mut *tx, audience, &event)
-                    .await
-                    .unwrap();
-                if rolls_back(order) {
-                    tx.rollback().await.unwrap();
-                } else {
-                    tx.commit().await.unwrap();
-                }
-                pending
-            }
+            Typed::Sqlite(pool) => in_transaction!(pool),
+            Typed::Postgres(pool) => in_transaction!(pool),
         };
         let id = pending.ids()[0];
         (pending.publish().await.unwrap(), id)
