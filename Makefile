@@ -18,7 +18,7 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 export PATH := $(TOOLS_DIR)/node_modules/.bin:$(HOME)/.cargo/bin:$(PATH)
 
 .PHONY: run test bench fuzz tool-cargo-fuzz build tools tool-wasm-target tool-cargo-leptos tool-wasm-bindgen \
-        tool-wasm-opt tool-chromium tool-nginx e2e-deps fmt lint clean
+        tool-wasm-opt tool-chromium tool-nginx e2e-deps python-deps fmt lint clean
 
 ## run: install missing tools, build a release, serve on http://127.0.0.1:3000
 run: build
@@ -29,8 +29,8 @@ build: tools
 	cargo leptos build --release --precompress
 
 ## test: fmt, clippy (ssr + hydrate), Rust tests, Playwright against a release build
-test: tools tool-chromium tool-nginx e2e-deps
-	SERVER_BIN="$(SERVER_BIN)" scripts/test.sh
+test: tools tool-chromium tool-nginx e2e-deps python-deps
+	SERVER_BIN="$(SERVER_BIN)" EXAMPLES_PYTHON="$(PYTHON_ENV)/bin/python" scripts/test.sh
 
 ## bench: criterion micro-benchmarks + load generator vs. a naive baseline (BENCHMARKS.md)
 bench:
@@ -84,9 +84,16 @@ tool-nginx:
 e2e-deps:
 	@cd end2end && npm ci --no-audit --no-fund --loglevel=error
 
+# The Python publisher and subscriber examples' packages (PyPI), in a venv.
+PYTHON_ENV := $(TOOLS_DIR)/python
+python-deps:
+	@test -x $(PYTHON_ENV)/bin/python || python3 -m venv $(PYTHON_ENV)
+	@$(PYTHON_ENV)/bin/pip install --quiet --disable-pip-version-check -r examples/python/requirements.txt
+
 fmt:
 	cargo fmt
-	rustfmt --edition 2024 crates/axum_sse_notify/src/inbox/store/{claim,read,read_state,retention}.rs
+	rustfmt --edition 2024 crates/axum_sse_notify/src/inbox/store/{claim,read,read_state,retention}.rs \
+	  crates/axum_sse_notify/src/service/statements.rs
 
 lint:
 	cargo clippy --no-default-features --features ssr --all-targets -- -D warnings

@@ -35,7 +35,8 @@ e2e() {
 
 step fmt cargo fmt --check
 # Files `include!`d once per database engine, which `cargo fmt` does not reach.
-included=(crates/axum_sse_notify/src/inbox/store/{claim,read,read_state,retention}.rs)
+included=(crates/axum_sse_notify/src/inbox/store/{claim,read,read_state,retention}.rs
+  crates/axum_sse_notify/src/service/statements.rs)
 step fmt-included rustfmt --edition 2024 --check "${included[@]}"
 step clippy-ssr cargo clippy --no-default-features --features ssr --all-targets -- -D warnings
 # The workspace's other crates: the SSE layer (in its smallest and its

@@ -9,6 +9,7 @@ pub mod demo;
 pub mod error;
 pub mod inbox_api;
 pub mod pages;
+pub mod rooms;
 /// The SSE layer, its own crate ([`axum_sse_notify`]).
 pub use axum_sse_notify as sse;
 
@@ -16,6 +17,8 @@ pub use axum_sse_notify as sse;
 pub mod admin;
 #[cfg(feature = "ssr")]
 pub mod config;
+#[cfg(feature = "ssr")]
+pub mod service_tokens;
 /// The connection server, its own crate ([`lean_serve`]).
 #[cfg(feature = "ssr")]
 pub use lean_serve as http;

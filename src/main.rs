@@ -1,5 +1,6 @@
 //! The server binary: configuration, logging, then [`sse_notify::server`];
-//! or, with `admin …`, the operator's role commands.
+//! or, with `admin …`, the operator's role commands; with `token …`, the
+//! service token commands.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -7,6 +8,7 @@ use std::time::Duration;
 use sse_notify::admin::{self, AdminCommand};
 use sse_notify::config::Config;
 use sse_notify::server::{self, Stop};
+use sse_notify::service_tokens::{self, TokenCommand};
 
 /// mimalloc rather than glibc's malloc: with many long-lived connections
 /// served from several threads, glibc's per-thread arenas keep freed
@@ -18,22 +20,32 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// handler, blocking work) may delay the exit.
 const RUNTIME_SHUTDOWN: Duration = Duration::from_secs(1);
 
+/// An operator's command, run instead of serving.
+enum Command {
+    Admin(AdminCommand),
+    Token(TokenCommand),
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let command = match args.split_first() {
-        None => None,
-        Some((first, rest)) if first == "admin" => match AdminCommand::parse(rest) {
-            Ok(command) => Some(command),
-            Err(usage) => {
-                eprintln!("{usage}");
-                return ExitCode::from(2);
-            }
-        },
-        Some((first, _)) => {
-            eprintln!(
-                "unknown argument {first:?}\nusage: sse_notify (serve, configured by Leptos.toml and the environment)\n       {}",
-                admin::USAGE
-            );
+    let parsed = match args.split_first() {
+        None => Ok(None),
+        Some((first, rest)) if first == "admin" => {
+            AdminCommand::parse(rest).map(|c| Some(Command::Admin(c)))
+        }
+        Some((first, rest)) if first == "token" => {
+            TokenCommand::parse(rest).map(|c| Some(Command::Token(c)))
+        }
+        Some((first, _)) => Err(format!(
+            "unknown argument {first:?}\nusage: sse_notify (serve, configured by Leptos.toml and the environment)\n       {}\n       {}",
+            admin::USAGE,
+            service_tokens::USAGE
+        )),
+    };
+    let command = match parsed {
+        Ok(command) => command,
+        Err(usage) => {
+            eprintln!("{usage}");
             return ExitCode::from(2);
         }
     };
@@ -60,7 +72,12 @@ fn main() -> ExitCode {
         }
     };
     let code = match command {
-        Some(command) => match runtime.block_on(admin::run(&config, command)) {
+        Some(command) => match runtime.block_on(async {
+            match command {
+                Command::Admin(command) => admin::run(&config, command).await,
+                Command::Token(command) => service_tokens::run(&config, command).await,
+            }
+        }) {
             Ok(out) => {
                 println!("{out}");
                 ExitCode::SUCCESS

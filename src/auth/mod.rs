@@ -5,12 +5,15 @@
 //! - [`credentials`]: username and password rules, shared too;
 //! - server only: [`password`] (argon2id), [`rate_limit`], [`middleware`]
 //!   (session → [`CurrentUser`] and the SSE layer's `Identity`, the
-//!   cross-site check, the `/home` guard), and [`Auth`], the state they share.
+//!   cross-site check, the `/home` guard), [`channels`] (which channels a
+//!   stream may join), and [`Auth`], the state they share.
 
 pub mod api;
 pub mod credentials;
 pub mod session_ui;
 
+#[cfg(feature = "ssr")]
+pub mod channels;
 #[cfg(feature = "ssr")]
 pub mod middleware;
 #[cfg(feature = "ssr")]

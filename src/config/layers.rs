@@ -88,7 +88,7 @@ impl<'a> Layers<'a> {
     }
 
     /// The text of a value and the layer it came from.
-    fn raw(&self, section: &str, name: &str) -> (String, Origin) {
+    pub(super) fn raw(&self, section: &str, name: &str) -> (String, Origin) {
         let spec = spec_of(section, name);
         let env_var = spec.env_var();
         if let Some(value) = (self.env)(&env_var) {

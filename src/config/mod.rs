@@ -25,14 +25,14 @@ use std::time::Duration;
 use leptos::config::LeptosOptions;
 
 use crate::auth::AuthConfig;
-use crate::sse::{BusConfig, InboxConfig, SseConfig};
+use crate::sse::{BusConfig, InboxConfig, ServiceConfig, SseConfig};
 
 pub use error::{ConfigError, Origin};
 pub use keys::{KEYS, KeySpec, markdown_table};
 pub use value::ConfigValue;
 
 use layers::Layers;
-use value::{ByteSize, IpList, LeptosEnv, LogFormatValue, OptionalAddr, SecureCookieValue};
+use value::{ByteSize, IpList, LeptosEnv, List, LogFormatValue, OptionalAddr, SecureCookieValue};
 
 /// The file read when `CONFIG_FILE` is not set. Missing means defaults.
 pub const DEFAULT_FILE: &str = "Leptos.toml";
@@ -46,6 +46,7 @@ pub struct Config {
     pub leptos: LeptosOptions,
     pub sse: SseConfig,
     pub inbox: InboxConfig,
+    pub service: ServiceConfig,
     pub bus: BusConfig,
     pub auth: AuthConfig,
     pub server: ServerConfig,
@@ -158,6 +159,32 @@ impl Config {
             history_age: layers.get("sse", "history_age")?,
             history_max_bytes: layers.get::<ByteSize>("sse", "history_max_bytes")?.0,
             inbox_replay_max: layers.get("sse", "inbox_replay_max")?,
+            cors_origins: layers.get::<List>("sse", "cors_origins")?.0,
+        };
+        let stream_key = layers.get::<String>("service", "stream_key")?;
+        if !stream_key.is_empty()
+            && stream_key.len() < crate::sse::service::stream_token::MIN_KEY_BYTES
+        {
+            // Not the value itself in the message: it is a secret.
+            return Err(ConfigError::Invalid {
+                key: "service.stream_key".into(),
+                origin: layers.raw("service", "stream_key").1,
+                value: "(hidden)".into(),
+                expected: "at least 32 bytes (or empty: a key kept in the database)".into(),
+            });
+        }
+        let service = ServiceConfig {
+            batch_max: layers.get_checked("service", "batch_max", positive)?,
+            max_targets: layers.get_checked("service", "max_targets", positive)?,
+            idempotency_window: layers.get_checked("service", "idempotency_window", nonzero)?,
+            idempotency_max_keys: layers.get_checked(
+                "service",
+                "idempotency_max_keys",
+                positive,
+            )?,
+            stream_key: (!stream_key.is_empty()).then(|| stream_key.into_bytes()),
+            stream_token_ttl: layers.get_checked("service", "stream_token_ttl", nonzero)?,
+            stream_token_max_ttl: layers.get_checked("service", "stream_token_max_ttl", nonzero)?,
         };
         let inbox = InboxConfig {
             retention: layers.get_checked("inbox", "retention", nonzero)?,
@@ -202,6 +229,7 @@ impl Config {
             leptos,
             sse,
             inbox,
+            service,
             bus,
             auth,
             server: ServerConfig {

@@ -76,6 +76,8 @@ pub enum ServeError {
     Io(#[from] io::Error),
     #[error(transparent)]
     Bus(#[from] sse::BusError),
+    #[error("cannot start service mode: {0}")]
+    Service(#[from] sse::ServiceError),
     #[error("cannot listen on {addr} (metrics.addr / METRICS_ADDR): {error}")]
     MetricsAddr {
         addr: std::net::SocketAddr,
@@ -169,6 +171,12 @@ pub async fn run<S: Into<Stop>>(
         pool.clone(),
         config.inbox.clone(),
     )?;
+    // Other services publish with service tokens; clients without our
+    // cookie stream with stream tokens; the demo's rooms are private.
+    let service = sse::Service::start(pool.clone(), notifier.bus(), config.service.clone()).await?;
+    let notifier = notifier
+        .with_service(service)
+        .with_channel_policy(crate::auth::channels::DemoChannels::new(db.clone()));
     let timings = config.metrics.enabled.then(DbTimings::default);
     let sessions = DbSessionStore::new(db.clone()).timed_by(timings.clone());
     let cleanup = sessions.spawn_cleanup(SESSION_CLEANUP_PERIOD);

@@ -6,6 +6,7 @@
 //! The inbox's tables are the SSE layer's own (it migrates them).
 
 pub mod roles;
+pub mod rooms;
 pub mod sessions;
 pub mod users;
 

@@ -39,6 +39,9 @@ pub struct SseConfig {
     /// Unread inbox notifications sent first on a stream that starts
     /// without `Last-Event-ID` (the newest ones); 0 sends none.
     pub inbox_replay_max: usize,
+    /// Origins (`https://app.example.com`, exactly) whose pages may open
+    /// the stream from another site, with a stream token. Empty: none.
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for SseConfig {
@@ -57,6 +60,7 @@ impl Default for SseConfig {
             history_age: Duration::from_secs(600),
             history_max_bytes: 64 * 1024 * 1024,
             inbox_replay_max: 100,
+            cors_origins: Vec::new(),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! heartbeats, and the end of the connection.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -44,6 +45,10 @@ pub(crate) struct EventStream {
     socket: Option<Arc<dyn WatchedSocket>>,
     ping: Interval,
     preamble: Option<Bytes>,
+    /// When the stream token it was opened with expires (token streams
+    /// only: boxed, so a cookie stream carries one empty word).
+    expiry: Option<Pin<Box<tokio::time::Sleep>>>,
+    expired: bool,
 }
 
 impl Drop for EventStream {
@@ -51,11 +56,14 @@ impl Drop for EventStream {
     /// after) logs it: a reason set by the registry wins, then what the
     /// socket saw; a body dropped for any other cause means the client went.
     fn drop(&mut self) {
-        let seen = self
-            .socket
-            .as_ref()
-            .and_then(|s| s.ended())
-            .unwrap_or(DisconnectReason::ClientClosed);
+        let seen = if self.expired {
+            DisconnectReason::TokenExpired
+        } else {
+            self.socket
+                .as_ref()
+                .and_then(|s| s.ended())
+                .unwrap_or(DisconnectReason::ClientClosed)
+        };
         self.registration.finish(seen);
     }
 }
@@ -65,6 +73,7 @@ pub(crate) fn event_stream(
     socket: Option<Arc<dyn WatchedSocket>>,
     ping_interval: Duration,
     retry: Duration,
+    expires_in: Option<Duration>,
 ) -> EventStream {
     let mut ping =
         tokio::time::interval_at(tokio::time::Instant::now() + ping_interval, ping_interval);
@@ -74,6 +83,8 @@ pub(crate) fn event_stream(
         registration,
         socket,
         ping,
+        expiry: expires_in.map(|after| Box::pin(tokio::time::sleep(after))),
+        expired: false,
     }
 }
 
@@ -101,6 +112,15 @@ impl Stream for EventStream {
             return Poll::Ready(Some(Ok(first)));
         }
         if this.registration.finished {
+            return Poll::Ready(None);
+        }
+        if let Some(expiry) = &mut this.expiry
+            && expiry.as_mut().poll(cx).is_ready()
+        {
+            // The token no longer vouches for the reader: nothing more is
+            // sent, queued events included.
+            this.expired = true;
+            this.registration.finished = true;
             return Poll::Ready(None);
         }
         match this.registration.poll_batch(cx, MAX_BATCH_BYTES) {

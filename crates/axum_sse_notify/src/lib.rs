@@ -33,7 +33,8 @@
 //! `lean-serve` (streams served by `lean_serve::serve`
 //! learn how their socket ended and end at once when stuck on a full one,
 //! see [`socket`]), `leptos` (the `use_sse` hook, inert off the browser)
-//! and `browser` (the hook's WASM side). Without features, only the types
+//! `service` (the publish API with service tokens, streams opened with
+//! stream tokens: see [`service`]) and `browser` (the hook's WASM side). Without features, only the types
 //! shared with a browser: [`SseEvent`], [`Event`], [`Target`], the ids and
 //! the inbox's types.
 
@@ -46,6 +47,8 @@ pub mod target;
 
 #[cfg(feature = "server")]
 pub mod bus;
+#[cfg(feature = "server")]
+pub mod channel;
 #[cfg(feature = "server")]
 pub mod clock;
 #[cfg(feature = "server")]
@@ -64,6 +67,8 @@ pub mod notifier;
 pub mod registry;
 #[cfg(feature = "server")]
 pub mod route;
+#[cfg(feature = "service")]
+pub mod service;
 #[cfg(feature = "server")]
 pub mod socket;
 
@@ -81,6 +86,8 @@ pub const STREAM_LOG: &str = "axum_sse_notify::stream";
 #[cfg(feature = "server")]
 pub use bus::{Bus, BusConfig, BusError, BusStatus};
 #[cfg(feature = "server")]
+pub use channel::{ChannelGrant, ChannelPattern, ChannelPolicy, NoChannels, OpenChannels};
+#[cfg(feature = "server")]
 pub use config::SseConfig;
 #[cfg(feature = "inbox")]
 pub use inbox::{
@@ -95,6 +102,12 @@ pub use registry::{
 };
 #[cfg(feature = "server")]
 pub use route::{ListingScope, Mount, Rejection, RemoteAddr, routes};
+#[cfg(feature = "service")]
+pub use service::{
+    Service, ServiceConfig, ServiceError,
+    stream_token::{MintedToken, StreamClaims, StreamKey, StreamTokenError, StreamTokenRequest},
+    token::{ServiceToken, ServiceTokens, TokenError, TokenInfo, TokenScope},
+};
 #[cfg(feature = "server")]
 pub use socket::{StreamSocket, WatchedSocket};
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::bus::{Bus, BusConfig, BusError, BusStatus};
+use super::channel::{ChannelPolicy, OpenChannels};
 use super::config::SseConfig;
 use super::event::{Event, EventError, SseEvent};
 #[cfg(feature = "inbox")]
@@ -12,6 +13,8 @@ use super::inbox::{
     Audience, InTransaction, Inbox, InboxConfig, InboxError, InboxPool, Pending, Stored,
 };
 use super::registry::{Registry, Stats};
+#[cfg(feature = "service")]
+use super::service::Service;
 use super::target::{Target, UserId};
 
 /// Sends events to connected clients. Cheap to clone (one `Arc`); put it
@@ -41,17 +44,18 @@ pub struct Notifier {
     bus: Bus,
     #[cfg(feature = "inbox")]
     inbox: Option<Inbox>,
+    /// Who may join which client-chosen channel (`?tag=`) on a stream
+    /// opened with the host's session.
+    channels: Arc<dyn ChannelPolicy>,
+    #[cfg(feature = "service")]
+    service: Option<Service>,
 }
 
 impl Notifier {
     /// Live events only (no inbox: `Notifier::notify` fails), in this
     /// process only.
     pub fn new(config: SseConfig) -> Self {
-        Notifier {
-            bus: Bus::local(Arc::new(Registry::new(config))),
-            #[cfg(feature = "inbox")]
-            inbox: None,
-        }
+        Notifier::assemble(Bus::local(Arc::new(Registry::new(config))))
     }
 
     /// With an inbox in `pool`'s database (an `AnyPool`, or a typed
@@ -64,8 +68,8 @@ impl Notifier {
         let bus = Bus::local(Arc::new(Registry::new(config)));
         let inbox = Inbox::start(pool, bus.clone(), inbox);
         Notifier {
-            bus,
             inbox: Some(inbox),
+            ..Notifier::assemble(bus)
         }
     }
 
@@ -73,11 +77,10 @@ impl Notifier {
     /// empty; Redis otherwise, connecting in the background). Fails only
     /// on a bus URL it cannot use.
     pub fn start(config: SseConfig, bus: &BusConfig) -> Result<Self, BusError> {
-        Ok(Notifier {
-            bus: Bus::start(Arc::new(Registry::new(config)), bus)?,
-            #[cfg(feature = "inbox")]
-            inbox: None,
-        })
+        Ok(Notifier::assemble(Bus::start(
+            Arc::new(Registry::new(config)),
+            bus,
+        )?))
     }
 
     /// [`Notifier::start`] with an inbox in `pool`'s database (see
@@ -92,9 +95,47 @@ impl Notifier {
         let bus = Bus::start(Arc::new(Registry::new(config)), bus)?;
         let inbox = Inbox::start(pool, bus.clone(), inbox);
         Ok(Notifier {
-            bus,
             inbox: Some(inbox),
+            ..Notifier::assemble(bus)
         })
+    }
+
+    fn assemble(bus: Bus) -> Self {
+        Notifier {
+            bus,
+            #[cfg(feature = "inbox")]
+            inbox: None,
+            channels: Arc::new(OpenChannels),
+            #[cfg(feature = "service")]
+            service: None,
+        }
+    }
+
+    /// Decides which client-chosen channels (`?tag=`) a stream opened
+    /// with the host's session may join; the default, [`OpenChannels`],
+    /// allows any key that is not reserved. Streams opened with a stream
+    /// token join what its claims list instead.
+    pub fn with_channel_policy(mut self, policy: impl ChannelPolicy) -> Self {
+        self.channels = Arc::new(policy);
+        self
+    }
+
+    pub fn channel_policy(&self) -> &dyn ChannelPolicy {
+        &*self.channels
+    }
+
+    /// Turns on service mode: `POST /api/publish` and `POST
+    /// /api/tokens/stream` answer, and streams accept stream tokens.
+    #[cfg(feature = "service")]
+    pub fn with_service(mut self, service: Service) -> Self {
+        self.service = Some(service);
+        self
+    }
+
+    /// Service mode, when it is on.
+    #[cfg(feature = "service")]
+    pub fn service(&self) -> Option<&Service> {
+        self.service.as_ref()
     }
 
     /// Sends a typed live event. Returns how many of this process's

@@ -11,6 +11,7 @@ mod one_host;
 mod relay;
 mod roles;
 mod send_rate;
+mod service;
 mod sign_out;
 mod stats;
 
@@ -108,6 +109,32 @@ impl Cluster {
             "admin grant {name}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+
+    /// `sse_notify token …` against the cluster's database.
+    pub fn token(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_sse_notify"))
+            .arg("token")
+            .args(args)
+            .env("DATABASE_URL", &self.db_url)
+            .env("DATA_DIR", std::env::temp_dir())
+            .env("CONFIG_FILE", "/dev/null")
+            .output()
+            .expect("run token")
+    }
+
+    /// A new service token's secret.
+    pub fn create_token(&self, name: &str, scopes: &str) -> String {
+        let out = self.token(&["create", name, "--scope", scopes]);
+        assert!(
+            out.status.success(),
+            "token create {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .expect("utf-8")
+            .trim()
+            .to_string()
     }
 
     pub async fn finish(self) {

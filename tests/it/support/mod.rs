@@ -1,13 +1,16 @@
 //! What the integration tests share, one job a file: the server
 //! ([`server`]), Postgres databases ([`postgres`]), accounts and signed-in
-//! browsers ([`accounts`]), and the SSE client ([`stream`]).
+//! browsers ([`accounts`]), a service's requests ([`service`]), and the SSE
+//! client ([`stream`]).
 
 mod accounts;
 mod postgres;
 mod server;
+mod service;
 mod stream;
 
 pub use accounts::*;
 pub use postgres::*;
 pub use server::*;
+pub use service::*;
 pub use stream::*;

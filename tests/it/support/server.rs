@@ -162,8 +162,36 @@ impl TestServer {
     /// Runs the shipped binary's `admin …` command against this server's
     /// database, as an operator would; returns its output.
     pub fn admin(&self, args: &[&str]) -> std::process::Output {
+        self.command("admin", args)
+    }
+
+    /// Runs the shipped binary's `token …` command (service tokens).
+    pub fn token(&self, args: &[&str]) -> std::process::Output {
+        self.command("token", args)
+    }
+
+    /// Creates a service token with the CLI; returns its secret.
+    pub fn create_token(&self, name: &str, scopes: &str, rate: Option<u32>) -> String {
+        let rate = rate.map(|r| r.to_string());
+        let mut args = vec!["create", name, "--scope", scopes];
+        if let Some(rate) = &rate {
+            args.extend(["--rate", rate]);
+        }
+        let out = self.token(&args);
+        assert!(
+            out.status.success(),
+            "token create {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .expect("utf-8")
+            .trim()
+            .to_string()
+    }
+
+    fn command(&self, verb: &str, args: &[&str]) -> std::process::Output {
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_sse_notify"));
-        command.arg("admin").args(args).env_clear();
+        command.arg(verb).args(args).env_clear();
         command.env("PATH", std::env::var("PATH").unwrap_or_default());
         for key in ["DATA_DIR", "DATABASE_URL"] {
             if let Some(value) = self.env.get(key) {
@@ -172,7 +200,7 @@ impl TestServer {
         }
         // No Leptos.toml of the test's working directory is needed.
         command.env("CONFIG_FILE", "/dev/null");
-        command.output().expect("run sse_notify admin")
+        command.output().expect("run sse_notify")
     }
 
     /// Grants the admin role to an existing account.

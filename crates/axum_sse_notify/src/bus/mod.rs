@@ -135,6 +135,13 @@ impl Bus {
         &self.registry
     }
 
+    /// The Redis bus's settings, when sends go through Redis (for state
+    /// other parts keep beside the bus's, such as idempotency keys).
+    #[cfg(feature = "redis")]
+    pub(crate) fn redis_config(&self) -> Option<&BusConfig> {
+        self.redis.as_ref().map(|redis| redis.config())
+    }
+
     /// Sends `event` (stored in the inbox as `inbox`, if given) to the
     /// clients `target` selects, in every process. Returns how many of
     /// this process's connections it is for; with Redis, they receive it

@@ -32,6 +32,9 @@ pub enum DisconnectReason {
     /// stream carried the old `role:` tag; the browser reconnects and
     /// resumes with the new one.
     RolesChanged = 10,
+    /// The stream token it was opened with expired: the client mints a
+    /// new one and resumes with `Last-Event-ID`.
+    TokenExpired = 11,
 }
 
 impl DisconnectReason {
@@ -47,12 +50,13 @@ impl DisconnectReason {
             8 => Self::Replaced,
             9 => Self::Drained,
             10 => Self::RolesChanged,
+            11 => Self::TokenExpired,
             _ => return None,
         })
     }
 
     /// Every reason, in number order.
-    pub const ALL: [DisconnectReason; 10] = [
+    pub const ALL: [DisconnectReason; 11] = [
         Self::ClientClosed,
         Self::WriteError,
         Self::IdleTimeout,
@@ -63,10 +67,11 @@ impl DisconnectReason {
         Self::Replaced,
         Self::Drained,
         Self::RolesChanged,
+        Self::TokenExpired,
     ];
 
     /// Slots of an array indexed by the reason's number (0 is unused).
-    pub const SLOTS: usize = 11;
+    pub const SLOTS: usize = 12;
 
     /// The reason as a metric label or log field.
     pub fn label(self) -> &'static str {
@@ -81,6 +86,7 @@ impl DisconnectReason {
             Self::Replaced => "replaced",
             Self::Drained => "drained",
             Self::RolesChanged => "roles_changed",
+            Self::TokenExpired => "token_expired",
         }
     }
 
@@ -96,6 +102,7 @@ impl DisconnectReason {
             Self::Replaced => "replaced by its reconnect",
             Self::Drained => "drained",
             Self::RolesChanged => "roles changed",
+            Self::TokenExpired => "stream token expired",
         }
     }
 }

@@ -2,7 +2,11 @@
 //! `GET /api/sse/clients` (the listing, `listing`). Mount with
 //! [`routes`] on any router whose state yields a [`Notifier`].
 
+mod caller;
+mod cors;
 mod listing;
+#[cfg(feature = "service")]
+mod publish;
 mod rejection;
 mod stream;
 
@@ -18,6 +22,9 @@ use axum::routing::get;
 use super::notifier::Notifier;
 use super::target::{Identity, UserId};
 use crate::socket::{StreamSocket, WatchedSocket};
+pub use caller::TOKEN_PARAM;
+#[cfg(feature = "service")]
+pub use publish::SERVICE_LOG;
 pub use rejection::Rejection;
 
 /// Tag keys a client can never set with `?tag=`: they carry identity and
@@ -40,7 +47,9 @@ pub enum ListingScope {
 }
 
 /// The stream at `GET /api/sse` and the listing at `GET /api/sse/clients`,
-/// on a router whose state yields a [`Notifier`]. [`Mount`] puts them
+/// on a router whose state yields a [`Notifier`]; with the `service`
+/// feature, `POST /api/publish` and `POST /api/tokens/stream` too (they
+/// answer 404 until `Notifier::with_service`). [`Mount`] puts them
 /// elsewhere.
 pub fn routes<S>() -> Router<S>
 where
@@ -63,6 +72,8 @@ where
 pub struct Mount {
     stream: String,
     listing: Option<String>,
+    publish: Option<String>,
+    mint: Option<String>,
 }
 
 impl Default for Mount {
@@ -70,6 +81,8 @@ impl Default for Mount {
         Mount {
             stream: "/api/sse".into(),
             listing: Some("/api/sse/clients".into()),
+            publish: Some("/api/publish".into()),
+            mint: Some("/api/tokens/stream".into()),
         }
     }
 }
@@ -87,16 +100,61 @@ impl Mount {
         self
     }
 
+    /// The publish API's path (service mode); `None` leaves it out.
+    pub fn publish(mut self, path: Option<&str>) -> Self {
+        self.publish = path.map(str::to_string);
+        self
+    }
+
+    /// Where services mint stream tokens (service mode); `None` leaves it
+    /// out.
+    pub fn mint(mut self, path: Option<&str>) -> Self {
+        self.mint = path.map(str::to_string);
+        self
+    }
+
+    /// Every route this mount serves, as (method, path): what an API
+    /// description must list.
+    pub fn paths(&self) -> Vec<(&'static str, &str)> {
+        let mut paths = vec![
+            ("GET", self.stream.as_str()),
+            ("OPTIONS", self.stream.as_str()),
+        ];
+        if let Some(path) = &self.listing {
+            paths.push(("GET", path));
+        }
+        if cfg!(feature = "service") {
+            if let Some(path) = &self.publish {
+                paths.push(("POST", path));
+            }
+            if let Some(path) = &self.mint {
+                paths.push(("POST", path));
+            }
+        }
+        paths
+    }
+
     pub fn routes<S>(&self) -> Router<S>
     where
         S: Clone + Send + Sync + 'static,
         Notifier: FromRef<S>,
     {
-        let router = Router::new().route(&self.stream, get(stream::stream));
-        match &self.listing {
-            Some(path) => router.route(path, get(listing::clients)),
-            None => router,
+        let mut router =
+            Router::new().route(&self.stream, get(stream::stream).options(cors::preflight));
+        if let Some(path) = &self.listing {
+            router = router.route(path, get(listing::clients));
         }
+        #[cfg(feature = "service")]
+        {
+            use axum::routing::post;
+            if let Some(path) = &self.publish {
+                router = router.route(path, post(publish::publish));
+            }
+            if let Some(path) = &self.mint {
+                router = router.route(path, post(publish::mint));
+            }
+        }
+        router
     }
 }
 

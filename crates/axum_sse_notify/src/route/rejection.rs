@@ -21,6 +21,9 @@ pub struct Rejection {
     pub message: String,
     /// Sent as `Retry-After`, in whole seconds rounded up (at least 1).
     pub retry_after: Option<Duration>,
+    /// More fields of the body, beside `error` and `message` (which item
+    /// of a batch was wrong, what was done before it).
+    pub fields: Vec<(&'static str, serde_json::Value)>,
 }
 
 impl Rejection {
@@ -30,6 +33,7 @@ impl Rejection {
             code,
             message: message.into(),
             retry_after: None,
+            fields: Vec::new(),
         }
     }
 
@@ -42,12 +46,24 @@ impl Rejection {
         self.retry_after = Some(after);
         self
     }
+
+    /// Adds `name: value` to the body.
+    pub fn with(mut self, name: &'static str, value: serde_json::Value) -> Self {
+        self.fields.push((name, value));
+        self
+    }
 }
 
 impl IntoResponse for Rejection {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "error": self.code, "message": self.message });
-        let mut response = (self.status, axum::Json(body)).into_response();
+        let mut body = serde_json::Map::new();
+        body.insert("error".into(), self.code.into());
+        body.insert("message".into(), self.message.into());
+        for (name, value) in self.fields {
+            body.insert(name.into(), value);
+        }
+        let mut response =
+            (self.status, axum::Json(serde_json::Value::Object(body))).into_response();
         if let Some(after) = self.retry_after {
             // A client that waits what it is told must not come back early.
             let secs = after.as_secs_f64().ceil().max(1.0) as u64;

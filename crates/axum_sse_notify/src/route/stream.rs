@@ -10,7 +10,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
-use super::{RESERVED_TAG_KEYS, connection_of, identity_of, query_params};
+use super::{RESERVED_TAG_KEYS, caller, connection_of, cors, query_params};
 use axum::http::StatusCode;
 
 use super::rejection::Rejection;
@@ -24,6 +24,23 @@ use crate::target::{ClientId, Identity, Recipient, Tag};
 
 /// `GET /api/sse`: admits the caller and streams its events.
 pub(super) async fn stream(State(notifier): State<Notifier>, request: Request) -> Response {
+    let origin = cors::allowed_origin(&notifier, &request);
+    let mut response = match open(notifier, request).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    };
+    cors::allow(&mut response, origin);
+    response
+}
+
+async fn open(notifier: Notifier, request: Request) -> Result<Response, Rejection> {
+    let params = query_params(&request)?;
+    let caller = caller::identify(&notifier, &request, &params)?;
+    let config = notifier.registry().config();
+    let client_tags = client_tags(&params, &caller.identity, config.max_client_tags)?;
+    // Before any place is held: the policy may look something up.
+    caller::authorize(&notifier, &caller, &client_tags).await?;
+    let identity = &caller.identity;
     // With the Redis bus, a place is held first (the limits apply before
     // anything costs a wait or a Redis read), then this process catches
     // up with the shared stream if the client comes from one that was
@@ -34,26 +51,22 @@ pub(super) async fn stream(State(notifier): State<Notifier>, request: Request) -
     // future (allocated for every stream request) stays small without.
     let (mut admission, mut older) = (None, None);
     if notifier.bus().through_redis() {
-        let (held, id) = match hold_place(&notifier, &request) {
-            Ok(held) => held,
-            Err(error) => return error.into_response(),
-        };
+        let (held, id) = hold_place(&notifier, &request, identity, &params)?;
         admission = Some(held);
         Box::pin(notifier.bus().catch_up(id.as_deref())).await;
         // Right after the wait: the floor has no time to move on.
         older = id.and_then(|id| notifier.bus().resume_floor(&id));
     }
-    let admitted = admit(
+    let resume_at = older.map(|(_, floor)| floor);
+    let (mut registration, socket, tags) = admit(
         &notifier,
         &request,
+        identity,
+        &params,
+        client_tags,
         admission,
-        older.map(|(_, floor)| floor),
-    );
-    let (mut registration, identity, socket, tags) = match admitted {
-        Ok(admitted) => admitted,
-        Err(error) => return error.into_response(),
-    };
-    let config = notifier.registry().config();
+        resume_at,
+    )?;
     if let Some((after, floor)) = older
         && !registration.opens_with_reset()
     {
@@ -91,11 +104,15 @@ pub(super) async fn stream(State(notifier): State<Notifier>, request: Request) -
             }),
         }
     }
+    let expires_in = caller.expires_at.map(|at| {
+        std::time::Duration::from_millis(at.saturating_sub(crate::registry::unix_millis_now()))
+    });
     let body = Body::from_stream(event_stream(
         registration,
         socket,
         config.ping_interval,
         config.retry,
+        expires_in,
     ));
     let mut response = Response::new(body);
     let headers = response.headers_mut();
@@ -105,16 +122,11 @@ pub(super) async fn stream(State(notifier): State<Notifier>, request: Request) -
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    response
+    Ok(response)
 }
 
-/// The stream, its identity, its socket and every tag it carries.
-type Admitted = (
-    Registration,
-    Identity,
-    Option<Arc<dyn WatchedSocket>>,
-    Vec<Tag>,
-);
+/// The stream, its socket and every tag it carries.
+type Admitted = (Registration, Option<Arc<dyn WatchedSocket>>, Vec<Tag>);
 
 /// With the Redis bus, before anything waits or reads Redis: holds a
 /// place for the stream (refusing at once what the limits refuse), and
@@ -123,14 +135,14 @@ type Admitted = (
 fn hold_place(
     notifier: &Notifier,
     request: &Request,
+    identity: &Identity,
+    params: &[(String, String)],
 ) -> Result<(Admission, Option<String>), Rejection> {
     let registry = notifier.registry();
-    let identity = identity_of(request)?;
-    let params = query_params(request)?;
-    let claim = previous_client(&params)?;
+    let claim = previous_client(params)?;
     let (addr, _) = connection_of(request);
-    let id = last_event_id(request, &params);
-    let admission = registry.admit(&identity, addr, claim).map_err(|e| {
+    let id = last_event_id(request, params);
+    let admission = registry.admit(identity, addr, claim).map_err(|e| {
         registry.count_refusal(refusal_of(&e));
         refusal(e, registry.config().retry)
     })?;
@@ -143,14 +155,14 @@ fn hold_place(
 fn admit(
     notifier: &Notifier,
     request: &Request,
+    identity: &Identity,
+    params: &[(String, String)],
+    client_tags: Vec<Tag>,
     admission: Option<Admission>,
     resume_at: Option<EventId>,
 ) -> Result<Admitted, Rejection> {
     let registry = notifier.registry();
     let config = registry.config();
-    let identity = identity_of(request)?;
-    let params = query_params(request)?;
-    let client_tags = client_tags(&params, &identity, config.max_client_tags)?;
     let mut tags = identity.tags.clone();
     tags.extend(
         client_tags
@@ -162,12 +174,12 @@ fn admit(
     let (addr, socket) = connection_of(request);
     let last_event_id = match resume_at {
         Some(floor) => Some(floor.to_string()),
-        None => last_event_id(request, &params),
+        None => last_event_id(request, params),
     };
     let resume = match &last_event_id {
         Some(id) => Resume::After {
             last_event_id: id,
-            client: previous_client(&params)?,
+            client: previous_client(params)?,
         },
         None => Resume::Fresh,
     };
@@ -177,9 +189,9 @@ fn admit(
     };
     let registered = match admission {
         Some(admission) => {
-            registry.register_admitted(admission, &identity, client_tags, peer, resume)
+            registry.register_admitted(admission, identity, client_tags, peer, resume)
         }
-        None => registry.register_from(&identity, client_tags, peer, resume),
+        None => registry.register_from(identity, client_tags, peer, resume),
     };
     let mut registration = registered.map_err(|e| {
         registry.count_refusal(refusal_of(&e));
@@ -190,13 +202,13 @@ fn admit(
     // At `debug`: a recorded span costs each stream a few hundred bytes;
     // the connect and disconnect lines carry the same fields anyway.
     let span = tracing::debug_span!(target: crate::STREAM_LOG, parent: None, "stream",
-        client = %registration.id(), user = %identity.user, tags = %TagList(&identity, &params), %peer);
+        client = %registration.id(), user = %identity.user, tags = %TagList(identity, params), %peer);
     registration.set_span(span);
     registration.in_span(|| {
         tracing::info!(target: crate::STREAM_LOG, client = %registration.id(),
             user = %identity.user, %peer, "sse client connected");
     });
-    Ok((registration, identity, socket, tags))
+    Ok((registration, socket, tags))
 }
 
 /// Where the client wants to resume: the `Last-Event-ID` header (what a

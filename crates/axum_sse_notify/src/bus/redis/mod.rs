@@ -160,6 +160,10 @@ pub(super) struct RedisBus {
 }
 
 impl RedisBus {
+    pub(super) fn config(&self) -> &BusConfig {
+        &self.state.config
+    }
+
     pub(super) fn start(
         registry: Arc<Registry>,
         config: &BusConfig,
