@@ -41,13 +41,16 @@ step fmt-included rustfmt --edition 2024 --check "${included[@]}"
 step clippy-ssr cargo clippy --no-default-features --features ssr --all-targets -- -D warnings
 # The workspace's other crates: the SSE layer (in its smallest and its
 # fullest form), the connection server, the example app, the bench tools.
-layer_all=axum_sse_notify/sqlite,axum_sse_notify/postgres,axum_sse_notify/redis,axum_sse_notify/lean-serve,axum_sse_notify/leptos
+layer_all=axum_sse_notify/sqlite,axum_sse_notify/postgres,axum_sse_notify/redis,axum_sse_notify/lean-serve,axum_sse_notify/leptos,axum_sse_notify/service
 step clippy-crates cargo clippy -p axum_sse_notify -p lean_serve -p plain_axum_example \
   -p sse_notify_bench --all-targets --features "${layer_all}" -- -D warnings
 step clippy-layer-types cargo clippy -p axum_sse_notify --no-default-features -- -D warnings
 # Live events only (no inbox, no sqlx, no Redis): what a lean adopter builds.
 step clippy-layer-live-only cargo clippy -p axum_sse_notify --all-targets --no-default-features \
   --features server -- -D warnings
+# Service mode on a single process (no Redis): idempotency keys in memory.
+step clippy-layer-service-no-redis cargo clippy -p axum_sse_notify --all-targets --no-default-features \
+  --features service,sqlite -- -D warnings
 # The layer as its users see it on docs.rs: no broken links, examples run.
 step layer-docs env RUSTDOCFLAGS="-D warnings" cargo doc -p axum_sse_notify -p lean_serve \
   --no-deps --features "${layer_all}"

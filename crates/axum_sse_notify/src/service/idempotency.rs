@@ -35,6 +35,7 @@ pub(crate) enum KeyError {
     #[error("{0} idempotency keys are held within the window; try again later")]
     Full(usize),
     #[error("the idempotency store (Redis) did not answer: {0}")]
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // only Redis can be away
     Unavailable(String),
 }
 
