@@ -4,6 +4,7 @@
 //! that ships, on an ephemeral port.
 
 pub mod assets;
+pub mod openapi;
 pub mod page_body;
 pub mod remote_addr;
 pub mod request_body;
@@ -134,8 +135,9 @@ pub fn router(
         .layer(session_layer)
         .layer(from_fn_with_state(auth, secure_cookie))
         .layer(from_fn(refuse_cross_site))
-        // Probes and metrics: no session, no identity.
+        // Probes, metrics and the API's description: no session, no identity.
         .merge(ops::routes(ops))
+        .route(openapi::PATH, axum::routing::get(openapi::serve))
         .layer(from_fn(finish_abandoned_pages))
         .layer(from_fn_with_state(
             TrustedProxies(server.trusted_proxies.clone().into()),

@@ -9,6 +9,7 @@ mod bus_cost;
 mod cluster;
 mod connections;
 mod inbox;
+mod openapi;
 mod ops;
 mod plain_axum;
 mod process;

@@ -5,6 +5,7 @@
 mod caller;
 mod cors;
 mod listing;
+pub mod openapi;
 #[cfg(feature = "service")]
 mod publish;
 mod rejection;
