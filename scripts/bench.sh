@@ -30,7 +30,7 @@ POSTGRES_URL=${BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 REDIS_URL=${BENCH_REDIS_URL:-redis://127.0.0.1:6379}
 CLUSTER_CLIENTS=${BENCH_CLUSTER_CLIENTS:-1000}
 FANOUT_CLIENTS=${BENCH_FANOUT_CLIENTS:-16000}
-SCENARIOS=${BENCH_SCENARIOS:-"micro floor idle broadcast saturate metrics targeted churn storm inbox cluster soak"}
+SCENARIOS=${BENCH_SCENARIOS:-"micro floor idle broadcast saturate metrics targeted publish churn storm inbox cluster soak"}
 # One generator process opens at most this many sockets (the hard
 # open-files limit is 20 000 here); more connections take more processes.
 PER_PROCESS=9500
@@ -168,6 +168,23 @@ if wants targeted; then
     p=$(processes_for "${n}")
     echo "==> targeted sends, 50/s for ${DURATION}s, to one user while ${n} others are connected"
     gen "${ours[@]}" --scenario targeted --clients "${n}" --processes "${p}" --rate 50 --duration "${DURATION}"
+  done
+fi
+
+# The publish API (service token, single events and batches of 100)
+# against the app's own send path (a server function calling
+# Notifier::send in-process), alternating, each with 4 publishers on
+# keep-alive connections as fast as they go, one probe stream receiving.
+if wants publish; then
+  start_servers
+  BENCH_SERVICE_TOKEN=$(DATA_DIR="${data}" "${bin}/sse_notify" token create bench --scope publish \
+    --rate 4000000000 2>/dev/null)
+  export BENCH_SERVICE_TOKEN
+  echo "==> publish: 4 publishers for ${DURATION}s, via the API (1 and 100 per request) and via Notifier::send (x2, alternating)"
+  for _ in 1 2; do
+    gen "${ours[@]}" --scenario publish --publishers 4 --events 1 --duration "${DURATION}"
+    gen "${ours[@]}" --scenario publish --publishers 4 --events 100 --duration "${DURATION}"
+    gen "${ours[@]}" --scenario publish --variant notifier --publishers 4 --duration "${DURATION}"
   done
 fi
 

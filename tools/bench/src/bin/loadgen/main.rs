@@ -43,6 +43,7 @@ mod floor;
 mod holders;
 mod http;
 mod inbox;
+mod publish;
 mod soak;
 mod storm;
 mod streams;
@@ -143,6 +144,7 @@ async fn run(a: &Args) -> Result<serde_json::Value, String> {
         "broadcast" => broadcast(a).await?,
         "saturate" => saturate(a).await?,
         "targeted" => targeted::targeted(a).await?,
+        "publish" => publish::publish(a).await?,
         "churn" => churn(a).await?,
         "soak" => soak::soak(a).await?,
         "storm" => storm::storm(a).await?,
