@@ -1,7 +1,8 @@
 //! Service mode across two processes on one database and one Redis: an
 //! idempotent retry that lands on the other process delivers nothing
-//! again, a revoked token is refused by both at once, and a stream token
-//! minted on one opens a stream on the other (the key is shared).
+//! again, a revoked token is refused by both at once, a stream token
+//! minted on one opens a stream on the other (the key is shared), and a
+//! token's rate is the cluster's.
 
 use std::time::Duration;
 
@@ -121,6 +122,59 @@ async fn a_stream_token_minted_on_one_process_streams_from_the_other() {
     let body = json!({"target": {"channel": "room:x"}, "event": "hello"}).to_string();
     assert_eq!(publish(&a.base, &publisher, &body).await.0, 200);
     assert_eq!(stream.next_event(WAIT).await.expect("hello").0, "hello");
+    drop((a, b));
+    cluster.finish().await;
+}
+
+#[tokio::test]
+async fn a_token_rate_is_counted_across_processes() {
+    let cluster = Cluster::new().await;
+    let a = cluster.start("a").await;
+    let b = cluster.start("b").await;
+    signup_on(&a.base, "ann").await;
+    let ann_id = user_id(&cluster.db_url, "ann").await;
+    let out = cluster.token(&["create", "slow", "--scope", "publish", "--rate", "6"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let secret = String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_string();
+    let body = json!({"target": {"user": ann_id}, "event": "e"}).to_string();
+    let minute = || sse_notify::sse::unix_millis_now() / 60_000;
+    // Ten events, alternating: each process alone sees 5, under the rate.
+    // Repeated (with a new token) if a minute boundary fell in between.
+    let mut secret = secret;
+    for attempt in 0..3 {
+        let started = minute();
+        let mut statuses = Vec::new();
+        for n in 0..10 {
+            let base = if n % 2 == 0 { &a.base } else { &b.base };
+            let (status, json) = publish(base, &secret, &body).await;
+            if status == 429 {
+                assert_eq!(json["error"], "rate_limited", "{json}");
+            }
+            statuses.push(status);
+        }
+        if minute() == started {
+            assert_eq!(
+                statuses,
+                [200, 200, 200, 200, 200, 200, 429, 429, 429, 429],
+                "six events per minute in the cluster, whichever process takes them"
+            );
+            break;
+        }
+        assert!(attempt < 2, "three minute boundaries in three tries");
+        let name = format!("slow{attempt}");
+        let out = cluster.token(&["create", &name, "--scope", "publish", "--rate", "6"]);
+        secret = String::from_utf8(out.stdout)
+            .expect("utf-8")
+            .trim()
+            .to_string();
+    }
     drop((a, b));
     cluster.finish().await;
 }

@@ -173,7 +173,7 @@ async fn publish_inner(
     let token = authenticate(service, headers, TokenScope::Publish).await?;
     let (items, batch) = parse(body)?;
     let count = items.len();
-    if let Err(wait) = service.take_rate(&token, count as u64) {
+    if let Err(wait) = service.take_rate(&token, count as u64).await {
         tracing::info!(target: SERVICE_LOG, token = %token.name, events = count, "refused: over the token's rate");
         return Err(Rejection::new(
             StatusCode::TOO_MANY_REQUESTS,

@@ -9,11 +9,13 @@
 //! - [`idempotency`]: keys that make a retried publish deliver nothing
 //!   again (across processes with the Redis bus).
 //! - [`stream_token`]: short-lived signed tokens for streams.
-//! - `rate`: each token's events per minute.
+//! - `rate`: each token's events per minute (across processes with Redis).
 
 pub mod idempotency;
 pub mod publish;
 mod rate;
+#[cfg(feature = "redis")]
+mod redis_link;
 mod store;
 pub mod stream_token;
 pub mod token;
@@ -119,13 +121,13 @@ impl Service {
             None => stored_key(&ServiceStore::new(pool.clone())).await?,
         };
         let key = StreamKey::new(&secret, config.stream_token_max_ttl)?;
-        let keys = idempotency_keys(bus, &config)?;
+        let (keys, rates) = shared_state(bus, &config)?;
         Ok(Service {
             inner: Arc::new(ServiceState {
                 tokens: ServiceTokens::new(pool),
                 key,
                 keys,
-                rates: rate::Rates::default(),
+                rates,
                 config,
             }),
         })
@@ -155,7 +157,7 @@ impl Service {
     }
 
     /// Takes `events` from `token`'s rate, or says how long to wait.
-    pub(crate) fn take_rate(
+    pub(crate) async fn take_rate(
         &self,
         token: &token::ServiceToken,
         events: u64,
@@ -163,25 +165,31 @@ impl Service {
         self.inner
             .rates
             .take(&token.name, token.rate_per_minute, events)
+            .await
     }
 }
 
+/// Idempotency keys and token rates: in Redis beside the bus when it goes
+/// through Redis (shared by every process), else in this process.
 #[cfg(feature = "redis")]
-fn idempotency_keys(bus: &Bus, config: &ServiceConfig) -> Result<Keys, ServiceError> {
+fn shared_state(bus: &Bus, config: &ServiceConfig) -> Result<(Keys, rate::Rates), ServiceError> {
     match bus.redis_config() {
-        Some(redis) => Keys::redis(redis, config.idempotency_window).map_err(ServiceError::Redis),
-        None => Ok(Keys::local(
-            config.idempotency_window,
-            config.idempotency_max_keys,
+        Some(redis) => Ok((
+            Keys::redis(redis, config.idempotency_window).map_err(ServiceError::Redis)?,
+            rate::Rates::shared(redis).map_err(ServiceError::Redis)?,
+        )),
+        None => Ok((
+            Keys::local(config.idempotency_window, config.idempotency_max_keys),
+            rate::Rates::default(),
         )),
     }
 }
 
 #[cfg(not(feature = "redis"))]
-fn idempotency_keys(_: &Bus, config: &ServiceConfig) -> Result<Keys, ServiceError> {
-    Ok(Keys::local(
-        config.idempotency_window,
-        config.idempotency_max_keys,
+fn shared_state(_: &Bus, config: &ServiceConfig) -> Result<(Keys, rate::Rates), ServiceError> {
+    Ok((
+        Keys::local(config.idempotency_window, config.idempotency_max_keys),
+        rate::Rates::default(),
     ))
 }
 
