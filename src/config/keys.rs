@@ -180,6 +180,18 @@ pub const KEYS: &[KeySpec] = &[
         "Origins (`https://app.example.com`) whose pages may open `/api/sse` from another site, with a stream token (comma-separated in the environment). Empty: none.",
     ),
     key(
+        Some("sse"),
+        "presence_interval",
+        "1s",
+        "How often presence is shared between processes and `sse-presence` joins and leaves are announced; 0 turns both off (queries then see this process only).",
+    ),
+    key(
+        Some("sse"),
+        "presence_debounce",
+        "2s",
+        "A member missing for less than this (a reload, a flapping network) is not announced as leaving, nor as joining again.",
+    ),
+    key(
         Some("service"),
         "batch_max",
         "1000",

@@ -160,6 +160,8 @@ impl Config {
             history_max_bytes: layers.get::<ByteSize>("sse", "history_max_bytes")?.0,
             inbox_replay_max: layers.get("sse", "inbox_replay_max")?,
             cors_origins: layers.get::<List>("sse", "cors_origins")?.0,
+            presence_interval: layers.get("sse", "presence_interval")?,
+            presence_debounce: layers.get("sse", "presence_debounce")?,
         };
         let stream_key = layers.get::<String>("service", "stream_key")?;
         if !stream_key.is_empty()

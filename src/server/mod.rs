@@ -222,6 +222,8 @@ pub async fn run<S: Into<Stop>>(
     // Its starting point is read now, before any stream is served: a
     // change made from here on is applied.
     maintenance.push(ops::roles::start(db.clone(), notifier.registry().clone()).await);
+    // Presence: shared with the other processes, joins and leaves announced.
+    maintenance.push(notifier.presence().spawn());
     let state = AppState {
         leptos_options,
         notifier: notifier.clone(),

@@ -12,6 +12,7 @@ mod inbox;
 mod openapi;
 mod ops;
 mod plain_axum;
+mod presence;
 mod process;
 mod python_examples;
 mod replay;

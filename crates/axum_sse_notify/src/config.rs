@@ -42,6 +42,11 @@ pub struct SseConfig {
     /// Origins (`https://app.example.com`, exactly) whose pages may open
     /// the stream from another site, with a stream token. Empty: none.
     pub cors_origins: Vec<String>,
+    /// How often presence is shared between processes and joins and
+    /// leaves are announced (see [`crate::presence`]); zero: never.
+    pub presence_interval: Duration,
+    /// A member missing for less than this is not announced as leaving.
+    pub presence_debounce: Duration,
 }
 
 impl Default for SseConfig {
@@ -61,6 +66,8 @@ impl Default for SseConfig {
             history_max_bytes: 64 * 1024 * 1024,
             inbox_replay_max: 100,
             cors_origins: Vec::new(),
+            presence_interval: Duration::from_secs(1),
+            presence_debounce: Duration::from_secs(2),
         }
     }
 }

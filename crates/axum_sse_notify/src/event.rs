@@ -17,7 +17,13 @@ pub const MAX_EVENT_NAME_LEN: usize = 128;
 /// acts on (`connected` carries the client id; replay and the inbox add
 /// theirs). Application code may not send them: a forged `connected`
 /// would wipe a browser's client id.
-pub const RESERVED_EVENT_NAMES: &[&str] = &["connected", "sse-reset", "sse-drain", "inbox"];
+pub const RESERVED_EVENT_NAMES: &[&str] = &[
+    "connected",
+    "sse-reset",
+    "sse-drain",
+    "inbox",
+    "sse-presence",
+];
 
 /// Binds a Rust type to an event name. Implement it in code shared by the
 /// server and the browser:

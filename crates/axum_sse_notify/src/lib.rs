@@ -64,6 +64,10 @@ pub mod metrics;
 #[cfg(feature = "server")]
 pub mod notifier;
 #[cfg(feature = "server")]
+pub mod presence;
+#[cfg(feature = "redis")]
+mod redis_link;
+#[cfg(feature = "server")]
 pub mod registry;
 #[cfg(feature = "server")]
 pub mod route;
@@ -95,6 +99,8 @@ pub use inbox::{
 };
 #[cfg(feature = "server")]
 pub use notifier::Notifier;
+#[cfg(feature = "server")]
+pub use presence::{ChannelPresence, Member, Presence, UserPresence};
 #[cfg(feature = "server")]
 pub use registry::{
     Admission, ClientFilter, ClientInfo, Counts, DisconnectReason, InstanceStats, Peer, Registry,

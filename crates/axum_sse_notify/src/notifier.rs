@@ -12,6 +12,7 @@ use super::event::{Event, EventError, SseEvent};
 use super::inbox::{
     Audience, InTransaction, Inbox, InboxConfig, InboxError, InboxPool, Pending, Stored,
 };
+use super::presence::Presence;
 use super::registry::{Registry, Stats};
 #[cfg(feature = "service")]
 use super::service::Service;
@@ -47,6 +48,7 @@ pub struct Notifier {
     /// Who may join which client-chosen channel (`?tag=`) on a stream
     /// opened with the host's session.
     channels: Arc<dyn ChannelPolicy>,
+    presence: Presence,
     #[cfg(feature = "service")]
     service: Option<Service>,
 }
@@ -102,6 +104,7 @@ impl Notifier {
 
     fn assemble(bus: Bus) -> Self {
         Notifier {
+            presence: Presence::new(&bus),
             bus,
             #[cfg(feature = "inbox")]
             inbox: None,
@@ -122,6 +125,13 @@ impl Notifier {
 
     pub fn channel_policy(&self) -> &dyn ChannelPolicy {
         &*self.channels
+    }
+
+    /// Who is online, per user and per channel (see [`crate::presence`];
+    /// call [`Presence::spawn`] once for other processes' members and for
+    /// join/leave events).
+    pub fn presence(&self) -> &Presence {
+        &self.presence
     }
 
     /// Turns on service mode: `POST /api/publish` and `POST

@@ -5,6 +5,14 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+/// Tag keys a client can never set with `?tag=`: they carry identity and
+/// roles, which only the server assigns, and the presence flag.
+pub const RESERVED_TAG_KEYS: &[&str] = &["role", "user", "session", "client", PRESENCE_KEY];
+
+/// The tag of streams that asked for presence events (`?presence=true`):
+/// set by the server, never by `?tag=`.
+pub const PRESENCE_KEY: &str = "sse-presence";
+
 /// Longest tag key or value, in bytes.
 pub const MAX_TAG_PART_LEN: usize = 64;
 

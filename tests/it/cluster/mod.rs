@@ -8,6 +8,7 @@ mod delivery;
 mod drain;
 mod faults;
 mod one_host;
+mod presence;
 mod relay;
 mod roles;
 mod send_rate;

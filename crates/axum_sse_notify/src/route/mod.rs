@@ -6,6 +6,7 @@ mod caller;
 mod cors;
 mod listing;
 pub mod openapi;
+mod presence;
 #[cfg(feature = "service")]
 mod publish;
 mod rejection;
@@ -28,9 +29,7 @@ pub use caller::TOKEN_PARAM;
 pub use publish::SERVICE_LOG;
 pub use rejection::Rejection;
 
-/// Tag keys a client can never set with `?tag=`: they carry identity and
-/// roles, which only the server assigns.
-pub const RESERVED_TAG_KEYS: &[&str] = &["role", "user", "session", "client"];
+pub use crate::target::{PRESENCE_KEY, RESERVED_TAG_KEYS};
 
 /// The address a request came from, as the app determined it (behind a
 /// trusted proxy, from its forwarding header), inserted as a request
@@ -75,6 +74,7 @@ pub struct Mount {
     listing: Option<String>,
     publish: Option<String>,
     mint: Option<String>,
+    presence: Option<String>,
 }
 
 impl Default for Mount {
@@ -84,6 +84,7 @@ impl Default for Mount {
             listing: Some("/api/sse/clients".into()),
             publish: Some("/api/publish".into()),
             mint: Some("/api/tokens/stream".into()),
+            presence: Some("/api/presence".into()),
         }
     }
 }
@@ -114,6 +115,12 @@ impl Mount {
         self
     }
 
+    /// Where presence is asked (`None` leaves it out).
+    pub fn presence(mut self, path: Option<&str>) -> Self {
+        self.presence = path.map(str::to_string);
+        self
+    }
+
     /// Every route this mount serves, as (method, path): what an API
     /// description must list.
     pub fn paths(&self) -> Vec<(&'static str, &str)> {
@@ -122,6 +129,9 @@ impl Mount {
             ("OPTIONS", self.stream.as_str()),
         ];
         if let Some(path) = &self.listing {
+            paths.push(("GET", path));
+        }
+        if let Some(path) = &self.presence {
             paths.push(("GET", path));
         }
         if cfg!(feature = "service") {
@@ -144,6 +154,9 @@ impl Mount {
             Router::new().route(&self.stream, get(stream::stream).options(cors::preflight));
         if let Some(path) = &self.listing {
             router = router.route(path, get(listing::clients));
+        }
+        if let Some(path) = &self.presence {
+            router = router.route(path, get(presence::presence));
         }
         #[cfg(feature = "service")]
         {

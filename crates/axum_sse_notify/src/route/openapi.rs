@@ -38,6 +38,9 @@ pub fn describe(mount: &Mount) -> Description {
     if let Some(path) = &mount.listing {
         paths.insert(path.clone(), listing());
     }
+    if let Some(path) = &mount.presence {
+        paths.insert(path.clone(), presence());
+    }
     if cfg!(feature = "service") {
         if let Some(path) = &mount.publish {
             paths.insert(path.clone(), publish());
@@ -65,6 +68,7 @@ fn stream() -> Value {
                   "description": "A channel to join (repeatable); allowed by the stream token's claims or the host's policy", "style": "form", "explode": true },
                 { "name": "lastEventId", "in": "query", "schema": { "type": "string" }, "description": "Where to resume, for clients that cannot send the header" },
                 { "name": "client", "in": "query", "schema": { "type": "string", "format": "uuid" }, "description": "The client id this connection had before (same session only)" },
+                { "name": "presence", "in": "query", "schema": { "type": "boolean" }, "description": "Also receive `sse-presence` join/leave events for this stream's channels" },
                 { "name": "Last-Event-ID", "in": "header", "schema": { "type": "string" } }
             ],
             "responses": {
@@ -99,6 +103,28 @@ fn listing() -> Value {
                 "200": ok("Clients and stats", "ClientListing"),
                 "400": error("`bad_query`, `bad_client_id`"),
                 "401": error("`unauthenticated`")
+            }
+        }
+    })
+}
+
+fn presence() -> Value {
+    json!({
+        "get": {
+            "operationId": "presence",
+            "summary": "A channel's members, or whether a user is online, in every process",
+            "description": "A service token with the `presence` scope may ask anything; a session or a stream token, the channels it may join and its own user. Streams opened with `presence=true` also receive `sse-presence` events (`{channel, user, name, action: join|leave}`).",
+            "security": [ { "sessionCookie": [] }, { "streamToken": [] }, { "serviceToken": ["presence"] } ],
+            "parameters": [
+                { "name": "channel", "in": "query", "schema": { "type": "string" }, "description": "`key:value`" },
+                { "name": "user", "in": "query", "schema": { "type": "string" } }
+            ],
+            "responses": {
+                "200": { "description": "Members or a user's presence", "content": { "application/json": { "schema": {
+                    "oneOf": [ schema("ChannelPresence"), schema("UserPresence") ] } } } },
+                "400": error("`bad_query`, `bad_tag`"),
+                "401": error("`unauthenticated`, `invalid_token`, `token_expired`, `missing_token`"),
+                "403": error("`presence_forbidden`, `insufficient_scope`")
             }
         }
     })
@@ -207,6 +233,18 @@ fn schemas() -> Map<String, Value> {
             "type": "object", "required": ["token", "expiresAt"],
             "properties": { "token": { "type": "string" }, "expiresAt": { "type": "integer", "description": "Unix seconds" } }
         },
+        "ChannelPresence": {
+            "type": "object", "required": ["channel", "members"],
+            "properties": {
+                "channel": tag,
+                "members": { "type": "array", "items": { "type": "object", "required": ["user", "name"],
+                    "properties": { "user": { "type": "string" }, "name": { "type": "string" } } } }
+            }
+        },
+        "UserPresence": {
+            "type": "object", "required": ["user", "online", "connections"],
+            "properties": { "user": { "type": "string" }, "online": { "type": "boolean" }, "connections": { "type": "integer" } }
+        },
         "ClientListing": {
             "type": "object", "required": ["clients", "stats"],
             "properties": {
@@ -220,7 +258,7 @@ fn schemas() -> Map<String, Value> {
 
 fn security_schemes() -> Map<String, Value> {
     let value = json!({
-        "serviceToken": { "type": "http", "scheme": "bearer", "description": "A service token (`sse_notify token create`), scopes `publish` and `subscribe`" },
+        "serviceToken": { "type": "http", "scheme": "bearer", "description": "A service token (`sse_notify token create`), scopes `publish`, `subscribe` and `presence`" },
         "streamToken": { "type": "http", "scheme": "bearer", "bearerFormat": "JWT", "description": "A stream token from `POST /api/tokens/stream`" },
         "streamTokenQuery": { "type": "apiKey", "in": "query", "name": super::TOKEN_PARAM, "description": "The stream token, for EventSource (keep it short-lived and out of logs)" }
     });

@@ -23,7 +23,7 @@ use crate::target::UserId;
 /// The log target of service-mode requests (`RUST_LOG=axum_sse_notify::service=warn`).
 pub const SERVICE_LOG: &str = "axum_sse_notify::service";
 
-fn service_of(notifier: &Notifier) -> Result<&Service, Rejection> {
+pub(super) fn service_of(notifier: &Notifier) -> Result<&Service, Rejection> {
     notifier.service().ok_or_else(|| {
         Rejection::new(
             StatusCode::NOT_FOUND,
@@ -34,7 +34,7 @@ fn service_of(notifier: &Notifier) -> Result<&Service, Rejection> {
 }
 
 /// The caller's service token, if it is valid and has `scope`.
-async fn authenticate(
+pub(super) async fn authenticate(
     service: &Service,
     headers: &HeaderMap,
     scope: TokenScope,

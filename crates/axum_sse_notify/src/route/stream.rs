@@ -10,7 +10,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
-use super::{RESERVED_TAG_KEYS, caller, connection_of, cors, query_params};
+use super::{PRESENCE_KEY, RESERVED_TAG_KEYS, caller, connection_of, cors, query_params};
 use axum::http::StatusCode;
 
 use super::rejection::Rejection;
@@ -40,6 +40,13 @@ async fn open(notifier: Notifier, request: Request) -> Result<Response, Rejectio
     let client_tags = client_tags(&params, &caller.identity, config.max_client_tags)?;
     // Before any place is held: the policy may look something up.
     caller::authorize(&notifier, &caller, &client_tags).await?;
+    let mut client_tags = client_tags;
+    if wants_presence(&params)? {
+        // The server's tag: join/leave events on this stream's channels.
+        if let Ok(tag) = Tag::new(PRESENCE_KEY, "on") {
+            client_tags.push(tag);
+        }
+    }
     let identity = &caller.identity;
     // With the Redis bus, a place is held first (the limits apply before
     // anything costs a wait or a Redis read), then this process catches
@@ -225,6 +232,22 @@ fn last_event_id(request: &Request, params: &[(String, String)]) -> Option<Strin
         .iter()
         .find(|(name, value)| name == "lastEventId" && !value.is_empty())
         .map(|(_, value)| value.clone())
+}
+
+/// `?presence=true`: the stream wants `sse-presence` events for its
+/// channels.
+fn wants_presence(params: &[(String, String)]) -> Result<bool, Rejection> {
+    match params.iter().find(|(name, _)| name == "presence") {
+        None => Ok(false),
+        Some((_, value)) => match value.as_str() {
+            "true" | "1" => Ok(true),
+            "false" | "0" => Ok(false),
+            other => Err(Rejection::bad_request(
+                "bad_query",
+                format!("presence is true or false, not {other:?}"),
+            )),
+        },
+    }
 }
 
 /// `?client=<id>`: the client id the reconnecting connection had before.

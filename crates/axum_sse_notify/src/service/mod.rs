@@ -14,8 +14,6 @@
 pub mod idempotency;
 pub mod publish;
 mod rate;
-#[cfg(feature = "redis")]
-mod redis_link;
 mod store;
 pub mod stream_token;
 pub mod token;

@@ -78,7 +78,7 @@ impl Rates {
 mod shared {
     use std::time::Duration;
 
-    use crate::service::redis_link::RedisLink;
+    use crate::redis_link::RedisLink;
 
     const WINDOW_MS: u64 = 60_000;
 

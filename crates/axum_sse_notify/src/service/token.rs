@@ -30,15 +30,22 @@ pub enum TokenScope {
     Publish,
     /// `POST /api/tokens/stream`: mint stream tokens for clients.
     Subscribe,
+    /// `GET /api/presence`: any channel's or user's presence.
+    Presence,
 }
 
 impl TokenScope {
-    pub const ALL: [TokenScope; 2] = [TokenScope::Publish, TokenScope::Subscribe];
+    pub const ALL: [TokenScope; 3] = [
+        TokenScope::Publish,
+        TokenScope::Subscribe,
+        TokenScope::Presence,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             TokenScope::Publish => "publish",
             TokenScope::Subscribe => "subscribe",
+            TokenScope::Presence => "presence",
         }
     }
 
@@ -145,9 +152,9 @@ pub(crate) fn hash(secret: &str) -> String {
 pub enum TokenError {
     #[error("a token name is 1 to {MAX_NAME_LEN} bytes of ASCII letters, digits, '-', '_' and '.'")]
     BadName,
-    #[error("unknown scope {0:?}: the scopes are publish and subscribe")]
+    #[error("unknown scope {0:?}: the scopes are publish, subscribe and presence")]
     UnknownScope(String),
-    #[error("a token needs at least one scope (publish, subscribe)")]
+    #[error("a token needs at least one scope (publish, subscribe, presence)")]
     NoScope,
     #[error("the rate must be at least 1 event per minute")]
     BadRate,

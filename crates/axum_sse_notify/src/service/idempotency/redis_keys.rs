@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::{Claim, KeyError};
 use crate::bus::BusConfig;
-use crate::service::redis_link::RedisLink;
+use crate::redis_link::RedisLink;
 
 /// How long a claimed key stays "in flight" if its process never
 /// completes or releases it (killed mid-publish): then it may be retried.

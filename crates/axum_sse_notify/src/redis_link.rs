@@ -1,7 +1,7 @@
-//! One lazily opened Redis connection beside the bus's own (service
-//! mode's idempotency keys and token rates), every command bounded by
-//! `bus.timeout`; a connection that failed is dropped and the next call
-//! reconnects.
+//! One lazily opened Redis connection beside the bus's own (presence
+//! snapshots, service mode's idempotency keys and token rates), every
+//! command bounded by `bus.timeout`; a connection that failed is dropped
+//! and the next call reconnects.
 
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
