@@ -20,6 +20,7 @@ REPEAT=${BENCH_REPEAT:-3}
 SATURATE_CLIENTS=${BENCH_SATURATE_CLIENTS:-1000}
 TARGETED_CLIENTS=${BENCH_TARGETED_CLIENTS:-"1000 5000 18000"}
 CHURN_CYCLES=${BENCH_CHURN_CYCLES:-100000}
+PRESENCE_CYCLES=${BENCH_PRESENCE_CYCLES:-30000}
 SOAK_DURATION=${BENCH_SOAK_DURATION:-600}
 STORM_CLIENTS=${BENCH_STORM_CLIENTS:-10000}
 STORM_EVENTS=${BENCH_STORM_EVENTS:-1000}
@@ -30,7 +31,7 @@ POSTGRES_URL=${BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 REDIS_URL=${BENCH_REDIS_URL:-redis://127.0.0.1:6379}
 CLUSTER_CLIENTS=${BENCH_CLUSTER_CLIENTS:-1000}
 FANOUT_CLIENTS=${BENCH_FANOUT_CLIENTS:-16000}
-SCENARIOS=${BENCH_SCENARIOS:-"micro floor idle broadcast saturate metrics targeted publish churn storm inbox cluster soak"}
+SCENARIOS=${BENCH_SCENARIOS:-"micro floor idle broadcast saturate metrics targeted publish churn presence storm inbox cluster soak"}
 # One generator process opens at most this many sockets (the hard
 # open-files limit is 20 000 here); more connections take more processes.
 PER_PROCESS=9500
@@ -50,7 +51,7 @@ processes_for() { echo $(( ($1 + PER_PROCESS - 1) / PER_PROCESS )); }
 if wants micro; then
 echo "==> criterion micro-benchmarks"
 cargo bench --no-default-features --features ssr --bench registry -- --noplot ${BENCH_FILTER:-} 2>&1 | tee "${out}/criterion.txt" \
-  | grep -E "^(targeted_send|broadcast|connect_disconnect)|time:|thrpt:" || true
+  | grep -E "^(targeted_send|broadcast|connect_disconnect|presence_snapshot)|time:|thrpt:" || true
 fi
 
 echo "==> building release binaries"
@@ -72,6 +73,7 @@ start_servers() {
   SSE_MAX_CLIENTS=19500 SSE_PER_USER_MAX=19500 SSE_PER_ADDRESS_MAX=19500 SSE_QUEUE_LEN=1024 \
   AUTH_LOGIN_ATTEMPTS_PER_IP=1000000 AUTH_LOGIN_ATTEMPTS_PER_USER=1000000 \
   RUST_LOG=warn METRICS_ADDR="" SERVER_SENDS_PER_USER=1000000000 METRICS_ENABLED="${BENCH_METRICS:-true}" \
+  SSE_PRESENCE_INTERVAL="${BENCH_PRESENCE_INTERVAL:-1s}" \
   SERVER_DRAIN_DELAY=0s SERVER_DRAIN_WINDOW=1s DATA_DIR="${data}" \
   LEPTOS_SITE_ADDR="127.0.0.1:${port}" "${on0[@]}" "${bin}/sse_notify" >> "${out}/server.log" 2>&1 &
   server=$!
@@ -261,6 +263,19 @@ if wants churn; then
   echo "==> churn: ${CHURN_CYCLES} connect/disconnect cycles"
   gen "${ours[@]}" --scenario churn --cycles "${CHURN_CYCLES}" --concurrency 64
   gen "${base[@]}" --scenario churn --cycles "${CHURN_CYCLES}" --concurrency 64
+fi
+
+# What presence costs a connect and a disconnect: the same churn with
+# presence on (the default, 1 s) and off, alternating.
+if wants presence; then
+  for _ in 1 2; do
+    for interval in 1s 0s; do
+      BENCH_PRESENCE_INTERVAL=${interval} start_servers
+      label=$([[ ${interval} == 0s ]] && echo off || echo on)
+      echo "==> presence ${label}: ${PRESENCE_CYCLES} connect/disconnect cycles"
+      gen "${ours[@]}" --variant "presence-${label}" --scenario churn --cycles "${PRESENCE_CYCLES}" --concurrency 64
+    done
+  done
 fi
 
 if wants storm; then
