@@ -1,10 +1,12 @@
 //! Reusable views.
 
 pub mod inbox_list;
+pub mod rooms;
 pub mod track_connections;
 pub mod unread;
 
 pub use inbox_list::InboxList;
+pub use rooms::Rooms;
 pub use track_connections::TrackConnections;
 pub use unread::UnreadBadge;
 

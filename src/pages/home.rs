@@ -8,7 +8,7 @@ use leptos_router::components::Redirect;
 
 use crate::auth::CurrentUser;
 use crate::auth::api::me;
-use crate::components::{InboxList, TrackConnections};
+use crate::components::{InboxList, Rooms, TrackConnections};
 use crate::demo::{Broadcast, Delivered, Notification, SendTest};
 use crate::error::AppError;
 use crate::sse::event::RESERVED_EVENT_NAMES;
@@ -239,6 +239,7 @@ fn SseDemo(user: CurrentUser) -> impl IntoView {
                 </form>
             </section>
             <TrackConnections />
+            <Rooms />
             <InboxList sse />
         </div>
     }
