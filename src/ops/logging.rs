@@ -14,8 +14,12 @@ pub fn init(format: LogFormat) -> Result<(), String> {
             .map_err(|e| format!("RUST_LOG={directives:?} cannot be read: {e}"))?,
         _ => EnvFilter::new("info"),
     };
+    use std::io::IsTerminal;
+    // Colours for a person at a terminal only: a log file or a collector
+    // gets plain text.
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(filter);
     let installed = match format {
         LogFormat::Text => builder.try_init(),

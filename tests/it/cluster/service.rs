@@ -104,6 +104,15 @@ async fn a_revoked_token_is_refused_by_every_process_at_once() {
         got.push(stream.next_event(WAIT).await.expect("event").0);
     }
     assert_eq!(got, ["e", "e", "marker"]);
+    // Each use is logged with the token's name, never with its secret.
+    for instance in [&a, &b] {
+        let log = instance.log();
+        assert!(log.contains("token=svc"), "{}: {log}", instance.name);
+        assert!(
+            !log.contains(&secret) && !log.contains(&keep),
+            "a secret in the log"
+        );
+    }
     drop((a, b));
     cluster.finish().await;
 }
@@ -122,6 +131,14 @@ async fn a_stream_token_minted_on_one_process_streams_from_the_other() {
     let body = json!({"target": {"channel": "room:x"}, "event": "hello"}).to_string();
     assert_eq!(publish(&a.base, &publisher, &body).await.0, 200);
     assert_eq!(stream.next_event(WAIT).await.expect("hello").0, "hello");
+    // The stream token came in the query string: it is in no log line.
+    for instance in [&a, &b] {
+        assert!(
+            !instance.log().contains(&token),
+            "the stream token in {}'s log",
+            instance.name
+        );
+    }
     drop((a, b));
     cluster.finish().await;
 }
