@@ -74,6 +74,34 @@ async fn members_are_seen_across_processes_and_leave_when_their_process_is_kille
     );
     assert_eq!(members(&a.as_user(&carol)).await, ["ann", "carol"]);
     assert_eq!(members(&b.as_user(&ann)).await, ["ann", "carol"]);
+    // A user's streams are counted in every process: ann's two on b,
+    // asked on a with a service token.
+    let (_ann_again, _) = b.as_user(&ann).open("").await;
+    let dash = cluster.create_token("dash", "presence");
+    let ann_id = sse_notify::store::Db::connect(Some(&cluster.db_url), &std::env::temp_dir())
+        .await
+        .expect("db")
+        .user_by_username("ann")
+        .await
+        .expect("query")
+        .expect("ann")
+        .id;
+    let user_on_a = || async {
+        reqwest::Client::new()
+            .get(format!("{}/api/presence?user={ann_id}", a.base))
+            .header("authorization", format!("Bearer {dash}"))
+            .send()
+            .await
+            .expect("GET")
+            .json::<serde_json::Value>()
+            .await
+            .expect("JSON")
+    };
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while user_on_a().await["connections"] != 2 {
+        assert!(Instant::now() < deadline, "{}", user_on_a().await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     b.kill();
     let killed = Instant::now();
@@ -85,6 +113,7 @@ async fn members_are_seen_across_processes_and_leave_when_their_process_is_kille
     let took = killed.elapsed();
     assert!(took < Duration::from_secs(5), "{took:?}");
     assert_eq!(members(&a.as_user(&carol)).await, ["carol"]);
+    assert_eq!(user_on_a().await["online"], false);
     assert_eq!(
         change(&mut watcher, Duration::from_millis(800)).await,
         None,
