@@ -107,7 +107,7 @@ impl Presence {
                     .users
                     .get(user)
                     .or_else(|| remote.users.get(user))
-                    .map_or_else(|| user.to_string(), |(name, _)| name.clone());
+                    .map_or_else(|| user.to_string(), |(name, _)| name.to_string());
                 members.entry(user.clone()).or_insert(name);
             }
         }
@@ -196,7 +196,7 @@ fn members(local: &PresenceSnapshot, remote: &PresenceSnapshot) -> HashMap<Key, 
                     .users
                     .get(user)
                     .or_else(|| remote.users.get(user))
-                    .map_or_else(|| user.to_string(), |(name, _)| name.clone());
+                    .map_or_else(|| user.to_string(), |(name, _)| name.to_string());
                 out.insert((channel.clone(), user.clone()), name);
             }
         }

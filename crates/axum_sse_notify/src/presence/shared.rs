@@ -54,7 +54,7 @@ impl SharedPresence {
             users: local
                 .users
                 .iter()
-                .map(|(user, (name, n))| (user.to_string(), name.clone(), *n))
+                .map(|(user, (name, n))| (user.to_string(), name.to_string(), *n))
                 .collect(),
             channels: local
                 .channels
@@ -124,7 +124,11 @@ impl SharedPresence {
                 continue;
             };
             for (user, name, n) in stored.users {
-                merged.users.entry(UserId::new(user)).or_insert((name, 0)).1 += n;
+                merged
+                    .users
+                    .entry(UserId::new(user))
+                    .or_insert_with(|| (name.into(), 0))
+                    .1 += n;
             }
             for (tag, users) in stored.channels {
                 let Ok(tag) = Tag::parse(&tag) else { continue };

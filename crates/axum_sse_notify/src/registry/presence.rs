@@ -2,7 +2,8 @@
 //! join/leave events reach them: frames without an id (not in the
 //! history, never replayed), like a heartbeat.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -16,33 +17,50 @@ use crate::target::{RESERVED_TAG_KEYS, Tag, Target, UserId};
 /// reserved.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PresenceSnapshot {
-    pub users: BTreeMap<UserId, (String, usize)>,
-    pub channels: BTreeMap<Tag, BTreeSet<UserId>>,
+    pub users: HashMap<UserId, (Arc<str>, usize)>,
+    pub channels: HashMap<Tag, BTreeSet<UserId>>,
 }
 
 impl Registry {
-    /// Reads every connection once: O(connections), under the read lock.
+    /// Reads the user and tag indexes once. Under the read lock only what
+    /// is copied out (reference counts, no strings); the maps are built
+    /// after it is released, so registrations wait for the copy at most.
     pub fn presence_snapshot(&self) -> PresenceSnapshot {
-        let indexes = self.read();
-        let mut snapshot = PresenceSnapshot::default();
-        for entry in indexes.clients.values() {
-            let user = snapshot
-                .users
-                .entry(entry.user.clone())
-                .or_insert_with(|| (entry.username.to_string(), 0));
-            user.1 += 1;
-            for tag in entry.tags.iter() {
-                if RESERVED_TAG_KEYS.contains(&tag.key()) {
-                    continue;
-                }
-                snapshot
-                    .channels
-                    .entry(tag.clone())
-                    .or_default()
-                    .insert(entry.user.clone());
-            }
+        let (users, channels) = {
+            let indexes = self.read();
+            let users: Vec<(UserId, Arc<str>, usize)> = indexes
+                .by_user
+                .iter()
+                .filter_map(|(user, clients)| {
+                    let entry = indexes.clients.get(clients.first()?)?;
+                    Some((user.clone(), entry.username.clone(), clients.len()))
+                })
+                .collect();
+            let channels: Vec<(Tag, Vec<UserId>)> = indexes
+                .by_tag
+                .iter()
+                .filter(|(tag, _)| !RESERVED_TAG_KEYS.contains(&tag.key()))
+                .map(|(tag, clients)| {
+                    let members = clients
+                        .iter()
+                        .filter_map(|client| indexes.clients.get(client))
+                        .map(|entry| entry.user.clone())
+                        .collect();
+                    (tag.clone(), members)
+                })
+                .collect();
+            (users, channels)
+        };
+        PresenceSnapshot {
+            users: users
+                .into_iter()
+                .map(|(user, name, n)| (user, (name, n)))
+                .collect(),
+            channels: channels
+                .into_iter()
+                .map(|(tag, members)| (tag, members.into_iter().collect()))
+                .collect(),
         }
-        snapshot
     }
 
     /// Queues `event` without an id for the clients `target` selects:
