@@ -64,13 +64,15 @@ test("a message from A reaches B only; an admin broadcast reaches both", async (
   await expect(items).toHaveCount(2);
   await expect(items.first()).toContainText("Second one");
 
-  // Errors read in words next to the form.
+  // Errors read in words next to the form (the page's other boxes have
+  // alerts of their own).
+  const sendAlert = a.getByRole("form", { name: "Send a notification" }).getByRole("alert");
   await send(a, "nobody-here", "hi");
-  await expect(a.getByRole("alert")).toHaveText('There is no user named "nobody-here".');
+  await expect(sendAlert).toHaveText('There is no user named "nobody-here".');
   await a.getByLabel("User").fill(nameB);
   await a.getByLabel("Message").fill("");
   await a.getByRole("button", { name: "Send" }).click();
-  await expect(a.getByRole("alert")).toHaveText("The message is empty.");
+  await expect(sendAlert).toHaveText("The message is empty.");
 
   // Non-admins have no Broadcast button; the admin does, and it reaches both.
   await expect(a.getByRole("button", { name: "Broadcast" })).toHaveCount(0);
