@@ -9,17 +9,6 @@ use serde_json::json;
 
 use crate::support::*;
 
-async fn user_id(server: &TestServer, name: &str) -> String {
-    server
-        .db()
-        .await
-        .user_by_username(name)
-        .await
-        .expect("db")
-        .expect("user")
-        .id
-}
-
 async fn presence_of(user: &User, query: &str) -> (u16, serde_json::Value) {
     let response = user
         .client
@@ -42,21 +31,11 @@ fn names(json: &serde_json::Value) -> Vec<String> {
         .collect()
 }
 
-/// The next `sse-presence` event's (action, name), skipping heartbeats.
+/// The next `sse-presence` event's (action, name), on room:blue only.
 async fn next_change(stream: &mut SseStream, wait: Duration) -> Option<(String, String)> {
-    let deadline = tokio::time::Instant::now() + wait;
-    loop {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let (name, data) = stream.next_event(left).await?;
-        if name == "sse-presence" {
-            let change: serde_json::Value = serde_json::from_str(&data).expect("JSON");
-            assert_eq!(change["channel"], "room:blue", "{change}");
-            return Some((
-                change["action"].as_str().expect("action").into(),
-                change["name"].as_str().expect("name").into(),
-            ));
-        }
-    }
+    let (action, name, channel) = next_presence(stream, wait).await?;
+    assert_eq!(channel, "room:blue");
+    Some((action, name))
 }
 
 #[tokio::test]
@@ -110,7 +89,7 @@ async fn presence_is_queried_announced_once_and_debounced() {
     assert_eq!(names(&json), ["carol"]);
 
     // Users: one's own, or with a service token.
-    let (ann_id, bob_id) = (user_id(&server, "ann").await, user_id(&server, "bob").await);
+    let (ann_id, bob_id) = (server.user_id("ann").await, server.user_id("bob").await);
     let (status, json) = presence_of(&bob, &format!("user={bob_id}")).await;
     assert_eq!(
         (status, &json["online"], &json["connections"]),

@@ -29,14 +29,7 @@ async fn the_python_publisher_reaches_the_python_subscriber_exactly() {
     let python = python();
     let server = TestServer::start(&[]).await;
     let _ann = server.signup("ann").await;
-    let ann_id = server
-        .db()
-        .await
-        .user_by_username("ann")
-        .await
-        .expect("db")
-        .expect("ann")
-        .id;
+    let ann_id = server.user_id("ann").await;
     let publisher = server.create_token("py-publisher", "publish", None);
     let minter = server.create_token("py-mobile", "subscribe", None);
     let stream_token = mint(&server.base, &minter, &ann_id, &[], 120).await;

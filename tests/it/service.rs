@@ -11,17 +11,6 @@ use crate::support::*;
 
 const WAIT: Duration = Duration::from_secs(5);
 
-async fn user_id(server: &TestServer, name: &str) -> String {
-    server
-        .db()
-        .await
-        .user_by_username(name)
-        .await
-        .expect("db")
-        .expect("user")
-        .id
-}
-
 /// Publishes a `marker` event to `user` and asserts it is the next event
 /// `stream` receives: whatever was refused before it delivered nothing.
 async fn nothing_before_marker(
@@ -50,7 +39,7 @@ fn assert_refusal(status: u16, json: &serde_json::Value, want_status: u16, code:
 async fn bad_expired_revoked_and_wrong_scope_service_tokens_deliver_nothing() {
     let server = TestServer::start(&[]).await;
     let ann = server.signup("ann").await;
-    let ann_id = user_id(&server, "ann").await;
+    let ann_id = server.user_id("ann").await;
     let (mut stream, _) = ann.open("").await;
     let publisher = server.create_token("billing", "publish", None);
     let minter = server.create_token("mobile-api", "subscribe", None);
@@ -128,7 +117,7 @@ async fn publications_are_checked_like_the_rust_api_and_a_bad_batch_sends_nothin
     let server =
         TestServer::start(&[("SERVICE_BATCH_MAX", "10"), ("SSE_MAX_PAYLOAD", "1KiB")]).await;
     let ann = server.signup("ann").await;
-    let ann_id = user_id(&server, "ann").await;
+    let ann_id = server.user_id("ann").await;
     let (mut stream, _) = ann.open("").await;
     let secret = server.create_token("svc", "publish", None);
     let ok = json!({"target": {"user": ann_id}, "event": "leak", "data": {}});
@@ -200,7 +189,7 @@ async fn every_target_reaches_exactly_its_clients_and_persistent_ones_land_in_th
     let server = TestServer::start(&[]).await;
     let ann = server.signup("ann").await;
     let bob = server.signup("bob").await;
-    let (ann_id, bob_id) = (user_id(&server, "ann").await, user_id(&server, "bob").await);
+    let (ann_id, bob_id) = (server.user_id("ann").await, server.user_id("bob").await);
     let (mut ann_home, ann_client) = ann.open("?tag=page:home").await;
     let (mut bob_s, _) = bob.open("").await;
     let secret = server.create_token("svc", "publish", None);
@@ -262,7 +251,7 @@ async fn a_batch_of_1000_arrives_once_each_in_order_across_a_reconnect_beside_a_
 {
     let server = TestServer::start(&[]).await;
     let ann = server.signup("ann").await;
-    let ann_id = user_id(&server, "ann").await;
+    let ann_id = server.user_id("ann").await;
     let (mut stream, _) = ann.open("").await;
     let secret = server.create_token("svc", "publish", None);
     let batch: Vec<serde_json::Value> = (0..1000)
@@ -351,7 +340,7 @@ async fn a_batch_of_1000_arrives_once_each_in_order_across_a_reconnect_beside_a_
 async fn an_idempotent_retry_delivers_once_and_answers_the_first_result() {
     let server = TestServer::start(&[]).await;
     let ann = server.signup("ann").await;
-    let ann_id = user_id(&server, "ann").await;
+    let ann_id = server.user_id("ann").await;
     let (mut stream, _) = ann.open("").await;
     let secret = server.create_token("svc", "publish", None);
     let other = server.create_token("other", "publish", None);
@@ -421,7 +410,7 @@ async fn an_idempotent_retry_delivers_once_and_answers_the_first_result() {
 async fn a_token_over_its_rate_gets_429_and_delivers_nothing() {
     let server = TestServer::start(&[]).await;
     let ann = server.signup("ann").await;
-    let ann_id = user_id(&server, "ann").await;
+    let ann_id = server.user_id("ann").await;
     let (mut stream, _) = ann.open("").await;
     let slow = server.create_token("slow", "publish", Some(5));
     let fast = server.create_token("fast", "publish", None);
@@ -461,7 +450,7 @@ async fn a_stream_token_opens_a_stream_of_its_user_only_and_is_refused_when_made
     let server = TestServer::start(&[]).await;
     let _ann = server.signup("ann").await;
     let bob = server.signup("bob").await;
-    let (ann_id, bob_id) = (user_id(&server, "ann").await, user_id(&server, "bob").await);
+    let (ann_id, bob_id) = (server.user_id("ann").await, server.user_id("bob").await);
     let (mut bob_cookie, _) = bob.open("").await;
     let minter = server.create_token("mobile-api", "subscribe", None);
     let publisher = server.create_token("svc", "publish", None);
@@ -556,7 +545,7 @@ async fn a_stream_token_opens_a_stream_of_its_user_only_and_is_refused_when_made
 async fn a_token_stream_resumes_with_last_event_id_like_a_cookie_one() {
     let server = TestServer::start(&[]).await;
     let _ann = server.signup("ann").await;
-    let ann_id = user_id(&server, "ann").await;
+    let ann_id = server.user_id("ann").await;
     let minter = server.create_token("m", "subscribe", None);
     let publisher = server.create_token("p", "publish", None);
     let token = mint(&server.base, &minter, &ann_id, &["room:blue"], 60).await;
@@ -602,7 +591,7 @@ async fn channels_are_joined_by_token_claims_or_by_the_demo_policy_and_refused_o
     let server = TestServer::start(&[]).await;
     let ann = server.signup("ann").await;
     let bob = server.signup("bob").await;
-    let ann_id = user_id(&server, "ann").await;
+    let ann_id = server.user_id("ann").await;
     let minter = server.create_token("m", "subscribe", None);
     let publisher = server.create_token("p", "publish", None);
 
@@ -624,6 +613,15 @@ async fn channels_are_joined_by_token_claims_or_by_the_demo_policy_and_refused_o
     }
     let (status, rooms) = ann.post_json("/api/rooms/join", r#"{"room":"blue"}"#).await;
     assert_eq!((status, rooms), (200, json!(["blue"])));
+    // Signed out, nobody joins anything.
+    let response = reqwest::Client::new()
+        .post(server.url("/api/rooms/join"))
+        .header("content-type", "application/json")
+        .body(r#"{"room":"blue"}"#)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(response.status(), 401);
     let (status, json) = ann
         .post_json("/api/rooms/join", r#"{"room":"no way"}"#)
         .await;
@@ -696,7 +694,7 @@ async fn channels_are_joined_by_token_claims_or_by_the_demo_policy_and_refused_o
 async fn only_allow_listed_origins_get_cors_headers() {
     let server = TestServer::start(&[("SSE_CORS_ORIGINS", "https://app.example")]).await;
     let _ann = server.signup("ann").await;
-    let ann_id = user_id(&server, "ann").await;
+    let ann_id = server.user_id("ann").await;
     let minter = server.create_token("m", "subscribe", None);
     let token = mint(&server.base, &minter, &ann_id, &[], 60).await;
     let client = reqwest::Client::new();

@@ -9,18 +9,9 @@ use super::Cluster;
 use crate::support::*;
 
 async fn change(stream: &mut SseStream, wait: Duration) -> Option<(String, String)> {
-    let deadline = tokio::time::Instant::now() + wait;
-    loop {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let (name, data) = stream.next_event(left).await?;
-        if name == "sse-presence" {
-            let change: serde_json::Value = serde_json::from_str(&data).expect("JSON");
-            return Some((
-                change["action"].as_str().expect("action").into(),
-                change["name"].as_str().expect("name").into(),
-            ));
-        }
-    }
+    let (action, name, channel) = next_presence(stream, wait).await?;
+    assert_eq!(channel, "room:x");
+    Some((action, name))
 }
 
 async fn members(user: &User) -> Vec<String> {

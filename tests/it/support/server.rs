@@ -149,6 +149,17 @@ impl TestServer {
         format!("{}{path}", self.base)
     }
 
+    /// The user id of the account named `name`.
+    pub async fn user_id(&self, name: &str) -> String {
+        self.db()
+            .await
+            .user_by_username(name)
+            .await
+            .expect("db")
+            .expect("user")
+            .id
+    }
+
     /// A setting the server was started with.
     pub fn env_var(&self, name: &str) -> Option<String> {
         self.env.get(name).cloned()

@@ -93,3 +93,21 @@ pub async fn refused(response: reqwest::Response) -> (u16, serde_json::Value) {
     let json = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text:?}"));
     (status, json)
 }
+
+/// The next `sse-presence` event on `stream` as (action, name, channel),
+/// skipping everything else; `None` if none comes within `wait`.
+pub async fn next_presence(
+    stream: &mut SseStream,
+    wait: Duration,
+) -> Option<(String, String, String)> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let (name, data) = stream.next_event(left).await?;
+        if name == "sse-presence" {
+            let change: serde_json::Value = serde_json::from_str(&data).expect("JSON");
+            let text = |field: &str| change[field].as_str().expect(field).to_string();
+            return Some((text("action"), text("name"), text("channel")));
+        }
+    }
+}
