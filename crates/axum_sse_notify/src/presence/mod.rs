@@ -95,21 +95,23 @@ impl Presence {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// `channel`'s members: this process's now, the others' as of their
-    /// last report (at most one interval old).
+    /// `channel`'s members: this process's now (its index entry only),
+    /// the others' as of their last report (at most one interval old).
     pub fn channel(&self, channel: &Tag) -> ChannelPresence {
-        let local = self.inner.registry.presence_snapshot();
+        let mut members: BTreeMap<UserId, String> = self
+            .inner
+            .registry
+            .channel_members(channel)
+            .into_iter()
+            .map(|(user, name)| (user, name.to_string()))
+            .collect();
         let remote = self.remote();
-        let mut members: BTreeMap<UserId, String> = BTreeMap::new();
-        for snapshot in [&local, &*remote] {
-            for user in snapshot.channels.get(channel).into_iter().flatten() {
-                let name = local
-                    .users
-                    .get(user)
-                    .or_else(|| remote.users.get(user))
-                    .map_or_else(|| user.to_string(), |(name, _)| name.to_string());
-                members.entry(user.clone()).or_insert(name);
-            }
+        for user in remote.channels.get(channel).into_iter().flatten() {
+            let name = remote
+                .users
+                .get(user)
+                .map_or_else(|| user.to_string(), |(name, _)| name.to_string());
+            members.entry(user.clone()).or_insert(name);
         }
         ChannelPresence {
             channel: channel.clone(),
@@ -122,8 +124,7 @@ impl Presence {
 
     /// Whether `user` is online, and with how many streams.
     pub fn user(&self, user: &UserId) -> UserPresence {
-        let local = self.inner.registry.presence_snapshot();
-        let here = local.users.get(user).map_or(0, |(_, n)| *n);
+        let here = self.inner.registry.user_connections(user);
         let there = self.remote().users.get(user).map_or(0, |(_, n)| *n);
         UserPresence {
             user: user.clone(),

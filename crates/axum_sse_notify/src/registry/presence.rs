@@ -63,6 +63,25 @@ impl Registry {
         }
     }
 
+    /// One channel's users here, with their names: that channel's index
+    /// entry only.
+    pub fn channel_members(&self, channel: &Tag) -> Vec<(UserId, Arc<str>)> {
+        let indexes = self.read();
+        let Some(clients) = indexes.by_tag.get(channel) else {
+            return Vec::new();
+        };
+        clients
+            .iter()
+            .filter_map(|client| indexes.clients.get(client))
+            .map(|entry| (entry.user.clone(), entry.username.clone()))
+            .collect()
+    }
+
+    /// How many streams `user` has open here.
+    pub fn user_connections(&self, user: &UserId) -> usize {
+        self.read().by_user.get(user).map_or(0, Vec::len)
+    }
+
     /// Queues `event` without an id for the clients `target` selects:
     /// not kept for replay. Returns the clients reached.
     pub(crate) fn send_transient(&self, target: &Target, event: &Event) -> usize {
