@@ -13,7 +13,7 @@ use futures::Stream;
 use tokio::time::{Interval, MissedTickBehavior};
 
 use super::event::{EventName, write_frame};
-use super::event_id::EventId;
+use super::event_id::StreamId;
 use super::registry::{DisconnectReason, Next, Registration};
 use super::target::ClientId;
 use crate::socket::WatchedSocket;
@@ -28,7 +28,7 @@ const MAX_BATCH_BYTES: usize = 64 * 1024;
 /// and a `connected` event with the client's id. Its event id is where
 /// the stream starts (see [`Registration::start`]): a browser that
 /// reconnects before any other event arrived still resumes from there.
-pub(crate) fn preamble(client: ClientId, retry: Duration, start: &EventId) -> Bytes {
+pub(crate) fn preamble(client: ClientId, retry: Duration, start: &StreamId) -> Bytes {
     let mut out = format!("retry: {}\n", retry.as_millis()).into_bytes();
     let name = EventName::reserved("connected");
     let data = format!(r#"{{"clientId":"{client}"}}"#);
@@ -79,7 +79,7 @@ pub(crate) fn event_stream(
         tokio::time::interval_at(tokio::time::Instant::now() + ping_interval, ping_interval);
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
     EventStream {
-        preamble: Some(preamble(registration.id(), retry, &registration.start())),
+        preamble: Some(preamble(registration.id(), retry, &registration.start_id())),
         registration,
         socket,
         ping,
@@ -152,16 +152,19 @@ mod tests {
     #[test]
     fn preamble_sets_retry_and_announces_the_client() {
         let client = ClientId::parse("5f0c3d56-8a4e-4e53-9d5f-4f1c0b2a7e11").unwrap();
-        let start = EventId {
-            epoch: crate::event_id::Epoch::from_u64(0xab),
-            position: crate::event_id::Position::new(12, 0),
-        };
+        let start = StreamId::new(
+            crate::event_id::EventId {
+                epoch: crate::event_id::Epoch::from_u64(0xab),
+                position: crate::event_id::Position::new(12, 0),
+            },
+            Some(crate::event_id::InboxSeq(4)),
+        );
         let text =
             String::from_utf8(preamble(client, Duration::from_millis(2500), &start).to_vec())
                 .unwrap();
         assert_eq!(
             text,
-            "retry: 2500\nid: 00000000000000ab-12-0\nevent: connected\ndata: {\"clientId\":\"5f0c3d56-8a4e-4e53-9d5f-4f1c0b2a7e11\"}\n\n"
+            "retry: 2500\nid: 00000000000000ab-12-0.4\nevent: connected\ndata: {\"clientId\":\"5f0c3d56-8a4e-4e53-9d5f-4f1c0b2a7e11\"}\n\n"
         );
     }
 }

@@ -12,9 +12,15 @@
 //! numbers, so moving ids to Redis changes where they come from, not what
 //! they mean.
 //!
-//! Beside them, the **inbox id** of a stored notification: an event that
-//! was stored carries both, as `<event id>:<inbox id>`. Compiled for the
-//! browser too (it reads inbox ids off events).
+//! Beside them, when the server has an inbox, the **inbox position**
+//! (`.{seq}`): how many stored notifications had been published when the
+//! event was. It outlives the history (it lives in the database), so a
+//! client coming back from a lost history (a restart) still says which
+//! stored notifications it has: every one up to that number. And the
+//! **inbox id** of a stored notification (`:{inbox id}`), the row the
+//! browser marks read. In full: `{epoch}-{major}-{minor}.{seq}:{inbox id}`,
+//! the last two parts optional ([`StreamId`]). Compiled for the browser
+//! too (it reads inbox ids off events).
 
 use std::fmt;
 
@@ -93,32 +99,101 @@ impl fmt::Display for EventId {
 }
 
 /// The longest id accepted from a client (a real one is at most 58 bytes,
-/// 78 with an inbox id).
-pub const MAX_ID_LEN: usize = 96;
+/// 100 with an inbox position and an inbox id).
+pub const MAX_ID_LEN: usize = 128;
 
 impl EventId {
+    /// Reads the history part of an id a client sent back; `None` if it
+    /// is not one of ours. The inbox position and inbox id, if any, are
+    /// checked and left out (see [`StreamId::parse`]).
+    pub fn parse(text: &str) -> Option<Self> {
+        StreamId::parse(text).map(|id| id.event)
+    }
+}
+
+/// How many stored notifications had been published (in the order they
+/// were published, across restarts: the database counts) when an event
+/// was. A client that holds an event with position `n` has every stored
+/// notification for it numbered up to `n`, and none after.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct InboxSeq(pub u64);
+
+impl fmt::Display for InboxSeq {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+/// A stored notification as it is published: its row, and its number in
+/// the publish order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InboxStamp {
+    pub id: InboxId,
+    pub seq: InboxSeq,
+}
+
+/// Everything an `id:` line says: the event's place in its history, the
+/// inbox position when it was sent (servers with an inbox), and the inbox
+/// row it carries (stored notifications).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamId {
+    pub event: EventId,
+    pub seq: Option<InboxSeq>,
+    pub inbox: Option<InboxId>,
+}
+
+impl StreamId {
+    pub fn new(event: EventId, seq: Option<InboxSeq>) -> Self {
+        StreamId {
+            event,
+            seq,
+            inbox: None,
+        }
+    }
+
+    pub fn with_inbox(self, inbox: Option<InboxId>) -> Self {
+        StreamId { inbox, ..self }
+    }
+
     /// Reads an id a client sent back; `None` if it is not one of ours.
-    /// A stored event's id ends in `:<inbox id>`, which names the inbox
-    /// row, not a place in the history: it is checked and left out.
     pub fn parse(text: &str) -> Option<Self> {
         if text.len() > MAX_ID_LEN {
             return None;
         }
-        let text = match text.trim().split_once(':') {
-            Some((id, inbox)) => {
-                digits(inbox)?;
-                id
-            }
-            None => text.trim(),
+        let text = text.trim();
+        let (text, inbox) = match text.split_once(':') {
+            Some((id, inbox)) => (id, Some(InboxId(digits(inbox)?.try_into().ok()?))),
+            None => (text, None),
+        };
+        let (text, seq) = match text.split_once('.') {
+            Some((id, seq)) => (id, Some(InboxSeq(digits(seq)?))),
+            None => (text, None),
         };
         let mut parts = text.splitn(3, '-');
         let epoch = Epoch::parse_hex(parts.next()?)?;
         let major = digits(parts.next()?)?;
         let minor = digits(parts.next()?)?;
-        Some(EventId {
-            epoch,
-            position: Position { major, minor },
+        Some(StreamId {
+            event: EventId {
+                epoch,
+                position: Position { major, minor },
+            },
+            seq,
+            inbox,
         })
+    }
+}
+
+impl fmt::Display for StreamId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.event, f)?;
+        if let Some(seq) = self.seq {
+            write!(f, ".{seq}")?;
+        }
+        if let Some(inbox) = self.inbox {
+            write!(f, ":{inbox}")?;
+        }
+        Ok(())
     }
 }
 
@@ -182,6 +257,36 @@ mod tests {
         assert_eq!(EventId::parse("3f9a0c5d2b7e1a44-1742-0:17"), Some(id));
         assert_eq!(EventId::parse("3f9a0c5d2b7e1a44-1742-0:"), None);
         assert_eq!(EventId::parse("3f9a0c5d2b7e1a44-1742-0:x"), None);
+        assert_eq!(EventId::parse("3f9a0c5d2b7e1a44-1742-0.5:17"), Some(id));
+        assert_eq!(EventId::parse("3f9a0c5d2b7e1a44-1742-0.:17"), None);
+        assert_eq!(EventId::parse("3f9a0c5d2b7e1a44-1742-0.x"), None);
+    }
+
+    #[test]
+    fn stream_ids_carry_the_inbox_position_and_row() {
+        let event = EventId {
+            epoch: Epoch(0x3f9a_0c5d_2b7e_1a44),
+            position: Position::new(1742, 0),
+        };
+        let plain = StreamId::new(event, None);
+        assert_eq!(plain.to_string(), "3f9a0c5d2b7e1a44-1742-0");
+        let live = StreamId::new(event, Some(InboxSeq(0)));
+        assert_eq!(live.to_string(), "3f9a0c5d2b7e1a44-1742-0.0");
+        let stored = StreamId::new(event, Some(InboxSeq(31))).with_inbox(Some(InboxId(17)));
+        assert_eq!(stored.to_string(), "3f9a0c5d2b7e1a44-1742-0.31:17");
+        for id in [plain, live, stored] {
+            assert_eq!(StreamId::parse(&id.to_string()), Some(id));
+        }
+        // Before inbox positions existed: a stored event without one.
+        let old = StreamId::parse("3f9a0c5d2b7e1a44-1742-0:17").unwrap();
+        assert_eq!((old.seq, old.inbox), (None, Some(InboxId(17))));
+        assert_eq!(
+            InboxId::from_event_id(&stored.to_string()),
+            Some(InboxId(17))
+        );
+        assert_eq!(InboxId::from_event_id(&live.to_string()), None);
+        assert_eq!(StreamId::parse("3f9a0c5d2b7e1a44-1742-0.1.2"), None);
+        assert_eq!(StreamId::parse("3f9a0c5d2b7e1a44-1742-0.-1"), None);
     }
 
     #[test]

@@ -34,7 +34,7 @@ use serde::Serialize;
 
 use super::event::{Event, EventError};
 use super::event_id::EventId;
-use super::event_id::InboxId;
+use super::event_id::InboxStamp;
 use super::metrics::Refusal;
 use super::registry::{DisconnectReason, Registry, Stats};
 use super::target::{Recipient, Target};
@@ -150,7 +150,7 @@ impl Bus {
         &self,
         target: &Target,
         event: &Event,
-        inbox: Option<InboxId>,
+        inbox: Option<InboxStamp>,
     ) -> Result<usize, EventError> {
         let reached = match &self.redis {
             None => self.registry.send_stored(target, event, inbox),
@@ -201,7 +201,7 @@ impl Bus {
         &self,
         target: &Target,
         event: &Event,
-        inbox: Option<InboxId>,
+        inbox: Option<InboxStamp>,
         deadline: tokio::time::Instant,
     ) -> Result<usize, EventError> {
         let reached = match &self.redis {

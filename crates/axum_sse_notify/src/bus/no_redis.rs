@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::{BusConfig, BusError, BusStatus};
 use crate::event::{Event, EventError};
-use crate::event_id::{EventId, InboxId, Position};
+use crate::event_id::{EventId, InboxStamp, Position};
 use crate::registry::{Registry, Stats};
 use crate::target::{Recipient, Target};
 
@@ -26,7 +26,7 @@ impl RedisBus {
         &self,
         _: &Target,
         _: &Event,
-        _: Option<InboxId>,
+        _: Option<InboxStamp>,
     ) -> Result<(), EventError> {
         match *self {}
     }
@@ -43,7 +43,7 @@ impl RedisBus {
         &self,
         _: &Target,
         _: &Event,
-        _: Option<InboxId>,
+        _: Option<InboxStamp>,
         _: tokio::time::Instant,
     ) -> Result<(), EventError> {
         match *self {}

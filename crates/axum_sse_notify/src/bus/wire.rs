@@ -5,12 +5,14 @@
 //! `k` the kind (`e` an event, `d` a disconnect, `g` a gap: sends that
 //! reached one process's clients only, `o` the marker that opens a
 //! history), `t` the target as JSON, `n` the event name, `d` its data,
-//! `i` the inbox id if stored.
+//! `i` the inbox id if stored, `q` its inbox position (see
+//! [`crate::event_id::InboxSeq`]; entries written before it existed have
+//! none, read as 0: they move no position).
 
 use serde_json::{Value, json};
 
 use crate::event::{Event, EventName};
-use crate::event_id::InboxId;
+use crate::event_id::{InboxId, InboxSeq, InboxStamp};
 use crate::target::{ClientId, Scope, SessionId, Tag, Target, UserId};
 
 /// What a process asks the bus to carry.
@@ -19,7 +21,7 @@ pub enum Outgoing {
     Event {
         target: Target,
         event: Event,
-        inbox: Option<InboxId>,
+        inbox: Option<InboxStamp>,
     },
     Kick {
         target: Target,
@@ -61,7 +63,7 @@ pub enum Incoming {
     Event {
         target: Target,
         event: Event,
-        inbox: Option<InboxId>,
+        inbox: Option<InboxStamp>,
     },
     Kick {
         target: Target,
@@ -91,8 +93,9 @@ impl Outgoing {
                     ("n", event.name().as_str().to_string()),
                     ("d", event.data().to_string()),
                 ];
-                if let Some(inbox) = inbox {
-                    fields.push(("i", inbox.to_string()));
+                if let Some(stamp) = inbox {
+                    fields.push(("i", stamp.id.to_string()));
+                    fields.push(("q", stamp.seq.to_string()));
                 }
                 fields
             }
@@ -129,7 +132,13 @@ pub fn decode(fields: &[(Vec<u8>, Vec<u8>)]) -> Option<Incoming> {
         "e" => {
             let name = EventName::trusted(field("n")?.to_string()).ok()?;
             let inbox = match field("i") {
-                Some(text) => Some(InboxId::from_event_id(&format!("x:{text}"))?),
+                Some(text) => Some(InboxStamp {
+                    id: InboxId::from_event_id(&format!("x:{text}"))?,
+                    seq: match field("q") {
+                        Some(seq) => InboxSeq(seq.parse().ok()?),
+                        None => InboxSeq(0),
+                    },
+                }),
                 None => None,
             };
             Some(Incoming::Event {
@@ -227,7 +236,10 @@ mod tests {
     #[test]
     fn events_and_kicks_survive_the_stream() {
         let event = Event::text("invoice", "line 1\nline 2").unwrap();
-        let inbox = InboxId::from_event_id("x:17");
+        let inbox = InboxId::from_event_id("x:17").map(|id| InboxStamp {
+            id,
+            seq: InboxSeq(5),
+        });
         let sent = Outgoing::Event {
             target: Target::user(UserId::new("42")),
             event: event.clone(),

@@ -1,20 +1,28 @@
-//! What a stream that starts without a position gets first: an `inbox`
-//! summary, then the user's newest unread notifications, oldest first.
+//! What a stream gets from the inbox before live events.
 //!
-//! The switch-over to live events: the client is registered (its queue
-//! fills with live events) before the unread rows are read. A
-//! notification committed before the read and published after the
-//! registration is in both; the stream drops the live copy, recognised by
-//! its inbox id ([`Backlog::ids`]). One published before the registration
-//! was committed before the read, so it is in the rows: never neither.
+//! **Backlog** (a stream that starts without a position): an `inbox`
+//! summary, then the user's newest unread notifications, oldest first.
+//! Only rows published up to the stream's inbox position are read; the
+//! ones after it were published after the client was registered, so they
+//! reach it live. The live copy of a row that is in both (with several
+//! processes, stored notifications may reach a history slightly out of
+//! order) is dropped, recognised by its inbox id ([`Backlog::ids`]).
+//!
+//! **Resume** (a client back with an inbox position the history cannot
+//! resume from, e.g. after a restart): exactly the stored notifications
+//! for it published after its position and up to the stream's, read or
+//! not, in publish order, each with its own position on its id (a client
+//! that leaves halfway gets the rest next time); then live events, which
+//! all come after. An `sse-reset` first says the stored part was resumed.
 
 use bytes::Bytes;
 
 use super::types::{InboxId, InboxSummary};
 use super::{Inbox, InboxError};
 use crate::event::{EventName, write_frame};
-use crate::event_id::EventId;
+use crate::event_id::{InboxSeq, StreamId};
 use crate::metrics::{DbOp, timed};
+use crate::registry::{StoredGap, reset_frame_with};
 use crate::target::UserId;
 
 /// The frames to write before live events, and the inbox ids they carry.
@@ -25,11 +33,12 @@ pub struct Backlog {
 
 impl Inbox {
     /// The backlog of a stream that starts at `start`: every frame has
-    /// `start` as its position, so a reconnect resumes after it.
+    /// `start` as its id (with the inbox id), so a reconnect resumes
+    /// after it.
     pub async fn backlog(
         &self,
         user: &UserId,
-        start: EventId,
+        start: StreamId,
         max: usize,
     ) -> Result<Backlog, InboxError> {
         let permit = self
@@ -38,7 +47,7 @@ impl Inbox {
             .acquire()
             .await
             .map_err(|_| InboxError::Stopped)?;
-        let read = self.inner.store.unread(user, max);
+        let read = self.inner.store.unread(user, start.seq, max);
         let metrics = self.inner.bus.registry().metrics();
         let (items, unread) = timed(metrics, DbOp::InboxRead, read)
             .await
@@ -50,23 +59,16 @@ impl Inbox {
             .into_iter()
             .filter_map(|item| Some((EventName::new(item.event.clone()).ok()?, item)))
             .collect();
-        let start = start.to_string();
         let mut out = Vec::new();
         let summary = InboxSummary {
             unread,
             replayed: items.len() as u64,
             ..InboxSummary::default()
         };
-        let data = serde_json::to_string(&summary).unwrap_or_default();
-        write_frame(
-            &mut out,
-            Some(&start),
-            &EventName::reserved(InboxSummary::EVENT),
-            &data,
-        );
+        write_summary(&mut out, start, &summary);
         let mut ids = Vec::with_capacity(items.len());
         for (name, item) in items {
-            let id = format!("{start}:{}", item.id);
+            let id = start.with_inbox(Some(item.id)).to_string();
             write_frame(&mut out, Some(&id), &name, &item.payload);
             ids.push(item.id);
         }
@@ -75,4 +77,85 @@ impl Inbox {
             ids,
         })
     }
+
+    /// The stored part of a resume (see the module's doc): its `sse-reset`
+    /// if the history could not resume the stream, the `inbox` summary,
+    /// then the notifications of `gap` (the newest `max` of them if there
+    /// are more: the reset says how many were left out). `start`: the
+    /// stream's start, at the client's inbox position.
+    pub async fn resume(
+        &self,
+        user: &UserId,
+        start: StreamId,
+        gap: StoredGap,
+        max: usize,
+    ) -> Result<Backlog, InboxError> {
+        let permit = self
+            .inner
+            .backlog_readers
+            .acquire()
+            .await
+            .map_err(|_| InboxError::Stopped)?;
+        let metrics = self.inner.bus.registry().metrics();
+        let (items, total) = if gap.after < gap.upto {
+            let read = self
+                .inner
+                .store
+                .published_between(user, gap.after, gap.upto, max);
+            timed(metrics, DbOp::InboxRead, read)
+                .await
+                .map_err(InboxError::store)?
+        } else {
+            (Vec::new(), 0)
+        };
+        let count = self.inner.store.unread_count(user);
+        let unread = timed(metrics, DbOp::InboxRead, count)
+            .await
+            .map_err(InboxError::store)?;
+        drop(permit);
+        let items: Vec<_> = items
+            .into_iter()
+            .filter_map(|(item, seq)| Some((EventName::new(item.event.clone()).ok()?, item, seq)))
+            .collect();
+        let skipped = total.saturating_sub(items.len() as u64);
+        let mut out = Vec::new();
+        if let Some(reason) = gap.reset {
+            let resumed = (items.len() as u64, skipped);
+            out.extend_from_slice(&reset_frame_with(reason, start, Some(resumed)));
+        }
+        let summary = InboxSummary {
+            unread,
+            // Read ones among them too: the count is the summary's.
+            replayed: items.len() as u64,
+            ..InboxSummary::default()
+        };
+        write_summary(&mut out, start, &summary);
+        let mut ids = Vec::with_capacity(items.len());
+        for (name, item, seq) in items {
+            // Its own position: a client that leaves after it gets the
+            // rest of the gap, not the whole of it, next time.
+            let id = StreamId::new(start.event, Some(seq)).with_inbox(Some(item.id));
+            write_frame(&mut out, Some(&id.to_string()), &name, &item.payload);
+            ids.push(item.id);
+        }
+        Ok(Backlog {
+            frames: Bytes::from(out),
+            ids,
+        })
+    }
+
+    /// Where the publish order stands in the database.
+    pub async fn position(&self) -> Result<InboxSeq, InboxError> {
+        self.inner.store.last_seq().await.map_err(InboxError::store)
+    }
+}
+
+fn write_summary(out: &mut Vec<u8>, start: StreamId, summary: &InboxSummary) {
+    let data = serde_json::to_string(summary).unwrap_or_default();
+    write_frame(
+        out,
+        Some(&start.to_string()),
+        &EventName::reserved(InboxSummary::EVENT),
+        &data,
+    );
 }

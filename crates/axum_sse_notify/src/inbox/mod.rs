@@ -47,6 +47,7 @@ mod server {
     use super::{InboxId, InboxPage, InboxSummary};
     use crate::bus::Bus;
     use crate::event::{Event, EventError};
+    use crate::event_id::InboxStamp;
     use crate::metrics::{DbOp, timed};
     use crate::target::{Target, UserId};
 
@@ -136,6 +137,11 @@ mod server {
         /// than the pool has, so a storm of connects never leaves the
         /// writer waiting for a connection (persistent sends go on).
         pub backlog_readers: tokio::sync::Semaphore,
+        /// Held from numbering stored rows in the publish order to handing
+        /// them to the bus (the writer's commits, transactional publishes,
+        /// the relay): this process publishes them in the order of their
+        /// numbers, which is what makes a client's inbox position exact.
+        pub order: Arc<tokio::sync::Mutex<()>>,
     }
 
     /// The inbox of a [`crate::Notifier`]. Cheap to clone.
@@ -168,20 +174,22 @@ mod server {
     }
 
     /// Queues a stored notification for the live streams of its audience,
-    /// its inbox id on its event id. Returns the connections reached. A
-    /// full bus queue is waited out (bounded): the row is already marked
-    /// published, so a send dropped here would reach nobody live.
+    /// its inbox id and publish-order number on its event id. Returns the
+    /// connections reached. A full bus queue is waited out (bounded): the
+    /// row is already marked published, so a send dropped here would
+    /// reach nobody live. Callers hold [`InboxState::order`].
     pub(super) async fn publish(
         bus: &Bus,
         audience: &Audience,
         event: &Event,
-        id: InboxId,
+        stamp: InboxStamp,
     ) -> usize {
+        let id = stamp.id;
         // One wait for the whole send, however many users it is for.
         let deadline = tokio::time::Instant::now() + bus.wait_bound();
         let result = match audience {
             Audience::Everyone => {
-                bus.publish_waiting(&Target::all(), event, Some(id), deadline)
+                bus.publish_waiting(&Target::all(), event, Some(stamp), deadline)
                     .await
             }
             Audience::Users(users) => {
@@ -189,7 +197,7 @@ mod server {
                 let mut seen = std::collections::HashSet::new();
                 for user in users.iter().filter(|u| seen.insert(*u)) {
                     match bus
-                        .publish_waiting(&Target::user(user.clone()), event, Some(id), deadline)
+                        .publish_waiting(&Target::user(user.clone()), event, Some(stamp), deadline)
                         .await
                     {
                         Ok(n) => reached += n,
@@ -217,9 +225,11 @@ mod server {
         pub fn start(pool: impl Into<InboxPool>, bus: Bus, config: InboxConfig) -> Inbox {
             let pool = pool.into();
             let (jobs, receiver) = mpsc::channel(config.queue_max.max(1));
+            let order = Arc::new(tokio::sync::Mutex::new(()));
             let writer = Writer {
                 pool: pool.clone(),
                 bus: bus.clone(),
+                order: order.clone(),
                 batch_max: config.batch_max.max(1),
                 max_per_user: config.max_per_user as i64,
             };
@@ -232,6 +242,7 @@ mod server {
                     bus,
                     config,
                     jobs,
+                    order,
                 }),
             }
         }

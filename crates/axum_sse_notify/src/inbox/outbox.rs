@@ -17,6 +17,7 @@ use super::types::InboxId;
 use super::writer::now_ms;
 use super::{Audience, Inbox, InboxError, publish};
 use crate::event::Event;
+use crate::event_id::InboxStamp;
 use crate::metrics::{DbOp, timed};
 
 /// Rows claimed per relay step.
@@ -98,6 +99,7 @@ impl Pending {
     /// handle's copy: after a rollback, SQLite may give the same id to
     /// another transaction's row.
     pub async fn publish(self) -> Result<usize, InboxError> {
+        let _order = self.inbox.inner.order.lock().await;
         let claimed = self
             .inbox
             .inner
@@ -150,6 +152,16 @@ impl Inbox {
     /// also run once before the server accepts connections. Returns how
     /// many rows it published.
     pub async fn relay_once(&self) -> Result<usize, InboxError> {
+        let _order = self.inner.order.lock().await;
+        // Run before the server serves: ids carry the publish position
+        // from the first stream on.
+        let seq = self
+            .inner
+            .store
+            .last_seq()
+            .await
+            .map_err(InboxError::store)?;
+        self.inner.bus.registry().set_inbox_seq(seq);
         let mut published = 0;
         loop {
             let claim = self
@@ -178,7 +190,11 @@ impl Inbox {
         for row in claimed {
             match Event::text(row.event.clone(), row.payload.clone()) {
                 Ok(event) => {
-                    delivered += publish(&self.inner.bus, &row.audience, &event, row.id).await;
+                    let stamp = InboxStamp {
+                        id: row.id,
+                        seq: row.seq,
+                    };
+                    delivered += publish(&self.inner.bus, &row.audience, &event, stamp).await;
                 }
                 Err(e) => {
                     tracing::warn!(id = %row.id, error = %e, "stored notification not published")

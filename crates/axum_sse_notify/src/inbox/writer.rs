@@ -11,6 +11,7 @@ use super::types::InboxId;
 use super::{Audience, InboxError, publish};
 use crate::bus::Bus;
 use crate::event::Event;
+use crate::event_id::InboxStamp;
 use crate::metrics::{DbOp, timed};
 use crate::target::UserId;
 
@@ -36,6 +37,7 @@ pub struct Stored {
 pub(super) struct Writer {
     pub pool: InboxPool,
     pub bus: Bus,
+    pub order: std::sync::Arc<tokio::sync::Mutex<()>>,
     pub batch_max: usize,
     pub max_per_user: i64,
 }
@@ -43,14 +45,24 @@ pub(super) struct Writer {
 impl Writer {
     /// Runs until every sender is gone.
     pub(super) async fn run(self, mut jobs: mpsc::Receiver<Job>) {
+        // Where the publish order stands, before the first id goes out
+        // (the server also reads it before it serves: see `relay_once`).
+        match self.pool.last_seq().await {
+            Ok(seq) => self.bus.registry().set_inbox_seq(seq),
+            Err(e) => tracing::warn!(error = %e, "cannot read the inbox's publish position"),
+        }
         let mut batch = Vec::with_capacity(self.batch_max);
         while jobs.recv_many(&mut batch, self.batch_max).await > 0 {
             let metrics = self.bus.registry().metrics();
+            let _order = self.order.lock().await;
             match timed(metrics, DbOp::InboxCommit, self.commit(&batch)).await {
-                Ok(ids) => {
-                    for (job, id) in batch.drain(..).zip(ids) {
-                        let delivered = publish(&self.bus, &job.audience, &job.event, id).await;
-                        let _ = job.reply.send(Ok(Stored { id, delivered }));
+                Ok(stamps) => {
+                    for (job, stamp) in batch.drain(..).zip(stamps) {
+                        let delivered = publish(&self.bus, &job.audience, &job.event, stamp).await;
+                        let _ = job.reply.send(Ok(Stored {
+                            id: stamp.id,
+                            delivered,
+                        }));
                     }
                 }
                 Err(e) => {
@@ -64,7 +76,7 @@ impl Writer {
         }
     }
 
-    async fn commit(&self, batch: &[Job]) -> Result<Vec<InboxId>, sqlx::Error> {
+    async fn commit(&self, batch: &[Job]) -> Result<Vec<InboxStamp>, sqlx::Error> {
         let rows: Vec<NewRow<'_>> = batch
             .iter()
             .map(|job| NewRow {

@@ -13,13 +13,13 @@ use super::history::{History, ResetReason};
 use super::registration::reset_frame;
 use super::{DisconnectReason, Registry, frame};
 use crate::event::Event;
-use crate::event_id::InboxId;
-use crate::event_id::{Epoch, EventId, Position};
+use crate::event_id::InboxStamp;
+use crate::event_id::{Epoch, EventId, Position, StreamId};
 use crate::target::{Target, UserId};
 
 /// An event the history holds: its position, target and content.
 #[cfg_attr(not(feature = "redis"), allow(dead_code))] // used by the Redis bus
-pub(crate) type Recent = (Position, Target, Event, Option<InboxId>);
+pub(crate) type Recent = (Position, Target, Event, Option<InboxStamp>);
 
 #[cfg_attr(not(feature = "redis"), allow(dead_code))] // the Redis bus's
 impl Registry {
@@ -33,7 +33,7 @@ impl Registry {
         id: EventId,
         target: &Target,
         event: &Event,
-        inbox: Option<InboxId>,
+        inbox: Option<InboxStamp>,
     ) -> usize {
         let started = self.metrics.is_some().then(Instant::now);
         let mut history = self.lock_history();
@@ -68,6 +68,7 @@ impl Registry {
     }
 
     fn restart_following(&self, from: EventId, recent: Vec<Recent>, tell: bool) {
+        let mut history = self.lock_history();
         let framed = recent
             .into_iter()
             .map(|(position, target, event, inbox)| {
@@ -75,10 +76,13 @@ impl Registry {
                     epoch: from.epoch,
                     position,
                 };
-                (position, target, frame(id, &event, inbox))
+                if let Some(stamp) = inbox {
+                    history.advance_seq(stamp.seq);
+                }
+                let id = StreamId::new(id, history.seq()).with_inbox(inbox.map(|s| s.id));
+                (position, target, frame(id, &event))
             })
             .collect();
-        let mut history = self.lock_history();
         self.restart_locked(
             &mut history,
             (from.epoch, from.position, true),
@@ -120,7 +124,11 @@ impl Registry {
         if !tell {
             return;
         }
-        let reset = reset_frame(ResetReason::HistoryLost, history.id(history.last()));
+        let last = history.last();
+        let reset = reset_frame(
+            ResetReason::HistoryLost,
+            StreamId::new(history.id(last), history.seq()),
+        );
         let mut overflowed = Vec::new();
         let mut told = 0;
         for (client, entry) in &self.read().clients {

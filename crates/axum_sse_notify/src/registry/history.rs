@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
-use crate::event_id::{Epoch, EventId, Position};
+use crate::event_id::{Epoch, EventId, InboxSeq, Position, StreamId};
 use crate::target::{Recipient, Target};
 
 /// Entries examined per look at the log, so that one replay never holds
@@ -24,6 +24,8 @@ const SCAN_STEP: usize = 1024;
 
 struct Published {
     position: Position,
+    /// The inbox position right after this event.
+    seq: InboxSeq,
     at: Instant,
     target: Target,
     frame: Bytes,
@@ -85,6 +87,13 @@ pub(super) struct History {
     entries: VecDeque<Published>,
     /// Every position up to this one is gone (`START`: nothing trimmed).
     trimmed_to: Position,
+    /// The inbox position at `trimmed_to`.
+    trimmed_seq: InboxSeq,
+    /// How many stored notifications were published so far, as far as
+    /// this history knows (`None`: the server has no inbox). Unlike the
+    /// epoch it survives a restart of the history: it counts rows in the
+    /// database.
+    seq: Option<InboxSeq>,
     bytes: usize,
     max_len: usize,
     max_age: Duration,
@@ -99,6 +108,8 @@ impl History {
             last: Position::START,
             entries: VecDeque::new(),
             trimmed_to: Position::START,
+            trimmed_seq: InboxSeq::default(),
+            seq: None,
             bytes: 0,
             max_len,
             max_age,
@@ -111,6 +122,36 @@ impl History {
             epoch: self.epoch,
             position,
         }
+    }
+
+    /// The id of the event at `position`, with the inbox position now.
+    pub(super) fn stream_id(&self, position: Position) -> StreamId {
+        StreamId::new(self.id(position), self.seq)
+    }
+
+    /// The inbox position now (`None`: no inbox).
+    pub(super) fn seq(&self) -> Option<InboxSeq> {
+        self.seq
+    }
+
+    /// Moves the inbox position to `seq` if that is further: stored
+    /// notifications published by several processes may reach a history
+    /// slightly out of order, and a position never goes back.
+    pub(super) fn advance_seq(&mut self, seq: InboxSeq) {
+        self.seq = Some(self.seq.map_or(seq, |now| now.max(seq)));
+    }
+
+    /// The inbox position right after the event at `position` (which
+    /// [`History::resume_point`] accepted).
+    pub(super) fn seq_at(&self, position: Position) -> Option<InboxSeq> {
+        self.seq?;
+        let after = self.entries.partition_point(|e| e.position <= position);
+        Some(
+            match after.checked_sub(1).and_then(|i| self.entries.get(i)) {
+                Some(entry) => entry.seq,
+                None => self.trimmed_seq,
+            },
+        )
     }
 
     #[cfg_attr(not(feature = "redis"), allow(dead_code))] // used by the Redis bus
@@ -130,6 +171,7 @@ impl History {
         self.following = following;
         self.last = last;
         self.trimmed_to = last;
+        self.trimmed_seq = self.seq.unwrap_or_default();
         self.entries.clear();
         self.bytes = 0;
     }
@@ -158,6 +200,7 @@ impl History {
         self.bytes += frame.len();
         self.entries.push_back(Published {
             position,
+            seq: self.seq.unwrap_or_default(),
             at: now,
             target,
             frame,
@@ -268,6 +311,7 @@ impl History {
             if let Some(gone) = self.entries.pop_front() {
                 self.bytes -= gone.frame.len();
                 self.trimmed_to = gone.position;
+                self.trimmed_seq = gone.seq;
             }
         }
     }

@@ -35,8 +35,7 @@ use bytes::Bytes;
 
 use super::config::SseConfig;
 use super::event::{Event, EventError, write_frame};
-use super::event_id::InboxId;
-use super::event_id::{Epoch, EventId, Position};
+use super::event_id::{Epoch, InboxSeq, InboxStamp, Position, StreamId};
 use super::metrics::SseMetrics;
 use super::target::{ClientId, Target, UserId};
 
@@ -54,7 +53,8 @@ pub use presence::PresenceSnapshot;
 use queue::Full;
 pub use reason::DisconnectReason;
 pub use register::{Peer, RegisterError};
-pub use registration::{Registration, Resume};
+pub(crate) use registration::reset_frame_with;
+pub use registration::{Registration, Resume, StoredGap};
 
 /// The registry. Shared as `Arc<Registry>`; see [`crate::Notifier`]
 /// for the handle backend code uses.
@@ -108,7 +108,7 @@ impl Registry {
     }
 
     /// [`Registry::send`] for an event stored in the inbox: its id line
-    /// carries the row's id after the position (`<event id>:<inbox id>`).
+    /// carries the row's id and inbox position (`<event id>.<seq>:<inbox id>`).
     ///
     /// This is the process's own history: if it was following the shared
     /// stream of a bus (which is unreachable, or the bus would have been
@@ -118,7 +118,7 @@ impl Registry {
         &self,
         target: &Target,
         event: &Event,
-        inbox: Option<InboxId>,
+        inbox: Option<InboxStamp>,
     ) -> Result<usize, EventError> {
         self.check_size(event)?;
         let started = self.metrics.is_some().then(Instant::now);
@@ -168,10 +168,16 @@ impl Registry {
         position: Position,
         target: &Target,
         event: &Event,
-        inbox: Option<InboxId>,
+        inbox: Option<InboxStamp>,
         started: Option<Instant>,
     ) -> usize {
-        let frame = frame(history.id(position), event, inbox);
+        if let Some(stamp) = inbox {
+            history.advance_seq(stamp.seq);
+        }
+        let id = history
+            .stream_id(position)
+            .with_inbox(inbox.map(|stamp| stamp.id));
+        let frame = frame(id, event);
 
         let mut delivered = 0;
         let mut overflowed = Vec::new();
@@ -342,17 +348,21 @@ impl Registry {
     }
 }
 
-/// The event's bytes on the wire, its id line carrying the inbox row's id
-/// after the position when it is stored (`<event id>:<inbox id>`).
-pub(crate) fn frame(id: EventId, event: &Event, inbox: Option<InboxId>) -> Bytes {
-    let mut id = id.to_string();
-    if let Some(inbox) = inbox {
-        id.push(':');
-        id.push_str(&inbox.to_string());
-    }
-    let mut out = Vec::new();
+/// The event's bytes on the wire, its id line `id` (with the inbox row's
+/// id when it is stored: `<event id>.<seq>:<inbox id>`).
+pub(crate) fn frame(id: StreamId, event: &Event) -> Bytes {
+    let id = id.to_string();
+    let mut out = Vec::with_capacity(id.len() + event.data().len() + 32);
     write_frame(&mut out, Some(&id), event.name(), event.data());
     Bytes::from(out)
+}
+
+impl Registry {
+    /// Where the inbox's publish order stands (read from the database when
+    /// the inbox starts): ids carry it from now on. Never moves back.
+    pub fn set_inbox_seq(&self, seq: InboxSeq) {
+        self.lock_history().advance_seq(seq);
+    }
 }
 
 #[cfg(test)]

@@ -16,8 +16,8 @@ use super::index::{Entry, Indexes};
 use super::lifecycle::ClientGuard;
 use super::link::ClientLink;
 use super::reason::DisconnectReason;
-use super::registration::{Registration, Replay, Resume, reset_frame};
-use crate::event_id::EventId;
+use super::registration::{Registration, Replay, Resume, StoredGap, reset_frame};
+use crate::event_id::StreamId;
 use crate::socket::WatchedSocket;
 use crate::target::{ClientId, Identity, Tag};
 
@@ -192,15 +192,21 @@ impl Registry {
         let now = Instant::now();
         let until = history.last();
         let mut reset = None;
+        // The client's inbox position: what it has of the stored
+        // notifications, whatever became of the history.
+        let mut stored = None;
+        let mut start_seq = history.seq();
         let (after, opening, claim) = match resume {
             Resume::Fresh => (None, None, None),
             Resume::After {
                 last_event_id: text,
                 client,
             } => {
-                let point = EventId::parse(text)
+                let sent = StreamId::parse(text);
+                let client_seq = sent.and_then(|id| id.seq);
+                let point = sent
                     .ok_or(ResetReason::Unparsable)
-                    .and_then(|id| history.resume_point(&id, now))
+                    .and_then(|id| history.resume_point(&id.event, now))
                     .and_then(|after| {
                         // Never back before this sign-in began.
                         match identity.since {
@@ -211,10 +217,36 @@ impl Registry {
                         }
                     });
                 match point {
-                    Ok(after) => (Some(after), None, client),
+                    Ok(after) => {
+                        // Left during the stored part of an earlier resume:
+                        // the rest of it comes from the inbox again.
+                        let at = history.seq_at(after);
+                        stored = match (client_seq, at) {
+                            (Some(had), Some(upto)) if had < upto => Some(StoredGap {
+                                after: had,
+                                upto,
+                                reset: None,
+                            }),
+                            _ => None,
+                        };
+                        start_seq = stored.map(|gap| gap.after).or(at);
+                        (Some(after), None, client)
+                    }
                     Err(reason) => {
                         reset = Some(reason);
-                        (None, Some(reset_frame(reason, history.id(until))), None)
+                        // A position ahead of the inbox's is not one of
+                        // its own: such a client starts afresh.
+                        stored = match (client_seq, history.seq()) {
+                            (Some(had), Some(upto)) if had <= upto => Some(StoredGap {
+                                after: had,
+                                upto,
+                                reset: Some(reason),
+                            }),
+                            _ => None,
+                        };
+                        start_seq = stored.map(|gap| gap.after).or(history.seq());
+                        let since = StreamId::new(history.id(until), start_seq);
+                        (None, Some(reset_frame(reason, since)), None)
                     }
                 }
             }
@@ -273,7 +305,7 @@ impl Registry {
         }
         // Without a position to resume from, the stream starts with the
         // inbox's unread notifications (when the app gives it one).
-        let fresh = after.is_none();
+        let fresh = after.is_none() && stored.is_none();
         let replay = after.filter(|after| *after < until).map(|cursor| Replay {
             cursor,
             until,
@@ -288,6 +320,8 @@ impl Registry {
             id,
             guard: ClientGuard::new(self.clone(), id, identity.user.clone(), link),
             start,
+            start_seq,
+            stored: stored.map(Box::new),
             opening,
             replay,
             fresh,

@@ -14,8 +14,7 @@ use super::lifecycle::ClientGuard;
 use super::link::Next;
 use super::reason::DisconnectReason;
 use crate::event::{EventName, write_frame};
-use crate::event_id::InboxId;
-use crate::event_id::{EventId, Position};
+use crate::event_id::{EventId, InboxId, InboxSeq, Position, StreamId};
 use crate::metrics::ReplaySource;
 use crate::target::{ClientId, Recipient, SessionId, Tag, UserId};
 
@@ -47,6 +46,20 @@ pub(super) struct Replay {
     pub(super) tags: Box<[Tag]>,
 }
 
+/// Stored notifications a resuming stream reads from the inbox before its
+/// live events: those published after the client's inbox position
+/// (`after`) up to where the stream's live part starts (`upto`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredGap {
+    pub after: InboxSeq,
+    pub upto: InboxSeq,
+    /// Why the history could not resume the stream: it opens with an
+    /// `sse-reset` that says the stored part was resumed. `None`: the
+    /// history resumes it; only stored notifications from before its
+    /// position are missing (the client left during a resume).
+    pub reset: Option<ResetReason>,
+}
+
 /// A client admitted by [`Registry::register`](super::Registry::register): the receiving end of its
 /// queue, and the guard that unregisters it when dropped. The SSE route
 /// turns it into a stream (`Registration::poll_batch`); benchmarks and
@@ -57,6 +70,11 @@ pub struct Registration {
     /// The stream is complete from this event on: the `connected` event
     /// carries it as its id, so a reconnect always has a place to resume.
     pub(super) start: EventId,
+    /// The inbox position the stream starts at (`None`: no inbox).
+    pub(super) start_seq: Option<InboxSeq>,
+    /// The stored part of a resume, for the route to read from the inbox.
+    /// Boxed: most streams never have one.
+    pub(super) stored: Option<Box<StoredGap>>,
     /// Written before anything else: an `sse-reset`, and (from
     /// [`Registration::set_backlog`]) the inbox backlog.
     pub(super) opening: Option<Bytes>,
@@ -126,6 +144,39 @@ impl Registration {
         self.start
     }
 
+    /// [`Registration::start`] with the inbox position: the `connected`
+    /// event's id.
+    pub fn start_id(&self) -> StreamId {
+        StreamId::new(self.start, self.start_seq)
+    }
+
+    /// The stored notifications to read from the inbox before live events
+    /// (see [`StoredGap`]).
+    pub fn stored_gap(&self) -> Option<StoredGap> {
+        self.stored.as_deref().copied()
+    }
+
+    /// The stored part of a resume, read: `frames` (its `sse-reset` if the
+    /// history could not resume, the inbox summary, the notifications)
+    /// open the stream; live copies of `ids` are dropped.
+    pub fn set_stored(&mut self, frames: Bytes, ids: Vec<InboxId>) {
+        self.stored = None;
+        self.opening = None;
+        self.set_backlog(frames, ids);
+    }
+
+    /// The stored part of a resume could not be read: the stream opens
+    /// with a plain `sse-reset` (the page refetches its state).
+    pub fn stored_unavailable(&mut self) {
+        if let Some(gap) = self.stored.take() {
+            let reason = gap.reset.unwrap_or(ResetReason::HistoryLost);
+            if gap.reset.is_none() {
+                self.guard.registry().count_reset(reason, 1);
+            }
+            self.opening = Some(reset_frame(reason, self.start_id()));
+        }
+    }
+
     /// Whether the stream started without a position to resume from (no
     /// `Last-Event-ID`, or one it could not resume from): the app's inbox
     /// backlog belongs at its start.
@@ -176,7 +227,7 @@ impl Registration {
             }
             None => {
                 registry.count_reset(ResetReason::TooOld, 1);
-                Some(reset_frame(ResetReason::TooOld, self.start))
+                Some(reset_frame(ResetReason::TooOld, self.start_id()))
             }
         };
     }
@@ -294,7 +345,10 @@ impl Registration {
                 Step::More { frames, count } => (frames, count, false),
                 Step::Done { frames, count } => (frames, count, true),
                 Step::Lost => {
-                    let since = registry.lock_history().id(replay.until);
+                    let since = {
+                        let history = registry.lock_history();
+                        StreamId::new(history.id(replay.until), history.seq_at(replay.until))
+                    };
                     tracing::warn!(client = %self.id, "replay overtaken by the history's trimming");
                     registry.count_reset(ResetReason::TooOld, 1);
                     return Replayed::Reset(reset_frame(ResetReason::TooOld, since));
@@ -333,9 +387,25 @@ enum Replayed {
 /// `sse-reset`: the stream cannot replay what the client missed; it is
 /// complete from `since` on (also its id, so a later reconnect resumes
 /// from there). The page should refetch its state.
-pub(super) fn reset_frame(reason: ResetReason, since: EventId) -> Bytes {
+pub(crate) fn reset_frame(reason: ResetReason, since: StreamId) -> Bytes {
+    reset_frame_with(reason, since, None)
+}
+
+/// [`reset_frame`], saying (`stored`: how many stored notifications
+/// follow, how many more were left out as beyond the limit) that the
+/// stored notifications the client missed were resumed: only events that
+/// were not stored may be missing.
+pub(crate) fn reset_frame_with(
+    reason: ResetReason,
+    since: StreamId,
+    stored: Option<(u64, u64)>,
+) -> Bytes {
     let since = since.to_string();
-    let data = serde_json::json!({ "reason": reason.as_str(), "since": since }).to_string();
+    let mut data = serde_json::json!({ "reason": reason.as_str(), "since": since });
+    if let Some((resumed, skipped)) = stored {
+        data["stored"] = serde_json::json!({ "resumed": resumed, "skipped": skipped });
+    }
+    let data = data.to_string();
     let mut out = Vec::new();
     write_frame(
         &mut out,

@@ -93,24 +93,12 @@ async fn open(notifier: Notifier, request: Request) -> Result<Response, Rejectio
         .await;
         registration.set_older(frames);
     }
-    // Registered first, then the unread rows are read: see
-    // `inbox::backlog` for why nothing falls between the two.
+    // Registered first, then the inbox is read: see `inbox::backlog`
+    // for why nothing falls between the two.
     #[cfg(feature = "inbox")]
-    if registration.is_fresh()
-        && config.inbox_replay_max > 0
-        && let Ok(inbox) = notifier.inbox()
-    {
-        let start = registration.start();
-        match inbox
-            .backlog(&identity.user, start, config.inbox_replay_max)
-            .await
-        {
-            Ok(backlog) => registration.set_backlog(backlog.frames, backlog.ids),
-            Err(e) => registration.in_span(|| {
-                tracing::warn!(client = %registration.id(), error = %e, "inbox backlog unavailable; streaming live events only")
-            }),
-        }
-    }
+    from_inbox(&notifier, &mut registration, identity).await;
+    #[cfg(not(feature = "inbox"))]
+    registration.stored_unavailable();
     let expires_in = caller.expires_at.map(|at| {
         std::time::Duration::from_millis(at.saturating_sub(crate::registry::unix_millis_now()))
     });
@@ -130,6 +118,36 @@ async fn open(notifier: Notifier, request: Request) -> Result<Response, Rejectio
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     Ok(response)
+}
+
+/// What the stream gets from the inbox before live events: the stored
+/// part of a resume, or (starting without a position) the backlog.
+#[cfg(feature = "inbox")]
+async fn from_inbox(notifier: &Notifier, registration: &mut Registration, identity: &Identity) {
+    let max = notifier.registry().config().inbox_replay_max;
+    let inbox = match notifier.inbox() {
+        Ok(inbox) if max > 0 => inbox,
+        _ => return registration.stored_unavailable(),
+    };
+    let start = registration.start_id();
+    if let Some(gap) = registration.stored_gap() {
+        match inbox.resume(&identity.user, start, gap, max).await {
+            Ok(stored) => registration.set_stored(stored.frames, stored.ids),
+            Err(e) => {
+                registration.in_span(|| {
+                    tracing::warn!(client = %registration.id(), error = %e, "inbox unavailable; the stored part of the resume is not sent")
+                });
+                registration.stored_unavailable();
+            }
+        }
+    } else if registration.is_fresh() {
+        match inbox.backlog(&identity.user, start, max).await {
+            Ok(backlog) => registration.set_backlog(backlog.frames, backlog.ids),
+            Err(e) => registration.in_span(|| {
+                tracing::warn!(client = %registration.id(), error = %e, "inbox backlog unavailable; streaming live events only")
+            }),
+        }
+    }
 }
 
 /// The stream, its socket and every tag it carries.

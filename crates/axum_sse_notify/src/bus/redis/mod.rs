@@ -30,7 +30,7 @@ use super::wire::Outgoing;
 use super::{BusConfig, BusError, BusStatus};
 use crate::event::{Event, EventError};
 use crate::event_id::EventId;
-use crate::event_id::InboxId;
+use crate::event_id::InboxStamp;
 use crate::registry::{Registry, Stats};
 use crate::target::Target;
 
@@ -206,7 +206,7 @@ impl RedisBus {
         &self,
         target: &Target,
         event: &Event,
-        inbox: Option<InboxId>,
+        inbox: Option<InboxStamp>,
     ) -> Result<(), EventError> {
         self.outgoing
             .try_send(Outgoing::Event {
@@ -231,7 +231,7 @@ impl RedisBus {
         &self,
         target: &Target,
         event: &Event,
-        inbox: Option<InboxId>,
+        inbox: Option<InboxStamp>,
         deadline: tokio::time::Instant,
     ) -> Result<(), EventError> {
         let item = Outgoing::Event {

@@ -16,7 +16,7 @@ use super::reply::{self, entry_id};
 use super::seen::Seen;
 use super::{BusState, timed_out};
 use crate::bus::wire::{self, Incoming};
-use crate::event_id::{EventId, Position};
+use crate::event_id::{EventId, Position, StreamId};
 use crate::registry::frame;
 use crate::target::Recipient;
 
@@ -125,7 +125,11 @@ pub(super) async fn read(
                             epoch: after.epoch,
                             position: entry.position,
                         };
-                        out.extend_from_slice(&frame(id, &event, inbox));
+                        // Its own inbox position if stored; else none
+                        // (such a frame resumes from the history only).
+                        let id =
+                            StreamId::new(id, inbox.map(|s| s.seq)).with_inbox(inbox.map(|s| s.id));
+                        out.extend_from_slice(&frame(id, &event));
                     }
                 }
                 Some(Incoming::Gap) => return None,

@@ -4,15 +4,19 @@
 // transactional sends.
 
 impl Store {
-    /// Claims committed rows nobody published yet (`only`: just these) and
-    /// returns them to be published. A row is claimed once, whichever
-    /// process or task asks first.
+    /// Claims committed rows nobody published yet (`only`: just these),
+    /// numbers them in the publish order (by id), and returns them to be
+    /// published. A row is claimed once, whichever process or task asks
+    /// first.
     pub(crate) async fn claim_unpublished(
         &self,
         only: Option<&[InboxId]>,
         limit: usize,
         now: i64,
     ) -> Result<Vec<Unpublished>, sqlx::Error> {
+        // One transaction: the rows are claimed and numbered in the publish
+        // order together (the counter stays locked until the commit).
+        let mut tx = self.pool.begin().await?;
         let rows = match only {
             None => {
                 sqlx::query(
@@ -23,7 +27,7 @@ impl Store {
                 )
                 .bind(now)
                 .bind(limit as i64)
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *tx)
                 .await?
             }
             Some(ids) => {
@@ -39,7 +43,7 @@ impl Store {
                     for id in chunk {
                         query = query.bind(id.0);
                     }
-                    rows.extend(query.fetch_all(&self.pool).await?);
+                    rows.extend(query.fetch_all(&mut *tx).await?);
                 }
                 rows
             }
@@ -57,9 +61,19 @@ impl Store {
                 event: row.try_get("event")?,
                 payload: row.try_get("payload")?,
                 audience,
+                seq: InboxSeq(0),
             });
         }
         claimed.sort_by_key(|u| u.id);
+        if !claimed.is_empty() {
+            let first = take_seq(&mut tx, claimed.len()).await?;
+            let ids: Vec<InboxId> = claimed.iter().map(|c| c.id).collect();
+            number(&mut tx, &ids, first).await?;
+            for (n, row) in claimed.iter_mut().enumerate() {
+                row.seq = InboxSeq((first + n as i64).max(0) as u64);
+            }
+        }
+        tx.commit().await?;
         // The users of every claimed send to users, in one query a chunk.
         let to_users: Vec<InboxId> = claimed
             .iter()

@@ -27,18 +27,62 @@ macro_rules! on_connection {
             /// Inserts `rows` (and their per-user rows) on `conn`, inside whatever
             /// transaction the caller holds, and applies the per-user cap to the users
             /// they reached. Returns the ids in the order of `rows`.
+            /// Takes `n` numbers of the publish order (see the migration
+            /// `inbox_publish_seq`): returns the first. The counter's row
+            /// stays locked until `conn`'s transaction ends, so numbers
+            /// are committed in the order they were taken.
+            pub(crate) async fn take_seq(conn: &mut $conn, n: usize) -> Result<i64, sqlx::Error> {
+                let last: i64 = sqlx::query(
+                    "UPDATE inbox_publish_seq SET last = last + $1 WHERE id = 1 RETURNING last",
+                )
+                .bind(n as i64)
+                .fetch_one(&mut *conn)
+                .await?
+                .try_get(0)?;
+                Ok(last - n as i64 + 1)
+            }
+
+            /// The last number of the publish order handed out.
+            pub(crate) async fn last_seq(conn: &mut $conn) -> Result<i64, sqlx::Error> {
+                sqlx::query("SELECT last FROM inbox_publish_seq WHERE id = 1")
+                    .fetch_one(&mut *conn)
+                    .await?
+                    .try_get(0)
+            }
+
+            /// Numbers claimed rows in the publish order, `first` up, in
+            /// the order given.
+            pub(crate) async fn number(
+                conn: &mut $conn,
+                ids: &[InboxId],
+                first: i64,
+            ) -> Result<(), sqlx::Error> {
+                for (n, id) in ids.iter().enumerate() {
+                    sqlx::query("UPDATE notifications SET published_seq = $1 WHERE id = $2")
+                        .bind(first + n as i64)
+                        .bind(id.0)
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                Ok(())
+            }
+
+            /// `published`: when, and the publish-order number of the first
+            /// row (the others follow in order); `None`: unpublished.
             pub(crate) async fn insert(
                 conn: &mut $conn,
                 rows: &[NewRow<'_>],
-                published_at: Option<i64>,
+                published: Option<(i64, i64)>,
                 max_per_user: i64,
             ) -> Result<Vec<InboxId>, sqlx::Error> {
                 let mut ids = Vec::with_capacity(rows.len());
+                let mut seq = published.map(|(_, first)| first);
                 for chunk in chunked(rows) {
                     let sql = format!(
-                        "INSERT INTO notifications (event, payload, audience, created_at, published_at) \
+                        "INSERT INTO notifications \
+                         (event, payload, audience, created_at, published_at, published_seq) \
                          VALUES {} RETURNING id",
-                        placeholders(chunk.len(), 5, 1)
+                        placeholders(chunk.len(), 6, 1)
                     );
                     let mut query = sqlx::query(&sql);
                     for row in chunk {
@@ -51,7 +95,9 @@ macro_rules! on_connection {
                             .bind(row.payload)
                             .bind(audience)
                             .bind(row.created_at)
-                            .bind(published_at);
+                            .bind(published.map(|(at, _)| at))
+                            .bind(seq);
+                        seq = seq.map(|n| n + 1);
                     }
                     let mut got: Vec<i64> = query
                         .fetch_all(&mut *conn)

@@ -16,6 +16,7 @@ mod insert;
 
 use super::Audience;
 use super::types::{InboxId, InboxItem, InboxPage};
+use crate::event_id::{InboxSeq, InboxStamp};
 use crate::target::UserId;
 
 pub(crate) use insert::any::insert;
@@ -47,6 +48,8 @@ pub(crate) struct NewRow<'a> {
 /// A stored notification that still has to reach live streams.
 pub(crate) struct Unpublished {
     pub id: InboxId,
+    /// Its number in the publish order (set when claimed).
+    pub seq: InboxSeq,
     pub event: String,
     pub payload: String,
     pub audience: Audience,
@@ -102,8 +105,9 @@ macro_rules! engine {
 
             use sqlx::Row;
 
-            use super::insert::$engine::prune_user;
+            use super::insert::$engine::{number, prune_user, take_seq};
             use super::{AUDIENCE_ALL, Unpublished, chunked, list};
+            use crate::event_id::InboxSeq;
             use crate::inbox::{Audience, InboxId, InboxItem, InboxPage};
             use crate::target::UserId;
 
@@ -182,29 +186,66 @@ impl InboxPool {
     }
 
     /// Stores `rows` in one transaction of its own (the writer's group
-    /// commit), published at `published_at`.
+    /// commit), published at `published_at`, numbered in the publish
+    /// order as they come. Returns their ids and their numbers.
     pub(crate) async fn insert_committed(
         &self,
         rows: &[NewRow<'_>],
         published_at: i64,
         max_per_user: i64,
-    ) -> Result<Vec<InboxId>, sqlx::Error> {
+    ) -> Result<Vec<InboxStamp>, sqlx::Error> {
         macro_rules! committed {
-            ($pool:expr, $insert:path) => {{
+            ($pool:expr, $engine:ident) => {{
                 let mut tx = $pool.begin().await?;
-                let ids = $insert(&mut tx, rows, Some(published_at), max_per_user).await?;
+                let first = insert::$engine::take_seq(&mut tx, rows.len()).await?;
+                let ids = insert::$engine::insert(
+                    &mut tx,
+                    rows,
+                    Some((published_at, first)),
+                    max_per_user,
+                )
+                .await?;
                 tx.commit().await?;
-                Ok(ids)
+                Ok(stamps(ids, first))
             }};
         }
         match self {
-            InboxPool::Any(pool) => committed!(pool, insert::any::insert),
+            InboxPool::Any(pool) => committed!(pool, any),
             #[cfg(feature = "postgres")]
-            InboxPool::Postgres(pool) => committed!(pool, insert::postgres::insert),
+            InboxPool::Postgres(pool) => committed!(pool, postgres),
             #[cfg(feature = "sqlite")]
-            InboxPool::Sqlite(pool) => committed!(pool, insert::sqlite::insert),
+            InboxPool::Sqlite(pool) => committed!(pool, sqlite),
         }
     }
+
+    /// The last number of the publish order handed out.
+    pub(crate) async fn last_seq(&self) -> Result<InboxSeq, sqlx::Error> {
+        macro_rules! read {
+            ($pool:expr, $engine:ident) => {{
+                let mut conn = $pool.acquire().await?;
+                let last = insert::$engine::last_seq(&mut conn).await?;
+                Ok(InboxSeq(last.max(0) as u64))
+            }};
+        }
+        match self {
+            InboxPool::Any(pool) => read!(pool, any),
+            #[cfg(feature = "postgres")]
+            InboxPool::Postgres(pool) => read!(pool, postgres),
+            #[cfg(feature = "sqlite")]
+            InboxPool::Sqlite(pool) => read!(pool, sqlite),
+        }
+    }
+}
+
+/// Ids numbered `first` up.
+fn stamps(ids: Vec<InboxId>, first: i64) -> Vec<InboxStamp> {
+    ids.into_iter()
+        .enumerate()
+        .map(|(n, id)| InboxStamp {
+            id,
+            seq: InboxSeq((first + n as i64).max(0) as u64),
+        })
+        .collect()
 }
 
 /// The pool's side: reads and read-state changes, on whichever engine.
@@ -253,9 +294,24 @@ impl Store {
     pub(crate) async fn unread(
         &self,
         user: &UserId,
+        upto: Option<InboxSeq>,
         limit: usize,
     ) -> Result<(Vec<InboxItem>, u64), sqlx::Error> {
-        on_engine!(self.unread(user, limit))
+        on_engine!(self.unread(user, upto, limit))
+    }
+
+    pub(crate) async fn last_seq(&self) -> Result<InboxSeq, sqlx::Error> {
+        on_engine!(self.last_seq())
+    }
+
+    pub(crate) async fn published_between(
+        &self,
+        user: &UserId,
+        after: InboxSeq,
+        upto: InboxSeq,
+        limit: usize,
+    ) -> Result<(Vec<(InboxItem, InboxSeq)>, u64), sqlx::Error> {
+        on_engine!(self.published_between(user, after, upto, limit))
     }
 
     pub(crate) async fn unread_count(&self, user: &UserId) -> Result<u64, sqlx::Error> {
