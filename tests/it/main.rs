@@ -16,6 +16,7 @@ mod presence;
 mod process;
 mod python_examples;
 mod replay;
+mod restart;
 mod resume_isolation;
 mod roles;
 mod server;
