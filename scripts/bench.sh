@@ -31,7 +31,7 @@ POSTGRES_URL=${BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 REDIS_URL=${BENCH_REDIS_URL:-redis://127.0.0.1:6379}
 CLUSTER_CLIENTS=${BENCH_CLUSTER_CLIENTS:-1000}
 FANOUT_CLIENTS=${BENCH_FANOUT_CLIENTS:-16000}
-SCENARIOS=${BENCH_SCENARIOS:-"micro floor idle broadcast saturate metrics targeted publish churn presence storm inbox cluster soak"}
+SCENARIOS=${BENCH_SCENARIOS:-"micro floor idle broadcast saturate metrics targeted publish churn presence storm restart inbox cluster soak"}
 # One generator process opens at most this many sockets (the hard
 # open-files limit is 20 000 here); more connections take more processes.
 PER_PROCESS=9500
@@ -282,6 +282,12 @@ if wants storm; then
   start_servers
   echo "==> reconnect storm: ${STORM_CLIENTS} clients drop and come back at once, ${STORM_EVENTS} events missed, with and without replay"
   gen "${ours[@]}" --scenario storm --clients "${STORM_CLIENTS}" --events "${STORM_EVENTS}" --concurrency 256
+fi
+
+if wants restart; then
+  start_servers
+  echo "==> restart storm: ${STORM_CLIENTS} clients back from a restarted server, ${STORM_EVENTS} stored notifications (all received, unread), with and without the inbox position"
+  gen "${ours[@]}" --scenario restart --clients "${STORM_CLIENTS}" --events "${STORM_EVENTS}" --concurrency 256
 fi
 
 if wants inbox; then

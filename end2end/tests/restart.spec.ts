@@ -80,3 +80,65 @@ test("stopping and restarting the server: the page reconnects by itself and says
     fs.rmSync(dataDir, { recursive: true, force: true });
   }
 });
+
+test("a server killed and started again: no notification is shown twice, and the page says what it resumed", async ({ browser }) => {
+  test.setTimeout(60_000);
+  const port = await freePort();
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "sse-notify-kill-"));
+  let server = await startServer(port, dataDir);
+  const base = `http://127.0.0.1:${port}`;
+  const context = await browser.newContext({ baseURL: base });
+  const page = await context.newPage();
+  const send = async (message: string, event?: string) => {
+    const r = await page.request.post("/api/sse/test", {
+      data: { user: "survivor", message, ...(event ? { event } : {}) },
+    });
+    expect(r.status()).toBe(200);
+  };
+  const arrivals = page.getByTestId("arrivals");
+  try {
+    const signup = await page.request.post("/api/auth/signup", {
+      form: { username: "survivor", password: "correct horse battery" },
+    });
+    expect(signup.status()).toBe(200);
+    await page.goto("/home");
+    const status = page.getByTestId("status");
+    await expect(status).toHaveText("Connected");
+    for (const n of [0, 1, 2]) await send(`before ${n}`);
+    await expect(arrivals).toHaveText("3 received in this tab");
+
+    // SIGKILL: no drain, no goodbye; the page's stream just breaks.
+    const exited = new Promise((resolve) => server.once("exit", resolve));
+    server.kill("SIGKILL");
+    await exited;
+    await expect(status).toHaveText(/Reconnecting/, { timeout: 10_000 });
+
+    server = await startServer(port, dataDir);
+    // Sent while the page is (most likely) still away: stored ones are
+    // resumed, the live one is reported as possibly missed.
+    await send("after 0");
+    await send("gone with the gap", "ping");
+    await send("after 1");
+    await expect(status).toHaveText("Connected", { timeout: 20_000 });
+    await expect(page.getByTestId("reset")).toHaveText(
+      /The server restarted: \d+ stored notification\(s\) you missed were delivered; live-only messages sent meanwhile may be missing\./,
+      { timeout: 5_000 },
+    );
+    await expect(arrivals).toHaveText("5 received in this tab");
+    await expect(arrivals).toHaveAttribute(
+      "data-last",
+      JSON.stringify(["before 0", "before 1", "before 2", "after 0", "after 1"]),
+    );
+    // And the inbox list holds each once.
+    const listed = page.getByRole("list", { name: "Received notifications" }).locator("li .message");
+    await expect(listed).toHaveCount(5);
+    // Nothing more turns up later (the relay runs every second).
+    await page.waitForTimeout(1_500);
+    await expect(arrivals).toHaveText("5 received in this tab");
+    await expect(listed).toHaveCount(5);
+  } finally {
+    await context.close();
+    await stopServer(server);
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  }
+});

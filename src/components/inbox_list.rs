@@ -8,7 +8,7 @@ use super::clock;
 use super::unread::unread;
 use crate::demo::Notification;
 use crate::inbox_api::{PAGE_DEFAULT, list_inbox, mark_all_read, mark_read};
-use crate::sse::{InboxId, InboxItem, InboxSummary, RawEvent, SseEvent, SseHandle};
+use crate::sse::{InboxId, InboxItem, InboxSummary, RawEvent, SseEvent, SseHandle, StreamReset};
 
 /// One line of the list.
 #[derive(Clone, Debug, PartialEq)]
@@ -100,7 +100,16 @@ pub fn InboxList(sse: SseHandle) -> impl IntoView {
     };
     #[cfg(feature = "hydrate")]
     load(None);
-    sse.add_event_listener("sse-reset", move |_| load(None));
+    // Unless the stream resumed every stored notification it missed (they
+    // follow the reset, with an `inbox` summary): then nothing here is
+    // stale, and nothing is fetched.
+    sse.add_event_listener(StreamReset::EVENT, move |raw: &RawEvent| {
+        let complete = serde_json::from_str::<StreamReset>(&raw.data)
+            .is_ok_and(|reset| reset.stored_complete());
+        if !complete {
+            load(None);
+        }
+    });
     // Every stream opens with `connected`: what an earlier stream's
     // summary announced no longer follows.
     sse.add_event_listener("connected", move |_| replayed.set_value(0));

@@ -12,7 +12,7 @@ use crate::components::{InboxList, Rooms, TrackConnections};
 use crate::demo::{Broadcast, Delivered, Notification, SendTest};
 use crate::error::AppError;
 use crate::sse::event::RESERVED_EVENT_NAMES;
-use crate::sse::{ConnectionState, SseEvent, SseOptions, use_sse};
+use crate::sse::{ConnectionState, SseEvent, SseOptions, StreamReset, use_sse};
 
 #[component]
 pub fn HomePage() -> impl IntoView {
@@ -59,6 +59,28 @@ fn separate_stream_asked() -> bool {
 /// The live demo: connection status, the latest message, a send form and
 /// the received notifications. An island: the only part of the page that
 /// runs in the browser (`user` travels serialised with it).
+/// The status line after an `sse-reset`: what happened, and what may be
+/// missing.
+fn reset_line(reset: &StreamReset) -> String {
+    let what = match reset.reason.as_str() {
+        "other_epoch" => "The server restarted",
+        _ => "You were disconnected too long",
+    };
+    match reset.stored {
+        Some(stored) if stored.skipped == 0 => format!(
+            "{what}: {} stored notification(s) you missed were delivered; \
+             live-only messages sent meanwhile may be missing.",
+            stored.resumed
+        ),
+        Some(stored) => format!(
+            "{what}: the newest {} stored notification(s) you missed were delivered, \
+             {} older ones are in your inbox; live-only messages sent meanwhile may be missing.",
+            stored.resumed, stored.skipped
+        ),
+        None => format!("{what}: notifications sent while you were disconnected may be missing."),
+    }
+}
+
 #[island]
 fn SseDemo(user: CurrentUser) -> impl IntoView {
     // Shared with this user's other tabs of `/home`, unless the address
@@ -86,19 +108,13 @@ fn SseDemo(user: CurrentUser) -> impl IntoView {
             None => notification.message.clone(),
         }));
     });
-    // The server could not replay what this page missed while it was
-    // disconnected: say so (an app would refetch its state here).
-    let (reset, set_reset) = signal(None::<&'static str>);
-    sse.add_event_listener("sse-reset", move |event| {
-        let reason = serde_json::from_str::<serde_json::Value>(&event.data)
-            .ok()
-            .and_then(|v| v["reason"].as_str().map(str::to_string));
-        set_reset.set(Some(match reason.as_deref() {
-            Some("other_epoch") => {
-                "The server restarted: notifications sent while you were disconnected may be missing."
-            }
-            _ => "You were disconnected too long: notifications sent meanwhile may be missing.",
-        }));
+    // The server could not replay everything this page missed while it
+    // was disconnected: say what (an app would refetch that part here).
+    let (reset, set_reset) = signal(None::<String>);
+    sse.add_event_listener(StreamReset::EVENT, move |event| {
+        if let Ok(reset) = serde_json::from_str::<StreamReset>(&event.data) {
+            set_reset.set(Some(reset_line(&reset)));
+        }
     });
     // Events with other names (e.g. an admin's custom broadcast) still
     // show as the latest message; the server's own events do not.

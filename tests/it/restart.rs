@@ -297,7 +297,10 @@ async fn after_stored(backend: Backend) {
     tab.stored_until(3, Duration::from_millis(200)).await;
     assert_eq!(stored(&tab.events), had);
     let before_kill = tab.last_id.clone();
-    assert!(before_kill.contains('.'), "ids carry the inbox position: {before_kill}");
+    assert!(
+        before_kill.contains('.'),
+        "ids carry the inbox position: {before_kill}"
+    );
 
     server.kill();
     drop(tab);
@@ -337,7 +340,10 @@ async fn after_stored(backend: Backend) {
     drop(back);
     let mut again = Watched::open(&bob, Some(&resumed_at)).await;
     again
-        .stored_until(expected.len() - first_part.len(), Duration::from_millis(1500))
+        .stored_until(
+            expected.len() - first_part.len(),
+            Duration::from_millis(1500),
+        )
         .await;
     assert!(
         reset_of(&again.events).is_none(),
@@ -377,7 +383,11 @@ async fn after_stored(backend: Backend) {
     // (the unread backlog of her own inbox, none).
     let ahead = format!("{}-1-0.99999", "0123456789abcdef");
     let mut ahead = Watched::open(&carol, Some(&ahead)).await;
-    while ahead.next_within(Duration::from_millis(800)).await.is_some() {}
+    while ahead
+        .next_within(Duration::from_millis(800))
+        .await
+        .is_some()
+    {}
     let reset = reset_of(&ahead.events).expect("a reset");
     assert!(reset.get("stored").is_none(), "{reset}");
     assert!(stored(&ahead.events).is_empty(), "{:?}", ahead.events);

@@ -43,6 +43,7 @@ pub mod browser;
 pub mod event;
 pub mod event_id;
 pub mod inbox;
+pub mod reset;
 pub mod target;
 
 #[cfg(feature = "server")]
@@ -79,6 +80,7 @@ pub mod socket;
 #[cfg(feature = "leptos")]
 pub use browser::{ConnectionState, RawEvent, SseHandle, SseOptions, Unsubscribe, use_sse};
 pub use event::{Event, EventError, EventName, SseEvent};
+pub use reset::{StoredResumed, StreamReset};
 pub use target::{ClientId, Identity, Recipient, Scope, SessionId, Tag, TagError, Target, UserId};
 
 pub use inbox::{InboxId, InboxItem, InboxPage, InboxSummary};

@@ -276,11 +276,15 @@ impl Tab {
     }
 
     /// The event, unless this tab has delivered it already. The stream's
-    /// own events always pass.
+    /// own events always pass. A stored notification is the same one
+    /// under any stream id (one resumed after a restart, or sent again in
+    /// a backlog, comes with a new one): its inbox id names it.
     fn first_time(&mut self, event: WireEvent) -> Option<WireEvent> {
         match &event.id {
             Some(id) if !BUILT_IN.contains(&event.name.as_str()) => {
-                self.seen.insert(&event.name, id).then_some(event)
+                let stored = crate::event_id::InboxId::from_event_id(id).map(|n| format!(":{n}"));
+                let key = stored.as_deref().unwrap_or(id);
+                self.seen.insert(&event.name, key).then_some(event)
             }
             _ => Some(event),
         }

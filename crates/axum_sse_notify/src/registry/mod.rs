@@ -53,6 +53,7 @@ pub use presence::PresenceSnapshot;
 use queue::Full;
 pub use reason::DisconnectReason;
 pub use register::{Peer, RegisterError};
+#[cfg(feature = "inbox")]
 pub(crate) use registration::reset_frame_with;
 pub use registration::{Registration, Resume, StoredGap};
 

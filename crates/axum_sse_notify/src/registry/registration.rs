@@ -16,6 +16,7 @@ use super::reason::DisconnectReason;
 use crate::event::{EventName, write_frame};
 use crate::event_id::{EventId, InboxId, InboxSeq, Position, StreamId};
 use crate::metrics::ReplaySource;
+use crate::reset::{StoredResumed, StreamReset};
 use crate::target::{ClientId, Recipient, SessionId, Tag, UserId};
 
 /// Where a client's stream starts.
@@ -401,11 +402,12 @@ pub(crate) fn reset_frame_with(
     stored: Option<(u64, u64)>,
 ) -> Bytes {
     let since = since.to_string();
-    let mut data = serde_json::json!({ "reason": reason.as_str(), "since": since });
-    if let Some((resumed, skipped)) = stored {
-        data["stored"] = serde_json::json!({ "resumed": resumed, "skipped": skipped });
-    }
-    let data = data.to_string();
+    let reset = StreamReset {
+        reason: reason.as_str().to_string(),
+        since: since.clone(),
+        stored: stored.map(|(resumed, skipped)| StoredResumed { resumed, skipped }),
+    };
+    let data = serde_json::to_string(&reset).unwrap_or_default();
     let mut out = Vec::new();
     write_frame(
         &mut out,

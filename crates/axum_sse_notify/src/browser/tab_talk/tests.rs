@@ -53,6 +53,33 @@ fn numbers(delivered: &[WireEvent]) -> Vec<u64> {
 }
 
 #[test]
+fn a_stored_notification_is_known_by_its_inbox_id_under_any_stream_id() {
+    let mut tab = Tab::default();
+    assert!(
+        tab.receive(event("notification", "00000000000000aa-3-0.3:17"))
+            .is_some()
+    );
+    // After a restart: another epoch, another position, the same row.
+    assert!(
+        tab.receive(event("notification", "00000000000000bb-1-0.9:17"))
+            .is_none()
+    );
+    assert!(
+        tab.receive(event("notification", "00000000000000bb-1-0.9:18"))
+            .is_some()
+    );
+    // Live events keep their whole id as their name.
+    assert!(
+        tab.receive(event("ping", "00000000000000bb-2-0.9"))
+            .is_some()
+    );
+    assert!(
+        tab.receive(event("ping", "00000000000000bb-3-0.9"))
+            .is_some()
+    );
+}
+
+#[test]
 fn an_event_seen_once_is_dropped_the_second_time() {
     let mut tab = Tab::default();
     assert!(tab.receive(event("notification", &id(1))).is_some());

@@ -180,7 +180,7 @@ async fn backlog(notifier: &Notifier) -> Result<serde_json::Value, String> {
             Vec::new(),
         )
         .map_err(|e| e.to_string())?
-        .start();
+        .start_id();
     let until = Instant::now() + Duration::from_secs(5);
     let tasks: Vec<_> = (0..8)
         .map(|_| {

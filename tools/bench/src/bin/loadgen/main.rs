@@ -148,6 +148,7 @@ async fn run(a: &Args) -> Result<serde_json::Value, String> {
         "churn" => churn(a).await?,
         "soak" => soak::soak(a).await?,
         "storm" => storm::storm(a).await?,
+        "restart" => storm::restart(a).await?,
         other => return Err(format!("unknown scenario {other}")),
     };
     if let (Some(into), Some(from)) = (result.as_object_mut(), extra.as_object()) {

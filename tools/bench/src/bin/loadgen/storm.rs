@@ -121,6 +121,112 @@ pub async fn storm(a: &Args) -> Result<serde_json::Value, String> {
     Ok(out)
 }
 
+/// `restart`: every client comes back after a restart of the server (one
+/// process, no Redis: its history is gone) holding 100 unread stored
+/// notifications (`--events` over the accounts) that it had already
+/// received. Simulated on one running server: each client sends back the
+/// id it last saw with another history's epoch, which is what a restarted
+/// server sees. Measured twice: with the inbox position on the id (the
+/// stored part resumes from it: nothing missed, nothing sent again) and
+/// without (an id from before inbox positions: `sse-reset`, then the whole
+/// unread backlog, which repeats every notification). Reported: time until
+/// every stream has its opening (and, without the position, its backlog),
+/// notifications received, server CPU and peak RSS.
+pub async fn restart(a: &Args) -> Result<serde_json::Value, String> {
+    if !a.ours() {
+        return Err("restart measures the inbox, which only ours has".into());
+    }
+    let pid = a.pid.ok_or("restart needs --pid")?;
+    let req = a.stream_request(a.clients).await?;
+    let accounts = req.cookies.len();
+    let sender = req.cookies.first().cloned().ok_or("no account")?;
+    let admin = a.admin().await?;
+    let headers = format!("Content-Type: application/json\r\nCookie: {sender}\r\n");
+    for n in 0..a.events {
+        let body = format!(
+            r#"{{"user":"bench{}","message":"t={};unread {n}"}}"#,
+            n % accounts,
+            now_micros()
+        );
+        let (status, text) = request(a.addr, "POST", "/api/sse/test", &headers, &body).await?;
+        if status != 200 {
+            return Err(format!("send: {status}: {text:.200}"));
+        }
+    }
+    // Where a client that received all of them stands.
+    let seen = start_id(&req).await?;
+    let (event, position) = seen
+        .split_once('.')
+        .ok_or_else(|| format!("{seen:?} carries no inbox position (no inbox?)"))?;
+    // The same place in a history that is gone.
+    let gone = match event.split_once('-') {
+        Some((epoch, rest)) => {
+            let other = if epoch.starts_with('0') { "1" } else { "0" };
+            format!("{other}{}-{rest}", &epoch[1..])
+        }
+        None => return Err(format!("{seen:?} is not an id of ours")),
+    };
+    let unread_each = (a.events / accounts) as u64;
+    let mut out = serde_json::json!({
+        "accounts": accounts,
+        "unread_per_client": unread_each,
+    });
+    for with_position in [true, false] {
+        let last = if with_position {
+            format!("{gone}.{position}")
+        } else {
+            gone.clone()
+        };
+        let resumed = Arc::new(StreamRequest {
+            addr: req.addr,
+            path: req.path,
+            cookies: req.cookies.clone(),
+            reuse: false,
+            last_event_id: Some(last),
+        });
+        let expected = if with_position {
+            0
+        } else {
+            unread_each * a.clients as u64
+        };
+        reset_peak_rss(pid);
+        let cpu_before = cpu_ticks(pid);
+        let sink = Arc::new(Sink::default());
+        let began = Instant::now();
+        let (conns, connected) = open_many(resumed, 0, a.clients, a.concurrency, &sink).await?;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while (sink.openings.load(Ordering::Relaxed) < a.clients as u64
+            || sink.received.load(Ordering::Relaxed) < expected)
+            && Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let live_again = began.elapsed();
+        let cpu = cpu_ticks(pid).zip(cpu_before).map(|(a, b)| a - b);
+        // Anything sent again after the opening would still be arriving.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let received = sink.received.load(Ordering::Relaxed);
+        let openings = sink.openings.load(Ordering::Relaxed);
+        let peak = peak_rss_kib(pid);
+        drop(conns);
+        wait_until_gone(a, admin.as_deref()).await?;
+        out[if with_position {
+            "with_position"
+        } else {
+            "without_position"
+        }] = serde_json::json!({
+            "all_connected_seconds": connected.as_secs_f64(),
+            "all_live_seconds": live_again.as_secs_f64(),
+            "openings": openings,
+            "notifications_received": received,
+            "notifications_expected": expected,
+            "server_cpu_seconds": cpu.map(|t| t as f64 / 100.0),
+            "peak_rss_kib": peak,
+        });
+    }
+    Ok(out)
+}
+
 /// The id the next stream starts after (its `connected` event's id),
 /// read from the raw response (head and first bytes of the body).
 async fn start_id(req: &StreamRequest) -> Result<String, String> {

@@ -17,6 +17,8 @@ use crate::http::{connect_from, now_micros};
 pub struct Sink {
     pub latencies: Mutex<Vec<u32>>,
     pub received: AtomicU64,
+    /// Streams whose opening `inbox` summary arrived (each counts once).
+    pub openings: AtomicU64,
 }
 
 /// One open stream, read by a task; aborted on drop.
@@ -148,6 +150,7 @@ async fn read_events(mut stream: TcpStream, first: Vec<u8>, sink: Arc<Sink>) {
     let mut buf = vec![0u8; 16 * 1024];
     let mut carry: Vec<u8> = Vec::new();
     let mut pending = Some(first);
+    let mut opened = false;
     loop {
         let read = match pending.take() {
             Some(first) => {
@@ -161,6 +164,10 @@ async fn read_events(mut stream: TcpStream, first: Vec<u8>, sink: Arc<Sink>) {
         };
         let arrived = now_micros();
         carry.extend_from_slice(&buf[..read]);
+        if !opened && find(&carry, b"event: inbox\n").is_some() {
+            opened = true;
+            sink.openings.fetch_add(1, Ordering::Relaxed);
+        }
         let mut consumed = 0;
         let mut found = Vec::new();
         while let Some(at) = find(&carry[consumed..], b"t=") {
