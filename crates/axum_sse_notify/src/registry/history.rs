@@ -384,6 +384,32 @@ mod tests {
     }
 
     #[test]
+    fn each_position_knows_the_inbox_position_after_it() {
+        let now = Instant::now();
+        let mut h = history(3, 1 << 20);
+        assert_eq!(h.seq_at(Position::START), None, "no inbox, no position");
+        h.advance_seq(InboxSeq(5));
+        let live = publish(&mut h, Target::all(), "a;", now);
+        h.advance_seq(InboxSeq(6));
+        let stored = publish(&mut h, Target::all(), "b;", now);
+        // Out of order (another process's, late): never back.
+        h.advance_seq(InboxSeq(4));
+        let later = publish(&mut h, Target::all(), "c;", now);
+        assert_eq!(h.seq_at(live), Some(InboxSeq(5)));
+        assert_eq!(h.seq_at(stored), Some(InboxSeq(6)));
+        assert_eq!(h.seq_at(later), Some(InboxSeq(6)));
+        // Trimmed entries leave their position behind.
+        h.advance_seq(InboxSeq(9));
+        publish(&mut h, Target::all(), "d;", now);
+        assert_eq!(h.floor(now), live);
+        assert_eq!(h.seq_at(live), Some(InboxSeq(5)));
+        // A restart keeps the inbox position: it counts database rows.
+        h.restart(Epoch::from_u64(99), Position::new(1, 0), false);
+        assert_eq!(h.seq(), Some(InboxSeq(9)));
+        assert_eq!(h.seq_at(Position::new(1, 0)), Some(InboxSeq(9)));
+    }
+
+    #[test]
     fn trimming_is_remembered_and_reported() {
         let now = Instant::now();
         let mut h = history(3, 1 << 20);

@@ -219,14 +219,20 @@ impl Registry {
                 match point {
                     Ok(after) => {
                         // Left during the stored part of an earlier resume:
-                        // the rest of it comes from the inbox again.
+                        // the rest of it comes from the inbox again. Not on
+                        // a shared stream's history: its positions' inbox
+                        // numbers are this process's view (it may have read
+                        // the database's before the stream's), and a resume
+                        // there is the stream's to make.
                         let at = history.seq_at(after);
                         stored = match (client_seq, at) {
-                            (Some(had), Some(upto)) if had < upto => Some(StoredGap {
-                                after: had,
-                                upto,
-                                reset: None,
-                            }),
+                            (Some(had), Some(upto)) if had < upto && !history.is_following() => {
+                                Some(StoredGap {
+                                    after: had,
+                                    upto,
+                                    reset: None,
+                                })
+                            }
                             _ => None,
                         };
                         start_seq = stored.map(|gap| gap.after).or(at);
