@@ -449,3 +449,66 @@ async fn after_live(backend: Backend) {
 async fn user_id(user: &User) -> String {
     crate::inbox::user_id(user).await
 }
+
+on_both!(
+    leaving_mid_resume_right_after_a_restart_gets_the_rest,
+    mid_resume_at_once
+);
+async fn mid_resume_at_once(backend: Backend) {
+    let mut server = Single::start(backend).await;
+    let base = server.base();
+    let ann = signup_on(&base, "ann").await;
+    let bob = signup_on(&base, "bob").await;
+    let mut tab = Watched::open(&bob, None).await;
+    notify(&ann, "bob", "seen").await;
+    tab.stored_until(1, Duration::from_millis(200)).await;
+    let last = tab.last_id.clone();
+    drop(tab);
+    // Sent while bob's tab is away, before the restart: nothing is sent
+    // after it, so the restarted server's history is empty when bob is
+    // back.
+    let mut missed = Vec::new();
+    for n in 0..3 {
+        missed.push(notify(&ann, "bob", &format!("missed {n}")).await);
+    }
+    server.restart().await;
+
+    let mut back = Watched::open(&bob, Some(&last)).await;
+    while stored(&back.events).is_empty() {
+        back.next().await.expect("the first resumed notification");
+    }
+    let first = stored(&back.events);
+    assert_eq!(first, missed[..1], "{:?}", back.events);
+    let reset = reset_of(&back.events).expect("a reset");
+    assert_eq!(reset["stored"]["resumed"], 3, "{reset}");
+    let left_at = back.last_id.clone();
+    drop(back);
+
+    let mut again = Watched::open(&bob, Some(&left_at)).await;
+    again.stored_until(2, Duration::from_millis(800)).await;
+    assert_eq!(stored(&again.events), missed[1..], "{:?}", again.events);
+    // Its place now covers all of them: once more, nothing again.
+    let (connected_id, _, _) = again.events[0].clone();
+    let position = |id: &str| -> u64 {
+        id.split_once('.')
+            .and_then(|(_, rest)| rest.split(':').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{id:?} carries an inbox position"))
+    };
+    assert!(position(&connected_id) >= position(&last), "{connected_id}");
+    let done = again.last_id.clone();
+    drop(again);
+    let mut last_time = Watched::open(&bob, Some(&done)).await;
+    while last_time
+        .next_within(Duration::from_millis(800))
+        .await
+        .is_some()
+    {}
+    assert!(
+        stored(&last_time.events).is_empty(),
+        "{:?}",
+        last_time.events
+    );
+    drop(last_time);
+    server.finish().await;
+}

@@ -87,7 +87,7 @@ impl Inbox {
         &self,
         user: &UserId,
         start: StreamId,
-        gap: StoredGap,
+        gap: &StoredGap,
         max: usize,
     ) -> Result<Backlog, InboxError> {
         let permit = self
@@ -113,11 +113,14 @@ impl Inbox {
             .await
             .map_err(InboxError::store)?;
         drop(permit);
+        let read = items.len() as u64;
         let items: Vec<_> = items
             .into_iter()
+            .filter(|(item, _)| !gap.replayed.contains(&item.id))
             .filter_map(|(item, seq)| Some((EventName::new(item.event.clone()).ok()?, item, seq)))
             .collect();
-        let skipped = total.saturating_sub(items.len() as u64);
+        // Left out as beyond the limit; not those the replay sends.
+        let skipped = total.saturating_sub(read);
         let mut out = Vec::new();
         if let Some(reason) = gap.reset {
             let resumed = (items.len() as u64, skipped);

@@ -154,14 +154,17 @@ impl Inbox {
     pub async fn relay_once(&self) -> Result<usize, InboxError> {
         let _order = self.inner.order.lock().await;
         // Run before the server serves: ids carry the publish position
-        // from the first stream on.
-        let seq = self
-            .inner
-            .store
-            .last_seq()
-            .await
-            .map_err(InboxError::store)?;
-        self.inner.bus.registry().set_inbox_seq(seq);
+        // from the first stream on (read once; see `start_inbox_seq`).
+        let registry = self.inner.bus.registry();
+        if !registry.knows_inbox_seq() {
+            let seq = self
+                .inner
+                .store
+                .last_seq()
+                .await
+                .map_err(InboxError::store)?;
+            registry.start_inbox_seq(seq);
+        }
         let mut published = 0;
         loop {
             let claim = self

@@ -48,7 +48,7 @@ impl Writer {
         // Where the publish order stands, before the first id goes out
         // (the server also reads it before it serves: see `relay_once`).
         match self.pool.last_seq().await {
-            Ok(seq) => self.bus.registry().set_inbox_seq(seq),
+            Ok(seq) => self.bus.registry().start_inbox_seq(seq),
             Err(e) => tracing::warn!(error = %e, "cannot read the inbox's publish position"),
         }
         let mut batch = Vec::with_capacity(self.batch_max);

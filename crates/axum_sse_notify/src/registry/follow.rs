@@ -13,13 +13,17 @@ use super::history::{History, ResetReason};
 use super::registration::reset_frame;
 use super::{DisconnectReason, Registry, frame};
 use crate::event::Event;
-use crate::event_id::InboxStamp;
 use crate::event_id::{Epoch, EventId, Position, StreamId};
+use crate::event_id::{InboxId, InboxSeq, InboxStamp};
 use crate::target::{Target, UserId};
 
 /// An event the history holds: its position, target and content.
 #[cfg_attr(not(feature = "redis"), allow(dead_code))] // used by the Redis bus
 pub(crate) type Recent = (Position, Target, Event, Option<InboxStamp>);
+
+/// A recent event framed for the history: position, target, frame, the
+/// inbox row it carries, and the inbox position after it.
+pub(super) type Framed = (Position, Target, Bytes, Option<InboxId>, InboxSeq);
 
 #[cfg_attr(not(feature = "redis"), allow(dead_code))] // the Redis bus's
 impl Registry {
@@ -69,6 +73,8 @@ impl Registry {
 
     fn restart_following(&self, from: EventId, recent: Vec<Recent>, tell: bool) {
         let mut history = self.lock_history();
+        // Each entry at the inbox position after it (never back).
+        let mut seq = history.seq();
         let framed = recent
             .into_iter()
             .map(|(position, target, event, inbox)| {
@@ -77,10 +83,17 @@ impl Registry {
                     position,
                 };
                 if let Some(stamp) = inbox {
-                    history.advance_seq(stamp.seq);
+                    seq = Some(seq.map_or(stamp.seq, |now| now.max(stamp.seq)));
                 }
-                let id = StreamId::new(id, history.seq()).with_inbox(inbox.map(|s| s.id));
-                (position, target, frame(id, &event))
+                let id = StreamId::new(id, seq).with_inbox(inbox.map(|s| s.id));
+                let row = inbox.map(|s| s.id);
+                (
+                    position,
+                    target,
+                    frame(id, &event),
+                    row,
+                    seq.unwrap_or_default(),
+                )
             })
             .collect();
         self.restart_locked(
@@ -113,13 +126,16 @@ impl Registry {
         &self,
         history: &mut History,
         (epoch, last, following): (Epoch, Position, bool),
-        recent: Vec<(Position, Target, Bytes)>,
+        recent: Vec<Framed>,
         tell: bool,
     ) {
         history.restart(epoch, last, following);
         let now = Instant::now();
-        for (position, target, frame) in recent {
-            history.record(position, target, frame, now);
+        for (position, target, frame, inbox, seq) in recent {
+            if inbox.is_some() {
+                history.advance_seq(seq);
+            }
+            history.record(position, target, frame, inbox, now);
         }
         if !tell {
             return;

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
-use crate::event_id::{Epoch, EventId, InboxSeq, Position, StreamId};
+use crate::event_id::{Epoch, EventId, InboxId, InboxSeq, Position, StreamId};
 use crate::target::{Recipient, Target};
 
 /// Entries examined per look at the log, so that one replay never holds
@@ -26,6 +26,8 @@ struct Published {
     position: Position,
     /// The inbox position right after this event.
     seq: InboxSeq,
+    /// The inbox row it carries, if stored.
+    inbox: Option<InboxId>,
     at: Instant,
     target: Target,
     frame: Bytes,
@@ -134,6 +136,33 @@ impl History {
         self.seq
     }
 
+    /// Where the inbox's publish order stands when the inbox starts (read
+    /// from the database): every position this history holds so far is
+    /// at it. Only the first call counts; after it the position moves
+    /// with the stored notifications this history records (a later read
+    /// of the database could be ahead of rows still on their way through
+    /// the bus).
+    pub(super) fn start_seq(&mut self, seq: InboxSeq) {
+        if self.seq.is_some() {
+            return;
+        }
+        self.seq = Some(seq);
+        self.trimmed_seq = self.trimmed_seq.max(seq);
+        for entry in &mut self.entries {
+            entry.seq = entry.seq.max(seq);
+        }
+    }
+
+    /// The inbox rows of the stored events after `after`: what a replay
+    /// from there sends again, so a read of the inbox leaves them out.
+    pub(super) fn stored_after(&self, after: Position) -> Vec<InboxId> {
+        let start = self.entries.partition_point(|e| e.position <= after);
+        self.entries
+            .range(start..)
+            .filter_map(|e| e.inbox)
+            .collect()
+    }
+
     /// Moves the inbox position to `seq` if that is further: stored
     /// notifications published by several processes may reach a history
     /// slightly out of order, and a position never goes back.
@@ -194,6 +223,7 @@ impl History {
         position: Position,
         target: Target,
         frame: Bytes,
+        inbox: Option<InboxId>,
         now: Instant,
     ) {
         self.last = position;
@@ -201,6 +231,7 @@ impl History {
         self.entries.push_back(Published {
             position,
             seq: self.seq.unwrap_or_default(),
+            inbox,
             at: now,
             target,
             frame,
@@ -338,7 +369,7 @@ mod tests {
 
     fn publish(h: &mut History, target: Target, text: &str, now: Instant) -> Position {
         let position = h.next_position();
-        h.record(position, target, Bytes::from(text.to_string()), now);
+        h.record(position, target, Bytes::from(text.to_string()), None, now);
         position
     }
 
@@ -386,8 +417,16 @@ mod tests {
     #[test]
     fn each_position_knows_the_inbox_position_after_it() {
         let now = Instant::now();
-        let mut h = history(3, 1 << 20);
+        let mut h = history(4, 1 << 20);
         assert_eq!(h.seq_at(Position::START), None, "no inbox, no position");
+        let before = publish(&mut h, Target::all(), "0;", now);
+        // The database's position, read when the inbox starts: what the
+        // history holds so far is at it (a restarted process's start).
+        h.start_seq(InboxSeq(4));
+        assert_eq!(h.seq_at(Position::START), Some(InboxSeq(4)));
+        assert_eq!(h.seq_at(before), Some(InboxSeq(4)));
+        h.start_seq(InboxSeq(40));
+        assert_eq!(h.seq(), Some(InboxSeq(4)), "only the first read counts");
         h.advance_seq(InboxSeq(5));
         let live = publish(&mut h, Target::all(), "a;", now);
         h.advance_seq(InboxSeq(6));
@@ -398,9 +437,12 @@ mod tests {
         assert_eq!(h.seq_at(live), Some(InboxSeq(5)));
         assert_eq!(h.seq_at(stored), Some(InboxSeq(6)));
         assert_eq!(h.seq_at(later), Some(InboxSeq(6)));
+        assert_eq!(h.stored_after(before), Vec::<InboxId>::new());
         // Trimmed entries leave their position behind.
         h.advance_seq(InboxSeq(9));
         publish(&mut h, Target::all(), "d;", now);
+        assert_eq!(h.floor(now), before);
+        publish(&mut h, Target::all(), "e;", now);
         assert_eq!(h.floor(now), live);
         assert_eq!(h.seq_at(live), Some(InboxSeq(5)));
         // A restart keeps the inbox position: it counts database rows.

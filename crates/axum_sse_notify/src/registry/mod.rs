@@ -188,7 +188,13 @@ impl Registry {
                 Err(Full) => overflowed.push(client),
             }
         });
-        history.record(position, target.clone(), frame, Instant::now());
+        history.record(
+            position,
+            target.clone(),
+            frame,
+            inbox.map(|stamp| stamp.id),
+            Instant::now(),
+        );
         drop(history);
         for client in overflowed {
             tracing::warn!(%client, queue_len = self.config.queue_len, "client fell behind; disconnecting");
@@ -359,10 +365,16 @@ pub(crate) fn frame(id: StreamId, event: &Event) -> Bytes {
 }
 
 impl Registry {
-    /// Where the inbox's publish order stands (read from the database when
-    /// the inbox starts): ids carry it from now on. Never moves back.
-    pub fn set_inbox_seq(&self, seq: InboxSeq) {
-        self.lock_history().advance_seq(seq);
+    /// Where the inbox's publish order stands when the inbox starts (read
+    /// from the database): ids carry it from then on. Only the first call
+    /// counts (see `History::start_seq`).
+    pub fn start_inbox_seq(&self, seq: InboxSeq) {
+        self.lock_history().start_seq(seq);
+    }
+
+    /// Whether the inbox position is known (the inbox started).
+    pub fn knows_inbox_seq(&self) -> bool {
+        self.lock_history().seq().is_some()
     }
 }
 

@@ -218,24 +218,22 @@ impl Registry {
                     });
                 match point {
                     Ok(after) => {
-                        // Left during the stored part of an earlier resume:
-                        // the rest of it comes from the inbox again. Not on
-                        // a shared stream's history: its positions' inbox
-                        // numbers are this process's view (it may have read
-                        // the database's before the stream's), and a resume
-                        // there is the stream's to make.
+                        // Left during the stored part of an earlier resume
+                        // (or came from a process whose view of a shared
+                        // stream's positions was behind): the rest comes
+                        // from the inbox, less what the replay from
+                        // `after` sends anyway.
                         let at = history.seq_at(after);
                         stored = match (client_seq, at) {
-                            (Some(had), Some(upto)) if had < upto && !history.is_following() => {
-                                Some(StoredGap {
-                                    after: had,
-                                    upto,
-                                    reset: None,
-                                })
-                            }
+                            (Some(had), Some(upto)) if had < upto => Some(StoredGap {
+                                after: had,
+                                upto,
+                                reset: None,
+                                replayed: history.stored_after(after),
+                            }),
                             _ => None,
                         };
-                        start_seq = stored.map(|gap| gap.after).or(at);
+                        start_seq = stored.as_ref().map(|gap| gap.after).or(at);
                         (Some(after), None, client)
                     }
                     Err(reason) => {
@@ -247,10 +245,11 @@ impl Registry {
                                 after: had,
                                 upto,
                                 reset: Some(reason),
+                                replayed: Vec::new(),
                             }),
                             _ => None,
                         };
-                        start_seq = stored.map(|gap| gap.after).or(history.seq());
+                        start_seq = stored.as_ref().map(|gap| gap.after).or(history.seq());
                         let since = StreamId::new(history.id(until), start_seq);
                         (None, Some(reset_frame(reason, since)), None)
                     }

@@ -50,7 +50,7 @@ pub(super) struct Replay {
 /// Stored notifications a resuming stream reads from the inbox before its
 /// live events: those published after the client's inbox position
 /// (`after`) up to where the stream's live part starts (`upto`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredGap {
     pub after: InboxSeq,
     pub upto: InboxSeq,
@@ -59,6 +59,10 @@ pub struct StoredGap {
     /// history resumes it; only stored notifications from before its
     /// position are missing (the client left during a resume).
     pub reset: Option<ResetReason>,
+    /// Inbox rows the history's replay sends anyway (on a shared stream,
+    /// rows can reach a process out of their numbers' order): left out
+    /// of the inbox read.
+    pub replayed: Vec<InboxId>,
 }
 
 /// A client admitted by [`Registry::register`](super::Registry::register): the receiving end of its
@@ -153,8 +157,8 @@ impl Registration {
 
     /// The stored notifications to read from the inbox before live events
     /// (see [`StoredGap`]).
-    pub fn stored_gap(&self) -> Option<StoredGap> {
-        self.stored.as_deref().copied()
+    pub fn stored_gap(&self) -> Option<&StoredGap> {
+        self.stored.as_deref()
     }
 
     /// The stored part of a resume, read: `frames` (its `sse-reset` if the

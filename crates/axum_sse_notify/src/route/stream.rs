@@ -130,8 +130,8 @@ async fn from_inbox(notifier: &Notifier, registration: &mut Registration, identi
         _ => return registration.stored_unavailable(),
     };
     let start = registration.start_id();
-    if let Some(gap) = registration.stored_gap() {
-        match inbox.resume(&identity.user, start, gap, max).await {
+    if let Some(gap) = registration.stored_gap().cloned() {
+        match inbox.resume(&identity.user, start, &gap, max).await {
             Ok(stored) => registration.set_stored(stored.frames, stored.ids),
             Err(e) => {
                 registration.in_span(|| {

@@ -125,10 +125,11 @@ pub(super) async fn read(
                             epoch: after.epoch,
                             position: entry.position,
                         };
-                        // Its own inbox position if stored; else none
+                        // No inbox position: where the stream stood in
+                        // the publish order at this entry is not known
+                        // here, and a wrong one would skip or repeat
                         // (such a frame resumes from the history only).
-                        let id =
-                            StreamId::new(id, inbox.map(|s| s.seq)).with_inbox(inbox.map(|s| s.id));
+                        let id = StreamId::new(id, None).with_inbox(inbox.map(|s| s.id));
                         out.extend_from_slice(&frame(id, &event));
                     }
                 }

@@ -19,17 +19,21 @@ const UNREAD: &str = "\
        AND NOT EXISTS (SELECT 1 FROM inbox r2 WHERE r2.user_id = $3 AND r2.notification_id = n.id)";
 
 /// [`UNREAD`] as of a place in the publish order: published rows numbered
-/// up to it (later ones reach the stream live); binds: user, upto, upto,
-/// user, user.
+/// up to it (later ones reach the stream live), and published rows without
+/// a number (written by a server from before numbers existed, e.g. during
+/// a rolling upgrade: they were published when written); binds: user,
+/// upto, upto, user, user.
 const UNREAD_UPTO: &str = "\
     SELECT n.id AS id, n.event AS event, n.payload AS payload, \
            n.created_at AS created_at, r.read_at AS read_at, n.audience AS audience \
       FROM inbox r JOIN notifications n ON n.id = r.notification_id \
-     WHERE r.user_id = $1 AND r.read_at IS NULL AND n.published_seq <= $2 \
+     WHERE r.user_id = $1 AND r.read_at IS NULL \
+       AND (n.published_seq <= $2 OR (n.published_seq IS NULL AND n.published_at IS NOT NULL)) \
     UNION ALL \
     SELECT n.id, n.event, n.payload, n.created_at, CAST(NULL AS BIGINT), n.audience \
       FROM notifications n \
-     WHERE n.audience = 1 AND n.published_seq <= $3 \
+     WHERE n.audience = 1 \
+       AND (n.published_seq <= $3 OR (n.published_seq IS NULL AND n.published_at IS NOT NULL)) \
        AND n.id > COALESCE((SELECT m.read_upto FROM inbox_marks m WHERE m.user_id = $4), 0) \
        AND NOT EXISTS (SELECT 1 FROM inbox r2 WHERE r2.user_id = $5 AND r2.notification_id = n.id)";
 
