@@ -171,7 +171,7 @@ pub const KEYS: &[KeySpec] = &[
         Some("sse"),
         "inbox_replay_max",
         "100",
-        "Unread inbox notifications (the newest) sent first on a stream opened without `Last-Event-ID`; 0 sends none.",
+        "Unread inbox notifications (the newest) sent first on a stream opened without `Last-Event-ID`, and stored notifications (the newest) resumed from the inbox after a restart; 0 sends none.",
     ),
     key(
         Some("sse"),

@@ -37,7 +37,9 @@ pub struct SseConfig {
     /// bounds its memory).
     pub history_max_bytes: usize,
     /// Unread inbox notifications sent first on a stream that starts
-    /// without `Last-Event-ID` (the newest ones); 0 sends none.
+    /// without `Last-Event-ID` (the newest ones), and stored ones resumed
+    /// from the inbox when the history cannot resume a client (the newest
+    /// ones); 0 sends none.
     pub inbox_replay_max: usize,
     /// Origins (`https://app.example.com`, exactly) whose pages may open
     /// the stream from another site, with a stream token. Empty: none.
