@@ -20,7 +20,7 @@ use bytes::Bytes;
 use super::types::{InboxId, InboxSummary};
 use super::{Inbox, InboxError};
 use crate::event::{EventName, write_frame};
-use crate::event_id::{InboxSeq, StreamId};
+use crate::event_id::StreamId;
 use crate::metrics::{DbOp, timed};
 use crate::registry::{StoredGap, reset_frame_with};
 use crate::target::UserId;
@@ -145,11 +145,6 @@ impl Inbox {
             frames: Bytes::from(out),
             ids,
         })
-    }
-
-    /// Where the publish order stands in the database.
-    pub async fn position(&self) -> Result<InboxSeq, InboxError> {
-        self.inner.store.last_seq().await.map_err(InboxError::store)
     }
 }
 
