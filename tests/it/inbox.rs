@@ -35,6 +35,7 @@ macro_rules! on_both {
         }
     };
 }
+pub(crate) use on_both;
 
 /// Sends a `notification` to `to` (persistent); returns its inbox id.
 async fn notify(from: &User, to: &str, message: &str) -> i64 {

@@ -13,27 +13,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sse_notify::sse::{Audience, InboxConfig, Notifier, SseConfig, SseEvent, UserId};
 
+use crate::inbox::on_both;
 use crate::support::{
     Backend, SseStream, User, create_postgres_db, database_of, drop_postgres_db, inbox_id,
     signup_on,
 };
 
 const WAIT: Duration = Duration::from_secs(5);
-
-macro_rules! on_both {
-    ($name:ident, $body:ident) => {
-        mod $name {
-            #[tokio::test]
-            async fn sqlite() {
-                super::$body(crate::support::Backend::Sqlite).await;
-            }
-            #[tokio::test]
-            async fn postgres() {
-                super::$body(crate::support::Backend::Postgres).await;
-            }
-        }
-    };
-}
 
 /// The shipped binary on a port and a database that outlive it.
 struct Single {

@@ -41,12 +41,7 @@ impl Inbox {
         start: StreamId,
         max: usize,
     ) -> Result<Backlog, InboxError> {
-        let permit = self
-            .inner
-            .backlog_readers
-            .acquire()
-            .await
-            .map_err(|_| InboxError::Stopped)?;
+        let permit = self.reader().await?;
         let read = self.inner.store.unread(user, start.seq, max);
         let metrics = self.inner.bus.registry().metrics();
         let (items, unread) = timed(metrics, DbOp::InboxRead, read)
@@ -90,12 +85,7 @@ impl Inbox {
         gap: &StoredGap,
         max: usize,
     ) -> Result<Backlog, InboxError> {
-        let permit = self
-            .inner
-            .backlog_readers
-            .acquire()
-            .await
-            .map_err(|_| InboxError::Stopped)?;
+        let permit = self.reader().await?;
         let metrics = self.inner.bus.registry().metrics();
         let (items, total) = if gap.after < gap.upto {
             let read = self
@@ -145,6 +135,16 @@ impl Inbox {
             frames: Bytes::from(out),
             ids,
         })
+    }
+
+    /// One of the places for reads at the start of a stream (see
+    /// `InboxState::backlog_readers`).
+    async fn reader(&self) -> Result<tokio::sync::SemaphorePermit<'_>, InboxError> {
+        self.inner
+            .backlog_readers
+            .acquire()
+            .await
+            .map_err(|_| InboxError::Stopped)
     }
 }
 

@@ -226,8 +226,10 @@ mod server {
             let pool = pool.into();
             let (jobs, receiver) = mpsc::channel(config.queue_max.max(1));
             let order = Arc::new(tokio::sync::Mutex::new(()));
+            let store = Store::new(pool.clone());
             let writer = Writer {
                 pool: pool.clone(),
+                store: store.clone(),
                 bus: bus.clone(),
                 order: order.clone(),
                 batch_max: config.batch_max.max(1),
@@ -238,7 +240,7 @@ mod server {
             Inbox {
                 inner: Arc::new(InboxState {
                     backlog_readers: tokio::sync::Semaphore::new(readers.max(1)),
-                    store: Store::new(pool),
+                    store,
                     bus,
                     config,
                     jobs,

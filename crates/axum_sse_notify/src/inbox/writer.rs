@@ -6,7 +6,7 @@
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::store::{InboxPool, NewRow};
+use super::store::{InboxPool, NewRow, Store};
 use super::types::InboxId;
 use super::{Audience, InboxError, publish};
 use crate::bus::Bus;
@@ -36,6 +36,8 @@ pub struct Stored {
 
 pub(super) struct Writer {
     pub pool: InboxPool,
+    /// The same database, for reads.
+    pub store: Store,
     pub bus: Bus,
     pub order: std::sync::Arc<tokio::sync::Mutex<()>>,
     pub batch_max: usize,
@@ -47,7 +49,7 @@ impl Writer {
     pub(super) async fn run(self, mut jobs: mpsc::Receiver<Job>) {
         // Where the publish order stands, before the first id goes out
         // (the server also reads it before it serves: see `relay_once`).
-        match self.pool.last_seq().await {
+        match self.store.last_seq().await {
             Ok(seq) => self.bus.registry().start_inbox_seq(seq),
             Err(e) => tracing::warn!(error = %e, "cannot read the inbox's publish position"),
         }

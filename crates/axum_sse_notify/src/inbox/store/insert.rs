@@ -42,14 +42,6 @@ macro_rules! on_connection {
                 Ok(last - n as i64 + 1)
             }
 
-            /// The last number of the publish order handed out.
-            pub(crate) async fn last_seq(conn: &mut $conn) -> Result<i64, sqlx::Error> {
-                sqlx::query("SELECT last FROM inbox_publish_seq WHERE id = 1")
-                    .fetch_one(&mut *conn)
-                    .await?
-                    .try_get(0)
-            }
-
             /// Numbers claimed rows in the publish order, `first` up, in
             /// the order given.
             pub(crate) async fn number(

@@ -217,24 +217,6 @@ impl InboxPool {
             InboxPool::Sqlite(pool) => committed!(pool, sqlite),
         }
     }
-
-    /// The last number of the publish order handed out.
-    pub(crate) async fn last_seq(&self) -> Result<InboxSeq, sqlx::Error> {
-        macro_rules! read {
-            ($pool:expr, $engine:ident) => {{
-                let mut conn = $pool.acquire().await?;
-                let last = insert::$engine::last_seq(&mut conn).await?;
-                Ok(InboxSeq(last.max(0) as u64))
-            }};
-        }
-        match self {
-            InboxPool::Any(pool) => read!(pool, any),
-            #[cfg(feature = "postgres")]
-            InboxPool::Postgres(pool) => read!(pool, postgres),
-            #[cfg(feature = "sqlite")]
-            InboxPool::Sqlite(pool) => read!(pool, sqlite),
-        }
-    }
 }
 
 /// Ids numbered `first` up.
