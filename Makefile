@@ -17,7 +17,7 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 export PATH := $(TOOLS_DIR)/node_modules/.bin:$(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: run test bench fuzz tool-cargo-fuzz build tools tool-wasm-target tool-cargo-leptos tool-wasm-bindgen \
+.PHONY: run test bench charts fuzz tool-cargo-fuzz build tools tool-wasm-target tool-cargo-leptos tool-wasm-bindgen \
         tool-wasm-opt tool-chromium tool-nginx e2e-deps python-deps fmt lint clean
 
 ## run: install missing tools, build a release, serve on http://127.0.0.1:3000
@@ -35,6 +35,14 @@ test: tools tool-chromium tool-nginx e2e-deps python-deps
 ## bench: criterion micro-benchmarks + load generator vs. a naive baseline (BENCHMARKS.md)
 bench:
 	scripts/bench.sh
+
+## charts: the table and charts of a bench run (RESULTS, default target/bench/results.jsonl) into benches/charts
+RESULTS ?= target/bench/results.jsonl
+charts:
+	@test -x $(PYTHON_ENV)/bin/python || python3 -m venv $(PYTHON_ENV)
+	@$(PYTHON_ENV)/bin/python -c 'import matplotlib' 2>/dev/null \
+	  || $(PYTHON_ENV)/bin/pip install --quiet --disable-pip-version-check 'matplotlib>=3.8,<4'
+	$(PYTHON_ENV)/bin/python scripts/charts.py $(RESULTS) benches/charts
 
 ## fuzz: each fuzz target for FUZZ_SECONDS (default 120) from its corpus in fuzz/corpus; not part of test
 FUZZ_SECONDS ?= 120

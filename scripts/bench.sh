@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # `make bench`: criterion micro-benchmarks of the registry, then the load
-# generator against the real server and the naive baseline, server pinned
-# to core 0 and generator to core 1. Results: JSON lines in
-# target/bench/results.jsonl and a summary on stdout (see BENCHMARKS.md).
+# generator against the real server, the naive baseline and Nchan (nginx;
+# `BENCH_NCHAN=0` leaves it out), each server pinned to core 0 and the
+# generator to core 1. Results: JSON lines in target/bench/results.jsonl,
+# the head-to-head table on stdout and charts in target/bench/charts
+# (`scripts/charts.py`; see BENCHMARKS.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -58,9 +60,17 @@ echo "==> building release binaries"
 cargo build --release --no-default-features --features ssr --bin sse_notify
 cargo build --release -p sse_notify_bench --bin loadgen --bin baseline
 
+# Nchan, the C baseline: Debian's nginx module, installed when missing.
+NCHAN_MODULE=/usr/lib/nginx/modules/ngx_nchan_module.so
+if [[ "${BENCH_NCHAN:-1}" != 0 && ! -f ${NCHAN_MODULE} ]]; then
+  sudo=$([[ $(id -u) == 0 ]] || echo sudo)
+  ${sudo} apt-get install -y libnginx-mod-nchan \
+    || { ${sudo} apt-get update && ${sudo} apt-get install -y libnginx-mod-nchan; }
+fi
+
 ulimit -n "$(ulimit -Hn)"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-server='' baseline='' data=''
+server='' baseline='' data='' nchan_dir=''
 # The password loadgen signs its accounts in with (tools/bench/src/bin/loadgen/http.rs).
 BENCH_PASSWORD="bench password 1"
 
@@ -92,6 +102,60 @@ start_servers() {
   DATA_DIR="${data}" "${bin}/sse_notify" admin grant benchadmin > /dev/null
   ours=(--target ours --addr "127.0.0.1:${port}" --pid "${server}")
   base=(--target baseline --addr "127.0.0.1:${bport}" --pid "${baseline}")
+  start_nchan
+}
+
+# nginx + Nchan on a free port, one worker pinned to core 0, one channel
+# (`/sub` subscribes with EventSource, `/pub` publishes): sets `nch`, the
+# loadgen flags, with the worker's pid (its RSS is the one measured).
+start_nchan() {
+  nch=()
+  [[ "${BENCH_NCHAN:-1}" != 0 ]] || return 0
+  nchan_dir=$(mktemp -d)
+  local nport
+  nport=$(free_port)
+  mkdir -p "${nchan_dir}/temp"
+  cat > "${nchan_dir}/nginx.conf" <<CONF
+load_module ${NCHAN_MODULE};
+worker_processes 1;
+worker_rlimit_nofile 20000;
+error_log ${nchan_dir}/error.log warn;
+# 20 000 slots ran out at 19 000 subscribers ("worker_connections are not
+# enough"): Nchan takes more than one per subscriber.
+events { worker_connections 40000; }
+http {
+  access_log off;
+  client_body_temp_path ${nchan_dir}/temp/body;
+  proxy_temp_path ${nchan_dir}/temp/proxy;
+  fastcgi_temp_path ${nchan_dir}/temp/fastcgi;
+  uwsgi_temp_path ${nchan_dir}/temp/uwsgi;
+  scgi_temp_path ${nchan_dir}/temp/scgi;
+  server {
+    listen 127.0.0.1:${nport} backlog=4096;
+    location = /sub {
+      nchan_subscriber eventsource;
+      nchan_channel_id bench;
+      nchan_subscriber_first_message newest;
+      nchan_subscriber_timeout 0;
+    }
+    location = /pub {
+      nchan_publisher;
+      nchan_channel_id bench;
+    }
+  }
+}
+CONF
+  "${on0[@]}" nginx -p "${nchan_dir}" -c "${nchan_dir}/nginx.conf" \
+    -g "daemon off; pid ${nchan_dir}/nginx.pid;" >> "${out}/nchan.log" 2>&1 &
+  nchan_master=$!
+  local worker=''
+  for _ in $(seq 100); do
+    worker=$(pgrep -P "${nchan_master}" | head -n 1 || true)
+    # 404 until the channel has a message or a subscriber: it answers.
+    [[ -n "${worker}" && "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:${nport}/pub" || true)" != 000 ]] && break
+    sleep 0.1
+  done
+  nch=(--target nchan --addr "127.0.0.1:${nport}" --pid "${worker}")
 }
 
 stop_servers() {
@@ -101,12 +165,21 @@ stop_servers() {
     rm -rf "${data}"
     server=''
   fi
+  if [[ -n "${nchan_dir}" ]]; then
+    kill "${nchan_master}" 2>/dev/null || true
+    wait "${nchan_master}" 2>/dev/null || true
+    rm -rf "${nchan_dir}"
+    nchan_dir=''
+  fi
 }
 trap stop_servers EXIT
 : > "${out}/server.log"
 : > "${out}/baseline.log"
+: > "${out}/nchan.log"
 
 gen() { "${on1[@]}" "${bin}/loadgen" "$@" | tee -a "${results}"; }
+# The same run against Nchan, when it is on (`BENCH_NCHAN=0` leaves it out).
+gen_nchan() { [[ ${#nch[@]} == 0 ]] || gen "${nch[@]}" "$@"; }
 
 if wants floor; then
   echo "==> floor: plain 1 KiB writes to ${BROADCAST_CLIENTS} loopback sockets"
@@ -120,6 +193,7 @@ if wants idle; then
     echo "==> idle hold, ${n} connections (${p} generator processes), ${IDLE_DURATION}s"
     gen "${ours[@]}" --scenario idle --clients "${n}" --processes "${p}" --duration "${IDLE_DURATION}"
     gen "${base[@]}" --scenario idle --clients "${n}" --processes "${p}" --duration "${IDLE_DURATION}"
+    gen_nchan --scenario idle --clients "${n}" --processes "${p}" --duration "${IDLE_DURATION}"
   done
   # As a browser does when its EventSource reuses a keep-alive connection
   # of the page: the stream is then served by hyper, not written directly.
@@ -127,6 +201,7 @@ if wants idle; then
   echo "==> idle hold, ${REUSE_CLIENTS} connections that served a request before the stream, ${IDLE_DURATION}s"
   gen "${ours[@]}" --scenario idle --reuse --clients "${REUSE_CLIENTS}" --duration "${IDLE_DURATION}"
   gen "${base[@]}" --scenario idle --reuse --clients "${REUSE_CLIENTS}" --duration "${IDLE_DURATION}"
+  gen_nchan --scenario idle --reuse --clients "${REUSE_CLIENTS}" --duration "${IDLE_DURATION}"
 fi
 
 if wants broadcast; then
@@ -135,10 +210,12 @@ if wants broadcast; then
   for _ in $(seq "${REPEAT}"); do
     gen "${ours[@]}" --scenario broadcast --clients "${BROADCAST_CLIENTS}" --rate "${RATE}" --duration "${DURATION}"
     gen "${base[@]}" --scenario broadcast --clients "${BROADCAST_CLIENTS}" --rate "${RATE}" --duration "${DURATION}"
+    gen_nchan --scenario broadcast --clients "${BROADCAST_CLIENTS}" --rate "${RATE}" --duration "${DURATION}"
   done
   echo "==> the same at ${LOADED_RATE}/s (the server's core saturated)"
   gen "${ours[@]}" --scenario broadcast --clients "${BROADCAST_CLIENTS}" --rate "${LOADED_RATE}" --duration "${DURATION}"
   gen "${base[@]}" --scenario broadcast --clients "${BROADCAST_CLIENTS}" --rate "${LOADED_RATE}" --duration "${DURATION}"
+  gen_nchan --scenario broadcast --clients "${BROADCAST_CLIENTS}" --rate "${LOADED_RATE}" --duration "${DURATION}"
 fi
 
 if wants saturate; then
@@ -147,6 +224,7 @@ if wants saturate; then
   for _ in 1 2; do
     gen "${ours[@]}" --scenario saturate --clients "${SATURATE_CLIENTS}" --publishers 4 --duration "${DURATION}"
     gen "${base[@]}" --scenario saturate --clients "${SATURATE_CLIENTS}" --publishers 4 --duration "${DURATION}"
+    gen_nchan --scenario saturate --clients "${SATURATE_CLIENTS}" --publishers 4 --duration "${DURATION}"
   done
 fi
 
@@ -263,6 +341,7 @@ if wants churn; then
   echo "==> churn: ${CHURN_CYCLES} connect/disconnect cycles"
   gen "${ours[@]}" --scenario churn --cycles "${CHURN_CYCLES}" --concurrency 64
   gen "${base[@]}" --scenario churn --cycles "${CHURN_CYCLES}" --concurrency 64
+  gen_nchan --scenario churn --cycles "${CHURN_CYCLES}" --concurrency 64
 fi
 
 # What presence costs a connect and a disconnect: the same churn with
@@ -327,3 +406,7 @@ if wants soak; then
 fi
 
 echo "==> results in ${results}"
+# The table (and, with matplotlib, the charts) of this run.
+python=python3
+[[ -x .tools/python/bin/python ]] && python=.tools/python/bin/python
+"${python}" scripts/charts.py "${results}" "${out}/charts" || true

@@ -9,6 +9,7 @@ use super::CurrentUser;
 use super::rate_limit::{LOGIN_SLOWDOWN, LoginSlowdown, RateLimiter};
 use crate::sse::{Identity, SessionId, Tag, UserId};
 use crate::store::Db;
+use crate::store::sessions::LOADED_ROLE;
 use crate::store::users::Role;
 
 /// Session keys. The session handle is a random id of the sign-in that may
@@ -126,8 +127,9 @@ impl Auth {
 
     /// The user signed in on `session`, with the SSE identity of this
     /// sign-in; `None` when signed out, the session expired or the account
-    /// is gone. The role is read from the account on every call, so that
-    /// granting or revoking it takes effect on the next request.
+    /// is gone. The role is read from the account on every call (with the
+    /// session, see `store::sessions`), so that granting or revoking it
+    /// takes effect on the next request.
     pub async fn user_of(&self, session: &Session) -> Option<(CurrentUser, Identity)> {
         let get = |key: &'static str| async move {
             match session.get::<String>(key).await {
@@ -143,7 +145,13 @@ impl Auth {
         let handle = get(KEY_HANDLE).await?;
         // Absent in sessions signed in before it was recorded.
         let since = session.get::<u64>(KEY_SIGNED_IN_AT).await.ok().flatten();
-        let is_admin = match self.inner.db.role_of(&id).await {
+        // Read with the session (one query), else (a session loaded
+        // before its account was recorded beside it) on its own.
+        let role = match session.get::<Option<String>>(LOADED_ROLE).await {
+            Ok(Some(loaded)) => Ok(loaded.as_deref().map(Role::from_db)),
+            _ => self.inner.db.role_of(&id).await,
+        };
+        let is_admin = match role {
             Ok(Some(role)) => role == Role::Admin,
             Ok(None) => return None,
             Err(e) => {

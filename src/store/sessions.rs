@@ -14,6 +14,15 @@ use tower_sessions::session_store::{self, ExpiredDeletion, SessionStore};
 use super::{Db, now_secs};
 use crate::ops::db_timing::{DbOp, DbTimings, timed};
 
+/// Not session data: the role of the session's account, read with the
+/// session in one query by [`DbSessionStore::load`] (JSON `null`: the
+/// account is gone; absent: the session is not signed in), and never
+/// stored. Spares every signed-in request (every stream connect) a query.
+pub(crate) const LOADED_ROLE: &str = "_account_role";
+
+/// The session key that names its account (see `auth::state`).
+const USER_ID: &str = "user_id";
+
 /// A [`SessionStore`] over [`Db`].
 #[derive(Clone)]
 pub struct DbSessionStore {
@@ -59,19 +68,27 @@ impl DbSessionStore {
     }
 
     async fn insert(&self, record: &Record, upsert: bool) -> session_store::Result<bool> {
-        let data = serde_json::to_string(&record.data)
+        let mut data = record.data.clone();
+        data.remove(LOADED_ROLE);
+        let user_id = data
+            .get(USER_ID)
+            .and_then(|v| v.as_str())
+            .map(str::to_owned);
+        let data = serde_json::to_string(&data)
             .map_err(|e| session_store::Error::Encode(e.to_string()))?;
         let sql = if upsert {
-            "INSERT INTO sessions (id, data, expires_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (id) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at"
+            "INSERT INTO sessions (id, data, expires_at, user_id) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (id) DO UPDATE SET data = excluded.data, \
+             expires_at = excluded.expires_at, user_id = excluded.user_id"
         } else {
-            "INSERT INTO sessions (id, data, expires_at) VALUES ($1, $2, $3) \
+            "INSERT INTO sessions (id, data, expires_at, user_id) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (id) DO NOTHING"
         };
         let query = sqlx::query(sql)
             .bind(record.id.to_string())
             .bind(data)
             .bind(record.expiry_date.unix_timestamp())
+            .bind(user_id)
             .execute(self.db.pool());
         let done = timed(self.metrics(), DbOp::SessionSave, query)
             .await
@@ -100,11 +117,13 @@ impl SessionStore for DbSessionStore {
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
-        let query =
-            sqlx::query("SELECT data, expires_at FROM sessions WHERE id = $1 AND expires_at > $2")
-                .bind(id.to_string())
-                .bind(now_secs())
-                .fetch_optional(self.db.pool());
+        let query = sqlx::query(
+            "SELECT s.data, s.expires_at, s.user_id, u.role FROM sessions s \
+             LEFT JOIN users u ON u.id = s.user_id WHERE s.id = $1 AND s.expires_at > $2",
+        )
+        .bind(id.to_string())
+        .bind(now_secs())
+        .fetch_optional(self.db.pool());
         let row = timed(self.metrics(), DbOp::SessionLoad, query)
             .await
             .map_err(backend)?;
@@ -113,10 +132,17 @@ impl SessionStore for DbSessionStore {
         };
         let data: String = row.try_get("data").map_err(backend)?;
         let expires_at: i64 = row.try_get("expires_at").map_err(backend)?;
+        let user_id: Option<String> = row.try_get("user_id").map_err(backend)?;
+        let role: Option<String> = row.try_get("role").map_err(backend)?;
+        let mut data: std::collections::HashMap<String, serde_json::Value> =
+            serde_json::from_str(&data).map_err(|e| session_store::Error::Decode(e.to_string()))?;
+        data.remove(LOADED_ROLE);
+        if user_id.is_some() {
+            data.insert(LOADED_ROLE.to_owned(), role.into());
+        }
         Ok(Some(Record {
             id: *id,
-            data: serde_json::from_str(&data)
-                .map_err(|e| session_store::Error::Decode(e.to_string()))?,
+            data,
             expiry_date: OffsetDateTime::from_unix_timestamp(expires_at)
                 .map_err(|e| session_store::Error::Decode(e.to_string()))?,
         }))
@@ -141,5 +167,78 @@ impl ExpiredDeletion for DbSessionStore {
             .await
             .map_err(backend)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::users::Role;
+
+    fn record(data: &[(&str, serde_json::Value)]) -> Record {
+        Record {
+            id: Id::default(),
+            data: data
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect(),
+            expiry_date: OffsetDateTime::now_utc() + time::Duration::hours(1),
+        }
+    }
+
+    async fn loaded_role(store: &DbSessionStore, id: &Id) -> Option<serde_json::Value> {
+        let record = store.load(id).await.unwrap().expect("the session is there");
+        record.data.get(LOADED_ROLE).cloned()
+    }
+
+    /// The role comes with the session, current on every load (a grant
+    /// shows at the next request), is never written back, and says when
+    /// the account is gone; a session without an account has none.
+    #[tokio::test]
+    async fn the_role_is_read_with_the_session() {
+        let dir = std::env::temp_dir().join(format!("sessions-test-{}", uuid::Uuid::new_v4()));
+        let db = Db::connect(None, &dir).await.unwrap();
+        let store = DbSessionStore::new(db.clone());
+        let user = db.create_user("alice", "hash").await.unwrap();
+
+        let mut signed_in = record(&[(USER_ID, user.id.clone().into())]);
+        store.create(&mut signed_in).await.unwrap();
+        assert_eq!(
+            loaded_role(&store, &signed_in.id).await,
+            Some("user".into())
+        );
+
+        db.set_role("alice", Role::Admin).await.unwrap();
+        assert_eq!(
+            loaded_role(&store, &signed_in.id).await,
+            Some("admin".into())
+        );
+
+        // Saved with the loaded role in it (a request that changed its
+        // session): the stored data does not keep it.
+        let mut loaded = store.load(&signed_in.id).await.unwrap().unwrap();
+        loaded.data.insert("extra".into(), 1.into());
+        store.save(&loaded).await.unwrap();
+        let raw: String = sqlx::query_scalar("SELECT data FROM sessions WHERE id = $1")
+            .bind(signed_in.id.to_string())
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+        assert!(!raw.contains(LOADED_ROLE), "{raw}");
+
+        sqlx::query("DELETE FROM users WHERE id = $1")
+            .bind(&user.id)
+            .execute(db.pool())
+            .await
+            .unwrap();
+        assert_eq!(
+            loaded_role(&store, &signed_in.id).await,
+            Some(serde_json::Value::Null)
+        );
+
+        let mut anonymous = record(&[("csrf", "x".into())]);
+        store.create(&mut anonymous).await.unwrap();
+        assert_eq!(loaded_role(&store, &anonymous.id).await, None);
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -30,7 +30,7 @@ impl Role {
     }
 
     /// Unknown text reads as the least privilege.
-    fn from_db(text: &str) -> Role {
+    pub(crate) fn from_db(text: &str) -> Role {
         if text == "admin" {
             Role::Admin
         } else {

@@ -20,8 +20,8 @@ use crate::socket::WatchedSocket;
 
 /// The comment line sent every `ping_interval`.
 const PING: &[u8] = b": ping\n\n";
-/// Queued events written in one chunk, at most, so that a burst costs one
-/// syscall rather than one per event, without building huge chunks.
+/// A replay is sent in chunks of at most about this size (queued events
+/// go one by one, shared; the server's writer gathers them).
 const MAX_BATCH_BYTES: usize = 64 * 1024;
 
 /// The first bytes of every stream: how long to wait before reconnecting,

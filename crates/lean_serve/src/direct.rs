@@ -2,18 +2,22 @@
 //!
 //! The request goes through the whole router (sessions, identity,
 //! limits); only the response is written here: an event stream as
-//! HTTP/1.1 chunked frames, each in one vectored write, until it ends;
+//! HTTP/1.1 chunks, the frames ready at once gathered into one vectored
+//! write, until it ends;
 //! anything else with `content-length` when its size is known, chunked
 //! otherwise, after which the connection may carry the next request. What
 //! this saves against hyper is per-connection state: an open stream holds
 //! its socket and body, no read buffer, write buffer or dispatcher.
 
 use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use axum::Router;
 use axum::body::Body;
 use axum::http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
 use axum::http::{HeaderMap, Request, StatusCode, response::Parts};
+use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Body as _;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -120,17 +124,21 @@ where
     // client may send meanwhile are dropped, more end the connection.
     let mut scratch = [0u8; 64];
     let mut received = 0usize;
+    let mut ended = false;
     loop {
+        // A frame that was ready at once (the client is behind) is
+        // gathered with the others ready; one that woke the stream goes
+        // out alone, without another look at the body first.
+        let mut waited = false;
+        let next = std::future::poll_fn(|cx| {
+            let polled = poll_batch(&mut body, cx, &mut ended, !waited);
+            waited |= polled.is_pending();
+            polled
+        });
         tokio::select! {
-            frame = body.frame() => match frame {
-                Some(Ok(frame)) => {
-                    if let Ok(data) = frame.into_data()
-                        && !data.is_empty()
-                    {
-                        write_chunk(io, &data).await?;
-                    }
-                }
-                Some(Err(e)) => return Err(io::Error::other(e)),
+            batch = next => match batch {
+                Some(Ok(batch)) => write_batch(io, &batch).await?,
+                Some(Err(e)) => return Err(e),
                 None => {
                     io.write_all(b"0\r\n\r\n").await?;
                     return io.shutdown().await;
@@ -154,6 +162,111 @@ where
             }
         }
     }
+}
+
+/// At most this many of a stream's frames, or this many bytes, go out in
+/// one chunk (one `writev`).
+const BATCH_FRAMES: usize = 64;
+const BATCH_BYTES: usize = 64 * 1024;
+
+/// The frames a stream has ready, written together without being copied:
+/// a client that fell behind catches up in few syscalls, and the shared
+/// frames stay shared (a copy per client would cost memory exactly when
+/// the server is busiest). Only a second ready frame allocates.
+struct Batch {
+    first: Bytes,
+    more: Vec<Bytes>,
+}
+
+impl Batch {
+    fn len(&self) -> usize {
+        self.first.len() + self.more.iter().map(Bytes::len).sum::<usize>()
+    }
+}
+
+/// The next [`Batch`]: waits for one frame, then (`gather`) takes those
+/// ready at once (up to the limits). `None` once the body ended (`ended`
+/// remembers it when the end came behind frames, which go out first).
+fn poll_batch(
+    body: &mut Body,
+    cx: &mut Context<'_>,
+    ended: &mut bool,
+    gather: bool,
+) -> Poll<Option<io::Result<Batch>>> {
+    let mut batch: Option<Batch> = None;
+    while !*ended {
+        let data = match Pin::new(&mut *body).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                Ok(data) if !data.is_empty() => data,
+                _ => continue,
+            },
+            Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(io::Error::other(e)))),
+            Poll::Ready(None) => {
+                *ended = true;
+                break;
+            }
+            Poll::Pending if batch.is_some() => break,
+            Poll::Pending => return Poll::Pending,
+        };
+        match &mut batch {
+            None if !gather => {
+                return Poll::Ready(Some(Ok(Batch {
+                    first: data,
+                    more: Vec::new(),
+                })));
+            }
+            None => {
+                batch = Some(Batch {
+                    first: data,
+                    more: Vec::new(),
+                })
+            }
+            Some(b) => {
+                b.more.push(data);
+                if b.more.len() + 1 >= BATCH_FRAMES || b.len() >= BATCH_BYTES {
+                    break;
+                }
+            }
+        }
+    }
+    Poll::Ready(batch.map(Ok))
+}
+
+/// A batch as one chunk: size line, the frames, CRLF.
+async fn write_batch<IO: AsyncWrite + Unpin>(io: &mut IO, batch: &Batch) -> io::Result<()> {
+    let mut line = [0u8; 20];
+    let line = chunk_size_line(batch.len(), &mut line);
+    let mut slices = Vec::new();
+    let pieces: &mut [IoSlice<'_>] = if batch.more.is_empty() {
+        &mut [
+            IoSlice::new(line),
+            IoSlice::new(&batch.first),
+            IoSlice::new(b"\r\n"),
+        ]
+    } else {
+        slices.reserve_exact(batch.more.len() + 3);
+        slices.push(IoSlice::new(line));
+        slices.push(IoSlice::new(&batch.first));
+        slices.extend(batch.more.iter().map(|b| IoSlice::new(b)));
+        slices.push(IoSlice::new(b"\r\n"));
+        &mut slices
+    };
+    write_all_vectored(io, pieces).await
+}
+
+/// `write_all` for slices: one `writev` unless the socket takes only part.
+async fn write_all_vectored<IO: AsyncWrite + Unpin>(
+    io: &mut IO,
+    mut pieces: &mut [IoSlice<'_>],
+) -> io::Result<()> {
+    while !pieces.is_empty() {
+        let written = io.write_vectored(pieces).await?;
+        if written == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut pieces, written);
+    }
+    Ok(())
 }
 
 /// The answer when a handler misbehaves in a way HTTP cannot carry.
@@ -293,24 +406,15 @@ fn write_headers(out: &mut Vec<u8>, headers: &HeaderMap) {
 async fn write_chunk<IO: AsyncWrite + Unpin>(io: &mut IO, data: &[u8]) -> io::Result<()> {
     let mut line = [0u8; 20];
     let line = chunk_size_line(data.len(), &mut line);
-    let pieces: [&[u8]; 3] = [line, data, b"\r\n"];
-    let total: usize = pieces.iter().map(|p| p.len()).sum();
-    let slices = pieces.map(IoSlice::new);
-    let mut written = io.write_vectored(&slices).await?;
-    if written == 0 {
-        return Err(io::ErrorKind::WriteZero.into());
-    }
-    if written < total {
-        for piece in pieces {
-            if written >= piece.len() {
-                written -= piece.len();
-                continue;
-            }
-            io.write_all(&piece[written..]).await?;
-            written = 0;
-        }
-    }
-    Ok(())
+    write_all_vectored(
+        io,
+        &mut [
+            IoSlice::new(line),
+            IoSlice::new(data),
+            IoSlice::new(b"\r\n"),
+        ],
+    )
+    .await
 }
 
 /// `len` in hex followed by CRLF, in `buf`.
@@ -385,6 +489,40 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(out.0, b"13\r\ndata: hello world\n\n\r\n");
+    }
+
+    /// Frames already queued go out as one chunk, each byte once, and a
+    /// partial write resumes where it stopped; the end comes after them.
+    #[tokio::test]
+    async fn ready_frames_go_out_together() {
+        let mut body = streamed(&["data: a\n\n", "data: bb\n\n", "data: ccc\n\n"]);
+        let mut ended = false;
+        let batch = std::future::poll_fn(|cx| poll_batch(&mut body, cx, &mut ended, true))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(batch.more.len(), 2);
+        assert!(ended, "the end was seen behind the frames");
+        let mut out = Trickle(Vec::new());
+        write_batch(&mut out, &batch).await.unwrap();
+        assert_eq!(out.0, b"1e\r\ndata: a\n\ndata: bb\n\ndata: ccc\n\n\r\n");
+        let next = std::future::poll_fn(|cx| poll_batch(&mut body, cx, &mut ended, true)).await;
+        assert!(next.is_none());
+    }
+
+    /// A long backlog is split at the frame limit, nothing lost.
+    #[tokio::test]
+    async fn a_batch_has_a_limit() {
+        let frames: Vec<&'static str> = vec!["x"; BATCH_FRAMES * 2 + 1];
+        let mut body = streamed(&frames);
+        let mut ended = false;
+        let mut sizes = Vec::new();
+        while let Some(batch) =
+            std::future::poll_fn(|cx| poll_batch(&mut body, cx, &mut ended, true)).await
+        {
+            sizes.push(batch.unwrap().len());
+        }
+        assert_eq!(sizes, vec![BATCH_FRAMES, BATCH_FRAMES, 1]);
     }
 
     fn streamed(chunks: &[&'static str]) -> Body {

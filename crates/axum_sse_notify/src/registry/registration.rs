@@ -269,10 +269,11 @@ impl Registration {
     }
 
     /// What the stream writes next: the end, if one was decided (it wins
-    /// over queued events); else every queued event joined into one chunk
-    /// of at most about `max_bytes` (a burst costs one write, not one per
-    /// event), each counted as sent; else `Pending`, with `cx`'s waker kept
-    /// for the next event or the end.
+    /// over queued events); else the next queued event, as the shared
+    /// frame (never copied: the server's writer gathers the frames ready
+    /// into one `writev`, see `lean_serve`), counted as sent; a replay in
+    /// chunks of at most about `max_bytes`; else `Pending`, with `cx`'s
+    /// waker kept for the next event or the end.
     pub(crate) fn poll_batch(&mut self, cx: &mut Context<'_>, max_bytes: usize) -> Poll<Next> {
         if let Some(reason) = self.guard.link().reason() {
             return Poll::Ready(Next::End(reason));
@@ -292,35 +293,15 @@ impl Registration {
         }
         let link = self.guard.link();
         let dedupe = &mut self.dedupe;
-        let first = loop {
+        let frame = loop {
             match link.poll_next(cx) {
-                Poll::Ready(Next::Write(first)) if Dedupe::drops(dedupe, &first) => continue,
-                Poll::Ready(Next::Write(first)) => break first,
+                Poll::Ready(Next::Write(frame)) if Dedupe::drops(dedupe, &frame) => continue,
+                Poll::Ready(Next::Write(frame)) => break frame,
                 other => return other,
             }
         };
-        let registry = self.guard.registry();
-        registry.count_sent(link);
-        let next = |dedupe: &mut Option<Box<Dedupe>>| {
-            std::iter::from_fn(|| link.queue.pop()).find(|f| !Dedupe::drops(dedupe, f))
-        };
-        let Some(mut more) = next(dedupe) else {
-            return Poll::Ready(Next::Write(first));
-        };
-        let mut out = BytesMut::with_capacity(max_bytes.min(first.len() * 4 + more.len()));
-        out.extend_from_slice(&first);
-        loop {
-            registry.count_sent(link);
-            out.extend_from_slice(&more);
-            if out.len() >= max_bytes {
-                break;
-            }
-            match next(dedupe) {
-                Some(frame) => more = frame,
-                None => break,
-            }
-        }
-        Poll::Ready(Next::Write(out.freeze()))
+        self.guard.registry().count_sent(link);
+        Poll::Ready(Next::Write(frame))
     }
 
     /// The next replayed frames. A replay the history trimmed under it

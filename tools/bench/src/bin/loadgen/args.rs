@@ -2,9 +2,59 @@
 
 use std::net::SocketAddr;
 
+/// The server a run measures.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// `sse_notify`: streams need a session, broadcasts an admin.
+    Ours,
+    /// The naive axum server (`baseline` binary).
+    Baseline,
+    /// nginx with Nchan, one channel (`scripts/bench.sh` writes its config).
+    Nchan,
+}
+
+impl Target {
+    fn parse(name: &str) -> Result<Self, String> {
+        match name {
+            "ours" => Ok(Self::Ours),
+            "baseline" => Ok(Self::Baseline),
+            "nchan" => Ok(Self::Nchan),
+            other => Err(format!(
+                "--target must be ours, baseline or nchan, not {other}"
+            )),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Ours => "ours",
+            Self::Baseline => "baseline",
+            Self::Nchan => "nchan",
+        }
+    }
+
+    /// Where a client subscribes.
+    pub fn stream_path(self) -> &'static str {
+        match self {
+            Self::Ours => "/api/sse",
+            Self::Baseline => "/sse",
+            Self::Nchan => "/sub",
+        }
+    }
+
+    /// Where a broadcast is posted (ours: as the admin, JSON).
+    pub fn publish_path(self) -> &'static str {
+        match self {
+            Self::Ours => "/api/sse/broadcast",
+            Self::Baseline => "/publish",
+            Self::Nchan => "/pub",
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Args {
-    pub(crate) target: String,
+    pub(crate) target: Target,
     /// A name for the server's settings in this run (`--variant`), reported.
     pub(crate) variant: Option<String>,
     pub(crate) addr: SocketAddr,
@@ -51,7 +101,7 @@ pub struct Args {
 
 pub(crate) fn args() -> Result<Args, String> {
     let mut a = Args {
-        target: "ours".into(),
+        target: Target::Ours,
         variant: None,
         addr: "127.0.0.1:3000".parse().map_err(|e| format!("{e}"))?,
         scenario: "idle".into(),
@@ -85,7 +135,7 @@ pub(crate) fn args() -> Result<Args, String> {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
         let bad = |e: &dyn std::fmt::Display| format!("{flag}: {e}");
         match flag.as_str() {
-            "--target" => a.target = value()?,
+            "--target" => a.target = Target::parse(&value()?)?,
             "--variant" => a.variant = Some(value()?),
             "--addr" => a.addr = value()?.parse().map_err(|e| bad(&e))?,
             "--scenario" => a.scenario = value()?,
@@ -120,12 +170,6 @@ pub(crate) fn args() -> Result<Args, String> {
             "--cookies" => a.cookies = value()?.split(',').map(str::to_string).collect(),
             other => return Err(format!("unknown flag {other}")),
         }
-    }
-    if a.target != "ours" && a.target != "baseline" {
-        return Err(format!(
-            "--target must be ours or baseline, not {}",
-            a.target
-        ));
     }
     Ok(a)
 }

@@ -52,7 +52,7 @@ impl Holders {
             let child = Command::new(&exe)
                 .args([
                     "--target",
-                    &a.target,
+                    a.target.name(),
                     "--addr",
                     &a.addr.to_string(),
                     "--scenario",

@@ -7,6 +7,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
+use crate::Target;
+
 const PASSWORD: &str = "bench password 1";
 /// No request of the generator's own may take longer than this.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -95,13 +97,29 @@ pub async fn session(addr: SocketAddr, name: &str) -> Result<String, String> {
 }
 
 /// Open streams as the server counts them: ours from the admin listing's
-/// stats, the baseline from `GET /count`.
+/// stats, the baseline from `GET /count`, Nchan from its channel's info.
 pub async fn server_count(
     addr: SocketAddr,
-    ours: bool,
+    target: Target,
     admin_cookie: Option<&str>,
 ) -> Result<u64, String> {
-    if ours {
+    if target == Target::Nchan {
+        let accept = "Accept: text/json\r\n";
+        let (status, text) = request(addr, "GET", target.publish_path(), accept, "").await?;
+        // A channel with no subscriber and no message left is gone.
+        if status == 404 {
+            return Ok(0);
+        }
+        if status != 200 {
+            return Err(format!("channel info: {status}: {text:.200}"));
+        }
+        let json: serde_json::Value = serde_json::from_str(chunked_body(body_of(&text)).trim())
+            .map_err(|e| format!("channel info: {e}"))?;
+        return json["subscribers"]
+            .as_u64()
+            .ok_or_else(|| format!("no subscribers in {json}"));
+    }
+    if target == Target::Ours {
         let headers = format!("Cookie: {}\r\n", admin_cookie.unwrap_or_default());
         // A filter that matches no client keeps the listing small.
         let path = "/api/sse/clients?clientIds=00000000-0000-4000-8000-000000000000";

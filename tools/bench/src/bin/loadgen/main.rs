@@ -1,14 +1,15 @@
 //! Load generator for `make bench` (see BENCHMARKS.md).
 //!
 //! Opens many SSE connections to a running server — ours (`--target ours`,
-//! authenticated through the real sign-up endpoint) or the naive baseline
-//! (`--target baseline`) — spreading source addresses over 127.0.0.x, and
-//! measures one scenario:
+//! authenticated through the real sign-up endpoint), the naive baseline
+//! (`--target baseline`) or nginx with Nchan (`--target nchan`) — spreading
+//! source addresses over 127.0.0.x, and measures one scenario:
 //!
 //! - `idle`: hold N connections (over `--processes` holder processes);
 //!   server RSS before/after, bytes per connection;
 //! - `broadcast`: 1 KiB events to N clients at a fixed rate; delivery
-//!   latency percentiles (send time is in the payload), delivered events/s;
+//!   latency percentiles (send time is in the payload), delivered events/s,
+//!   server RSS per stream idle and after the broadcasts;
 //! - `saturate`: 1 KiB broadcasts to N clients as fast as `--publishers`
 //!   concurrent publishers can send them; delivered events/s and losses;
 //! - `targeted`: N idle clients, plus one probe user that is sent
@@ -53,15 +54,15 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-pub use args::Args;
 use args::args;
+pub use args::{Args, Target};
 use holders::Holders;
 use http::{now_micros, request, rss_kib, server_count, session};
 use streams::{Sink, StreamRequest, connect_stream, latency_summary, open_many};
 
 impl Args {
     pub(crate) fn ours(&self) -> bool {
-        self.target == "ours"
+        self.target == Target::Ours
     }
 
     /// The stream request, signing in the accounts it needs (ours).
@@ -75,7 +76,7 @@ impl Args {
         }
         Ok(Arc::new(StreamRequest {
             addr: self.addr,
-            path: if self.ours() { "/api/sse" } else { "/sse" },
+            path: self.target.stream_path(),
             cookies: Arc::new(cookies),
             reuse: self.reuse,
             last_event_id: None,
@@ -126,7 +127,7 @@ async fn main() {
 
 async fn run(a: &Args) -> Result<serde_json::Value, String> {
     let mut result = serde_json::json!({
-        "target": a.target,
+        "target": a.target.name(),
         "scenario": a.scenario,
         "clients": a.clients,
     });
@@ -246,11 +247,13 @@ pub(crate) async fn publish(a: &Args, admin: Option<&str>) -> Result<(), String>
             "Content-Type: application/json\r\nCookie: {}\r\n",
             admin.unwrap_or_default()
         );
-        request(a.addr, "POST", "/api/sse/broadcast", &headers, &body).await?
+        request(a.addr, "POST", a.target.publish_path(), &headers, &body).await?
     } else {
-        request(a.addr, "POST", "/publish", "", &format!("{stamp}{padding}")).await?
+        let body = format!("{stamp}{padding}");
+        request(a.addr, "POST", a.target.publish_path(), "", &body).await?
     };
-    if status != 200 {
+    // Nchan answers 201 (delivered to subscribers) or 202 (stored, none).
+    if !matches!(status, 200..=202) {
         return Err(format!("publish: {status}: {text:.200}"));
     }
     Ok(())
@@ -272,11 +275,27 @@ pub(crate) async fn settle(sink: &Sink, expected: u64) -> Instant {
     }
 }
 
+/// The server's RSS growth since `before`, per stream, in bytes.
+fn per_stream(before: Option<u64>, now: Option<u64>, streams: usize) -> serde_json::Value {
+    match (before, now) {
+        (Some(before), Some(now)) => {
+            (now.saturating_sub(before) * 1024 / streams.max(1) as u64).into()
+        }
+        _ => serde_json::Value::Null,
+    }
+}
+
 async fn broadcast(a: &Args) -> Result<serde_json::Value, String> {
     let sink = Arc::new(Sink::default());
     let admin = a.admin().await?;
+    // Memory per stream when idle and after the broadcasts (buffers that
+    // grew while clients were behind), against the server before they
+    // connected, sign-ins settled.
+    let a = &a.with_sessions(a.clients).await?;
+    let before = a.pid.and_then(rss_kib);
     let req = a.stream_request(a.clients).await?;
     let (conns, took) = open_many(req, 0, a.clients, a.concurrency, &sink).await?;
+    let idle = a.pid.and_then(rss_kib);
     let interval = Duration::from_secs_f64(1.0 / a.rate.max(1) as f64);
     let events = a.rate as u64 * a.duration;
     let started = Instant::now();
@@ -287,12 +306,17 @@ async fn broadcast(a: &Args) -> Result<serde_json::Value, String> {
     }
     let expected = events * a.clients as u64;
     let last = settle(&sink, expected).await;
+    let loaded = a.pid.and_then(rss_kib);
     let elapsed = last.duration_since(started).as_secs_f64();
     let mut lat = std::mem::take(&mut *sink.latencies.lock().await);
     lat.sort_unstable();
     drop(conns);
     Ok(serde_json::json!({
         "connects_per_second": a.clients as f64 / took.as_secs_f64(),
+        "rate": a.rate,
+        "rss_before_kib": before,
+        "idle_bytes_per_stream": per_stream(before, idle, a.clients),
+        "loaded_bytes_per_stream": per_stream(before, loaded, a.clients),
         "events": events,
         "expected_deliveries": expected,
         "delivered": lat.len(),
@@ -379,7 +403,7 @@ async fn churn(a: &Args) -> Result<serde_json::Value, String> {
         // Disconnects are noticed asynchronously: wait for them.
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let open = server_count(a.addr, a.ours(), admin.as_deref()).await?;
+            let open = server_count(a.addr, a.target, admin.as_deref()).await?;
             if open == 0 || Instant::now() > deadline {
                 return Ok::<u64, String>(open);
             }

@@ -76,7 +76,7 @@ pub async fn soak(a: &Args) -> Result<serde_json::Value, String> {
 async fn wait_for_no_streams(a: &Args, admin: Option<&str>) -> Result<u64, String> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let open = server_count(a.addr, true, admin).await?;
+        let open = server_count(a.addr, crate::Target::Ours, admin).await?;
         if open == 0 || Instant::now() > deadline {
             return Ok(open);
         }

@@ -262,7 +262,7 @@ async fn start_id(req: &StreamRequest) -> Result<String, String> {
 async fn wait_until_gone(a: &Args, admin: Option<&str>) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let open = crate::http::server_count(a.addr, true, admin).await?;
+        let open = crate::http::server_count(a.addr, crate::Target::Ours, admin).await?;
         if open == 0 {
             return Ok(());
         }

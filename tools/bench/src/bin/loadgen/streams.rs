@@ -103,12 +103,13 @@ pub async fn connect_stream(req: &StreamRequest, n: usize) -> Result<(TcpStream,
 }
 
 /// A small request with a `content-length` answer (ours: the listing
-/// without a session, 401; the baseline: its count), read whole.
+/// without a session, 401; the baseline: its count; Nchan: its channel's
+/// info), read whole.
 async fn first_request(stream: &mut TcpStream, req: &StreamRequest) -> Result<(), String> {
-    let path = if req.path == "/api/sse" {
-        "/api/sse/clients"
-    } else {
-        "/count"
+    let path = match req.path {
+        "/api/sse" => "/api/sse/clients",
+        "/sub" => "/pub",
+        _ => "/count",
     };
     let request = format!("GET {path} HTTP/1.1\r\nHost: {}\r\n\r\n", req.addr);
     stream
@@ -244,13 +245,19 @@ pub fn percentile(sorted: &[u32], p: f64) -> u32 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-/// p50/p95/p99/max in milliseconds of sorted microseconds.
+/// p50/p95/p99/p99.9/max in milliseconds of sorted microseconds, and the
+/// whole distribution (`cdf`: the 0th, 1st, … 100th percentile) for the
+/// charts (`scripts/charts.py`).
 pub fn latency_summary(sorted: &[u32]) -> serde_json::Value {
+    let ms = |p: f64| percentile(sorted, p) as f64 / 1e3;
+    let cdf: Vec<f64> = (0..=100).map(|i| ms(i as f64 / 100.0)).collect();
     serde_json::json!({
         "samples": sorted.len(),
-        "p50": percentile(sorted, 0.50) as f64 / 1e3,
-        "p95": percentile(sorted, 0.95) as f64 / 1e3,
-        "p99": percentile(sorted, 0.99) as f64 / 1e3,
+        "p50": ms(0.50),
+        "p95": ms(0.95),
+        "p99": ms(0.99),
+        "p999": ms(0.999),
         "max": sorted.last().copied().unwrap_or(0) as f64 / 1e3,
+        "cdf": cdf,
     })
 }
