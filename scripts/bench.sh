@@ -70,7 +70,7 @@ fi
 
 ulimit -n "$(ulimit -Hn)"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-server='' baseline='' data='' nchan_dir=''
+server='' baseline='' data='' nchan_dir='' nchan_master=''
 # The password loadgen signs its accounts in with (tools/bench/src/bin/loadgen/http.rs).
 BENCH_PASSWORD="bench password 1"
 
@@ -155,6 +155,11 @@ CONF
     [[ -n "${worker}" && "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:${nport}/pub" || true)" != 000 ]] && break
     sleep 0.1
   done
+  if [[ -z "${worker}" ]]; then
+    echo "nginx with Nchan did not start:" >&2
+    cat "${out}/nchan.log" "${nchan_dir}/error.log" >&2 || true
+    exit 1
+  fi
   nch=(--target nchan --addr "127.0.0.1:${nport}" --pid "${worker}")
 }
 
@@ -166,8 +171,10 @@ stop_servers() {
     server=''
   fi
   if [[ -n "${nchan_dir}" ]]; then
-    kill "${nchan_master}" 2>/dev/null || true
-    wait "${nchan_master}" 2>/dev/null || true
+    if [[ -n "${nchan_master}" ]]; then
+      kill "${nchan_master}" 2>/dev/null || true
+      wait "${nchan_master}" 2>/dev/null || true
+    fi
     rm -rf "${nchan_dir}"
     nchan_dir=''
   fi

@@ -173,7 +173,7 @@ def charts(runs, out_dir):
                         color=COLOURS[target], linewidth=2)
             if floor_ms:
                 ax.axvline(floor_ms, color=COLOURS["floor"], linestyle="--",
-                           label=f"floor: one write loop ({floor_ms:.0f} ms)")
+                           label=f"floor: a plain write loop ({floor_ms:.0f} ms)")
             clients = next((r["clients"] for r in select(runs, "broadcast")), 0)
             ax.set_title(f"Broadcast 1 KiB to {num(clients)} streams at {rate}/s")
             ax.set_xlabel("delivery latency (ms)")

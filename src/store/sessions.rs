@@ -137,7 +137,10 @@ impl SessionStore for DbSessionStore {
         let mut data: std::collections::HashMap<String, serde_json::Value> =
             serde_json::from_str(&data).map_err(|e| session_store::Error::Decode(e.to_string()))?;
         data.remove(LOADED_ROLE);
-        if user_id.is_some() {
+        // Only for the account the session's data names (a row written by
+        // an older binary may not have the column in step).
+        let names = data.get(USER_ID).and_then(|v| v.as_str());
+        if user_id.is_some() && names == user_id.as_deref() {
             data.insert(LOADED_ROLE.to_owned(), role.into());
         }
         Ok(Some(Record {

@@ -124,14 +124,14 @@ where
     // client may send meanwhile are dropped, more end the connection.
     let mut scratch = [0u8; 64];
     let mut received = 0usize;
-    let mut ended = false;
+    let mut end = BodyEnd::Open;
     loop {
         // A frame that was ready at once (the client is behind) is
         // gathered with the others ready; one that woke the stream goes
         // out alone, without another look at the body first.
         let mut waited = false;
         let next = std::future::poll_fn(|cx| {
-            let polled = poll_batch(&mut body, cx, &mut ended, !waited);
+            let polled = poll_batch(&mut body, cx, &mut end, !waited);
             waited |= polled.is_pending();
             polled
         });
@@ -164,8 +164,8 @@ where
     }
 }
 
-/// At most this many of a stream's frames, or this many bytes, go out in
-/// one chunk (one `writev`).
+/// A chunk (one `writev`) gathers at most this many of a stream's frames,
+/// and stops gathering once it holds this many bytes.
 const BATCH_FRAMES: usize = 64;
 const BATCH_BYTES: usize = 64 * 1024;
 
@@ -184,25 +184,47 @@ impl Batch {
     }
 }
 
+/// How a stream's body finished, once it has: seen behind frames, the
+/// end waits until they are written.
+#[derive(Default)]
+enum BodyEnd {
+    #[default]
+    Open,
+    Ended,
+    Failed(io::Error),
+}
+
 /// The next [`Batch`]: waits for one frame, then (`gather`) takes those
-/// ready at once (up to the limits). `None` once the body ended (`ended`
-/// remembers it when the end came behind frames, which go out first).
+/// ready at once, until the batch holds [`BATCH_FRAMES`] frames or at
+/// least [`BATCH_BYTES`] (so at most that plus one frame). `None` once
+/// the body ended, an error once it failed, each after the frames before.
 fn poll_batch(
     body: &mut Body,
     cx: &mut Context<'_>,
-    ended: &mut bool,
+    end: &mut BodyEnd,
     gather: bool,
 ) -> Poll<Option<io::Result<Batch>>> {
+    match std::mem::take(end) {
+        BodyEnd::Open => {}
+        BodyEnd::Ended => {
+            *end = BodyEnd::Ended;
+            return Poll::Ready(None);
+        }
+        BodyEnd::Failed(e) => return Poll::Ready(Some(Err(e))),
+    }
     let mut batch: Option<Batch> = None;
-    while !*ended {
+    loop {
         let data = match Pin::new(&mut *body).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
                 Ok(data) if !data.is_empty() => data,
                 _ => continue,
             },
-            Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(io::Error::other(e)))),
+            Poll::Ready(Some(Err(e))) => {
+                *end = BodyEnd::Failed(io::Error::other(e));
+                break;
+            }
             Poll::Ready(None) => {
-                *ended = true;
+                *end = BodyEnd::Ended;
                 break;
             }
             Poll::Pending if batch.is_some() => break,
@@ -229,7 +251,11 @@ fn poll_batch(
             }
         }
     }
-    Poll::Ready(batch.map(Ok))
+    match batch {
+        Some(batch) => Poll::Ready(Some(Ok(batch))),
+        // Nothing gathered: the end (or the error) now.
+        None => poll_batch(body, cx, end, gather),
+    }
 }
 
 /// A batch as one chunk: size line, the frames, CRLF.
@@ -496,18 +522,36 @@ mod tests {
     #[tokio::test]
     async fn ready_frames_go_out_together() {
         let mut body = streamed(&["data: a\n\n", "data: bb\n\n", "data: ccc\n\n"]);
-        let mut ended = false;
-        let batch = std::future::poll_fn(|cx| poll_batch(&mut body, cx, &mut ended, true))
+        let mut end = BodyEnd::Open;
+        let batch = std::future::poll_fn(|cx| poll_batch(&mut body, cx, &mut end, true))
             .await
             .unwrap()
             .unwrap();
         assert_eq!(batch.more.len(), 2);
-        assert!(ended, "the end was seen behind the frames");
+        assert!(
+            matches!(end, BodyEnd::Ended),
+            "the end was seen behind the frames"
+        );
         let mut out = Trickle(Vec::new());
         write_batch(&mut out, &batch).await.unwrap();
         assert_eq!(out.0, b"1e\r\ndata: a\n\ndata: bb\n\ndata: ccc\n\n\r\n");
-        let next = std::future::poll_fn(|cx| poll_batch(&mut body, cx, &mut ended, true)).await;
+        let next = std::future::poll_fn(|cx| poll_batch(&mut body, cx, &mut end, true)).await;
         assert!(next.is_none());
+    }
+
+    /// A body that fails behind frames: the frames first, then the error.
+    #[tokio::test]
+    async fn frames_before_a_failure_are_not_lost() {
+        let items: Vec<Result<bytes::Bytes, io::Error>> = vec![
+            Ok(bytes::Bytes::from_static(b"data: a\n\n")),
+            Err(io::Error::other("boom")),
+        ];
+        let mut body = Body::from_stream(futures::stream::iter(items));
+        let mut end = BodyEnd::Open;
+        let first = std::future::poll_fn(|cx| poll_batch(&mut body, cx, &mut end, true)).await;
+        assert_eq!(&first.unwrap().unwrap().first[..], b"data: a\n\n");
+        let then = std::future::poll_fn(|cx| poll_batch(&mut body, cx, &mut end, true)).await;
+        assert!(then.unwrap().is_err());
     }
 
     /// A long backlog is split at the frame limit, nothing lost.
@@ -515,10 +559,10 @@ mod tests {
     async fn a_batch_has_a_limit() {
         let frames: Vec<&'static str> = vec!["x"; BATCH_FRAMES * 2 + 1];
         let mut body = streamed(&frames);
-        let mut ended = false;
+        let mut end = BodyEnd::Open;
         let mut sizes = Vec::new();
         while let Some(batch) =
-            std::future::poll_fn(|cx| poll_batch(&mut body, cx, &mut ended, true)).await
+            std::future::poll_fn(|cx| poll_batch(&mut body, cx, &mut end, true)).await
         {
             sizes.push(batch.unwrap().len());
         }

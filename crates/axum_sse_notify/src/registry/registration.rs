@@ -270,8 +270,8 @@ impl Registration {
 
     /// What the stream writes next: the end, if one was decided (it wins
     /// over queued events); else the next queued event, as the shared
-    /// frame (never copied: the server's writer gathers the frames ready
-    /// into one `writev`, see `lean_serve`), counted as sent; a replay in
+    /// frame (never copied: `lean_serve`'s direct path gathers the frames
+    /// ready into one `writev`, hyper its own way), counted as sent; a replay in
     /// chunks of at most about `max_bytes`; else `Pending`, with `cx`'s
     /// waker kept for the next event or the end.
     pub(crate) fn poll_batch(&mut self, cx: &mut Context<'_>, max_bytes: usize) -> Poll<Next> {

@@ -275,11 +275,13 @@ pub(crate) async fn settle(sink: &Sink, expected: u64) -> Instant {
     }
 }
 
-/// The server's RSS growth since `before`, per stream, in bytes.
+/// The server's RSS growth since `before`, per stream, in bytes; `null`
+/// when RSS did not grow (a server that kept memory from an earlier run
+/// says nothing about these streams).
 fn per_stream(before: Option<u64>, now: Option<u64>, streams: usize) -> serde_json::Value {
     match (before, now) {
-        (Some(before), Some(now)) => {
-            (now.saturating_sub(before) * 1024 / streams.max(1) as u64).into()
+        (Some(before), Some(now)) if now > before => {
+            ((now - before) * 1024 / streams.max(1) as u64).into()
         }
         _ => serde_json::Value::Null,
     }
