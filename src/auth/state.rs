@@ -15,7 +15,7 @@ use crate::store::users::Role;
 /// Session keys. The session handle is a random id of the sign-in that may
 /// be shown (in client listings, logs); the session's own id is the
 /// cookie's secret and never leaves the session layer.
-pub(crate) const KEY_USER_ID: &str = "user_id";
+pub(crate) const KEY_USER_ID: &str = crate::store::sessions::USER_ID;
 pub(crate) const KEY_USERNAME: &str = "username";
 pub(crate) const KEY_HANDLE: &str = "handle";
 /// When the sign-in began (unix ms): a stream never replays from before.

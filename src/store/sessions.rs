@@ -20,8 +20,9 @@ use crate::ops::db_timing::{DbOp, DbTimings, timed};
 /// stored. Spares every signed-in request (every stream connect) a query.
 pub(crate) const LOADED_ROLE: &str = "_account_role";
 
-/// The session key that names its account (see `auth::state`).
-const USER_ID: &str = "user_id";
+/// The session key that names its account, written at sign-in
+/// (`auth::state` uses it as its own) and kept beside the data on save.
+pub(crate) const USER_ID: &str = "user_id";
 
 /// A [`SessionStore`] over [`Db`].
 #[derive(Clone)]
@@ -238,6 +239,21 @@ mod tests {
             loaded_role(&store, &signed_in.id).await,
             Some(serde_json::Value::Null)
         );
+
+        // A row whose column names another account than its data (an
+        // older binary's write): no role from the join, the caller reads
+        // the data's own account.
+        let bob = db.create_user("bob", "hash").await.unwrap();
+        db.set_role("bob", Role::Admin).await.unwrap();
+        let mut mismatched = record(&[(USER_ID, "someone-else".into())]);
+        store.create(&mut mismatched).await.unwrap();
+        sqlx::query("UPDATE sessions SET user_id = $1 WHERE id = $2")
+            .bind(&bob.id)
+            .bind(mismatched.id.to_string())
+            .execute(db.pool())
+            .await
+            .unwrap();
+        assert_eq!(loaded_role(&store, &mismatched.id).await, None);
 
         let mut anonymous = record(&[("csrf", "x".into())]);
         store.create(&mut anonymous).await.unwrap();
