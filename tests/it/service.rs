@@ -749,3 +749,80 @@ async fn only_allow_listed_origins_get_cors_headers() {
     }
     server.shutdown().await.expect("clean shutdown");
 }
+
+/// Broadcasts from four services at once reach every stream exactly once
+/// each, each service's in its order, while one reader stops reading long
+/// enough for its socket to fill: the sends that find a stream idle write
+/// to its socket themselves, and hand what does not fit to the stream.
+#[tokio::test]
+async fn concurrent_broadcasts_reach_every_stream_once_in_order_past_a_stalled_reader() {
+    const SENDERS: usize = 4;
+    const EACH: usize = 120;
+    let server = TestServer::start(&[("SSE_QUEUE_LEN", "100000")]).await;
+    let ann = server.signup("ann").await;
+    let bob = server.signup("bob").await;
+    let mut streams = Vec::new();
+    for user in [&ann, &bob] {
+        for _ in 0..5 {
+            streams.push(user.open("").await.0);
+        }
+    }
+    let (stalled, _) = ann.open("").await;
+    let secret = server.create_token("svc", "publish", None);
+    // 16 KiB each: 120 × 4 of them are far more than a socket holds.
+    let pad = "x".repeat(16 * 1024);
+    let senders: Vec<_> = (0..SENDERS)
+        .map(|s| {
+            let (base, secret, pad) = (server.base.clone(), secret.clone(), pad.clone());
+            tokio::spawn(async move {
+                for n in 0..EACH {
+                    let body = json!({"target": "everyone", "event": "b",
+                        "data": {"s": s, "n": n, "pad": pad}});
+                    let (status, answer) = publish(&base, &secret, &body.to_string()).await;
+                    assert_eq!(status, 200, "{answer}");
+                }
+            })
+        })
+        .collect();
+    let read_all = |mut stream: SseStream, stall: Duration| async move {
+        tokio::time::sleep(stall).await;
+        let mut seen = vec![Vec::new(); SENDERS];
+        while seen.iter().map(Vec::len).sum::<usize>() < SENDERS * EACH {
+            let (name, data) = stream
+                .next_event(Duration::from_secs(30))
+                .await
+                .expect("the next broadcast");
+            assert_eq!(name, "b");
+            let json: serde_json::Value = serde_json::from_str(&data).expect("json");
+            let s = json["s"].as_u64().expect("s") as usize;
+            seen[s].push(json["n"].as_u64().expect("n") as usize);
+        }
+        // Nothing more: no copy of any event arrives late.
+        assert!(
+            stream
+                .next_event(Duration::from_millis(300))
+                .await
+                .is_none()
+        );
+        seen
+    };
+    let mut readers: Vec<_> = streams
+        .into_iter()
+        .map(|stream| tokio::spawn(read_all(stream, Duration::ZERO)))
+        .collect();
+    readers.push(tokio::spawn(read_all(stalled, Duration::from_secs(3))));
+    for sender in senders {
+        sender.await.expect("sender");
+    }
+    for (i, reader) in readers.into_iter().enumerate() {
+        let seen = reader.await.expect("reader");
+        for (s, got) in seen.iter().enumerate() {
+            assert_eq!(
+                got,
+                &(0..EACH).collect::<Vec<_>>(),
+                "stream {i}, sender {s}: once each, in order"
+            );
+        }
+    }
+    server.shutdown().await.expect("clean shutdown");
+}

@@ -103,6 +103,22 @@ fn drain_frame(retry: Duration) -> Bytes {
     Bytes::from(out)
 }
 
+impl EventStream {
+    /// Until when (Unix ms) publishers may write this stream's events
+    /// themselves: its token's expiry, after which nothing more is sent.
+    fn direct_until(&self) -> u64 {
+        match &self.expiry {
+            None => u64::MAX,
+            Some(expiry) => {
+                let left = expiry
+                    .deadline()
+                    .saturating_duration_since(tokio::time::Instant::now());
+                crate::clock::unix_millis_now().saturating_add(left.as_millis() as u64)
+            }
+        }
+    }
+}
+
 impl Stream for EventStream {
     type Item = Result<Bytes, Infallible>;
 
@@ -136,7 +152,12 @@ impl Stream for EventStream {
                 return Poll::Ready(None);
             }
             Poll::Ready(Next::Write(batch)) => return Poll::Ready(Some(Ok(batch))),
-            Poll::Pending => {}
+            Poll::Pending => {
+                if !this.registration.is_direct() {
+                    let until = this.direct_until();
+                    this.registration.go_direct(until);
+                }
+            }
         }
         match this.ping.poll_tick(cx) {
             Poll::Ready(_) => Poll::Ready(Some(Ok(Bytes::from_static(PING)))),

@@ -20,6 +20,49 @@ pub trait WatchedSocket: std::fmt::Debug + Send + Sync + 'static {
     /// Fails a write waiting on a full socket (and any later one that
     /// cannot proceed at once), so that ending a stream is immediate.
     fn abort_stalled_writes(&self);
+
+    /// Takes the stream's write turn when its task has nothing in flight,
+    /// so that a publisher writes the stream's queued events itself
+    /// ([`WatchedSocket::write_claimed`] or [`WatchedSocket::hand_back`]
+    /// must follow). Servers that write every frame from the stream's own
+    /// task never give it.
+    fn try_claim(&self) -> bool {
+        false
+    }
+
+    /// Whether a publisher holds the turn (it writes, or hands to the
+    /// task, whatever is queued meanwhile).
+    fn is_claimed(&self) -> bool {
+        false
+    }
+
+    /// With the turn claimed: writes `frames` as one piece without
+    /// waiting, and gives the turn back (to the stream's task, woken, if
+    /// not all of it was written or `more` frames are left).
+    fn write_claimed<'a>(
+        &self,
+        frames: &mut dyn Iterator<Item = &'a [u8]>,
+        more: bool,
+    ) -> ClaimedWrite {
+        let _ = (frames, more);
+        ClaimedWrite::Failed
+    }
+
+    /// Gives a claimed turn to the stream's task without writing.
+    fn hand_back(&self) {}
+}
+
+/// How a write from the publisher went ([`WatchedSocket::write_claimed`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimedWrite {
+    /// All of it.
+    All,
+    /// Part: the server writes the rest; the frames count as written.
+    Part,
+    /// Nothing, the socket being full: the frames are still to write.
+    Blocked,
+    /// The socket failed or is gone.
+    Failed,
 }
 
 /// The request extension a connection server inserts for each request.
@@ -40,5 +83,31 @@ impl WatchedSocket for lean_serve::SocketState {
 
     fn abort_stalled_writes(&self) {
         lean_serve::SocketState::abort_stalled_writes(self);
+    }
+
+    fn try_claim(&self) -> bool {
+        lean_serve::SocketState::try_claim(self)
+    }
+
+    fn is_claimed(&self) -> bool {
+        lean_serve::SocketState::is_claimed(self)
+    }
+
+    fn write_claimed<'a>(
+        &self,
+        frames: &mut dyn Iterator<Item = &'a [u8]>,
+        more: bool,
+    ) -> ClaimedWrite {
+        use lean_serve::Claimed;
+        match lean_serve::SocketState::write_claimed(self, frames, more) {
+            Claimed::All => ClaimedWrite::All,
+            Claimed::Part => ClaimedWrite::Part,
+            Claimed::Blocked => ClaimedWrite::Blocked,
+            Claimed::Failed => ClaimedWrite::Failed,
+        }
+    }
+
+    fn hand_back(&self) {
+        lean_serve::SocketState::hand_back(self);
     }
 }

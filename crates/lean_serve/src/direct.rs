@@ -109,17 +109,31 @@ pub(super) fn asks_to_close(headers: &HeaderMap) -> bool {
         .any(|token| token.trim().eq_ignore_ascii_case("close"))
 }
 
-async fn stream<IO>(
+pub(crate) async fn stream<IO>(
     io: &mut IO,
     socket: &SocketState,
     head: Vec<u8>,
-    mut body: Body,
+    body: Body,
 ) -> io::Result<()>
 where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
     io.write_all(&head).await?;
     drop(head);
+    let ended = streaming(io, socket, body).await;
+    socket.close_turn();
+    ended
+}
+
+/// Writes the body's frames until it ends or the connection does. Frames
+/// are written either here or, while this task has nothing in flight and
+/// leaves its turn open, by a publisher from where it is ([`crate::turn`]):
+/// the turn is taken back before the body is polled, so that nothing
+/// overtakes what the publisher wrote.
+async fn streaming<IO>(io: &mut IO, socket: &SocketState, mut body: Body) -> io::Result<()>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
     // Reading is how a closed connection is noticed; the few bytes a
     // client may send meanwhile are dropped, more end the connection.
     let mut scratch = [0u8; 64];
@@ -131,13 +145,25 @@ where
         // out alone, without another look at the body first.
         let mut waited = false;
         let next = std::future::poll_fn(|cx| {
+            match socket.poll_turn(cx) {
+                Poll::Pending => {
+                    waited = true;
+                    return Poll::Pending;
+                }
+                Poll::Ready(Some(leftover)) => return Poll::Ready(Some(Ok(Out::Raw(leftover)))),
+                Poll::Ready(None) => {}
+            }
             let polled = poll_batch(&mut body, cx, &mut end, !waited);
-            waited |= polled.is_pending();
-            polled
+            if polled.is_pending() {
+                waited = true;
+                socket.open_turn(cx);
+            }
+            polled.map(|next| next.map(|batch| batch.map(Out::Chunk)))
         });
         tokio::select! {
-            batch = next => match batch {
-                Some(Ok(batch)) => write_batch(io, &batch).await?,
+            out = next => match out {
+                Some(Ok(Out::Chunk(batch))) => write_batch(io, &batch).await?,
+                Some(Ok(Out::Raw(bytes))) => io.write_all(&bytes).await?,
                 Some(Err(e)) => return Err(e),
                 None => {
                     io.write_all(b"0\r\n\r\n").await?;
@@ -162,6 +188,13 @@ where
             }
         }
     }
+}
+
+/// What the stream task writes next.
+enum Out {
+    Chunk(Batch),
+    /// The rest of a chunk a publisher could write only part of.
+    Raw(Bytes),
 }
 
 /// A chunk (one `writev`) gathers at most this many of a stream's frames,
@@ -444,7 +477,7 @@ async fn write_chunk<IO: AsyncWrite + Unpin>(io: &mut IO, data: &[u8]) -> io::Re
 }
 
 /// `len` in hex followed by CRLF, in `buf`.
-fn chunk_size_line(len: usize, buf: &mut [u8; 20]) -> &[u8] {
+pub(crate) fn chunk_size_line(len: usize, buf: &mut [u8; 20]) -> &[u8] {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut digits = [0u8; 16];
     let mut n = len;

@@ -26,6 +26,8 @@ pub mod fuzzing;
 mod head;
 mod rewind;
 pub mod socket;
+mod tcp;
+pub mod turn;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -40,7 +42,6 @@ use axum::extract::Request;
 use axum::serve::Listener;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tower::ServiceExt;
 
@@ -48,6 +49,8 @@ use direct::After;
 use head::Head;
 use rewind::Rewind;
 pub use socket::{ConnInfo, SocketEnd, SocketState, WatchedIo, WatchedListener};
+pub use tcp::SharedTcp;
+pub use turn::Claimed;
 
 /// How connections are served.
 #[derive(Debug, Clone)]
@@ -100,7 +103,7 @@ pub async fn serve(
 }
 
 async fn connection(
-    mut io: WatchedIo<TcpStream>,
+    mut io: WatchedIo<SharedTcp>,
     peer: SocketAddr,
     app: Router,
     options: ServeOptions,
@@ -170,7 +173,7 @@ async fn stopping(stop: &mut watch::Receiver<bool>) {
 /// first request head must be complete by `first_head_by`; later ones get
 /// hyper's own `header_timeout` each.
 async fn with_hyper(
-    io: Rewind<WatchedIo<TcpStream>>,
+    io: Rewind<WatchedIo<SharedTcp>>,
     app: Router,
     info: ConnInfo,
     options: ServeOptions,

@@ -21,10 +21,14 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use axum::serve::Listener;
+use bytes::Bytes;
 use futures::task::AtomicWaker;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Sleep;
+
+use crate::tcp::SharedTcp;
+use crate::turn::{Claimed, WriteTurn};
 
 /// How a socket ended, as seen from the socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,8 +67,11 @@ pub struct SocketState {
     ended: AtomicU8,
     /// Set by [`SocketState::abort_stalled_writes`].
     aborted: AtomicBool,
-    /// The task whose write is waiting for room in the socket.
+    /// The task whose write is waiting for room in the socket (or, on an
+    /// event stream, for its write turn).
     writer: AtomicWaker,
+    /// Who writes next, on an event stream served directly ([`crate::turn`]).
+    turn: WriteTurn,
 }
 
 impl SocketState {
@@ -88,6 +95,50 @@ impl SocketState {
     /// How the socket ended, once it did.
     pub fn ended(&self) -> Option<SocketEnd> {
         SocketEnd::from_u8(self.ended.load(Ordering::Acquire))
+    }
+
+    /// Takes the write turn of an event stream whose task has nothing in
+    /// flight, so that the caller may write a chunk from where it is
+    /// ([`SocketState::write_claimed`], or [`SocketState::hand_back`]:
+    /// one of them must follow). `false` when the turn is not open (the
+    /// task is writing, another caller holds it, the stream is not served
+    /// directly, or it is ending).
+    pub fn try_claim(&self) -> bool {
+        !self.aborted.load(Ordering::Acquire) && self.ended().is_none() && self.turn.try_claim()
+    }
+
+    /// Whether a caller holds the turn: whatever it queues for the stream
+    /// meanwhile, it writes (or hands to the task) when done.
+    pub fn is_claimed(&self) -> bool {
+        self.turn.is_claimed()
+    }
+
+    /// With the turn claimed: writes `frames` as one chunk (one `writev`)
+    /// without waiting, and gives the turn back: open again if the
+    /// chunk went out whole and `more` is false, else to the stream's
+    /// task, which is woken (it writes the rest of a partial chunk first).
+    pub fn write_claimed<'a>(&self, frames: impl Iterator<Item = &'a [u8]>, more: bool) -> Claimed {
+        self.turn.write_claimed(frames, more, &self.writer)
+    }
+
+    /// Gives a claimed turn to the stream's task without writing.
+    pub fn hand_back(&self) {
+        self.turn.hand_back(&self.writer);
+    }
+
+    /// The task takes the turn (see [`WriteTurn::poll_take`]).
+    pub(crate) fn poll_turn(&self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        self.turn.poll_take(&self.writer, cx)
+    }
+
+    /// The task has nothing in flight: the turn is open to callers.
+    pub(crate) fn open_turn(&self, cx: &mut Context<'_>) {
+        self.turn.open(&self.writer, cx);
+    }
+
+    /// The stream ended: nobody else writes to the socket.
+    pub(crate) fn close_turn(&self) {
+        self.turn.close();
     }
 }
 
@@ -131,6 +182,24 @@ impl<T> WatchedIo<T> {
 
     pub fn get_ref(&self) -> &T {
         &self.inner
+    }
+}
+
+impl WatchedIo<SharedTcp> {
+    /// A watched socket whose event streams can be written by a caller
+    /// holding their write turn ([`SocketState::try_claim`]).
+    pub fn shared(stream: TcpStream, timeout: Duration) -> Self {
+        let inner = SharedTcp::new(stream);
+        let state = SocketState {
+            turn: WriteTurn::new(Arc::downgrade(&inner.0)),
+            ..SocketState::default()
+        };
+        WatchedIo {
+            inner,
+            timeout,
+            stall: None,
+            state: Arc::new(state),
+        }
     }
 }
 
@@ -246,7 +315,7 @@ impl WatchedListener {
 }
 
 impl Listener for WatchedListener {
-    type Io = WatchedIo<TcpStream>;
+    type Io = WatchedIo<SharedTcp>;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
@@ -256,7 +325,7 @@ impl Listener for WatchedListener {
                     if let Err(e) = stream.set_nodelay(true) {
                         tracing::debug!(%addr, "cannot set TCP_NODELAY: {e}");
                     }
-                    return (WatchedIo::new(stream, self.timeout), addr);
+                    return (WatchedIo::shared(stream, self.timeout), addr);
                 }
                 Err(e) if is_per_connection_error(&e) => {}
                 Err(e) => {

@@ -8,9 +8,9 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 
-use super::queue::EventQueue;
+use super::queue::{EventQueue, Full};
 use super::reason::DisconnectReason;
-use crate::socket::WatchedSocket;
+use crate::socket::{ClaimedWrite, WatchedSocket};
 
 /// State shared between a registry entry and its stream: the queue, the
 /// reason the connection must end (set once, by whoever decides first),
@@ -18,12 +18,32 @@ use crate::socket::WatchedSocket;
 pub(crate) struct ClientLink {
     /// 0 while open, else a [`DisconnectReason`].
     reason: AtomicU8,
+    /// Until when (Unix ms) a publisher may write this stream's events
+    /// itself through its socket's write turn; 0 until the stream says it
+    /// is live with nothing of its own to send first (see
+    /// [`ClientLink::offer`]).
+    direct_until: AtomicU64,
     pub(crate) events_sent: AtomicU64,
     /// Events framed for this client, not yet written.
     pub(crate) queue: EventQueue,
     /// The connection's socket, when served by a server that watches its sockets ([`crate::socket`]): an
     /// end decided here also interrupts a write stuck on a full socket.
     socket: Option<Arc<dyn WatchedSocket>>,
+}
+
+/// A claimed chunk holds at most this many events, and stops before
+/// passing this many bytes (unless its first event is larger): what does
+/// not fit goes out in the stream's own writes.
+const CHUNK_FRAMES: usize = 64;
+const CHUNK_BYTES: usize = 64 * 1024;
+
+/// What [`ClientLink::offer`] did with a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Offer {
+    /// Queued; the stream's task or the turn's holder writes it.
+    Queued,
+    /// Queued, and the caller holds the stream's write turn.
+    Claimed,
 }
 
 /// What a stream must do next.
@@ -36,6 +56,7 @@ impl ClientLink {
     pub(crate) fn new(queue_len: usize, socket: Option<Arc<dyn WatchedSocket>>) -> Self {
         ClientLink {
             reason: AtomicU8::new(0),
+            direct_until: AtomicU64::new(0),
             events_sent: AtomicU64::new(0),
             queue: EventQueue::new(queue_len),
             socket,
@@ -69,6 +90,68 @@ impl ClientLink {
     pub(crate) fn abort_socket(&self) {
         if let Some(socket) = &self.socket {
             socket.abort_stalled_writes();
+        }
+    }
+
+    /// From now on (until `until`, Unix ms: a stream token's expiry), a
+    /// publisher may write the stream's events itself.
+    pub(crate) fn allow_direct(&self, until: u64) {
+        self.direct_until.store(until, Ordering::Release);
+    }
+
+    /// Queues `frame` for the stream. When the stream allows it and its
+    /// task has nothing in flight, the caller takes the socket's write
+    /// turn (`Claimed`) and must then call [`ClientLink::write_claimed`]
+    /// (or [`ClientLink::hand_back`]); else the stream is woken, unless
+    /// another publisher holds the turn (it writes what was queued).
+    pub(crate) fn offer(&self, frame: Bytes, now_ms: u64) -> Result<Offer, Full> {
+        let socket = self
+            .socket
+            .as_ref()
+            .filter(|_| now_ms < self.direct_until.load(Ordering::Acquire))
+            .filter(|_| self.reason().is_none());
+        self.queue.push_then(frame, || match socket {
+            Some(socket) if socket.try_claim() => (Offer::Claimed, false),
+            Some(socket) if socket.is_claimed() => (Offer::Queued, false),
+            _ => (Offer::Queued, true),
+        })
+    }
+
+    /// With the turn claimed: writes the queued events (up to a chunk's
+    /// worth) and gives the turn back; the number written. What could not
+    /// be written is left to the stream's task, which is woken.
+    pub(crate) fn write_claimed(&self) -> u64 {
+        let Some(socket) = &self.socket else {
+            return 0;
+        };
+        let written = self.queue.write_front(|items| {
+            let mut take = 0;
+            let mut bytes = 0;
+            for frame in items {
+                if take == CHUNK_FRAMES || (take > 0 && bytes + frame.len() > CHUNK_BYTES) {
+                    break;
+                }
+                take += 1;
+                bytes += frame.len();
+            }
+            let more = take < items.len();
+            let mut frames = items.iter().take(take).map(|frame| &frame[..]);
+            match socket.write_claimed(&mut frames, more) {
+                ClaimedWrite::All | ClaimedWrite::Part => take,
+                ClaimedWrite::Blocked | ClaimedWrite::Failed => 0,
+            }
+        });
+        if written > 0 {
+            self.events_sent
+                .fetch_add(written as u64, Ordering::Relaxed);
+        }
+        written as u64
+    }
+
+    /// Gives a claimed turn back unused: the stream's task writes.
+    pub(crate) fn hand_back(&self) {
+        if let Some(socket) = &self.socket {
+            socket.hand_back();
         }
     }
 

@@ -13,6 +13,7 @@
 //! event either reaches it live or is in what it replays, never both.
 
 mod admission;
+mod claimed;
 mod counts;
 mod follow;
 mod history;
@@ -42,12 +43,13 @@ use super::target::{ClientId, Target, UserId};
 use crate::clock::unix_millis;
 pub use crate::clock::unix_millis_now;
 pub use admission::Admission;
+use claimed::Claimed;
 use counts::Counters;
 pub use counts::Counts;
 use history::History;
 pub use history::ResetReason;
 use index::Indexes;
-pub(crate) use link::{ClientLink, Next};
+pub(crate) use link::{ClientLink, Next, Offer};
 pub use listing::{ClientFilter, ClientInfo, IndexSizes, InstanceStats, Stats};
 pub use presence::PresenceSnapshot;
 use queue::Full;
@@ -62,7 +64,8 @@ pub use registration::{Registration, Resume, StoredGap};
 pub struct Registry {
     config: SseConfig,
     indexes: RwLock<Indexes>,
-    counters: Counters,
+    /// Shared with the tasks that write a broadcast (they count it).
+    counters: Arc<Counters>,
     /// Taken before `indexes` when both are needed, never after.
     history: Mutex<History>,
     shutting_down: AtomicBool,
@@ -90,7 +93,7 @@ impl Registry {
             metrics: config.metrics.then(Box::default),
             config,
             indexes: RwLock::new(indexes),
-            counters: Counters::default(),
+            counters: Arc::default(),
             history: Mutex::new(history),
             shutting_down: AtomicBool::new(false),
             remote_users: RwLock::new(HashMap::new()),
@@ -182,9 +185,15 @@ impl Registry {
 
         let mut delivered = 0;
         let mut overflowed = Vec::new();
+        let mut claimed = Claimed::new(self.counters.clone());
+        let now_ms = unix_millis_now();
         self.read().for_each_match(target, |client, entry| {
-            match entry.link.queue.push(frame.clone()) {
-                Ok(()) => delivered += 1,
+            match entry.link.offer(frame.clone(), now_ms) {
+                Ok(Offer::Queued) => delivered += 1,
+                Ok(Offer::Claimed) => {
+                    delivered += 1;
+                    claimed.push(entry.link.clone());
+                }
                 Err(Full) => overflowed.push(client),
             }
         });
@@ -196,6 +205,9 @@ impl Registry {
             Instant::now(),
         );
         drop(history);
+        // Outside the locks: other sends and connects proceed meanwhile
+        // (the turns taken keep each stream's events in order).
+        claimed.write();
         for client in overflowed {
             tracing::warn!(%client, queue_len = self.config.queue_len, "client fell behind; disconnecting");
             self.disconnect(client, DisconnectReason::QueueOverflow);

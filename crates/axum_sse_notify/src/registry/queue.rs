@@ -50,14 +50,52 @@ impl EventQueue {
         Ok(())
     }
 
+    /// Queues `frame` unless the queue is full; `then`, run with the
+    /// queue still locked, says what to return and whether to wake the
+    /// stream (a publisher that took the stream's write turn writes the
+    /// queue itself, and one holding it will: no wake).
+    pub(crate) fn push_then<T>(
+        &self,
+        frame: Bytes,
+        then: impl FnOnce() -> (T, bool),
+    ) -> Result<T, Full> {
+        let (out, wake) = {
+            let mut items = self.lock();
+            if items.len() >= self.capacity {
+                return Err(Full);
+            }
+            items.push_back(frame);
+            then()
+        };
+        if wake {
+            self.waker.wake();
+        }
+        Ok(out)
+    }
+
+    /// Runs `write` on the queued events with the queue locked (pushes
+    /// wait); it returns how many of the first ones it wrote, which are
+    /// removed.
+    pub(crate) fn write_front(&self, write: impl FnOnce(&VecDeque<Bytes>) -> usize) -> usize {
+        let mut items = self.lock();
+        let written = write(&items).min(items.len());
+        items.drain(..written);
+        Self::give_back(&mut items);
+        written
+    }
+
     /// The next event, if one is queued.
     pub(crate) fn pop(&self) -> Option<Bytes> {
         let mut items = self.lock();
         let next = items.pop_front();
+        Self::give_back(&mut items);
+        next
+    }
+
+    fn give_back(items: &mut VecDeque<Bytes>) {
         if items.is_empty() && items.capacity() > KEEP_CAPACITY {
             items.shrink_to(KEEP_CAPACITY);
         }
-        next
     }
 
     /// The next event, or `Pending` with `cx`'s waker registered. Only one

@@ -331,6 +331,7 @@ impl Registry {
             replay,
             fresh,
             finished: false,
+            direct: false,
             dedupe: None,
         })
     }

@@ -89,6 +89,8 @@ pub struct Registration {
     pub(super) fresh: bool,
     /// Its stream wrote its last frame (a drained stream's `sse-drain`).
     pub(crate) finished: bool,
+    /// Publishers may write its events themselves ([`Registration::go_direct`]).
+    pub(super) direct: bool,
     /// Live copies of what the backlog held, to drop. Boxed: most streams
     /// never have one, and each stream's size is what an idle one costs.
     pub(super) dedupe: Option<Box<Dedupe>>,
@@ -251,6 +253,29 @@ impl Registration {
     /// Runs `f` inside the stream's span, if it has one.
     pub fn in_span<T>(&self, f: impl FnOnce() -> T) -> T {
         self.guard.in_span(f)
+    }
+
+    /// Lets publishers write the stream's live events to its socket
+    /// themselves from now on, until `until` (Unix ms), once the stream
+    /// has nothing of its own to send before them (an opening, a replay,
+    /// backlog duplicates to drop): they go out without a task wake-up.
+    /// Only a server that gives out its sockets' write turns makes use of
+    /// it (see [`crate::socket::WatchedSocket::try_claim`]).
+    pub(crate) fn go_direct(&mut self, until: u64) {
+        if self.direct
+            || self.opening.is_some()
+            || self.replay.is_some()
+            || self.dedupe.is_some()
+            || self.stored.is_some()
+        {
+            return;
+        }
+        self.guard.link().allow_direct(until);
+        self.direct = true;
+    }
+
+    pub(crate) fn is_direct(&self) -> bool {
+        self.direct
     }
 
     /// Whether the stream opens with an `sse-reset`.
