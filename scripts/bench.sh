@@ -71,6 +71,8 @@ fi
 ulimit -n "$(ulimit -Hn)"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 server='' baseline='' data='' nchan_dir='' nchan_master=''
+# The build of ours that start_servers runs (the `ab` scenario swaps it).
+ours_bin="${bin}/sse_notify"
 # The password loadgen signs its accounts in with (tools/bench/src/bin/loadgen/http.rs).
 BENCH_PASSWORD="bench password 1"
 
@@ -85,7 +87,7 @@ start_servers() {
   RUST_LOG=warn METRICS_ADDR="" SERVER_SENDS_PER_USER=1000000000 METRICS_ENABLED="${BENCH_METRICS:-true}" \
   SSE_PRESENCE_INTERVAL="${BENCH_PRESENCE_INTERVAL:-1s}" \
   SERVER_DRAIN_DELAY=0s SERVER_DRAIN_WINDOW=1s DATA_DIR="${data}" \
-  LEPTOS_SITE_ADDR="127.0.0.1:${port}" "${on0[@]}" "${bin}/sse_notify" >> "${out}/server.log" 2>&1 &
+  LEPTOS_SITE_ADDR="127.0.0.1:${port}" "${on0[@]}" "${ours_bin}" >> "${out}/server.log" 2>&1 &
   server=$!
   BASELINE_ADDR="127.0.0.1:${bport}" "${on0[@]}" "${bin}/baseline" >> "${out}/baseline.log" 2>&1 &
   baseline=$!
@@ -99,7 +101,7 @@ start_servers() {
   # an operator does.
   curl -s -o /dev/null --data-urlencode username=benchadmin \
     --data-urlencode "password=${BENCH_PASSWORD}" "http://127.0.0.1:${port}/api/auth/signup"
-  DATA_DIR="${data}" "${bin}/sse_notify" admin grant benchadmin > /dev/null
+  DATA_DIR="${data}" "${ours_bin}" admin grant benchadmin > /dev/null
   ours=(--target ours --addr "127.0.0.1:${port}" --pid "${server}")
   base=(--target baseline --addr "127.0.0.1:${bport}" --pid "${baseline}")
   start_nchan
@@ -235,6 +237,29 @@ if wants saturate; then
   done
 fi
 
+# This build against another (`BENCH_AB_BIN`: its sse_notify, e.g. built
+# from an earlier commit in a worktree), alternating, each on a fresh
+# server: broadcast at both rates and saturation (variants ab-head,
+# ab-other). Not in the default list: it needs the other build.
+if wants ab; then
+  if [[ -z "${BENCH_AB_BIN:-}" ]]; then
+    echo "ab: set BENCH_AB_BIN to the other build's sse_notify" >&2
+    exit 1
+  fi
+  for _ in $(seq "${REPEAT}"); do
+    for side in head other; do
+      ours_bin=$([[ ${side} == head ]] && echo "${bin}/sse_notify" || echo "${BENCH_AB_BIN}")
+      BENCH_NCHAN=0 start_servers
+      echo "==> A/B (${side}): broadcast at ${RATE}/s and ${LOADED_RATE}/s to ${BROADCAST_CLIENTS}, saturation"
+      for rate in "${RATE}" "${LOADED_RATE}"; do
+        gen "${ours[@]}" --variant "ab-${side}" --scenario broadcast --clients "${BROADCAST_CLIENTS}" --rate "${rate}" --duration "${DURATION}"
+      done
+      gen "${ours[@]}" --variant "ab-${side}" --scenario saturate --clients "${SATURATE_CLIENTS}" --publishers 4 --duration "${DURATION}"
+    done
+  done
+  ours_bin="${bin}/sse_notify"
+fi
+
 # The cost of metrics on the hot path: the same server with metrics on and
 # off, alternating, in one run (reported with "variant": metrics-on / metrics-off).
 if wants metrics; then
@@ -293,7 +318,7 @@ start_cluster() {
     AUTH_LOGIN_ATTEMPTS_PER_IP=1000000 AUTH_LOGIN_ATTEMPTS_PER_USER=1000000 \
     RUST_LOG=warn METRICS_ADDR="" SERVER_SENDS_PER_USER=1000000000 METRICS_ENABLED="${BENCH_METRICS:-true}" DATA_DIR="${cluster_data}/${i}" \
     DATABASE_URL="${pg_base}/${db}" BUS_URL="${bus_url}" BUS_PREFIX="${prefix}" BUS_INSTANCE="s${i}" \
-    LEPTOS_SITE_ADDR="127.0.0.1:${port}" "${on0[@]}" "${bin}/sse_notify" >> "${out}/server.log" 2>&1 &
+    LEPTOS_SITE_ADDR="127.0.0.1:${port}" "${on0[@]}" "${ours_bin}" >> "${out}/server.log" 2>&1 &
     cluster_pids+=($!)
     cluster_addrs+=("127.0.0.1:${port}")
     for _ in $(seq 100); do

@@ -176,3 +176,100 @@ impl ClientLink {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// A socket whose turn is always open and that records what a
+    /// claimant wrote (the real one is `lean_serve`'s, tested there and
+    /// end to end in the app's suite).
+    #[derive(Debug, Default)]
+    struct OpenTurn {
+        claims: AtomicU64,
+        written: Mutex<Vec<Vec<u8>>>,
+    }
+
+    impl WatchedSocket for OpenTurn {
+        fn ended(&self) -> Option<DisconnectReason> {
+            None
+        }
+        fn abort_stalled_writes(&self) {}
+        fn try_claim(&self) -> bool {
+            self.claims.fetch_add(1, Ordering::Relaxed);
+            true
+        }
+        fn write_claimed<'a>(
+            &self,
+            frames: &mut dyn Iterator<Item = &'a [u8]>,
+            _more: bool,
+        ) -> ClaimedWrite {
+            let mut written = self.written.lock().unwrap();
+            written.extend(frames.map(<[u8]>::to_vec));
+            ClaimedWrite::All
+        }
+    }
+
+    fn link() -> (ClientLink, Arc<OpenTurn>) {
+        let socket = Arc::new(OpenTurn::default());
+        let link = ClientLink::new(256, Some(socket.clone() as Arc<dyn WatchedSocket>));
+        (link, socket)
+    }
+
+    /// Publishers write a stream's events only once the stream allowed it,
+    /// only before its token's expiry, and never once its end is decided:
+    /// the rest is queued for the stream, which ends without sending them.
+    #[test]
+    fn publishers_write_only_while_the_stream_allows_it() {
+        let (link, socket) = link();
+        let frame = Bytes::from_static(b"data: x\n\n");
+        assert_eq!(link.offer(frame.clone(), 10), Ok(Offer::Queued));
+        assert_eq!(socket.claims.load(Ordering::Relaxed), 0, "not live yet");
+        assert_eq!(link.queue.pop().as_deref(), Some(&frame[..]));
+
+        link.allow_direct(1_000);
+        assert_eq!(link.offer(frame.clone(), 999), Ok(Offer::Claimed));
+        assert_eq!(link.write_claimed(), 1);
+        assert_eq!(socket.written.lock().unwrap().len(), 1);
+        assert_eq!(link.events_sent.load(Ordering::Relaxed), 1);
+
+        assert_eq!(
+            link.offer(frame.clone(), 1_000),
+            Ok(Offer::Queued),
+            "expired"
+        );
+        assert_eq!(link.queue.pop().as_deref(), Some(&frame[..]));
+
+        link.allow_direct(u64::MAX);
+        link.close(DisconnectReason::Kicked);
+        assert_eq!(link.offer(frame, 2_000), Ok(Offer::Queued), "ending");
+        assert_eq!(socket.claims.load(Ordering::Relaxed), 1);
+        assert_eq!(socket.written.lock().unwrap().len(), 1);
+    }
+
+    /// A claimed write takes what was queued before it, in order, up to a
+    /// chunk's worth.
+    #[test]
+    fn a_claimed_write_takes_the_queue_in_order_up_to_a_chunk() {
+        let (link, socket) = link();
+        link.allow_direct(u64::MAX);
+        let frames: Vec<Bytes> = (0..CHUNK_FRAMES + 3)
+            .map(|n| Bytes::from(format!("data: {n}\n\n")))
+            .collect();
+        for frame in &frames {
+            link.queue.push(frame.clone()).expect("room");
+        }
+        assert_eq!(link.write_claimed(), CHUNK_FRAMES as u64);
+        let written = socket.written.lock().unwrap().clone();
+        assert_eq!(
+            written,
+            frames[..CHUNK_FRAMES]
+                .iter()
+                .map(|f| f.to_vec())
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(link.queue.pop().as_deref(), Some(&frames[CHUNK_FRAMES][..]));
+    }
+}
