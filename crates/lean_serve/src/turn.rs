@@ -57,7 +57,8 @@ pub enum Claimed {
 #[derive(Debug)]
 pub(crate) struct WriteTurn {
     state: AtomicU8,
-    leftover: Mutex<Option<Bytes>>,
+    /// Boxed: every stream's state carries the slot, few ever fill it.
+    leftover: Mutex<Option<Box<Bytes>>>,
     /// The socket (none when the connection's IO is not a
     /// [`crate::SharedTcp`]: the turn then never opens).
     stream: Weak<TcpStream>,
@@ -116,7 +117,7 @@ impl WriteTurn {
                 }
                 TASK if state & LEFTOVER != 0 => {
                     self.state.store(TASK, Ordering::Release);
-                    return Poll::Ready(self.lock_leftover().take());
+                    return Poll::Ready(self.lock_leftover().take().map(|rest| *rest));
                 }
                 _ => return Poll::Ready(None),
             }
@@ -252,11 +253,11 @@ impl WriteTurn {
         for piece in pieces.iter() {
             rest.extend_from_slice(piece);
         }
-        *self.lock_leftover() = Some(rest.freeze());
+        *self.lock_leftover() = Some(Box::new(rest.freeze()));
         Claimed::Part
     }
 
-    fn lock_leftover(&self) -> std::sync::MutexGuard<'_, Option<Bytes>> {
+    fn lock_leftover(&self) -> std::sync::MutexGuard<'_, Option<Box<Bytes>>> {
         self.leftover.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
