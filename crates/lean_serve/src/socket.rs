@@ -117,7 +117,13 @@ impl SocketState {
     /// without waiting, and gives the turn back: open again if the
     /// chunk went out whole and `more` is false, else to the stream's
     /// task, which is woken (it writes the rest of a partial chunk first).
+    /// A socket aborted or ended meanwhile gets nothing (`Failed`; the
+    /// turn goes to the task, which ends).
     pub fn write_claimed<'a>(&self, frames: impl Iterator<Item = &'a [u8]>, more: bool) -> Claimed {
+        if self.aborted.load(Ordering::Acquire) || self.ended().is_some() {
+            self.turn.hand_back(&self.writer);
+            return Claimed::Failed;
+        }
         self.turn.write_claimed(frames, more, &self.writer)
     }
 

@@ -58,11 +58,11 @@ impl AsyncRead for SharedTcp {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let stream = &*self.0;
-        let n = ready!(retry_ready(
+        // Reads into the buffer's spare room as it is (no zeroing first).
+        ready!(retry_ready(
             || stream.poll_read_ready(cx),
-            || stream.try_read(buf.initialize_unfilled()),
+            || stream.try_read_buf(buf),
         ))?;
-        buf.advance(n);
         Poll::Ready(Ok(()))
     }
 }

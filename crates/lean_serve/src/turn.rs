@@ -234,13 +234,17 @@ impl WriteTurn {
         let mut written = 0;
         while written < total {
             match stream.try_write_vectored(pieces) {
-                Ok(0) => return Claimed::Failed,
-                Ok(n) => {
+                Ok(n) if n > 0 => {
                     written += n;
                     IoSlice::advance_slices(&mut pieces, n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(_) => return Claimed::Failed,
+                // Failed before any byte: the frames are still the
+                // caller's. After some: the rest is the task's (its own
+                // write then fails too), never the frames anew, which
+                // would break the chunk already begun.
+                _ if written == 0 => return Claimed::Failed,
+                _ => break,
             }
         }
         if written == total {

@@ -13,6 +13,7 @@ use std::sync::atomic::Ordering;
 
 use super::counts::Counters;
 use super::link::ClientLink;
+use crate::clock::unix_millis_now;
 
 /// Up to this many claimed streams are written by the sender itself.
 const WRITE_IN_PLACE: usize = 32;
@@ -64,11 +65,15 @@ impl Claimed {
     /// Writes up to `n` streams; whether all are written.
     fn write_some(&mut self, n: usize) -> bool {
         let end = self.links.len().min(self.written.saturating_add(n));
+        let now_ms = unix_millis_now();
         let mut sent = 0;
-        for link in &self.links[self.written..end] {
-            sent += link.write_claimed();
+        while self.written < end {
+            // Counted before the write: were it to panic, `Drop` must not
+            // hand back a turn this one no longer holds.
+            let link = &self.links[self.written];
+            self.written += 1;
+            sent += link.write_claimed(now_ms);
         }
-        self.written = end;
         self.counters.events_sent.fetch_add(sent, Ordering::Relaxed);
         self.written == self.links.len()
     }

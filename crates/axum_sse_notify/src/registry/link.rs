@@ -119,12 +119,19 @@ impl ClientLink {
 
     /// With the turn claimed: writes the queued events (up to a chunk's
     /// worth) and gives the turn back; the number written. What could not
-    /// be written is left to the stream's task, which is woken.
-    pub(crate) fn write_claimed(&self) -> u64 {
+    /// be written is left to the stream's task, which is woken. Checked
+    /// again here (`now_ms`), since the claim may be a while old: a stream
+    /// whose end was decided or whose token expired meanwhile gets
+    /// nothing more from publishers (its task ends it, dropping the queue).
+    pub(crate) fn write_claimed(&self, now_ms: u64) -> u64 {
         let Some(socket) = &self.socket else {
             return 0;
         };
         let written = self.queue.write_front(|items| {
+            if self.reason().is_some() || now_ms >= self.direct_until.load(Ordering::Acquire) {
+                socket.hand_back();
+                return 0;
+            }
             let mut take = 0;
             let mut bytes = 0;
             for frame in items {
@@ -189,6 +196,7 @@ mod tests {
     #[derive(Debug, Default)]
     struct OpenTurn {
         claims: AtomicU64,
+        handed_back: AtomicU64,
         written: Mutex<Vec<Vec<u8>>>,
     }
 
@@ -209,6 +217,9 @@ mod tests {
             let mut written = self.written.lock().unwrap();
             written.extend(frames.map(<[u8]>::to_vec));
             ClaimedWrite::All
+        }
+        fn hand_back(&self) {
+            self.handed_back.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -231,7 +242,7 @@ mod tests {
 
         link.allow_direct(1_000);
         assert_eq!(link.offer(frame.clone(), 999), Ok(Offer::Claimed));
-        assert_eq!(link.write_claimed(), 1);
+        assert_eq!(link.write_claimed(999), 1);
         assert_eq!(socket.written.lock().unwrap().len(), 1);
         assert_eq!(link.events_sent.load(Ordering::Relaxed), 1);
 
@@ -242,10 +253,21 @@ mod tests {
         );
         assert_eq!(link.queue.pop().as_deref(), Some(&frame[..]));
 
+        // A claim that was taken before the token expired, or before the
+        // end was decided, writes nothing when it comes to write.
+        assert_eq!(link.offer(frame.clone(), 999), Ok(Offer::Claimed));
+        assert_eq!(link.write_claimed(1_000), 0, "expired since the claim");
+        assert_eq!(socket.handed_back.load(Ordering::Relaxed), 1);
+        assert_eq!(link.queue.pop().as_deref(), Some(&frame[..]));
         link.allow_direct(u64::MAX);
+        assert_eq!(link.offer(frame.clone(), 2_000), Ok(Offer::Claimed));
         link.close(DisconnectReason::Kicked);
-        assert_eq!(link.offer(frame, 2_000), Ok(Offer::Queued), "ending");
-        assert_eq!(socket.claims.load(Ordering::Relaxed), 1);
+        assert_eq!(link.write_claimed(2_000), 0, "ended since the claim");
+        assert_eq!(socket.handed_back.load(Ordering::Relaxed), 2);
+        assert_eq!(link.queue.pop().as_deref(), Some(&frame[..]));
+
+        assert_eq!(link.offer(frame, 3_000), Ok(Offer::Queued), "ending");
+        assert_eq!(socket.claims.load(Ordering::Relaxed), 3);
         assert_eq!(socket.written.lock().unwrap().len(), 1);
     }
 
@@ -261,7 +283,7 @@ mod tests {
         for frame in &frames {
             link.queue.push(frame.clone()).expect("room");
         }
-        assert_eq!(link.write_claimed(), CHUNK_FRAMES as u64);
+        assert_eq!(link.write_claimed(0), CHUNK_FRAMES as u64);
         let written = socket.written.lock().unwrap().clone();
         assert_eq!(
             written,

@@ -262,6 +262,14 @@ impl Registration {
     /// Only a server that gives out its sockets' write turns makes use of
     /// it (see [`crate::socket::WatchedSocket::try_claim`]).
     pub(crate) fn go_direct(&mut self, until: u64) {
+        if self
+            .dedupe
+            .as_ref()
+            .is_some_and(|dedupe| Instant::now() > dedupe.until)
+        {
+            // Its window passed with no live copy left to drop.
+            self.dedupe = None;
+        }
         if self.direct
             || self.opening.is_some()
             || self.replay.is_some()
