@@ -39,11 +39,7 @@ pub trait WatchedSocket: std::fmt::Debug + Send + Sync + 'static {
     /// With the turn claimed: writes `frames` as one piece without
     /// waiting, and gives the turn back (to the stream's task, woken, if
     /// not all of it was written or `more` frames are left).
-    fn write_claimed<'a>(
-        &self,
-        frames: &mut dyn Iterator<Item = &'a [u8]>,
-        more: bool,
-    ) -> ClaimedWrite {
+    fn write_claimed(&self, frames: &mut dyn Iterator<Item = &[u8]>, more: bool) -> ClaimedWrite {
         let _ = (frames, more);
         ClaimedWrite::Failed
     }
@@ -93,11 +89,7 @@ impl WatchedSocket for lean_serve::SocketState {
         lean_serve::SocketState::is_claimed(self)
     }
 
-    fn write_claimed<'a>(
-        &self,
-        frames: &mut dyn Iterator<Item = &'a [u8]>,
-        more: bool,
-    ) -> ClaimedWrite {
+    fn write_claimed(&self, frames: &mut dyn Iterator<Item = &[u8]>, more: bool) -> ClaimedWrite {
         use lean_serve::Claimed;
         match lean_serve::SocketState::write_claimed(self, frames, more) {
             Claimed::All => ClaimedWrite::All,

@@ -209,9 +209,9 @@ mod tests {
             self.claims.fetch_add(1, Ordering::Relaxed);
             true
         }
-        fn write_claimed<'a>(
+        fn write_claimed(
             &self,
-            frames: &mut dyn Iterator<Item = &'a [u8]>,
+            frames: &mut dyn Iterator<Item = &[u8]>,
             _more: bool,
         ) -> ClaimedWrite {
             let mut written = self.written.lock().unwrap();
