@@ -5,6 +5,10 @@
 //! number of receivers, never with the number of connected clients. The
 //! event is framed once into a [`Bytes`] and each receiver gets a cheap
 //! clone of it in its bounded queue; nothing here ever waits for a socket.
+//! Where a receiver's stream has nothing in flight and its server gives
+//! out write turns (`lean_serve`), the send takes the turn instead of
+//! waking the stream, and writes the queue to the socket itself once the
+//! locks are released, without waiting (`claimed`).
 //!
 //! Every send also gets the next position of the `history` and is kept
 //! there for replay. Sends are sequenced by the history's lock, held while
