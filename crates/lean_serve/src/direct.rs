@@ -293,24 +293,51 @@ fn poll_batch(
 
 /// A batch as one chunk: size line, the frames, CRLF.
 async fn write_batch<IO: AsyncWrite + Unpin>(io: &mut IO, batch: &Batch) -> io::Result<()> {
-    let mut line = [0u8; 20];
-    let line = chunk_size_line(batch.len(), &mut line);
-    let mut slices = Vec::new();
-    let pieces: &mut [IoSlice<'_>] = if batch.more.is_empty() {
-        &mut [
-            IoSlice::new(line),
-            IoSlice::new(&batch.first),
-            IoSlice::new(b"\r\n"),
-        ]
+    let frames = std::iter::once(&batch.first[..]).chain(batch.more.iter().map(|b| &b[..]));
+    let (mut line, mut inline, mut spill) = ([0u8; 20], [IoSlice::new(&[]); 4], Vec::new());
+    match chunk_pieces(&mut line, frames, &mut inline, &mut spill) {
+        Some(pieces) => write_all_vectored(io, pieces).await,
+        None => Ok(()),
+    }
+}
+
+/// One chunk's pieces for one `writev`: the size line (written into
+/// `line`), the frames (never copied), CRLF; in `inline` while they fit,
+/// else in `spill`. `None` for no bytes at all: an empty chunk would end
+/// the response. The one place that frames a chunk, for the stream's own
+/// writes and for a publisher's ([`crate::turn`]).
+pub(crate) fn chunk_pieces<'a, 'f: 'a>(
+    line: &'a mut [u8; 20],
+    frames: impl Iterator<Item = &'f [u8]>,
+    inline: &'a mut [IoSlice<'a>],
+    spill: &'a mut Vec<IoSlice<'a>>,
+) -> Option<&'a mut [IoSlice<'a>]> {
+    let mut count = 1;
+    let mut len = 0;
+    for frame in frames {
+        if spill.is_empty() && count + 1 < inline.len() {
+            inline[count] = IoSlice::new(frame);
+        } else {
+            if spill.is_empty() {
+                spill.extend_from_slice(&inline[..count]);
+            }
+            spill.push(IoSlice::new(frame));
+        }
+        len += frame.len();
+        count += 1;
+    }
+    if len == 0 {
+        return None;
+    }
+    let pieces: &mut [IoSlice<'a>] = if spill.is_empty() {
+        inline[count] = IoSlice::new(b"\r\n");
+        &mut inline[..=count]
     } else {
-        slices.reserve_exact(batch.more.len() + 3);
-        slices.push(IoSlice::new(line));
-        slices.push(IoSlice::new(&batch.first));
-        slices.extend(batch.more.iter().map(|b| IoSlice::new(b)));
-        slices.push(IoSlice::new(b"\r\n"));
-        &mut slices
+        spill.push(IoSlice::new(b"\r\n"));
+        spill
     };
-    write_all_vectored(io, pieces).await
+    pieces[0] = IoSlice::new(chunk_size_line(len, line));
+    Some(pieces)
 }
 
 /// `write_all` for slices: one `writev` unless the socket takes only part.
@@ -463,17 +490,11 @@ fn write_headers(out: &mut Vec<u8>, headers: &HeaderMap) {
 /// One chunk: size line, data, CRLF; one `writev` unless the socket takes
 /// only part of it.
 async fn write_chunk<IO: AsyncWrite + Unpin>(io: &mut IO, data: &[u8]) -> io::Result<()> {
-    let mut line = [0u8; 20];
-    let line = chunk_size_line(data.len(), &mut line);
-    write_all_vectored(
-        io,
-        &mut [
-            IoSlice::new(line),
-            IoSlice::new(data),
-            IoSlice::new(b"\r\n"),
-        ],
-    )
-    .await
+    let (mut line, mut inline, mut spill) = ([0u8; 20], [IoSlice::new(&[]); 3], Vec::new());
+    match chunk_pieces(&mut line, std::iter::once(data), &mut inline, &mut spill) {
+        Some(pieces) => write_all_vectored(io, pieces).await,
+        None => Ok(()),
+    }
 }
 
 /// `len` in hex followed by CRLF, in `buf`.

@@ -20,7 +20,7 @@ use bytes::{Bytes, BytesMut};
 use futures::task::AtomicWaker;
 use tokio::net::TcpStream;
 
-use crate::direct::chunk_size_line;
+use crate::direct::chunk_pieces;
 
 /// The connection's task writes (always, outside an event stream).
 const TASK: u8 = 0;
@@ -35,9 +35,6 @@ const HOLDER: u8 = 3;
 const WAITING: u8 = 4;
 /// (with `TASK`) a publisher's chunk did not fit: its rest comes first.
 const LEFTOVER: u8 = 8;
-
-/// A claimed chunk of up to this many frames is gathered on the stack.
-const STACK_FRAMES: usize = 64;
 
 /// How a claimed write went. After `All` the turn is open again; after
 /// anything else it is the task's, and the task has been woken.
@@ -198,39 +195,12 @@ impl WriteTurn {
         stream: &TcpStream,
         frames: impl Iterator<Item = &'a [u8]>,
     ) -> Claimed {
-        let mut line = [0u8; 20];
-        // Slot 0 is the size line, then the frames, then CRLF: on the
-        // stack up to `STACK_FRAMES` frames.
-        let mut stack = [IoSlice::new(&[]); STACK_FRAMES + 2];
-        let mut heap: Vec<IoSlice<'_>> = Vec::new();
-        let mut count = 1;
-        let mut len = 0;
-        for frame in frames {
-            if count <= STACK_FRAMES {
-                stack[count] = IoSlice::new(frame);
-            } else {
-                if heap.is_empty() {
-                    heap.extend_from_slice(&stack[..count]);
-                }
-                heap.push(IoSlice::new(frame));
-            }
-            len += frame.len();
-            count += 1;
-        }
-        if len == 0 {
-            // An empty chunk would end the response.
+        // Most claimed chunks hold one frame: a few slots on the stack.
+        let (mut line, mut inline, mut spill) = ([0u8; 20], [IoSlice::new(&[]); 6], Vec::new());
+        let Some(mut pieces) = chunk_pieces(&mut line, frames, &mut inline, &mut spill) else {
             return Claimed::All;
-        }
-        let pieces: &mut [IoSlice<'_>] = if heap.is_empty() {
-            stack[count] = IoSlice::new(b"\r\n");
-            &mut stack[..count + 1]
-        } else {
-            heap.push(IoSlice::new(b"\r\n"));
-            &mut heap
         };
-        pieces[0] = IoSlice::new(chunk_size_line(len, &mut line));
-        let total = len + pieces[0].len() + 2;
-        let mut pieces = pieces;
+        let total: usize = pieces.iter().map(|piece| piece.len()).sum();
         let mut written = 0;
         while written < total {
             match stream.try_write_vectored(pieces) {
@@ -317,6 +287,20 @@ mod tests {
         );
     }
 
+    /// [`served`], past its head and a first frame.
+    async fn opened() -> (mpsc::UnboundedSender<Bytes>, TcpStream, Arc<SocketState>) {
+        let (frames, mut peer, state) = served().await;
+        frames.send(Bytes::from_static(b"x")).unwrap();
+        expect(&mut peer, b"HEAD\r\n\r\n1\r\nx\r\n").await;
+        (frames, peer, state)
+    }
+
+    /// The body ends: the stream's last chunk follows.
+    async fn end(frames: mpsc::UnboundedSender<Bytes>, peer: &mut TcpStream) {
+        drop(frames);
+        expect(peer, b"0\r\n\r\n").await;
+    }
+
     async fn claim(state: &SocketState) {
         for _ in 0..400 {
             if state.try_claim() {
@@ -356,8 +340,7 @@ mod tests {
             Claimed::All
         );
         expect(&mut peer, b"4\r\nfour\r\n").await;
-        drop(frames);
-        expect(&mut peer, b"0\r\n\r\n").await;
+        end(frames, &mut peer).await;
     }
 
     /// A chunk larger than the socket takes at once: the rest is written
@@ -365,9 +348,7 @@ mod tests {
     /// turn is the task's.
     #[tokio::test]
     async fn what_does_not_fit_is_written_by_the_task_first() {
-        let (frames, mut peer, state) = served().await;
-        frames.send(Bytes::from_static(b"x")).unwrap();
-        expect(&mut peer, b"HEAD\r\n\r\n1\r\nx\r\n").await;
+        let (frames, mut peer, state) = opened().await;
         claim(&state).await;
         let big: Vec<u8> = (0..8 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
         assert_eq!(
@@ -384,18 +365,14 @@ mod tests {
         expect(&mut peer, &expected).await;
         claim(&state).await;
         state.hand_back();
-        drop(frames);
-        expect(&mut peer, b"0\r\n\r\n").await;
+        end(frames, &mut peer).await;
     }
 
     /// Once the stream ended, the turn is never given out again.
     #[tokio::test]
     async fn an_ended_stream_gives_no_turn() {
-        let (frames, mut peer, state) = served().await;
-        frames.send(Bytes::from_static(b"x")).unwrap();
-        expect(&mut peer, b"HEAD\r\n\r\n1\r\nx\r\n").await;
-        drop(frames);
-        expect(&mut peer, b"0\r\n\r\n").await;
+        let (frames, mut peer, state) = opened().await;
+        end(frames, &mut peer).await;
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!state.try_claim());
     }
