@@ -48,7 +48,12 @@ pub async fn identify(
     if request.uri().path().starts_with(STATIC_PREFIX) {
         return next.run(request).await;
     }
-    match auth.user_of(&session).await {
+    let who = if is_stream_connect(&request) {
+        auth.stream_user_of(&session).await
+    } else {
+        auth.user_of(&session).await
+    };
+    match who {
         Some((user, identity)) => {
             let scope = if user.is_admin {
                 ListingScope::Everything
@@ -73,6 +78,12 @@ pub async fn identify(
         }
     }
     next.run(request).await
+}
+
+/// A request to open an event stream: the one route where who a session
+/// is may come from [`super::stream_sessions`].
+fn is_stream_connect(request: &Request) -> bool {
+    request.method() == Method::GET && request.uri().path() == crate::sse::STREAM_PATH
 }
 
 /// Refuses state-changing requests (anything but GET, HEAD, OPTIONS) sent

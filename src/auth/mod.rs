@@ -6,7 +6,8 @@
 //! - server only: [`password`] (argon2id), [`rate_limit`], [`middleware`]
 //!   (session → [`CurrentUser`] and the SSE layer's `Identity`, the
 //!   cross-site check, the `/home` guard), [`channels`] (which channels a
-//!   stream may join), and [`Auth`], the state they share.
+//!   stream may join), [`stream_sessions`] (stream connects' few seconds
+//!   of memory of who a session is), and [`Auth`], the state they share.
 
 pub mod api;
 pub mod credentials;
@@ -24,6 +25,8 @@ pub mod rate_limit;
 mod shared_count;
 #[cfg(feature = "ssr")]
 mod state;
+#[cfg(feature = "ssr")]
+pub mod stream_sessions;
 
 #[cfg(feature = "ssr")]
 pub use state::{Auth, AuthConfig, SecureCookie};

@@ -1,15 +1,16 @@
 //! [`Auth`]: what the auth middleware and server functions share.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tower_sessions::Session;
 
 use super::CurrentUser;
 use super::rate_limit::{LOGIN_SLOWDOWN, LoginSlowdown, RateLimiter};
+use super::stream_sessions::StreamSessions;
 use crate::sse::{Identity, SessionId, Tag, UserId};
 use crate::store::Db;
-use crate::store::sessions::LOADED_ROLE;
+use crate::store::sessions::{LOADED_EXPIRES_AT, LOADED_ROLE};
 use crate::store::users::Role;
 
 /// Session keys. The session handle is a random id of the sign-in that may
@@ -46,6 +47,11 @@ pub struct AuthConfig {
     /// Sign-in and sign-up attempts per client address per window.
     pub login_attempts_per_ip: u32,
     pub login_window: Duration,
+    /// How long a stream connect's session answer is remembered (see
+    /// [`StreamSessions`]); zero reads the database on every connect.
+    pub stream_session_cache: Duration,
+    /// Sessions remembered so, at most.
+    pub stream_session_cache_max: usize,
 }
 
 impl Default for AuthConfig {
@@ -56,6 +62,8 @@ impl Default for AuthConfig {
             login_attempts_per_user: 10,
             login_attempts_per_ip: 50,
             login_window: Duration::from_secs(300),
+            stream_session_cache: Duration::from_secs(10),
+            stream_session_cache_max: 100_000,
         }
     }
 }
@@ -74,6 +82,7 @@ struct Inner {
     per_ip: RateLimiter,
     /// Failed sign-ins per username, every address: a delay, never a refusal.
     slowdown: LoginSlowdown,
+    stream_sessions: Arc<StreamSessions>,
 }
 
 /// Keys tracked by each rate limiter, at most.
@@ -99,6 +108,10 @@ impl Auth {
                     config.login_window,
                     MAX_TRACKED,
                 ),
+                stream_sessions: Arc::new(StreamSessions::new(
+                    config.stream_session_cache,
+                    config.stream_session_cache_max,
+                )),
                 db,
                 config,
             }),
@@ -123,6 +136,34 @@ impl Auth {
 
     pub(crate) fn per_ip(&self) -> &RateLimiter {
         &self.inner.per_ip
+    }
+
+    /// What stream connects remember of sessions; the session store and
+    /// the role watcher tell it what to forget.
+    pub fn stream_sessions(&self) -> &Arc<StreamSessions> {
+        &self.inner.stream_sessions
+    }
+
+    /// [`Auth::user_of`] for a stream connect: remembered for a few
+    /// seconds (see [`StreamSessions`] for why only there).
+    pub async fn stream_user_of(&self, session: &Session) -> Option<(CurrentUser, Identity)> {
+        let cache = &self.inner.stream_sessions;
+        let Some(id) = session.id().filter(|_| cache.enabled()) else {
+            return self.user_of(session).await;
+        };
+        if let Some(known) = cache.get(&id, Instant::now()) {
+            return Some(known);
+        }
+        let ticket = cache.ticket();
+        let answer = self.user_of(session).await?;
+        let expires_at = session.get::<i64>(LOADED_EXPIRES_AT).await.ok().flatten();
+        let now = Instant::now();
+        let expires = expires_at.map(|at| {
+            let left = at.saturating_sub(crate::store::now_secs()).max(0);
+            now + Duration::from_secs(left.unsigned_abs())
+        });
+        cache.put(ticket, id, answer.clone(), expires, now);
+        Some(answer)
     }
 
     /// The user signed in on `session`, with the SSE identity of this

@@ -336,6 +336,18 @@ pub const KEYS: &[KeySpec] = &[
         "The window of the sign-in rate limits.",
     ),
     key(
+        Some("auth"),
+        "stream_session_cache",
+        "10s",
+        "How long a stream connect (`GET /api/sse`) remembers who its session is, sparing the reconnects and tabs of one sign-in a database read; `0s` reads it on every connect. At most 60s. A sign-out anywhere and a role change still end access at once (the streams end, and new ones of that session are refused); pages and server functions always read the database.",
+    ),
+    key(
+        Some("auth"),
+        "stream_session_cache_max",
+        "100000",
+        "Sessions remembered so, at most; past it the oldest is forgotten.",
+    ),
+    key(
         Some("server"),
         "shutdown_timeout",
         "10s",

@@ -224,6 +224,16 @@ impl Config {
                 positive_u32,
             )?,
             login_window: layers.get_checked("auth", "login_window", nonzero)?,
+            stream_session_cache: layers.get_checked("auth", "stream_session_cache", |d| {
+                (*d <= crate::auth::stream_sessions::MAX_TTL)
+                    .then_some(())
+                    .ok_or("a duration of at most 60s")
+            })?,
+            stream_session_cache_max: layers.get_checked(
+                "auth",
+                "stream_session_cache_max",
+                positive,
+            )?,
         };
         Ok(Config {
             data_dir: layers.get::<PathBuf>("", "data_dir")?,

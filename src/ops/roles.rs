@@ -17,6 +17,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::auth::stream_sessions::StreamSessions;
 use crate::sse::{DisconnectReason, Registry, Target, UserId};
 use crate::store::Db;
 use crate::store::roles::RoleChange;
@@ -53,8 +54,12 @@ const MAX_GAPS: usize = 1000;
 /// Reads where to start (the newest change now), then starts the watcher;
 /// abort the handle to stop it. Await it before serving streams, so that
 /// no change made after a stream's identity was read is taken as older.
-pub async fn start(db: Db, registry: Arc<Registry>) -> JoinHandle<()> {
-    let mut watcher = Watcher::new(db, registry).await;
+pub async fn start(
+    db: Db,
+    registry: Arc<Registry>,
+    sessions: Arc<StreamSessions>,
+) -> JoinHandle<()> {
+    let mut watcher = Watcher::new(db, registry, sessions).await;
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(POLL_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -68,6 +73,9 @@ pub async fn start(db: Db, registry: Arc<Registry>) -> JoinHandle<()> {
 struct Watcher {
     db: Db,
     registry: Arc<Registry>,
+    /// What stream connects remember of a changed user's sessions is
+    /// forgotten before its streams end, so reconnects read the new role.
+    sessions: Arc<StreamSessions>,
     cursor: Cursor,
     /// Users changed within [`RECHECK_FOR`]: their role now and when it
     /// was read.
@@ -78,7 +86,7 @@ struct Watcher {
 }
 
 impl Watcher {
-    async fn new(db: Db, registry: Arc<Registry>) -> Self {
+    async fn new(db: Db, registry: Arc<Registry>, sessions: Arc<StreamSessions>) -> Self {
         // Changes from before this process started concern no stream of
         // it; if the newest id cannot be read, starting from 0 only
         // re-applies old changes, which ends nothing that is right.
@@ -89,6 +97,7 @@ impl Watcher {
         Watcher {
             db,
             registry,
+            sessions,
             cursor: Cursor::new(last),
             recent: HashMap::new(),
             next_prune: Instant::now() + PRUNE_EVERY,
@@ -141,6 +150,7 @@ impl Watcher {
     /// says only that it changed; several changes collapse into the
     /// last) and ends the streams tagged otherwise.
     async fn changed(&mut self, user: String, now: Instant) {
+        self.sessions.forget_user(&user);
         match self.db.role_of(&user).await {
             Ok(Some(role)) => {
                 let ended = end_stale(&self.registry, &user, role);

@@ -180,7 +180,10 @@ pub async fn run<S: Into<Stop>>(
         .with_service(service)
         .with_channel_policy(crate::auth::channels::DemoChannels::new(db.clone()));
     let timings = config.metrics.enabled.then(DbTimings::default);
-    let sessions = DbSessionStore::new(db.clone()).timed_by(timings.clone());
+    let auth = Auth::new(db.clone(), config.auth.clone());
+    let sessions = DbSessionStore::new(db.clone())
+        .timed_by(timings.clone())
+        .forgetting_in(auth.stream_sessions().clone());
     let cleanup = sessions.spawn_cleanup(SESSION_CLEANUP_PERIOD);
     let mut maintenance = Vec::new();
     if let Ok(inbox) = notifier.inbox() {
@@ -221,13 +224,20 @@ pub async fn run<S: Into<Stop>>(
     // Grants and revokes reach this process's open streams.
     // Its starting point is read now, before any stream is served: a
     // change made from here on is applied.
-    maintenance.push(ops::roles::start(db.clone(), notifier.registry().clone()).await);
+    maintenance.push(
+        ops::roles::start(
+            db.clone(),
+            notifier.registry().clone(),
+            auth.stream_sessions().clone(),
+        )
+        .await,
+    );
     // Presence: shared with the other processes, joins and leaves announced.
     maintenance.push(notifier.presence().spawn());
     let state = AppState {
         leptos_options,
         notifier: notifier.clone(),
-        auth: Auth::new(db, config.auth.clone()),
+        auth,
         sends: send_limit(&config.server, &config.bus),
     };
     let app = router(state, sessions, &config.server, ops.clone());

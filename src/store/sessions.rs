@@ -3,6 +3,7 @@
 //! tower-sessions does the session work (random ids, cookies, expiry,
 //! id rotation); this is only where the records live.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -12,6 +13,7 @@ use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, ExpiredDeletion, SessionStore};
 
 use super::{Db, now_secs};
+use crate::auth::stream_sessions::StreamSessions;
 use crate::ops::db_timing::{DbOp, DbTimings, timed};
 
 /// Not session data: the role of the session's account, read with the
@@ -19,6 +21,11 @@ use crate::ops::db_timing::{DbOp, DbTimings, timed};
 /// account is gone; absent: the session is not signed in), and never
 /// stored. Spares every signed-in request (every stream connect) a query.
 pub(crate) const LOADED_ROLE: &str = "_account_role";
+
+/// Not session data either: when the session expires (unix seconds), as
+/// stored, read with it by [`DbSessionStore::load`] and never stored, so
+/// that what remembers a session's answer does not outlive the session.
+pub(crate) const LOADED_EXPIRES_AT: &str = "_session_expires_at";
 
 /// The session key that names its account, written at sign-in
 /// (`auth::state` uses it as its own) and kept beside the data on save.
@@ -30,6 +37,9 @@ pub struct DbSessionStore {
     db: Db,
     /// Where query latencies are counted, if anywhere.
     timing: Option<DbTimings>,
+    /// Told of every session saved or deleted here (a sign-in, a
+    /// sign-out), so that stream connects stop using what it remembers.
+    forget: Option<Arc<StreamSessions>>,
 }
 
 impl std::fmt::Debug for DbSessionStore {
@@ -40,7 +50,17 @@ impl std::fmt::Debug for DbSessionStore {
 
 impl DbSessionStore {
     pub fn new(db: Db) -> Self {
-        DbSessionStore { db, timing: None }
+        DbSessionStore {
+            db,
+            timing: None,
+            forget: None,
+        }
+    }
+
+    /// Tells `sessions` of every session saved or deleted.
+    pub fn forgetting_in(mut self, sessions: Arc<StreamSessions>) -> Self {
+        self.forget = Some(sessions);
+        self
     }
 
     /// Times its queries into `timings` (when there are any).
@@ -69,8 +89,12 @@ impl DbSessionStore {
     }
 
     async fn insert(&self, record: &Record, upsert: bool) -> session_store::Result<bool> {
+        if let Some(forget) = &self.forget {
+            forget.forget(&record.id);
+        }
         let mut data = record.data.clone();
         data.remove(LOADED_ROLE);
+        data.remove(LOADED_EXPIRES_AT);
         let user_id = data
             .get(USER_ID)
             .and_then(|v| v.as_str())
@@ -138,6 +162,7 @@ impl SessionStore for DbSessionStore {
         let mut data: std::collections::HashMap<String, serde_json::Value> =
             serde_json::from_str(&data).map_err(|e| session_store::Error::Decode(e.to_string()))?;
         data.remove(LOADED_ROLE);
+        data.insert(LOADED_EXPIRES_AT.to_owned(), expires_at.into());
         // Only for the account the session's data names (a row written by
         // an older binary may not have the column in step).
         let names = data.get(USER_ID).and_then(|v| v.as_str());
@@ -153,6 +178,9 @@ impl SessionStore for DbSessionStore {
     }
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
+        if let Some(forget) = &self.forget {
+            forget.forget(id);
+        }
         sqlx::query("DELETE FROM sessions WHERE id = $1")
             .bind(id.to_string())
             .execute(self.db.pool())

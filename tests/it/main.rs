@@ -23,4 +23,5 @@ mod server;
 mod service;
 mod side_by_side;
 mod sse;
+mod stream_sessions;
 mod support;

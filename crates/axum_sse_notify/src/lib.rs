@@ -109,7 +109,7 @@ pub use registry::{
     ResetReason, Resume, Stats, unix_millis_now,
 };
 #[cfg(feature = "server")]
-pub use route::{ListingScope, Mount, Rejection, RemoteAddr, routes};
+pub use route::{ListingScope, Mount, Rejection, RemoteAddr, STREAM_PATH, routes};
 #[cfg(feature = "service")]
 pub use service::{
     Service, ServiceConfig, ServiceError,

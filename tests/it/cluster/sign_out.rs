@@ -43,3 +43,43 @@ async fn a_stream_waiting_for_the_bus_when_its_session_signs_out_is_refused() {
     let body: serde_json::Value = response.json().await.expect("JSON");
     assert_eq!(body["error"], "session_ended");
 }
+
+/// A sign-out through one process ends, at once, the session that stream
+/// connects on another process remember (`auth.stream_session_cache`):
+/// its open stream ends and the next connect is refused, long before the
+/// remembered answer would have expired.
+#[tokio::test]
+async fn a_sign_out_on_one_process_ends_what_another_remembers() {
+    use crate::stream_sessions::{TOKEN, connect_with, session_loads, sign_out};
+    use crate::support::{SseStream, signup_cookie};
+
+    let mut cluster = super::Cluster::new().await;
+    cluster
+        .env
+        .push(("METRICS_TOKEN".to_string(), TOKEN.to_string()));
+    let a = cluster.start("a").await;
+    let b = cluster.start("b").await;
+    let ann = signup_cookie(&a.base, "rememberedann").await;
+    let before = session_loads(&b.base).await;
+    for _ in 0..3 {
+        assert_eq!(connect_with(&b.base, &ann).await.status(), 200);
+    }
+    assert_eq!(session_loads(&b.base).await - before, 1.0, "B remembers");
+    let mut open = SseStream::new(connect_with(&b.base, &ann).await);
+    let (name, _) = open
+        .next_event(Duration::from_secs(2))
+        .await
+        .expect("connected");
+    assert_eq!(name, "connected");
+
+    sign_out(&a.base, &ann).await;
+    assert!(open.ends_within(Duration::from_secs(2)).await);
+    for _ in 0..2 {
+        let response = connect_with(&b.base, &ann).await;
+        assert_eq!(response.status(), 401, "a session signed out on A");
+        let body: serde_json::Value = response.json().await.expect("JSON");
+        assert_eq!(body["error"], "session_ended", "{body}");
+    }
+    drop((a, b));
+    cluster.finish().await;
+}

@@ -59,6 +59,9 @@ where
     Mount::default().routes()
 }
 
+/// The event stream's path unless [`Mount::stream`] says otherwise.
+pub const STREAM_PATH: &str = "/api/sse";
+
 /// Where the layer's routes are mounted.
 ///
 /// ```
@@ -80,7 +83,7 @@ pub struct Mount {
 impl Default for Mount {
     fn default() -> Self {
         Mount {
-            stream: "/api/sse".into(),
+            stream: STREAM_PATH.into(),
             listing: Some("/api/sse/clients".into()),
             publish: Some("/api/publish".into()),
             mint: Some("/api/tokens/stream".into()),
