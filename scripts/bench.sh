@@ -33,7 +33,7 @@ POSTGRES_URL=${BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 REDIS_URL=${BENCH_REDIS_URL:-redis://127.0.0.1:6379}
 CLUSTER_CLIENTS=${BENCH_CLUSTER_CLIENTS:-1000}
 FANOUT_CLIENTS=${BENCH_FANOUT_CLIENTS:-16000}
-SCENARIOS=${BENCH_SCENARIOS:-"micro floor idle broadcast saturate metrics targeted publish churn presence storm restart inbox cluster soak"}
+SCENARIOS=${BENCH_SCENARIOS:-"micro floor idle connects broadcast saturate metrics targeted publish churn presence storm restart inbox cluster soak"}
 # One generator process opens at most this many sockets (the hard
 # open-files limit is 20 000 here); more connections take more processes.
 PER_PROCESS=9500
@@ -234,6 +234,24 @@ if wants saturate; then
     gen "${ours[@]}" --scenario saturate --clients "${SATURATE_CLIENTS}" --publishers 4 --duration "${DURATION}"
     gen "${base[@]}" --scenario saturate --clients "${SATURATE_CLIENTS}" --publishers 4 --duration "${DURATION}"
     gen_nchan --scenario saturate --clients "${SATURATE_CLIENTS}" --publishers 4 --duration "${DURATION}"
+  done
+fi
+
+# Where a connect's time goes: cold connects of 9 000 streams (9 sign-ins,
+# 1 000 streams each) with stream connects remembering sessions (the
+# default), reading the session on every connect, and remembering it with
+# no inbox backlog read either (no database on a connect at all: what the
+# rest of the path costs), alternating, a fresh server each (variants
+# connects-cached / -uncached / -no-db).
+if wants connects; then
+  for _ in $(seq "${REPEAT}"); do
+    for v in cached uncached no-db; do
+      cache=$([[ ${v} == uncached ]] && echo 0s || echo 10s)
+      backlog=$([[ ${v} == no-db ]] && echo 0 || echo 100)
+      AUTH_STREAM_SESSION_CACHE=${cache} SSE_INBOX_REPLAY_MAX=${backlog} BENCH_NCHAN=0 start_servers
+      echo "==> connects (${v}): 9000 cold connects"
+      gen "${ours[@]}" --variant "connects-${v}" --scenario idle --clients 9000 --duration 3
+    done
   done
 fi
 
