@@ -33,7 +33,8 @@ POSTGRES_URL=${BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 REDIS_URL=${BENCH_REDIS_URL:-redis://127.0.0.1:6379}
 CLUSTER_CLIENTS=${BENCH_CLUSTER_CLIENTS:-1000}
 FANOUT_CLIENTS=${BENCH_FANOUT_CLIENTS:-16000}
-SCENARIOS=${BENCH_SCENARIOS:-"micro floor idle connects broadcast saturate metrics targeted publish churn presence storm restart inbox cluster soak"}
+SCALING_RATE=${BENCH_SCALING_RATE:-1000}
+SCENARIOS=${BENCH_SCENARIOS:-"micro floor idle connects broadcast saturate metrics targeted publish churn presence storm restart inbox cluster scaling soak"}
 # One generator process opens at most this many sockets (the hard
 # open-files limit is 20 000 here); more connections take more processes.
 PER_PROCESS=9500
@@ -384,6 +385,38 @@ if wants cluster; then
       --duration "${DURATION}"
     stop_cluster
   done
+fi
+
+# The scaling model's check at the small end (docs/scaling.md): 1, 2 and
+# 3 processes on a Redis of their own (started here, nothing else on it),
+# targeted sends at SCALING_RATE/s for DURATION s; Redis's own counters
+# around the sends say what it took in and gave out, against the model's
+# prediction (every process reads every event).
+if wants scaling; then
+  scaling_port=$(free_port)
+  "${on0[@]}" redis-server --port "${scaling_port}" --save '' --appendonly no \
+    > "${out}/scaling-redis.log" 2>&1 &
+  scaling_redis=$!
+  for _ in $(seq 50); do redis-cli -p "${scaling_port}" ping > /dev/null 2>&1 && break; sleep 0.1; done
+  redis_stat() { redis-cli -p "${scaling_port}" info stats | tr -d '\r' | awk -F: -v k="$1" '$1 == k { print $2 }'; }
+  for count in 1 2 3; do
+    start_cluster "redis://127.0.0.1:${scaling_port}" "${count}"
+    # Let the processes' first reports and reads settle.
+    sleep 3
+    in0=$(redis_stat total_net_input_bytes) out0=$(redis_stat total_net_output_bytes)
+    cmd0=$(redis_stat total_commands_processed) t0=$(date +%s.%N)
+    echo "==> scaling check: ${count} process(es), targeted sends at ${SCALING_RATE}/s for ${DURATION}s"
+    gen "${cluster_a[@]}" --variant "scaling-${count}" --scenario targeted --clients 100 \
+      --rate "${SCALING_RATE}" --duration "${DURATION}"
+    in1=$(redis_stat total_net_input_bytes) out1=$(redis_stat total_net_output_bytes)
+    cmd1=$(redis_stat total_commands_processed) t1=$(date +%s.%N)
+    python3 -c 'import json, sys; a = sys.argv; print(json.dumps({"scenario": "scaling-check", "processes": int(a[1]), "rate": float(a[2]), "seconds": round(float(a[7]) - float(a[3]), 3), "redis_in_bytes": int(a[4]), "redis_out_bytes": int(a[5]), "redis_commands": int(a[6])}))' \
+      "${count}" "${SCALING_RATE}" "${t0}" "$((in1 - in0))" "$((out1 - out0))" "$((cmd1 - cmd0))" "${t1}" \
+      | tee -a "${results}"
+    stop_cluster
+  done
+  kill "${scaling_redis}" 2>/dev/null || true
+  wait "${scaling_redis}" 2>/dev/null || true
 fi
 
 if wants churn; then
