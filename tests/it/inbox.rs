@@ -300,32 +300,9 @@ async fn switch_over(backend: Backend) {
     // reading for a while.
     let mut connections: Vec<Vec<i64>> = Vec::new();
     for c in 0..CONNECTS {
-        let (mut stream, _) = bob.open_raw("").await;
-        let summary = next_summary(&mut stream).await;
-        let unread = summary["unread"].as_u64().expect("unread");
-        let mut got = Vec::new();
-        let until = tokio::time::Instant::now() + Duration::from_millis(40 + 10 * c as u64);
-        loop {
-            let left = until.saturating_duration_since(tokio::time::Instant::now());
-            // The backlog is read in full, whatever the time.
-            let wait = if (got.len() as u64) < unread {
-                WAIT
-            } else {
-                left
-            };
-            match stream.next_with_id(wait).await {
-                Some((id, name, _)) => {
-                    assert_eq!(name, "notification");
-                    got.push(inbox_id(&id));
-                }
-                None => break,
-            }
-            if tokio::time::Instant::now() >= until && got.len() as u64 >= unread {
-                break;
-            }
-        }
-        assert!(got.len() as u64 >= unread, "the whole backlog arrived");
-        connections.push(got);
+        let (stream, _) = bob.open_raw("").await;
+        connections
+            .push(backlog_then_live(stream, Duration::from_millis(40 + 10 * c as u64)).await);
     }
     let mut all: Vec<i64> = Vec::new();
     for sender in senders {
@@ -354,6 +331,117 @@ async fn switch_over(backend: Backend) {
     let (mut stream, _) = bob.open_raw("").await;
     assert_eq!(next_summary(&mut stream).await["unread"], SENDS as u64);
     drop(stream);
+    server.shutdown().await.expect("clean shutdown");
+}
+
+/// The inbox ids a fresh stream gets: its whole backlog, then live
+/// events for `live` more.
+async fn backlog_then_live(mut stream: SseStream, live: Duration) -> Vec<i64> {
+    let summary = next_summary(&mut stream).await;
+    let unread = summary["unread"].as_u64().expect("unread");
+    let mut got = Vec::new();
+    let until = tokio::time::Instant::now() + live;
+    loop {
+        let left = until.saturating_duration_since(tokio::time::Instant::now());
+        // The backlog is read in full, whatever the time.
+        let wait = if (got.len() as u64) < unread {
+            WAIT
+        } else {
+            left
+        };
+        match stream.next_with_id(wait).await {
+            Some((id, name, _)) => {
+                assert_eq!(name, "notification");
+                got.push(inbox_id(&id));
+            }
+            None => break,
+        }
+        if tokio::time::Instant::now() >= until && got.len() as u64 >= unread {
+            break;
+        }
+    }
+    assert!(got.len() as u64 >= unread, "the whole backlog arrived");
+    got
+}
+
+on_both!(
+    concurrent_fresh_streams_of_one_user_miss_nothing,
+    concurrent_switch_over
+);
+/// Fresh streams of one user opening together share a backlog read when
+/// they want the same (`inbox::shared_read`): with two senders storing
+/// notifications meanwhile, every stream still gets each id once, in
+/// order, no gap between its backlog and its live events.
+async fn concurrent_switch_over(backend: Backend) {
+    const BEFORE: usize = 40;
+    const SENDS: usize = 200;
+    const ROUNDS: usize = 4;
+    const AT_ONCE: usize = 8;
+    let server = TestServer::start_on(backend, &[("SSE_INBOX_REPLAY_MAX", "1000")]).await;
+    let ann = server.signup("ann").await;
+    let bob = server.signup("bob").await;
+    let mut all = Vec::new();
+    for n in 0..BEFORE {
+        all.push(notify(&ann, "bob", &format!("before {n}")).await);
+    }
+    // All at once, nothing sent meanwhile: every stream gets the same 40.
+    let opened = futures::future::join_all((0..AT_ONCE).map(|_| async {
+        let (stream, _) = bob.open_raw("").await;
+        backlog_then_live(stream, Duration::ZERO).await
+    }))
+    .await;
+    for got in &opened {
+        assert_eq!(got[..], all[..], "the same backlog for every stream");
+    }
+
+    let senders: Vec<_> = (0..2)
+        .map(|s| {
+            let ann = ann.client.clone();
+            let url = ann_url(&server);
+            tokio::spawn(async move {
+                let mut ids = Vec::new();
+                for n in 0..SENDS / 2 {
+                    let body = json!({ "user": "bob", "message": format!("{s}-{n}") });
+                    let answer: Value = ann
+                        .post(&url)
+                        .json(&body)
+                        .send()
+                        .await
+                        .expect("send")
+                        .json()
+                        .await
+                        .expect("JSON");
+                    ids.push(answer["id"].as_i64().expect("id"));
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                ids
+            })
+        })
+        .collect();
+    let mut connections = Vec::new();
+    for round in 0..ROUNDS {
+        let live = Duration::from_millis(30 + 20 * round as u64);
+        connections.extend(
+            futures::future::join_all((0..AT_ONCE).map(|_| async {
+                let (stream, _) = bob.open_raw("").await;
+                backlog_then_live(stream, live).await
+            }))
+            .await,
+        );
+    }
+    for sender in senders {
+        all.extend(sender.await.expect("sender"));
+    }
+    all.sort_unstable();
+    assert_eq!(all.len(), BEFORE + SENDS);
+    for (n, got) in connections.iter().enumerate() {
+        assert!(got.len() >= BEFORE, "connection {n}: its backlog");
+        assert_eq!(
+            got[..],
+            all[..got.len()],
+            "connection {n}: every id once, in order, no gap"
+        );
+    }
     server.shutdown().await.expect("clean shutdown");
 }
 

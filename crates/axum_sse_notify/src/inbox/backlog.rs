@@ -15,12 +15,15 @@
 //! that leaves halfway gets the rest next time); then live events, which
 //! all come after. An `sse-reset` first says the stored part was resumed.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 
+use super::shared_read::{self, Turn, Unread};
 use super::types::{InboxId, InboxSummary};
 use super::{Inbox, InboxError};
 use crate::event::{EventName, write_frame};
-use crate::event_id::StreamId;
+use crate::event_id::{InboxSeq, StreamId};
 use crate::metrics::{DbOp, timed};
 use crate::registry::{StoredGap, reset_frame_with};
 use crate::target::UserId;
@@ -41,17 +44,11 @@ impl Inbox {
         start: StreamId,
         max: usize,
     ) -> Result<Backlog, InboxError> {
-        let permit = self.reader().await?;
-        let read = self.inner.store.unread(user, start.seq, max);
-        let metrics = self.inner.bus.registry().metrics();
-        let (items, unread) = timed(metrics, DbOp::InboxRead, read)
-            .await
-            .map_err(InboxError::store)?;
-        drop(permit);
+        let (items, unread) = self.unread_shared(user, start.seq, max).await?;
         // A stored name that is no longer acceptable (e.g. reserved since)
         // stays in the inbox listing but is not streamed.
         let items: Vec<_> = items
-            .into_iter()
+            .iter()
             .filter_map(|item| Some((EventName::new(item.event.clone()).ok()?, item)))
             .collect();
         let mut out = Vec::new();
@@ -139,6 +136,38 @@ impl Inbox {
 
     /// One of the places for reads at the start of a stream (see
     /// `InboxState::backlog_readers`).
+    /// The user's unread rows up to `upto`, read once for every backlog
+    /// that wants the same and has not started reading (`shared_read`).
+    async fn unread_shared(&self, user: &UserId, upto: Option<InboxSeq>, max: usize) -> Unread {
+        match self.inner.backlog_reads.turn(user, upto, max) {
+            Turn::Lead(mut lead) => {
+                let permit = self.reader().await?;
+                lead.started();
+                let unread = self.unread_alone(user, upto, max).await;
+                drop(permit);
+                lead.finish(&unread);
+                unread
+            }
+            Turn::Join(rx) => match shared_read::joined(rx).await {
+                Some(unread) => unread,
+                // The read was abandoned before it ran: read alone.
+                None => {
+                    let _permit = self.reader().await?;
+                    self.unread_alone(user, upto, max).await
+                }
+            },
+        }
+    }
+
+    async fn unread_alone(&self, user: &UserId, upto: Option<InboxSeq>, max: usize) -> Unread {
+        let read = self.inner.store.unread(user, upto, max);
+        let metrics = self.inner.bus.registry().metrics();
+        let (items, unread) = timed(metrics, DbOp::InboxRead, read)
+            .await
+            .map_err(InboxError::store)?;
+        Ok((Arc::new(items), unread))
+    }
+
     async fn reader(&self) -> Result<tokio::sync::SemaphorePermit<'_>, InboxError> {
         self.inner
             .backlog_readers

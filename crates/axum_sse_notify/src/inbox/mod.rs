@@ -20,6 +20,8 @@ mod outbox;
 #[cfg(feature = "inbox")]
 pub mod schema;
 #[cfg(feature = "inbox")]
+mod shared_read;
+#[cfg(feature = "inbox")]
 mod store;
 #[cfg(feature = "inbox")]
 mod sweep;
@@ -137,6 +139,9 @@ mod server {
         /// than the pool has, so a storm of connects never leaves the
         /// writer waiting for a connection (persistent sends go on).
         pub backlog_readers: tokio::sync::Semaphore,
+        /// Backlog reads not started yet, joined by concurrent connects of
+        /// the same user at the same position (see `shared_read`).
+        pub backlog_reads: super::shared_read::SharedReads,
         /// Held from numbering stored rows in the publish order to handing
         /// them to the bus (the writer's commits, transactional publishes,
         /// the relay): this process publishes them in the order of their
@@ -240,6 +245,7 @@ mod server {
             Inbox {
                 inner: Arc::new(InboxState {
                     backlog_readers: tokio::sync::Semaphore::new(readers.max(1)),
+                    backlog_reads: Default::default(),
                     store,
                     bus,
                     config,
