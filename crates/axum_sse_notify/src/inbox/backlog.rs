@@ -134,8 +134,6 @@ impl Inbox {
         })
     }
 
-    /// One of the places for reads at the start of a stream (see
-    /// `InboxState::backlog_readers`).
     /// The user's unread rows up to `upto`, read once for every backlog
     /// that wants the same and has not started reading (`shared_read`).
     async fn unread_shared(&self, user: &UserId, upto: Option<InboxSeq>, max: usize) -> Unread {
@@ -168,6 +166,8 @@ impl Inbox {
         Ok((Arc::new(items), unread))
     }
 
+    /// One of the places for reads at the start of a stream (see
+    /// `InboxState::backlog_readers`).
     async fn reader(&self) -> Result<tokio::sync::SemaphorePermit<'_>, InboxError> {
         self.inner
             .backlog_readers
