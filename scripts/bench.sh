@@ -243,7 +243,7 @@ fi
 # default), reading the session on every connect, and remembering it with
 # no inbox backlog read either (no database on a connect at all: what the
 # rest of the path costs), alternating, a fresh server each (variants
-# connects-cached / -uncached / -no-db).
+# connects-cached / -uncached / -no-db), and Nchan in the same scenario.
 if wants connects; then
   for _ in $(seq "${REPEAT}"); do
     for v in cached uncached no-db; do
@@ -253,6 +253,12 @@ if wants connects; then
       echo "==> connects (${v}): 9000 cold connects"
       gen "${ours[@]}" --variant "connects-${v}" --scenario idle --clients 9000 --duration 3
     done
+    # Nchan in the same scenario, for the comparison.
+    if [[ "${BENCH_NCHAN:-1}" != 0 ]]; then
+      start_servers
+      echo "==> connects (Nchan): 9000 cold connects"
+      gen_nchan --variant connects-nchan --scenario idle --clients 9000 --duration 3
+    fi
   done
 fi
 
