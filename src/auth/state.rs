@@ -158,8 +158,9 @@ impl Auth {
         let answer = self.user_of(session).await?;
         let expires_at = session.get::<i64>(LOADED_EXPIRES_AT).await.ok().flatten();
         let now = Instant::now();
+        // Whole seconds, rounded down: a second early rather than late.
         let expires = expires_at.map(|at| {
-            let left = at.saturating_sub(crate::store::now_secs()).max(0);
+            let left = at.saturating_sub(crate::store::now_secs() + 1).max(0);
             now + Duration::from_secs(left.unsigned_abs())
         });
         cache.put(ticket, id, answer.clone(), expires, now);

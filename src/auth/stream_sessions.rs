@@ -4,14 +4,20 @@
 //! Every `GET /api/sse` reads its session from the database (one query
 //! through SQLite's worker thread or a Postgres round trip), and the same
 //! sign-in connects again and again: each tab, each reconnect, a restart's
-//! storm. This remembers the answer for `ttl`, and only that route uses
-//! it, because there the SSE registry backs it: a sign-out anywhere in the
-//! cluster ends the session's streams and the registry refuses new ones of
-//! that session for two minutes, far longer than any `ttl` allowed here
-//! ([`MAX_TTL`]). Beside that, a sign-out or new sign-in in this process
-//! forgets the session at once (the session store says so), and a role
-//! change forgets the user (the role watcher says so) before its streams
-//! are ended. Pages and server functions always read the database.
+//! storm. This remembers the answer for `ttl` (at most [`MAX_TTL`]), and
+//! only that route uses it. What ends a session ends what is remembered of
+//! it: a sign-out or new sign-in in this process (the session store says
+//! so, before and after its write), a sign-out anywhere in the cluster
+//! (the registry says so when the kick arrives over the bus, and also
+//! refuses that session's new streams for two minutes), a role change
+//! (the role watcher forgets the user before it ends the user's streams).
+//! While the bus is not connected, kicks from other processes may not
+//! arrive: then nothing is remembered, and every connect reads the
+//! database. Left: a process that lost Redis while this one kept it holds
+//! its sign-outs' kicks until it is back; this process admits that
+//! session's new streams for at most `ttl` after its last read (its open
+//! streams, as before this cache, until the kick arrives). Pages and
+//! server functions always read the database.
 
 use std::collections::hash_map::Entry as MapEntry;
 use std::collections::{HashMap, VecDeque};
@@ -21,7 +27,10 @@ use std::time::{Duration, Instant};
 use tower_sessions::session::Id;
 
 use super::CurrentUser;
-use crate::sse::Identity;
+use crate::sse::{Identity, SessionId};
+
+/// Whether what is remembered may be used now (see [`StreamSessions::trust_while`]).
+type Gate = Box<dyn Fn() -> bool + Send + Sync>;
 
 /// The longest `auth.stream_session_cache` accepted: well below the
 /// registry's two-minute memory of ended sessions, which is what makes a
@@ -33,11 +42,15 @@ pub struct StreamSessions {
     ttl: Duration,
     max: usize,
     state: Mutex<State>,
+    /// False while kicks from other processes may be missed.
+    gate: std::sync::OnceLock<Gate>,
 }
 
 #[derive(Default)]
 struct State {
     entries: HashMap<Id, Entry>,
+    /// Each remembered sign-in's handle (what a kick names) → its session.
+    handles: HashMap<SessionId, Id>,
     /// When each entry was put, oldest first: expiry and eviction order.
     /// An item whose entry was replaced or forgotten since is skipped.
     order: VecDeque<(Instant, Id)>,
@@ -65,11 +78,32 @@ impl StreamSessions {
             ttl: ttl.min(MAX_TTL),
             max,
             state: Mutex::new(State::default()),
+            gate: std::sync::OnceLock::new(),
         }
     }
 
     pub fn enabled(&self) -> bool {
         !self.ttl.is_zero() && self.max > 0
+    }
+
+    /// Uses what is remembered only while `trusted()` says so (the bus is
+    /// connected: kicks from other processes arrive); when it does not,
+    /// everything is forgotten and every connect reads the database.
+    pub fn trust_while(&self, trusted: impl Fn() -> bool + Send + Sync + 'static) {
+        let _ = self.gate.set(Box::new(trusted));
+    }
+
+    /// Whether what is remembered may be used now; forgets it all if not.
+    /// Asked under the lock, so nothing is put while it says no.
+    fn trusted(&self, state: &mut State) -> bool {
+        let trusted = self.gate.get().is_none_or(|gate| gate());
+        if !trusted && !state.order.is_empty() {
+            state.epoch += 1;
+            state.entries.clear();
+            state.handles.clear();
+            state.order.clear();
+        }
+        trusted
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -85,7 +119,10 @@ impl StreamSessions {
         if !self.enabled() {
             return None;
         }
-        let state = self.state();
+        let mut state = self.state();
+        if !self.trusted(&mut state) {
+            return None;
+        }
         let entry = state.entries.get(id)?;
         (now < entry.until).then(|| (entry.user.clone(), entry.identity.clone()))
     }
@@ -109,7 +146,7 @@ impl StreamSessions {
         }
         let until = expires.map_or(now + self.ttl, |at| at.min(now + self.ttl));
         let mut state = self.state();
-        if state.epoch != ticket.0 || until <= now {
+        if !self.trusted(&mut state) || state.epoch != ticket.0 || until <= now {
             return;
         }
         state.expire(now, self.ttl);
@@ -117,7 +154,8 @@ impl StreamSessions {
             state.evict_oldest();
         }
         let (user, identity) = answer;
-        state.entries.insert(
+        state.handles.insert(identity.session.clone(), id);
+        let replaced = state.entries.insert(
             id,
             Entry {
                 user,
@@ -126,6 +164,9 @@ impl StreamSessions {
                 until,
             },
         );
+        if let Some(old) = replaced {
+            state.unlink(&old.identity.session, &id);
+        }
         state.order.push_back((now, id));
     }
 
@@ -133,19 +174,38 @@ impl StreamSessions {
     pub fn forget(&self, id: &Id) {
         let mut state = self.state();
         state.epoch += 1;
-        state.entries.remove(id);
+        state.remove(id);
+    }
+
+    /// The sign-in with this handle ended (a kick, from any process).
+    pub fn forget_handle(&self, handle: &SessionId) {
+        let mut state = self.state();
+        state.epoch += 1;
+        if let Some(id) = state.handles.get(handle).copied() {
+            state.remove(&id);
+        }
     }
 
     /// The account's role changed: none of its sessions' answers hold.
     pub fn forget_user(&self, user_id: &str) {
         let mut state = self.state();
         state.epoch += 1;
-        state.entries.retain(|_, entry| entry.user.id != user_id);
+        let ids: Vec<Id> = state
+            .entries
+            .iter()
+            .filter(|(_, entry)| entry.user.id == user_id)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            state.remove(&id);
+        }
     }
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.state().entries.len()
+        let state = self.state();
+        assert!(state.handles.len() <= state.entries.len());
+        state.entries.len()
     }
 }
 
@@ -165,7 +225,21 @@ impl State {
             && let MapEntry::Occupied(entry) = self.entries.entry(id)
             && entry.get().put_at == at
         {
-            entry.remove();
+            let gone = entry.remove();
+            self.unlink(&gone.identity.session, &id);
+        }
+    }
+
+    fn remove(&mut self, id: &Id) {
+        if let Some(gone) = self.entries.remove(id) {
+            self.unlink(&gone.identity.session, id);
+        }
+    }
+
+    /// Drops `handle`'s link if it still leads to `id`.
+    fn unlink(&mut self, handle: &SessionId, id: &Id) {
+        if self.handles.get(handle) == Some(id) {
+            self.handles.remove(handle);
         }
     }
 }
@@ -254,6 +328,43 @@ mod tests {
         assert!(cache.get(&id(7), t0).is_some());
         cache.put(ticket, id(5), answer("u5", "a"), None, t0);
         assert!(cache.get(&id(5), t0).is_none(), "read before the change");
+    }
+
+    #[test]
+    fn a_kick_of_the_sign_in_forgets_it() {
+        let cache = StreamSessions::new(Duration::from_secs(5), 10);
+        let t0 = Instant::now();
+        cache.put(cache.ticket(), id(1), answer("u1", "h1"), None, t0);
+        cache.put(cache.ticket(), id(2), answer("u1", "h2"), None, t0);
+        cache.forget_handle(&SessionId::new("h1"));
+        assert!(cache.get(&id(1), t0).is_none());
+        assert!(cache.get(&id(2), t0).is_some(), "the user's other sign-in");
+        cache.forget_handle(&SessionId::new("unknown"));
+        assert_eq!(cache.len(), 1);
+        // A read that began before the kick is not kept.
+        let ticket = cache.ticket();
+        cache.forget_handle(&SessionId::new("h3"));
+        cache.put(ticket, id(3), answer("u3", "h3"), None, t0);
+        assert!(cache.get(&id(3), t0).is_none());
+    }
+
+    #[test]
+    fn nothing_is_used_while_kicks_may_be_missed() {
+        let cache = StreamSessions::new(Duration::from_secs(5), 10);
+        let connected = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let bus = connected.clone();
+        cache.trust_while(move || bus.load(std::sync::atomic::Ordering::Relaxed));
+        let t0 = Instant::now();
+        cache.put(cache.ticket(), id(1), answer("u1", "h1"), None, t0);
+        assert!(cache.get(&id(1), t0).is_some());
+        connected.store(false, std::sync::atomic::Ordering::Relaxed);
+        assert!(cache.get(&id(1), t0).is_none());
+        cache.put(cache.ticket(), id(2), answer("u2", "h2"), None, t0);
+        connected.store(true, std::sync::atomic::Ordering::Relaxed);
+        // Back: what was remembered before is gone, nothing was kept meanwhile.
+        assert!(cache.get(&id(1), t0).is_none());
+        assert!(cache.get(&id(2), t0).is_none());
+        assert_eq!(cache.len(), 0);
     }
 
     #[test]

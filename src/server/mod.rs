@@ -181,6 +181,17 @@ pub async fn run<S: Into<Stop>>(
         .with_channel_policy(crate::auth::channels::DemoChannels::new(db.clone()));
     let timings = config.metrics.enabled.then(DbTimings::default);
     let auth = Auth::new(db.clone(), config.auth.clone());
+    // What stream connects remember of a sign-in is forgotten when its
+    // kick arrives (from any process), and not used while kicks from
+    // other processes may not arrive.
+    {
+        let remembered = auth.stream_sessions().clone();
+        notifier
+            .registry()
+            .on_session_end(move |handle| remembered.forget_handle(handle));
+        let bus = notifier.bus().clone();
+        auth.stream_sessions().trust_while(move || bus.connected());
+    }
     let sessions = DbSessionStore::new(db.clone())
         .timed_by(timings.clone())
         .forgetting_in(auth.stream_sessions().clone());

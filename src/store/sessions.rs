@@ -115,10 +115,13 @@ impl DbSessionStore {
             .bind(record.expiry_date.unix_timestamp())
             .bind(user_id)
             .execute(self.db.pool());
-        let done = timed(self.metrics(), DbOp::SessionSave, query)
-            .await
-            .map_err(backend)?;
-        Ok(done.rows_affected() > 0)
+        let done = timed(self.metrics(), DbOp::SessionSave, query).await;
+        // Again once written: a connect that read the row between the
+        // first forget and the write is not kept either.
+        if let Some(forget) = &self.forget {
+            forget.forget(&record.id);
+        }
+        Ok(done.map_err(backend)?.rows_affected() > 0)
     }
 }
 
@@ -181,11 +184,16 @@ impl SessionStore for DbSessionStore {
         if let Some(forget) = &self.forget {
             forget.forget(id);
         }
-        sqlx::query("DELETE FROM sessions WHERE id = $1")
+        let deleted = sqlx::query("DELETE FROM sessions WHERE id = $1")
             .bind(id.to_string())
             .execute(self.db.pool())
-            .await
-            .map_err(backend)?;
+            .await;
+        // Again once deleted: a connect that read the row meanwhile is
+        // not kept either.
+        if let Some(forget) = &self.forget {
+            forget.forget(id);
+        }
+        deleted.map_err(backend)?;
         Ok(())
     }
 }

@@ -46,8 +46,8 @@ async fn a_stream_waiting_for_the_bus_when_its_session_signs_out_is_refused() {
 
 /// A sign-out through one process ends, at once, the session that stream
 /// connects on another process remember (`auth.stream_session_cache`):
-/// its open stream ends and the next connect is refused, long before the
-/// remembered answer would have expired.
+/// its open stream ends, and the kick makes the other process forget it,
+/// so its next connect reads the database again and is refused.
 #[tokio::test]
 async fn a_sign_out_on_one_process_ends_what_another_remembers() {
     use crate::stream_sessions::{TOKEN, connect_with, session_loads, sign_out};
@@ -74,12 +74,66 @@ async fn a_sign_out_on_one_process_ends_what_another_remembers() {
 
     sign_out(&a.base, &ann).await;
     assert!(open.ends_within(Duration::from_secs(2)).await);
+    let before = session_loads(&b.base).await;
     for _ in 0..2 {
         let response = connect_with(&b.base, &ann).await;
         assert_eq!(response.status(), 401, "a session signed out on A");
         let body: serde_json::Value = response.json().await.expect("JSON");
-        assert_eq!(body["error"], "session_ended", "{body}");
+        assert_eq!(body["error"], "unauthenticated", "{body}");
     }
+    assert_eq!(
+        session_loads(&b.base).await - before,
+        2.0,
+        "B forgot the session at the kick and read the database"
+    );
+    drop((a, b));
+    cluster.finish().await;
+}
+
+/// While a process cannot reach Redis, kicks from the others may not
+/// reach it: it remembers no session then, so a sign-out elsewhere still
+/// refuses the next connect there (the database says so).
+#[tokio::test]
+async fn without_the_bus_nothing_is_remembered() {
+    use crate::stream_sessions::{TOKEN, connect_with, session_loads, sign_out};
+    use crate::support::signup_cookie;
+
+    let mut own = OwnRedis::start().await;
+    let mut cluster = super::Cluster::on(&own.url()).await;
+    cluster
+        .env
+        .push(("METRICS_TOKEN".to_string(), TOKEN.to_string()));
+    let a = cluster.start("a").await;
+    let b = cluster.start("b").await;
+    let ann = signup_cookie(&a.base, "busdownann").await;
+    assert_eq!(connect_with(&b.base, &ann).await.status(), 200);
+    let before = session_loads(&b.base).await;
+    assert_eq!(connect_with(&b.base, &ann).await.status(), 200);
+    assert_eq!(session_loads(&b.base).await - before, 0.0, "remembered");
+
+    own.stop();
+    // B notices (its reader's next read fails within `bus.timeout`).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let before = session_loads(&b.base).await;
+        assert_eq!(connect_with(&b.base, &ann).await.status(), 200);
+        if session_loads(&b.base).await - before == 1.0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "B still used what it remembered 10 s after Redis went away"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The kick of this sign-out cannot reach B; the database refuses.
+    sign_out(&a.base, &ann).await;
+    let response = connect_with(&b.base, &ann).await;
+    assert_eq!(
+        response.status(),
+        401,
+        "signed out on A while Redis is away"
+    );
     drop((a, b));
     cluster.finish().await;
 }

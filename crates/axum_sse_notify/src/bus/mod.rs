@@ -230,6 +230,16 @@ impl Bus {
             .disconnect_matching(target, DisconnectReason::Kicked)
     }
 
+    /// Whether sends and kicks reach this process from every other now:
+    /// always in-process; with Redis, both the publisher and the reader
+    /// are connected. Cheap (two atomic loads).
+    pub fn connected(&self) -> bool {
+        match &self.redis {
+            None => true,
+            Some(redis) => redis.connected(),
+        }
+    }
+
     pub fn status(&self) -> BusStatus {
         match &self.redis {
             None => BusStatus {

@@ -53,6 +53,10 @@ impl RedisBus {
         match *self {}
     }
 
+    pub(super) fn connected(&self) -> bool {
+        match *self {}
+    }
+
     pub(super) fn status(&self) -> BusStatus {
         match *self {}
     }

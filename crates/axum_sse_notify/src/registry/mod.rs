@@ -42,7 +42,7 @@ use super::config::SseConfig;
 use super::event::{Event, EventError, write_frame};
 use super::event_id::{Epoch, InboxSeq, InboxStamp, Position, StreamId};
 use super::metrics::SseMetrics;
-use super::target::{ClientId, Target, UserId};
+use super::target::{ClientId, SessionId, Target, UserId};
 
 use crate::clock::unix_millis;
 pub use crate::clock::unix_millis_now;
@@ -79,7 +79,13 @@ pub struct Registry {
     remote_users: RwLock<HashMap<UserId, usize>>,
     /// What only `/metrics` needs (`None`: metrics are off).
     metrics: Option<Box<SseMetrics>>,
+    /// Told of every session whose streams were ended (a sign-out here or,
+    /// through the bus, anywhere): see [`Registry::on_session_end`].
+    session_end: RwLock<Vec<SessionEndHook>>,
 }
+
+/// What [`Registry::on_session_end`] calls.
+type SessionEndHook = Arc<dyn Fn(&SessionId) + Send + Sync>;
 
 impl Registry {
     /// A registry with a new history (a random epoch): ids handed out by
@@ -101,7 +107,21 @@ impl Registry {
             history: Mutex::new(history),
             shutting_down: AtomicBool::new(false),
             remote_users: RwLock::new(HashMap::new()),
+            session_end: RwLock::new(Vec::new()),
         }
+    }
+
+    /// Calls `hook` with every session whose streams are ended by the app
+    /// (a kick of a session, e.g. at sign-out), here or on another process
+    /// (kicks travel the bus), from then on. For whatever the app keeps
+    /// about a session beside the registry, e.g. a cache of who it is:
+    /// the registry's own memory of ended sessions is bounded and
+    /// refuses streams only for two minutes.
+    pub fn on_session_end(&self, hook: impl Fn(&SessionId) + Send + Sync + 'static) {
+        self.session_end
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Arc::new(hook));
     }
 
     pub fn config(&self) -> &SseConfig {
@@ -247,6 +267,14 @@ impl Registry {
             && let super::target::Scope::Session(session) = target.scope()
         {
             self.write().ended.record(session.clone(), Instant::now());
+            let hooks = self
+                .session_end
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            for hook in hooks {
+                hook(session);
+            }
         }
         let mut ids = Vec::new();
         self.read().for_each_match(target, |id, _| ids.push(id));

@@ -535,3 +535,33 @@ fn a_reconnect_takes_back_the_id_of_a_connection_of_its_own_session_only() {
     drop(other);
     assert!(registry.is_empty());
 }
+
+/// `on_session_end` hears exactly the sessions kicked as sessions (what a
+/// sign-out sends), not users, tagged targets or other reasons.
+#[test]
+fn session_end_hooks_hear_kicked_sessions_only() {
+    let registry = Registry::new(config());
+    let heard = Arc::new(Mutex::new(Vec::new()));
+    let log = heard.clone();
+    registry.on_session_end(move |session| {
+        log.lock().unwrap().push(session.as_str().to_string());
+    });
+    registry.disconnect_matching(
+        &Target::session(SessionId::new("s1")),
+        DisconnectReason::Kicked,
+    );
+    registry.disconnect_matching(&Target::user(UserId::new("u")), DisconnectReason::Kicked);
+    registry.disconnect_matching(
+        &Target::session(SessionId::new("s2")).with_tag("role", "admin"),
+        DisconnectReason::Kicked,
+    );
+    registry.disconnect_matching(
+        &Target::session(SessionId::new("s3")),
+        DisconnectReason::RolesChanged,
+    );
+    registry.disconnect_matching(
+        &Target::session(SessionId::new("s4")),
+        DisconnectReason::Kicked,
+    );
+    assert_eq!(*heard.lock().unwrap(), ["s1", "s4"]);
+}

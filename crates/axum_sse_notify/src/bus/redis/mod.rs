@@ -268,11 +268,15 @@ impl RedisBus {
         }
     }
 
+    pub(super) fn connected(&self) -> bool {
+        self.state.publisher_up.load(Ordering::Relaxed)
+            && self.state.reader_up.load(Ordering::Relaxed)
+    }
+
     pub(super) fn status(&self) -> BusStatus {
         BusStatus {
             kind: "redis",
-            connected: self.state.publisher_up.load(Ordering::Relaxed)
-                && self.state.reader_up.load(Ordering::Relaxed),
+            connected: self.connected(),
             instance: self.state.instance.clone(),
         }
     }
