@@ -33,8 +33,9 @@ use crate::sse::{Identity, SessionId};
 type Gate = Box<dyn Fn() -> bool + Send + Sync>;
 
 /// The longest `auth.stream_session_cache` accepted: well below the
-/// registry's two-minute memory of ended sessions, which is what makes a
-/// sign-out in another process end access at once.
+/// registry's two-minute memory of ended sessions, the second barrier
+/// (beside the kick making every process forget) against a session
+/// signed out on another process.
 pub const MAX_TTL: Duration = Duration::from_secs(60);
 
 /// The answers kept, by session id. Cheap to share behind an `Arc`.
@@ -154,7 +155,7 @@ impl StreamSessions {
             state.evict_oldest();
         }
         let (user, identity) = answer;
-        state.handles.insert(identity.session.clone(), id);
+        let handle = identity.session.clone();
         let replaced = state.entries.insert(
             id,
             Entry {
@@ -167,6 +168,7 @@ impl StreamSessions {
         if let Some(old) = replaced {
             state.unlink(&old.identity.session, &id);
         }
+        state.handles.insert(handle, id);
         state.order.push_back((now, id));
     }
 
@@ -341,6 +343,11 @@ mod tests {
         assert!(cache.get(&id(2), t0).is_some(), "the user's other sign-in");
         cache.forget_handle(&SessionId::new("unknown"));
         assert_eq!(cache.len(), 1);
+        // Put again (read again from the database): still found by its handle.
+        cache.put(cache.ticket(), id(2), answer("u1", "h2"), None, t0);
+        cache.forget_handle(&SessionId::new("h2"));
+        assert!(cache.get(&id(2), t0).is_none());
+        assert_eq!(cache.len(), 0);
         // A read that began before the kick is not kept.
         let ticket = cache.ticket();
         cache.forget_handle(&SessionId::new("h3"));
