@@ -186,3 +186,79 @@ fn write_summary(out: &mut Vec<u8>, start: StreamId, summary: &InboxSummary) {
         &data,
     );
 }
+
+#[cfg(all(test, feature = "sqlite"))]
+mod tests {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Serialize};
+
+    use crate::{Audience, BusConfig, InboxConfig, Notifier, SseConfig, SseEvent, UserId};
+
+    #[derive(Serialize, Deserialize)]
+    struct Note {
+        n: u32,
+    }
+
+    impl SseEvent for Note {
+        const NAME: &'static str = "note";
+        const PERSISTENT: bool = true;
+    }
+
+    /// A backlog read whose request goes away while it waits for a reader
+    /// slot lets the backlogs that joined it read on their own: they get
+    /// every row, and nothing is left waiting.
+    #[tokio::test]
+    async fn joiners_of_an_abandoned_read_read_alone() {
+        let dir = std::env::temp_dir().join(format!("backlog-test-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.join("inbox.db").display());
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        crate::inbox::schema::migrate_sqlite(&pool).await.unwrap();
+        let notifier = Notifier::start_with_inbox(
+            SseConfig::default(),
+            &BusConfig::default(),
+            pool,
+            InboxConfig::default(),
+        )
+        .unwrap();
+        let user = UserId::new("u");
+        for n in 0..3 {
+            notifier
+                .notify(Audience::user(user.clone()), &Note { n })
+                .await
+                .unwrap();
+        }
+        let inbox = notifier.inbox().unwrap().clone();
+        // Every reader slot taken: both reads below wait.
+        let slots = inbox.inner.backlog_readers.available_permits() as u32;
+        let held = inbox
+            .inner
+            .backlog_readers
+            .acquire_many(slots)
+            .await
+            .unwrap();
+        let leader = {
+            let (inbox, user) = (inbox.clone(), user.clone());
+            tokio::spawn(async move { inbox.unread_shared(&user, None, 100).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let joiner = {
+            let (inbox, user) = (inbox.clone(), user.clone());
+            tokio::spawn(async move { inbox.unread_shared(&user, None, 100).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(inbox.inner.backlog_reads.joiners(&user, None, 100), 1);
+        leader.abort();
+        assert!(leader.await.unwrap_err().is_cancelled());
+        drop(held);
+        let (rows, unread) = tokio::time::timeout(Duration::from_secs(5), joiner)
+            .await
+            .expect("the joiner is not left waiting")
+            .unwrap()
+            .unwrap();
+        assert_eq!((rows.len(), unread), (3, 3));
+        assert_eq!(inbox.inner.backlog_reads.waiting_len(), 0);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

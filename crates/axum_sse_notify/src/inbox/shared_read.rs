@@ -75,6 +75,14 @@ impl SharedReads {
     pub(crate) fn waiting_len(&self) -> usize {
         self.waiting().len()
     }
+
+    /// How many wait on the read of (user, upto, max), if one is waiting.
+    #[cfg(test)]
+    pub(crate) fn joiners(&self, user: &UserId, upto: Option<InboxSeq>, max: usize) -> usize {
+        self.waiting()
+            .get(&(user.clone(), upto, max))
+            .map_or(0, |slot| slot.receiver_count())
+    }
 }
 
 impl Lead<'_> {
