@@ -271,30 +271,7 @@ async fn switch_over(backend: Backend) {
     let bob = server.signup("bob").await;
 
     // Two concurrent senders, 250 each.
-    let senders: Vec<_> = (0..2)
-        .map(|s| {
-            let ann = ann.client.clone();
-            let url = ann_url(&server);
-            tokio::spawn(async move {
-                let mut ids = Vec::new();
-                for n in 0..SENDS / 2 {
-                    let body = json!({ "user": "bob", "message": format!("{s}-{n}") });
-                    let answer: Value = ann
-                        .post(&url)
-                        .json(&body)
-                        .send()
-                        .await
-                        .expect("send")
-                        .json()
-                        .await
-                        .expect("JSON");
-                    ids.push(answer["id"].as_i64().expect("id"));
-                    tokio::time::sleep(Duration::from_millis(3)).await;
-                }
-                ids
-            })
-        })
-        .collect();
+    let senders = two_senders_to_bob(&ann, &server, SENDS / 2, Duration::from_millis(3));
 
     // Meanwhile Bob connects 20 times without Last-Event-ID, each time
     // reading for a while.
@@ -394,30 +371,7 @@ async fn concurrent_switch_over(backend: Backend) {
         assert_eq!(got[..], all[..], "the same backlog for every stream");
     }
 
-    let senders: Vec<_> = (0..2)
-        .map(|s| {
-            let ann = ann.client.clone();
-            let url = ann_url(&server);
-            tokio::spawn(async move {
-                let mut ids = Vec::new();
-                for n in 0..SENDS / 2 {
-                    let body = json!({ "user": "bob", "message": format!("{s}-{n}") });
-                    let answer: Value = ann
-                        .post(&url)
-                        .json(&body)
-                        .send()
-                        .await
-                        .expect("send")
-                        .json()
-                        .await
-                        .expect("JSON");
-                    ids.push(answer["id"].as_i64().expect("id"));
-                    tokio::time::sleep(Duration::from_millis(2)).await;
-                }
-                ids
-            })
-        })
-        .collect();
+    let senders = two_senders_to_bob(&ann, &server, SENDS / 2, Duration::from_millis(2));
     let mut connections = Vec::new();
     for round in 0..ROUNDS {
         let live = Duration::from_millis(30 + 20 * round as u64);
@@ -443,6 +397,40 @@ async fn concurrent_switch_over(backend: Backend) {
         );
     }
     server.shutdown().await.expect("clean shutdown");
+}
+
+/// Two concurrent senders from `ann`, each storing `each` notifications
+/// for bob with `pause` between them; each returns its inbox ids.
+fn two_senders_to_bob(
+    ann: &User,
+    server: &TestServer,
+    each: usize,
+    pause: Duration,
+) -> Vec<tokio::task::JoinHandle<Vec<i64>>> {
+    (0..2)
+        .map(|s| {
+            let ann = ann.client.clone();
+            let url = ann_url(server);
+            tokio::spawn(async move {
+                let mut ids = Vec::new();
+                for n in 0..each {
+                    let body = json!({ "user": "bob", "message": format!("{s}-{n}") });
+                    let answer: Value = ann
+                        .post(&url)
+                        .json(&body)
+                        .send()
+                        .await
+                        .expect("send")
+                        .json()
+                        .await
+                        .expect("JSON");
+                    ids.push(answer["id"].as_i64().expect("id"));
+                    tokio::time::sleep(pause).await;
+                }
+                ids
+            })
+        })
+        .collect()
 }
 
 fn ann_url(server: &TestServer) -> String {

@@ -135,15 +135,7 @@ async fn remembered_only_until_the_sign_in_ends(backend: Backend) {
         .await
         .expect("POST login");
     assert_eq!(login.status(), 200);
-    let renewed = login
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with("sid="))
-        .and_then(|v| v.split(';').next())
-        .expect("a new session cookie")
-        .to_string();
+    let renewed = crate::support::sid_cookie(login.headers()).expect("a new session cookie");
     assert_ne!(renewed, bob);
     assert!(stream.ends_within(Duration::from_secs(2)).await);
     refused(&base, &bob, "the session a new sign-in replaced").await;

@@ -50,13 +50,10 @@ async fn a_stream_waiting_for_the_bus_when_its_session_signs_out_is_refused() {
 /// so its next connect reads the database again and is refused.
 #[tokio::test]
 async fn a_sign_out_on_one_process_ends_what_another_remembers() {
-    use crate::stream_sessions::{TOKEN, connect_with, session_loads, sign_out};
+    use crate::stream_sessions::{connect_with, session_loads, sign_out};
     use crate::support::{SseStream, signup_cookie};
 
-    let mut cluster = super::Cluster::new().await;
-    cluster
-        .env
-        .push(("METRICS_TOKEN".to_string(), TOKEN.to_string()));
+    let cluster = counting_sessions(super::redis_url()).await;
     let a = cluster.start("a").await;
     let b = cluster.start("b").await;
     let ann = signup_cookie(&a.base, "rememberedann").await;
@@ -95,14 +92,11 @@ async fn a_sign_out_on_one_process_ends_what_another_remembers() {
 /// refuses the next connect there (the database says so).
 #[tokio::test]
 async fn without_the_bus_nothing_is_remembered() {
-    use crate::stream_sessions::{TOKEN, connect_with, session_loads, sign_out};
+    use crate::stream_sessions::{connect_with, session_loads, sign_out};
     use crate::support::signup_cookie;
 
     let mut own = OwnRedis::start().await;
-    let mut cluster = super::Cluster::on(&own.url()).await;
-    cluster
-        .env
-        .push(("METRICS_TOKEN".to_string(), TOKEN.to_string()));
+    let cluster = counting_sessions(own.url()).await;
     let a = cluster.start("a").await;
     let b = cluster.start("b").await;
     let ann = signup_cookie(&a.base, "busdownann").await;
@@ -136,4 +130,15 @@ async fn without_the_bus_nothing_is_remembered() {
     );
     drop((a, b));
     cluster.finish().await;
+}
+
+/// A cluster on `redis_url` whose processes show their session reads
+/// (`/metrics` with the stream-session tests' token).
+async fn counting_sessions(redis_url: String) -> super::Cluster {
+    let mut cluster = super::Cluster::on(&redis_url).await;
+    cluster.env.push((
+        "METRICS_TOKEN".to_string(),
+        crate::stream_sessions::TOKEN.to_string(),
+    ));
+    cluster
 }

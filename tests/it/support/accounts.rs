@@ -28,14 +28,18 @@ pub async fn signup_cookie(base: &str, name: &str) -> String {
         .await
         .expect("POST /api/auth/signup");
     assert_eq!(response.status(), 200, "signup {name}");
-    let cookie = response
-        .headers()
+    sid_cookie(response.headers()).expect("session cookie")
+}
+
+/// The session cookie (`sid=…`) a response sets, as a request sends it.
+pub fn sid_cookie(headers: &reqwest::header::HeaderMap) -> Option<String> {
+    headers
         .get_all("set-cookie")
         .iter()
         .filter_map(|v| v.to_str().ok())
         .find(|v| v.starts_with("sid="))
-        .expect("session cookie");
-    cookie.split(';').next().unwrap_or_default().to_string()
+        .and_then(|v| v.split(';').next())
+        .map(str::to_string)
 }
 
 /// Creates an account on the server at `base`; returns its signed-in
