@@ -289,6 +289,18 @@ pub const KEYS: &[KeySpec] = &[
     ),
     key(
         Some("bus"),
+        "follow",
+        "own",
+        "What each process reads of the shared stream: `own`, only events for users it holds a stream of (a Redis channel per user) and those addressed wider; `all`, every event (the earlier behaviour, kept for comparison).",
+    ),
+    key(
+        Some("bus"),
+        "unfollow_after",
+        "30s",
+        "With `follow = own`: how long a process keeps following a user after the user's last stream there ended.",
+    ),
+    key(
+        Some("bus"),
         "queue_max",
         "10000",
         "Sends waiting for the bus, at most; one more is refused (503 `bus_busy`).",

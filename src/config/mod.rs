@@ -208,6 +208,8 @@ impl Config {
             report_interval: layers.get_checked("bus", "report_interval", nonzero)?,
             instance: layers.get::<String>("bus", "instance")?,
             history_len: sse.history_len,
+            follow: layers.get::<value::FollowValue>("bus", "follow")?.0,
+            unfollow_after: layers.get_checked("bus", "unfollow_after", nonzero)?,
         };
         let positive_u32 = |n: &u32| (*n > 0).then_some(()).ok_or("a number above 0");
         let auth = AuthConfig {

@@ -132,6 +132,17 @@ impl ConfigValue for IpList {
     }
 }
 
+/// `bus.follow`: `own` or `all`.
+pub(super) struct FollowValue(pub(super) crate::sse::Follow);
+
+impl ConfigValue for FollowValue {
+    fn parse(raw: &str) -> Result<Self, String> {
+        crate::sse::Follow::parse(&raw.to_ascii_lowercase())
+            .map(FollowValue)
+            .ok_or_else(|| "own or all".into())
+    }
+}
+
 pub(super) struct SecureCookieValue(pub(super) SecureCookie);
 
 impl ConfigValue for SecureCookieValue {

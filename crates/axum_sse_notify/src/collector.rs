@@ -105,6 +105,12 @@ impl Collector for Live {
             "Sends waiting for the bus's publisher",
             self.bus.queue_depth() as i64,
         )?;
+        gauge(
+            &mut encoder,
+            "sse_bus_followed_users",
+            "Users whose events this process reads (`bus.follow = own`: those it holds a stream of, and for `bus.unfollow_after` after)",
+            self.bus.followed_users() as i64,
+        )?;
         Ok(())
     }
 }

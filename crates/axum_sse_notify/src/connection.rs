@@ -49,6 +49,9 @@ pub(crate) struct EventStream {
     /// only: boxed, so a cookie stream carries one empty word).
     expiry: Option<Pin<Box<tokio::time::Sleep>>>,
     expired: bool,
+    /// Keeps this process reading the user's events while the stream is
+    /// open (the bus's own-clients read; one word).
+    _following: crate::bus::Following,
 }
 
 impl Drop for EventStream {
@@ -74,6 +77,7 @@ pub(crate) fn event_stream(
     ping_interval: Duration,
     retry: Duration,
     expires_in: Option<Duration>,
+    following: crate::bus::Following,
 ) -> EventStream {
     let mut ping =
         tokio::time::interval_at(tokio::time::Instant::now() + ping_interval, ping_interval);
@@ -85,6 +89,7 @@ pub(crate) fn event_stream(
         ping,
         expiry: expires_in.map(|after| Box::pin(tokio::time::sleep(after))),
         expired: false,
+        _following: following,
     }
 }
 

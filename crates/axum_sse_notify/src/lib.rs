@@ -90,7 +90,7 @@ pub use inbox::{InboxId, InboxItem, InboxPage, InboxSummary};
 pub const STREAM_LOG: &str = "axum_sse_notify::stream";
 
 #[cfg(feature = "server")]
-pub use bus::{Bus, BusConfig, BusError, BusStatus};
+pub use bus::{Bus, BusConfig, BusError, BusStatus, Follow, Following};
 #[cfg(feature = "server")]
 pub use channel::{ChannelGrant, ChannelPattern, ChannelPolicy, NoChannels, OpenChannels};
 #[cfg(feature = "server")]

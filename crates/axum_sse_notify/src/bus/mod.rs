@@ -37,10 +37,11 @@ use super::event_id::EventId;
 use super::event_id::InboxStamp;
 use super::metrics::Refusal;
 use super::registry::{DisconnectReason, Registry, Stats};
-use super::target::{Recipient, Target};
+use super::target::{Recipient, Target, UserId};
 
 #[cfg(feature = "redis")]
 pub use redis::NodeReport;
+pub use redis::Following;
 
 /// Where the bus is and how it behaves.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +63,43 @@ pub struct BusConfig {
     /// Stream entries kept in Redis (`XADD MAXLEN ~`), and the most this
     /// process mirrors for replay.
     pub history_len: usize,
+    /// What each process reads of the stream.
+    pub follow: Follow,
+    /// With [`Follow::Own`]: how long a process keeps following a user
+    /// after the user's last stream here ended (a reconnect within it
+    /// costs no new subscription).
+    pub unfollow_after: Duration,
+}
+
+/// What each process reads of the shared stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Follow {
+    /// Only what its own clients need: events for the users it holds a
+    /// stream of (one Redis channel per user, subscribed while it does),
+    /// and everything addressed wider (everyone, tags, sessions, clients,
+    /// kicks). Adding processes then adds no reading to each.
+    #[default]
+    Own,
+    /// Every entry (`XREAD`): each process reads all events, whoever they
+    /// are for. Kept as the baseline the benchmarks compare with.
+    All,
+}
+
+impl Follow {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Follow::Own => "own",
+            Follow::All => "all",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "own" => Some(Follow::Own),
+            "all" => Some(Follow::All),
+            _ => None,
+        }
+    }
 }
 
 impl Default for BusConfig {
@@ -74,6 +112,8 @@ impl Default for BusConfig {
             report_interval: Duration::from_secs(1),
             instance: String::new(),
             history_len: 10_000,
+            follow: Follow::Own,
+            unfollow_after: Duration::from_secs(30),
         }
     }
 }
@@ -181,6 +221,12 @@ impl Bus {
         error
     }
 
+    /// Users whose events this process reads (own-clients read; 0
+    /// otherwise).
+    pub fn followed_users(&self) -> usize {
+        self.redis.as_ref().map_or(0, |redis| redis.followed_users())
+    }
+
     /// Sends waiting for the Redis publisher (0 in-process).
     pub fn queue_depth(&self) -> usize {
         self.redis.as_ref().map_or(0, |redis| redis.queue_depth())
@@ -262,32 +308,42 @@ impl Bus {
         }
     }
 
-    /// With Redis, before a stream is registered, waits (each at most
-    /// `bus.timeout`): for the first read of the stream, in a process that
-    /// just started (else its first streams would start on a history of
-    /// its own, and be reset moments later); and, when the client sends
-    /// an id of the stream this process follows but newer than what it
-    /// read (it comes from a process that was ahead), until this process
-    /// has read that far, woken by the reader (not polling). An id beyond
-    /// the stream's newest entry (nobody handed it out) returns at once
-    /// (the stream then starts with `sse-reset`). Returns at once when
-    /// the reader is not following the stream, and without Redis.
-    pub async fn catch_up(&self, last_event_id: Option<&str>) {
-        let Some(redis) = &self.redis else {
-            return;
-        };
-        redis.catch_up(last_event_id.and_then(EventId::parse)).await;
+    /// With Redis, before a stream of `user` is registered: makes sure
+    /// this process reads what the stream needs, holding that until the
+    /// returned [`Following`] is dropped (keep it as long as the stream).
+    ///
+    /// It waits (each at most `bus.timeout`): for the first read of the
+    /// stream, in a process that just started (else its first streams
+    /// would start on a history of its own, and be reset moments later);
+    /// with the own-clients read ([`Follow::Own`]), for the user's channel
+    /// when this is the user's first stream here; and, when the client
+    /// sends an id of the stream this process follows but newer than what
+    /// it read (it comes from a process that was ahead), until this
+    /// process has read that far. An id beyond the stream's newest entry
+    /// (nobody handed it out) is not waited for (the stream then starts
+    /// with `sse-reset`). Returns at once without Redis.
+    pub async fn follow(&self, user: &UserId, last_event_id: Option<&str>) -> Following {
+        match &self.redis {
+            None => Following::none(),
+            Some(redis) => {
+                redis
+                    .follow(user, last_event_id.and_then(EventId::parse))
+                    .await
+            }
+        }
     }
 
-    /// Where a client resuming from `last_event_id` should resume in this
-    /// process's history when that id is older than what the history
-    /// holds but the Redis stream may still have it: the history's floor
-    /// (the older part is then read with [`Bus::older`]). `None`: resume
-    /// as asked.
-    pub fn resume_floor(&self, last_event_id: &str) -> Option<(EventId, EventId)> {
-        self.redis.as_ref()?;
+    /// Where a client of `user` resuming from `last_event_id` should
+    /// resume in this process's history when that id is older than what
+    /// the history holds for the user but the Redis stream may still have
+    /// it: the history's floor, or the position from which this process
+    /// has followed the user (the older part is then read with
+    /// [`Bus::older`]). `None`: resume as asked.
+    pub fn resume_floor(&self, last_event_id: &str, user: &UserId) -> Option<(EventId, EventId)> {
+        let redis = self.redis.as_ref()?;
         let id = EventId::parse(last_event_id)?;
         let (floor, shared) = self.registry.history_floor();
+        let floor = redis.floor_for(user, floor);
         (shared && floor.epoch == id.epoch && id.position < floor.position).then_some((id, floor))
     }
 

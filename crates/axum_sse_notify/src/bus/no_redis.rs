@@ -10,9 +10,18 @@ use super::{BusConfig, BusError, BusStatus};
 use crate::event::{Event, EventError};
 use crate::event_id::{EventId, InboxStamp, Position};
 use crate::registry::{Registry, Stats};
-use crate::target::{Recipient, Target};
+use crate::target::{Recipient, Target, UserId};
 
 pub(super) enum RedisBus {}
+
+/// Nothing to hold without Redis.
+pub struct Following;
+
+impl Following {
+    pub(crate) fn none() -> Self {
+        Following
+    }
+}
 
 impl RedisBus {
     pub(super) fn start(_: Arc<Registry>, config: &BusConfig) -> Result<Arc<Self>, BusError> {
@@ -65,7 +74,15 @@ impl RedisBus {
         match *self {}
     }
 
-    pub(super) async fn catch_up(&self, _: Option<EventId>) {
+    pub(super) async fn follow(&self, _: &UserId, _: Option<EventId>) -> Following {
+        match *self {}
+    }
+
+    pub(super) fn followed_users(&self) -> usize {
+        match *self {}
+    }
+
+    pub(super) fn floor_for(&self, _: &UserId, _: EventId) -> EventId {
         match *self {}
     }
 

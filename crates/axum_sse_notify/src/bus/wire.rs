@@ -107,6 +107,68 @@ impl Outgoing {
     }
 }
 
+/// Where an entry is published for live delivery (the own-clients read,
+/// [`crate::bus::Follow::Own`]): an event for one user on that user's
+/// channel, read only by the processes holding a stream of the user;
+/// everything else (everyone, tags, sessions, clients, kicks, gaps) on the
+/// wide channel every process reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route<'a> {
+    User(&'a UserId),
+    Wide,
+}
+
+impl Outgoing {
+    /// The channel this item is published on.
+    pub fn route(&self) -> Route<'_> {
+        match self {
+            Outgoing::Event { target, .. } => match target.scope() {
+                Scope::User(user) => Route::User(user),
+                _ => Route::Wide,
+            },
+            // A kick ends sign-ins wherever they are remembered (not only
+            // where the user has a stream): every process reads it.
+            Outgoing::Kick { .. } | Outgoing::Gap => Route::Wide,
+        }
+    }
+
+    /// The fields as one message body (`name:len:value` each, the value's
+    /// length in bytes): what a subscription message carries after the
+    /// entry's id and epoch, so that it needs no read of the stream.
+    pub fn body(&self, origin: Origin) -> Vec<u8> {
+        let fields = self.fields(origin);
+        let size = fields.iter().map(|(k, v)| k.len() + v.len() + 8).sum();
+        let mut out = Vec::with_capacity(size);
+        for (name, value) in fields {
+            out.extend_from_slice(name.as_bytes());
+            out.push(b':');
+            out.extend_from_slice(value.len().to_string().as_bytes());
+            out.push(b':');
+            out.extend_from_slice(value.as_bytes());
+        }
+        out
+    }
+}
+
+/// Reads [`Outgoing::body`]'s form back into fields; `None` if malformed.
+#[allow(clippy::type_complexity)]
+pub fn body_fields(mut body: &[u8]) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
+    let mut fields = Vec::new();
+    while !body.is_empty() {
+        let colon = body.iter().position(|b| *b == b':')?;
+        let (name, rest) = (&body[..colon], &body[colon + 1..]);
+        let colon = rest.iter().position(|b| *b == b':')?;
+        let len: usize = std::str::from_utf8(&rest[..colon]).ok()?.parse().ok()?;
+        let rest = &rest[colon + 1..];
+        if name.is_empty() || rest.len() < len {
+            return None;
+        }
+        fields.push((name.to_vec(), rest[..len].to_vec()));
+        body = &rest[len..];
+    }
+    Some(fields)
+}
+
 fn field<'a>(fields: &'a [(Vec<u8>, Vec<u8>)], name: &str) -> Option<&'a str> {
     fields
         .iter()
@@ -262,6 +324,34 @@ mod tests {
                 target: Target::session(SessionId::new("s"))
             })
         );
+    }
+
+    #[test]
+    fn bodies_carry_the_fields_whatever_bytes_they_hold() {
+        let origin = Origin {
+            publisher: 0xabc,
+            seq: 7,
+        };
+        let sent = Outgoing::Event {
+            target: Target::user(UserId::new("a:1:b")),
+            event: Event::text("n", "x:12:y\n\u{e9}").unwrap(),
+            inbox: None,
+        };
+        let fields: Vec<(Vec<u8>, Vec<u8>)> = sent
+            .fields(origin)
+            .into_iter()
+            .map(|(k, v)| (k.as_bytes().to_vec(), v.into_bytes()))
+            .collect();
+        assert_eq!(body_fields(&sent.body(origin)), Some(fields));
+        assert_eq!(body_fields(b""), Some(Vec::new()));
+        for bad in [&b"k:5:ab"[..], b"k:x:a", b":1:a", b"k1:a", b"k:-1:"] {
+            assert_eq!(body_fields(bad), None, "{bad:?}");
+        }
+        assert_eq!(sent.route(), Route::User(&UserId::new("a:1:b")));
+        let kick = Outgoing::Kick {
+            target: Target::user(UserId::new("u")),
+        };
+        assert_eq!(kick.route(), Route::Wide);
     }
 
     #[test]

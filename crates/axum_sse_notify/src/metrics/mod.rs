@@ -51,6 +51,7 @@ pub struct SseMetrics {
     db_seconds: [Histogram; 4],
     inbox_rows: Counter,
     bus_skipped: Counter,
+    bus_read: Counter,
 }
 
 impl Default for SseMetrics {
@@ -74,6 +75,7 @@ impl Default for SseMetrics {
             db_seconds,
             inbox_rows: Counter::default(),
             bus_skipped: Counter::default(),
+            bus_read: Counter::default(),
         }
     }
 }
@@ -113,6 +115,11 @@ impl SseMetrics {
     #[cfg_attr(not(feature = "redis"), allow(dead_code))] // used by the Redis bus
     pub(crate) fn bus_entry_skipped(&self) {
         self.bus_skipped.inc();
+    }
+
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // used by the Redis bus
+    pub(crate) fn bus_entry_read(&self) {
+        self.bus_read.inc();
     }
 
     #[cfg_attr(not(feature = "redis"), allow(dead_code))] // used by the Redis bus
@@ -163,6 +170,11 @@ pub(crate) fn register_series(into: &mut Prometheus, metrics: &SseMetrics) {
         "bus_entries_skipped",
         "Entries of the shared stream the bus could not read (foreign or malformed) and stepped over",
         metrics.bus_skipped.clone(),
+    );
+    sse.register(
+        "bus_entries_read",
+        "Entries of the shared stream this process read (with `bus.follow = own`, only those its clients may need)",
+        metrics.bus_read.clone(),
     );
     sse.register(
         "bus_reconnects",

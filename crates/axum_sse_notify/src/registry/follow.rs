@@ -113,6 +113,18 @@ impl Registry {
         (history.id(floor), history.is_following())
     }
 
+    /// Moves the history's newest position up to `id` without an entry:
+    /// this process has every entry up to it that its clients need (the
+    /// own-clients read, after a barrier), so a client registered now
+    /// receives every event after it, and an id up to it is one to
+    /// resume from.
+    pub(crate) fn read_up_to(&self, id: EventId) {
+        let mut history = self.lock_history();
+        if history.epoch() == id.epoch && history.is_following() {
+            history.skip_to(id.position);
+        }
+    }
+
     /// The history followed now and its newest position.
     pub fn history_head(&self) -> (EventId, bool) {
         let history = self.lock_history();

@@ -211,6 +211,13 @@ impl History {
         self.last
     }
 
+    /// Moves the newest position to `position` if it is further (no
+    /// entry: see [`crate::Registry::read_up_to`]).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(super) fn skip_to(&mut self, position: Position) {
+        self.last = self.last.max(position);
+    }
+
     /// The position of the next event. Call [`History::record`] with it
     /// before handing out another.
     pub(super) fn next_position(&self) -> Position {

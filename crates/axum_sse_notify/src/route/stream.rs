@@ -57,12 +57,13 @@ async fn open(notifier: Notifier, request: Request) -> Result<Response, Rejectio
     // Boxed: the Redis client's futures are large, and the handler's own
     // future (allocated for every stream request) stays small without.
     let (mut admission, mut older) = (None, None);
+    let mut following = crate::bus::Following::none();
     if notifier.bus().through_redis() {
         let (held, id) = hold_place(&notifier, &request, identity, &params)?;
         admission = Some(held);
-        Box::pin(notifier.bus().catch_up(id.as_deref())).await;
+        following = Box::pin(notifier.bus().follow(&identity.user, id.as_deref())).await;
         // Right after the wait: the floor has no time to move on.
-        older = id.and_then(|id| notifier.bus().resume_floor(&id));
+        older = id.and_then(|id| notifier.bus().resume_floor(&id, &identity.user));
     }
     let resume_at = older.map(|(_, floor)| floor);
     let (mut registration, socket, tags) = admit(
@@ -108,6 +109,7 @@ async fn open(notifier: Notifier, request: Request) -> Result<Response, Rejectio
         config.ping_interval,
         config.retry,
         expires_in,
+        following,
     ));
     let mut response = Response::new(body);
     let headers = response.headers_mut();

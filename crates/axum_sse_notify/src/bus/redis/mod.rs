@@ -11,12 +11,14 @@
 //! figures and reads the others'. Each reconnects by itself with
 //! backoff, and every command is bounded by `bus.timeout`.
 
+mod apply;
 mod cluster;
 mod older;
 mod publish;
 mod read;
 mod reply;
 mod seen;
+mod subscribe;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -27,12 +29,12 @@ use redis::aio::MultiplexedConnection;
 use tokio::sync::{mpsc, watch};
 
 use super::wire::Outgoing;
-use super::{BusConfig, BusError, BusStatus};
+use super::{BusConfig, BusError, BusStatus, Follow};
 use crate::event::{Event, EventError};
 use crate::event_id::EventId;
 use crate::event_id::InboxStamp;
 use crate::registry::{Registry, Stats};
-use crate::target::Target;
+use crate::target::{Target, UserId};
 
 pub use cluster::NodeReport;
 
@@ -44,6 +46,10 @@ pub(super) struct Keys {
     epoch: String,
     nodes: String,
     node_prefix: String,
+    /// The channel every process subscribes to (own-clients read).
+    wide: String,
+    /// Followed by a user id: that user's channel.
+    user_prefix: String,
 }
 
 impl Keys {
@@ -54,7 +60,21 @@ impl Keys {
             epoch: format!("{tag}:epoch"),
             nodes: format!("{tag}:nodes"),
             node_prefix: format!("{tag}:node:"),
+            wide: format!("{tag}:w"),
+            user_prefix: format!("{tag}:u:"),
         }
+    }
+
+    /// The channel an item is published on.
+    fn channel(&self, route: super::wire::Route<'_>) -> String {
+        match route {
+            super::wire::Route::Wide => self.wide.clone(),
+            super::wire::Route::User(user) => self.user_channel(user),
+        }
+    }
+
+    fn user_channel(&self, user: &crate::target::UserId) -> String {
+        format!("{}{}", self.user_prefix, user.as_str())
     }
 }
 
@@ -91,6 +111,8 @@ pub(super) struct BusState {
     skip_log: Mutex<(Option<Instant>, u64)>,
     started: Instant,
     stopping: watch::Sender<bool>,
+    /// The users this process follows (own-clients read).
+    followed: Mutex<subscribe::Followed>,
 }
 
 impl BusState {
@@ -157,6 +179,18 @@ const NEWEST_READS: usize = 16;
 pub(super) struct RedisBus {
     state: Arc<BusState>,
     outgoing: mpsc::Sender<Outgoing>,
+    /// To the own-clients read's task (unused with the whole-stream read).
+    follow_requests: mpsc::UnboundedSender<subscribe::Request>,
+}
+
+/// Keeps this process following a user while a stream of the user is
+/// open here (own-clients read); nothing with the whole-stream read.
+pub struct Following(#[allow(dead_code)] Option<Arc<()>>);
+
+impl Following {
+    pub(crate) fn none() -> Self {
+        Following(None)
+    }
 }
 
 impl RedisBus {
@@ -194,12 +228,21 @@ impl RedisBus {
             newest_reads: tokio::sync::Semaphore::new(NEWEST_READS),
             started: Instant::now(),
             stopping: watch::Sender::new(false),
+            followed: Mutex::new(subscribe::Followed::default()),
         });
         tracing::info!(instance = %state.instance, prefix = %config.prefix, "bus: Redis; connecting");
         tokio::spawn(publish::run(state.clone(), queued));
-        tokio::spawn(read::run(state.clone()));
+        let (follow_requests, requests) = mpsc::unbounded_channel();
+        match config.follow {
+            Follow::Own => drop(tokio::spawn(subscribe::run(state.clone(), requests))),
+            Follow::All => drop(tokio::spawn(read::run(state.clone()))),
+        }
         tokio::spawn(cluster::run(state.clone()));
-        Ok(Arc::new(RedisBus { state, outgoing }))
+        Ok(Arc::new(RedisBus {
+            state,
+            outgoing,
+            follow_requests,
+        }))
     }
 
     pub(super) fn publish(
@@ -322,6 +365,96 @@ impl RedisBus {
         {
             tracing::debug!(%id, "the stream was not read up to a client's id in time");
         }
+    }
+
+    /// Before a stream of `user` is registered: with the own-clients
+    /// read, follows the user (the first stream of a user here waits for
+    /// its channel and the barrier, each at most `bus.timeout`), and
+    /// brings this process up to a client's id that is ahead of it; with
+    /// the whole-stream read, [`RedisBus::catch_up`].
+    pub(super) async fn follow(&self, user: &UserId, id: Option<EventId>) -> Following {
+        if self.state.config.follow == Follow::All {
+            self.catch_up(id).await;
+            return Following(None);
+        }
+        let timeout = self.state.config.timeout;
+        let mut read = self.state.reader_read.subscribe();
+        if self.state.started.elapsed() < timeout {
+            let _ = tokio::time::timeout(timeout, read.wait_for(|read| *read)).await;
+        }
+        let ahead = id.is_some_and(|id| {
+            let (head, following) = self.state.registry.history_head();
+            following && head.epoch == id.epoch && head.position < id.position
+        });
+        let answered = {
+            let mut followed = self
+                .state
+                .followed
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let subscribe::Held {
+                held,
+                known,
+                accepting,
+            } = followed.hold(user);
+            if (known && !ahead) || !accepting {
+                // Nothing to wait for; or no connection to ask: the next
+                // one follows the user before it reads what was missed.
+                return Following(Some(held));
+            }
+            let (done, answered) = tokio::sync::oneshot::channel();
+            let request = subscribe::Request {
+                user: (!known).then(|| user.clone()),
+                done,
+            };
+            // Sent under the lock: the connection that accepts it cannot
+            // end in between without letting it go.
+            if self.follow_requests.send(request).is_err() {
+                return Following(Some(held));
+            }
+            (held, answered)
+        };
+        let (held, answered) = answered;
+        // Answered after the barrier, or let go when the connection fails
+        // (every step of it is bounded by `bus.timeout`).
+        let _ = answered.await;
+        Following(Some(held))
+    }
+
+    /// From where this process's history holds every event `user` needs:
+    /// the history's own floor, or (own-clients read) the later position
+    /// from which it has followed the user.
+    pub(super) fn floor_for(&self, user: &UserId, floor: EventId) -> EventId {
+        if self.state.config.follow == Follow::All {
+            return floor;
+        }
+        let followed = self
+            .state
+            .followed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .floor(user);
+        let user_floor = match followed {
+            Some(Some(at)) if at.epoch == floor.epoch => at,
+            Some(Some(_)) => return floor,
+            // Not followed, or not yet: nothing of the user is known to
+            // be here before the history's newest position.
+            Some(None) | None => self.state.registry.history_head().0,
+        };
+        if user_floor.epoch == floor.epoch && user_floor.position > floor.position {
+            user_floor
+        } else {
+            floor
+        }
+    }
+
+    /// Users followed now (own-clients read).
+    pub(super) fn followed_users(&self) -> usize {
+        self.state
+            .followed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     pub(super) async fn older(

@@ -15,6 +15,7 @@ use std::time::Duration;
 use redis::Value;
 use redis::aio::MultiplexedConnection;
 
+use super::apply::apply;
 use super::publish::script;
 use super::reply::{self, entry_id};
 use super::{BusState, timed_out};
@@ -40,7 +41,7 @@ pub(super) async fn run(state: Arc<BusState>) {
         let mut followed = false;
         let session = async {
             let mut conn = state.connect(false).await?;
-            sync(&state, &mut conn, &mut cursor).await?;
+            sync(&state, &mut conn, &mut cursor, &|_| true).await?;
             state.reader_up.store(true, Ordering::Relaxed);
             state.reader_read.send_replace(true);
             followed = true;
@@ -52,7 +53,7 @@ pub(super) async fn run(state: Arc<BusState>) {
             loop {
                 follow(&state, &mut conn, &mut cursor).await?;
                 // The stream changed identity while quiet: start over.
-                sync(&state, &mut conn, &mut cursor).await?;
+                sync(&state, &mut conn, &mut cursor, &|_| true).await?;
             }
         };
         let result: redis::RedisResult<()> = tokio::select! {
@@ -75,7 +76,7 @@ pub(super) async fn run(state: Arc<BusState>) {
 }
 
 /// One command, bounded: `bus.timeout` beyond what it may block for.
-async fn query<T: redis::FromRedisValue>(
+pub(super) async fn query<T: redis::FromRedisValue>(
     state: &BusState,
     conn: &mut MultiplexedConnection,
     cmd: &redis::Cmd,
@@ -86,7 +87,7 @@ async fn query<T: redis::FromRedisValue>(
         .map_err(|_| timed_out())?
 }
 
-async fn current_epoch(
+pub(super) async fn current_epoch(
     state: &BusState,
     conn: &mut MultiplexedConnection,
 ) -> redis::RedisResult<Option<Epoch>> {
@@ -100,12 +101,15 @@ async fn current_epoch(
     Ok(text.as_deref().and_then(Epoch::parse_hex))
 }
 
-/// Decides where to continue (see the module's doc).
-async fn sync(
+/// Decides where to continue (see the module's doc); the newest events
+/// mirrored are those `wanted` accepts. Returns whether it continues
+/// right after the cursor (`false`: it started over from the newest).
+pub(super) async fn sync(
     state: &BusState,
     conn: &mut MultiplexedConnection,
     cursor: &mut Option<EventId>,
-) -> redis::RedisResult<()> {
+    wanted: &(dyn Fn(&crate::target::Target) -> bool + Sync),
+) -> redis::RedisResult<bool> {
     let epoch = match current_epoch(state, conn).await? {
         Some(epoch) => epoch,
         None => {
@@ -150,7 +154,7 @@ async fn sync(
         .await?;
         let (entries, _) = reply::entries(&still_there);
         if entries.first().is_some_and(|e| e.position == last.position) {
-            return Ok(());
+            return Ok(true);
         }
         tracing::warn!(
             "bus: the stream was trimmed past this process's position while it could not read it"
@@ -185,7 +189,7 @@ async fn sync(
                 target,
                 event,
                 inbox,
-            }) => recent.push((entry.position, target, event, inbox)),
+            }) if wanted(&target) => recent.push((entry.position, target, event, inbox)),
             Some(Incoming::Kick { target }) if after.is_none_or(|p| entry.position > p) => {
                 state
                     .registry
@@ -210,7 +214,7 @@ async fn sync(
         position: head,
     });
     state.read_head.send_replace(*cursor);
-    Ok(())
+    Ok(false)
 }
 
 /// Reads and delivers until the stream is found to be another one
@@ -220,7 +224,6 @@ async fn follow(
     conn: &mut MultiplexedConnection,
     cursor: &mut Option<EventId>,
 ) -> redis::RedisResult<()> {
-    let registry = &state.registry;
     loop {
         let Some(last) = *cursor else {
             return Ok(());
@@ -251,64 +254,7 @@ async fn follow(
             continue;
         }
         for entry in entries {
-            let Some(epoch) = entry.epoch else {
-                // Not ours (written by something else, or damaged): read
-                // past it, or every later read would return it again.
-                let current = cursor.unwrap_or(last);
-                *cursor = Some(EventId {
-                    epoch: current.epoch,
-                    position: entry.position,
-                });
-                skipped(state, entry.position);
-                continue;
-            };
-            let id = EventId {
-                epoch,
-                position: entry.position,
-            };
-            if cursor.map(|c| c.epoch) != Some(epoch) {
-                // Deleted and started again under us.
-                tracing::warn!("bus: the stream was replaced");
-                registry.restart_history(
-                    EventId {
-                        epoch,
-                        position: entry.position.before(),
-                    },
-                    Vec::new(),
-                );
-            }
-            *cursor = Some(id);
-            let origin = wire::origin(&entry.fields);
-            if state.is_copy(origin) {
-                tracing::debug!(%id, "bus: dropped a copy appended again after a retry");
-                continue;
-            }
-            match wire::decode(&entry.fields) {
-                Some(Incoming::Event {
-                    target,
-                    event,
-                    inbox,
-                }) => {
-                    registry.deliver(id, &target, &event, inbox);
-                }
-                Some(Incoming::Kick { target }) => {
-                    registry.disconnect_matching(&target, DisconnectReason::Kicked);
-                }
-                Some(Incoming::Gap) if origin.is_some_and(|o| o.publisher == state.publisher) => {
-                    // Our own: our clients were told when we left the
-                    // stream and when we came back; resumes from before it
-                    // must be told too.
-                    registry.forget_before(id);
-                }
-                Some(Incoming::Gap) => {
-                    // Another process sent to its own clients only while
-                    // Redis was out of its reach: ours may have missed some.
-                    tracing::warn!(%id, "bus: another process could not publish for a while; clients are told");
-                    registry.restart_history(id, Vec::new());
-                }
-                Some(Incoming::Marker) => {}
-                None => skipped(state, entry.position),
-            }
+            apply(state, cursor, entry, &|_| true);
         }
         state.read_head.send_replace(*cursor);
     }
@@ -316,7 +262,7 @@ async fn follow(
 
 /// Counts an entry the reader stepped over, and logs it (at most one
 /// line per [`SKIP_LOG_EVERY`], with how many were skipped since).
-fn skipped(state: &BusState, position: Position) {
+pub(super) fn skipped(state: &BusState, position: Position) {
     if let Some(metrics) = state.registry.metrics() {
         metrics.bus_entry_skipped();
     }

@@ -1,0 +1,552 @@
+//! The own-clients read ([`crate::bus::Follow::Own`]): a process reads
+//! only what its own clients need.
+//!
+//! Every entry the publisher appends is also published, with its id and
+//! epoch, on a channel: a user's own channel for an event addressed to
+//! that user, the wide channel for everything else. This task holds one
+//! subscription connection: the wide channel always, and the channel of
+//! each user this process holds a stream of (subscribed when the first
+//! stream asks, dropped `bus.unfollow_after` after the last one ended).
+//! Adding processes then adds nothing to what each one reads.
+//!
+//! Exactness rests on three things. Messages arrive in the stream's order
+//! (one Redis, one connection, the append and the publish in one script),
+//! so one cursor tells a message already applied. A new user is followed
+//! with a barrier: subscribe, read the stream's newest id `n`, then a
+//! `PING` on the subscription connection, whose answer comes after every
+//! message published before it; from then on this process's history
+//! holds every entry up to `n` that its clients need, and every later
+//! entry of the user arrives: `n` is the user's *floor*, and a resume
+//! from before it reads the gap from the stream (the older read). And a
+//! lost subscription is repaired from the stream itself: on reconnect the
+//! task reads what it missed after its cursor (`XRANGE`), keeping what
+//! its clients need, or, when the stream no longer holds its cursor,
+//! starts over and every client is reset, as the whole-stream read does.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError};
+use std::time::{Duration, Instant};
+
+use futures::{FutureExt, StreamExt};
+use redis::Value;
+use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
+use tokio::sync::{mpsc, oneshot};
+
+/// Requests to follow: at most one per stream being admitted (admission
+/// bounds them), so the channel needs no bound of its own.
+pub(super) type Requests = mpsc::UnboundedReceiver<Request>;
+
+use super::apply::apply;
+use super::read::{query, sync};
+use super::reply::{self, Entry, entry_id};
+use super::{BusState, timed_out};
+use crate::bus::backoff::Backoff;
+use crate::bus::wire;
+use crate::event_id::{Epoch, EventId, Position};
+use crate::metrics::BusLink;
+use crate::target::{Scope, Target, UserId};
+
+/// One user this process follows: held by each of the user's streams
+/// here (the count of holders is the `Arc`'s).
+pub(super) struct Interest {
+    held: Arc<()>,
+    /// From where this process's history holds every event of the user
+    /// (`None`: not yet known; the history's newest position counts).
+    floor: Option<EventId>,
+    /// Since when no stream holds it.
+    idle_since: Option<Instant>,
+}
+
+/// The users followed, shared by the handle (which adds) and the task
+/// (which subscribes and drops).
+#[derive(Default)]
+pub(super) struct Followed {
+    users: HashMap<UserId, Interest>,
+    /// Whether a subscription connection serves requests now. Changed
+    /// under the same lock that adds users, so a user added is either in
+    /// the next connection's first subscription (and what it missed is
+    /// read from the stream) or asked of a connection that will answer
+    /// (or drop the request when it fails).
+    accepting: bool,
+}
+
+/// What [`Followed::hold`] found.
+pub(super) struct Held {
+    pub(super) held: Arc<()>,
+    /// The user's floor is known (its channel is subscribed).
+    pub(super) known: bool,
+    /// A request sent now will be answered.
+    pub(super) accepting: bool,
+}
+
+impl Followed {
+    /// Holds `user` (added if new).
+    pub(super) fn hold(&mut self, user: &UserId) -> Held {
+        let interest = self.users.entry(user.clone()).or_insert_with(|| Interest {
+            held: Arc::new(()),
+            floor: None,
+            idle_since: None,
+        });
+        interest.idle_since = None;
+        Held {
+            held: interest.held.clone(),
+            known: interest.floor.is_some(),
+            accepting: self.accepting,
+        }
+    }
+
+    /// The user's floor: `None` if the user is not followed (its events
+    /// are not read here at all).
+    pub(super) fn floor(&self, user: &UserId) -> Option<Option<EventId>> {
+        self.users.get(user).map(|i| i.floor)
+    }
+
+    fn wants(&self, target: &Target) -> bool {
+        match target.scope() {
+            Scope::User(user) => self.users.contains_key(user),
+            _ => true,
+        }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.users.len()
+    }
+}
+
+/// A stream asking to be followed: its user (`None`: only the barrier,
+/// for a client that comes from a process that was ahead).
+pub(super) struct Request {
+    pub(super) user: Option<UserId>,
+    pub(super) done: oneshot::Sender<()>,
+}
+
+/// Requests served per barrier, at most.
+const BATCH: usize = 1024;
+
+/// Channels per `SUBSCRIBE`/`UNSUBSCRIBE` command, at most.
+const CHANNELS_PER_COMMAND: usize = 512;
+
+/// How often the task looks at a quiet subscription (is Redis there, is
+/// the stream the same one) and at users no stream holds any more.
+const TICK: Duration = Duration::from_secs(1);
+
+/// The stream's epoch and newest entry id (only the id: a script, so
+/// that Redis sends no entry).
+const HEAD: &str = "local e = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1) \
+                    local id = false if e[1] then id = e[1][1] end \
+                    return {redis.call('GET', KEYS[2]), id}";
+
+pub(super) async fn run(state: Arc<BusState>, mut requests: Requests) {
+    let mut backoff = Backoff::new();
+    let mut cursor: Option<EventId> = None;
+    let mut connections = 0u64;
+    loop {
+        let mut followed = false;
+        let session = async {
+            let mut conn = state.connect(true).await?;
+            let pubsub = tokio::time::timeout(state.config.timeout, state.client.get_async_pubsub())
+                .await
+                .map_err(|_| timed_out())??;
+            let (mut sink, mut messages) = pubsub.split();
+            bounded(&state, sink.subscribe(&state.keys.wide)).await?;
+            let mut subscribed = HashSet::new();
+            let users: Vec<UserId> = {
+                let mut followed = lock(&state);
+                followed.accepting = true;
+                followed.users.keys().cloned().collect()
+            };
+            subscribe(&state, &mut sink, &mut subscribed, users).await?;
+            let wants = |target: &Target| lock(&state).wants(target);
+            if sync(&state, &mut conn, &mut cursor, &wants).await? {
+                recover(&state, &mut conn, &mut cursor).await?;
+            }
+            drain(&state, &mut messages, &mut cursor)?;
+            settle_floors(&state, &subscribed, cursor);
+            state.reader_up.store(true, Ordering::Relaxed);
+            state.reader_read.send_replace(true);
+            state.read_head.send_replace(cursor);
+            followed = true;
+            connections += 1;
+            if connections > 1 {
+                state.reconnected(BusLink::Reader);
+            }
+            tracing::info!("bus: following this process's own clients' channels");
+            let mut session = Session {
+                state: &state,
+                conn,
+                sink,
+                messages,
+                subscribed,
+            };
+            session.serve(&mut requests, &mut cursor).await
+        };
+        let result: redis::RedisResult<()> = tokio::select! {
+            result = session => result,
+            () = state.stopped() => return,
+        };
+        state.reader_up.store(false, Ordering::Relaxed);
+        // Whoever waits is let go (their users are followed by the next
+        // connection, from the cursor on); nobody new waits.
+        {
+            let _followed = {
+                let mut followed = lock(&state);
+                followed.accepting = false;
+                followed
+            };
+            while requests.try_recv().is_ok() {}
+        }
+        match result {
+            Ok(()) => return,
+            Err(e) => tracing::warn!(error = %e, "bus: cannot follow the channels; reconnecting"),
+        }
+        if followed {
+            backoff.reset();
+        }
+        tokio::select! {
+            () = tokio::time::sleep(backoff.next_delay()) => {}
+            () = state.stopped() => return,
+        }
+    }
+}
+
+/// One subscription connection's life.
+struct Session<'a> {
+    state: &'a BusState,
+    conn: MultiplexedConnection,
+    sink: PubSubSink,
+    messages: PubSubStream,
+    subscribed: HashSet<UserId>,
+}
+
+impl Session<'_> {
+    /// Applies messages and serves requests until the connection fails
+    /// (`Err`) or the handle is gone (`Ok`).
+    async fn serve(
+        &mut self,
+        requests: &mut Requests,
+        cursor: &mut Option<EventId>,
+    ) -> redis::RedisResult<()> {
+        let state = self.state;
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut heard = false;
+        let mut batch = Vec::with_capacity(BATCH);
+        loop {
+            tokio::select! {
+                message = self.messages.next() => {
+                    let Some(message) = message else {
+                        return Err(lost());
+                    };
+                    on_message(state, message.get_payload_bytes(), cursor)?;
+                    drain(state, &mut self.messages, cursor)?;
+                    state.read_head.send_replace(*cursor);
+                    heard = true;
+                }
+                n = requests.recv_many(&mut batch, BATCH) => {
+                    if n == 0 {
+                        return Ok(());
+                    }
+                    self.barrier(&mut batch, cursor).await?;
+                }
+                _ = tick.tick() => {
+                    if !std::mem::take(&mut heard) {
+                        self.check(cursor).await?;
+                    }
+                    self.unfollow_idle().await?;
+                }
+            }
+        }
+    }
+
+    /// Subscribes the new users among `batch`, then brings this process
+    /// up to the stream's newest entry (see the module's doc), sets the
+    /// new users' floors there, and answers every request.
+    async fn barrier(
+        &mut self,
+        batch: &mut Vec<Request>,
+        cursor: &mut Option<EventId>,
+    ) -> redis::RedisResult<()> {
+        let state = self.state;
+        let users: Vec<UserId> = batch
+            .iter()
+            .filter_map(|r| r.user.clone())
+            .filter(|u| !self.subscribed.contains(u))
+            .collect();
+        subscribe(state, &mut self.sink, &mut self.subscribed, users).await?;
+        let head = head(state, &mut self.conn).await?;
+        let _: Value = bounded(state, self.sink.ping()).await?;
+        drain(state, &mut self.messages, cursor)?;
+        if let (Some(at), Some((epoch, newest))) = (cursor.as_mut(), head)
+            && at.epoch == epoch
+            && newest > at.position
+        {
+            at.position = newest;
+            state.registry.read_up_to(*at);
+        }
+        state.read_head.send_replace(*cursor);
+        settle_floors(state, &self.subscribed, *cursor);
+        for request in batch.drain(..) {
+            let _ = request.done.send(());
+        }
+        Ok(())
+    }
+
+    /// A quiet subscription: is Redis still there (a `PING` through it),
+    /// and is the stream still the one followed?
+    async fn check(&mut self, cursor: &mut Option<EventId>) -> redis::RedisResult<()> {
+        let state = self.state;
+        let _: Value = bounded(state, self.sink.ping()).await?;
+        drain(state, &mut self.messages, cursor)?;
+        let head = head(state, &mut self.conn).await?;
+        if let Some(at) = *cursor
+            && head.is_none_or(|(epoch, _)| epoch != at.epoch)
+        {
+            tracing::warn!("bus: the stream was replaced");
+            return Err(lost());
+        }
+        Ok(())
+    }
+
+    /// Drops the users no stream has held for `bus.unfollow_after`.
+    async fn unfollow_idle(&mut self) -> redis::RedisResult<()> {
+        let state = self.state;
+        let now = Instant::now();
+        let gone: Vec<UserId> = {
+            let mut followed = lock(state);
+            let mut gone = Vec::new();
+            followed.users.retain(|user, interest| {
+                if Arc::strong_count(&interest.held) > 1 {
+                    interest.idle_since = None;
+                    return true;
+                }
+                let since = *interest.idle_since.get_or_insert(now);
+                let keep = now.duration_since(since) < state.config.unfollow_after;
+                if !keep {
+                    gone.push(user.clone());
+                }
+                keep
+            });
+            gone
+        };
+        for chunk in gone.chunks(CHANNELS_PER_COMMAND) {
+            let channels: Vec<String> = chunk.iter().map(|u| state.keys.user_channel(u)).collect();
+            bounded(state, self.sink.unsubscribe(channels)).await?;
+            for user in chunk {
+                self.subscribed.remove(user);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn lock(state: &BusState) -> std::sync::MutexGuard<'_, Followed> {
+    state
+        .followed
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Every subscribed user without a floor (in this history) gets
+/// `cursor`: the history holds each of its events after it (its channel
+/// was subscribed before the stream's newest id was read).
+fn settle_floors(state: &BusState, subscribed: &HashSet<UserId>, cursor: Option<EventId>) {
+    let Some(cursor) = cursor else {
+        return;
+    };
+    for (user, interest) in &mut lock(state).users {
+        if interest.floor.is_none_or(|floor| floor.epoch != cursor.epoch)
+            && subscribed.contains(user)
+        {
+            interest.floor = Some(cursor);
+        }
+    }
+}
+
+async fn subscribe(
+    state: &BusState,
+    sink: &mut PubSubSink,
+    subscribed: &mut HashSet<UserId>,
+    users: Vec<UserId>,
+) -> redis::RedisResult<()> {
+    for chunk in users.chunks(CHANNELS_PER_COMMAND) {
+        let channels: Vec<String> = chunk.iter().map(|u| state.keys.user_channel(u)).collect();
+        bounded(state, sink.subscribe(channels)).await?;
+        subscribed.extend(chunk.iter().cloned());
+    }
+    Ok(())
+}
+
+/// A subscription command, bounded by `bus.timeout`.
+async fn bounded<T>(
+    state: &BusState,
+    command: impl Future<Output = redis::RedisResult<T>>,
+) -> redis::RedisResult<T> {
+    tokio::time::timeout(state.config.timeout, command)
+        .await
+        .map_err(|_| timed_out())?
+}
+
+fn lost() -> redis::RedisError {
+    redis::RedisError::from(std::io::Error::new(
+        std::io::ErrorKind::ConnectionAborted,
+        "the subscription connection or the stream was lost",
+    ))
+}
+
+/// The stream's epoch and newest entry's position, if it has both.
+async fn head(
+    state: &BusState,
+    conn: &mut MultiplexedConnection,
+) -> redis::RedisResult<Option<(Epoch, Position)>> {
+    let script = redis::Script::new(HEAD);
+    let mut invocation = script.prepare_invoke();
+    invocation.key(&state.keys.stream).key(&state.keys.epoch);
+    let (epoch, newest): (Option<String>, Option<String>) =
+        tokio::time::timeout(state.config.timeout, invocation.invoke_async(conn))
+            .await
+            .map_err(|_| timed_out())??;
+    let epoch = epoch.as_deref().and_then(Epoch::parse_hex);
+    let newest = newest.as_deref().and_then(reply::position);
+    Ok(epoch.zip(newest))
+}
+
+/// Applies every message already received (without waiting).
+fn drain(
+    state: &BusState,
+    messages: &mut PubSubStream,
+    cursor: &mut Option<EventId>,
+) -> redis::RedisResult<()> {
+    while let Some(Some(message)) = messages.next().now_or_never() {
+        on_message(state, message.get_payload_bytes(), cursor)?;
+    }
+    Ok(())
+}
+
+/// One message: `<entry id>\n<epoch>\n<fields>`. One already applied
+/// (at or before the cursor, same history) is dropped; one that cannot
+/// be read is stepped over, as the stream read does.
+fn on_message(
+    state: &BusState,
+    payload: &[u8],
+    cursor: &mut Option<EventId>,
+) -> redis::RedisResult<()> {
+    let Some(entry) = message_entry(payload) else {
+        tracing::warn!("bus: a channel message it cannot read; skipped");
+        if let Some(metrics) = state.registry.metrics() {
+            metrics.bus_entry_skipped();
+        }
+        return Ok(());
+    };
+    if let (Some(at), Some(epoch)) = (*cursor, entry.epoch)
+        && at.epoch == epoch
+        && entry.position <= at.position
+    {
+        return Ok(());
+    }
+    apply(state, cursor, entry, &|_| true);
+    Ok(())
+}
+
+fn message_entry(payload: &[u8]) -> Option<Entry> {
+    let mut parts = payload.splitn(3, |b| *b == b'\n');
+    let id = std::str::from_utf8(parts.next()?).ok()?;
+    let epoch = Epoch::parse_hex(std::str::from_utf8(parts.next()?).ok()?)?;
+    let fields = wire::body_fields(parts.next()?)?;
+    Some(Entry {
+        position: reply::position(id)?,
+        epoch: Some(epoch),
+        fields,
+    })
+}
+
+/// Reads what was appended after the cursor while this process was not
+/// subscribed, keeping what its clients need (pages of [`RECOVER_PAGE`]).
+async fn recover(
+    state: &BusState,
+    conn: &mut MultiplexedConnection,
+    cursor: &mut Option<EventId>,
+) -> redis::RedisResult<()> {
+    loop {
+        let Some(at) = *cursor else {
+            return Ok(());
+        };
+        let reply: Value = query(
+            state,
+            conn,
+            redis::cmd("XRANGE")
+                .arg(&state.keys.stream)
+                .arg(format!("({}", entry_id(at.position)))
+                .arg("+")
+                .arg("COUNT")
+                .arg(RECOVER_PAGE),
+            Duration::ZERO,
+        )
+        .await?;
+        let (entries, _) = reply::entries(&reply);
+        let read = entries.len();
+        for entry in entries {
+            let wants = |target: &Target| lock(state).wants(target);
+            apply(state, cursor, entry, &wants);
+        }
+        if read < RECOVER_PAGE {
+            return Ok(());
+        }
+    }
+}
+
+/// Entries per page when reading what a lost subscription missed.
+const RECOVER_PAGE: usize = 1024;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bus::wire::{Origin, Outgoing};
+    use crate::event::Event;
+
+    #[test]
+    fn messages_carry_the_entry_they_announce() {
+        let origin = Origin {
+            publisher: 1,
+            seq: 2,
+        };
+        let item = Outgoing::Event {
+            target: Target::user(UserId::new("u\n1")),
+            event: Event::text("n", "a\nb").unwrap(),
+            inbox: None,
+        };
+        let mut payload = b"1700000000000-3\n00000000000000ff\n".to_vec();
+        payload.extend_from_slice(&item.body(origin));
+        let entry = message_entry(&payload).unwrap();
+        assert_eq!(entry.position, Position::new(1_700_000_000_000, 3));
+        assert_eq!(entry.epoch, Some(Epoch::from_u64(255)));
+        assert_eq!(wire::origin(&entry.fields), Some(origin));
+        assert!(matches!(
+            wire::decode(&entry.fields),
+            Some(wire::Incoming::Event { .. })
+        ));
+        for bad in [&b""[..], b"1-0\nff\n", b"x\n00000000000000ff\n", b"1-0"] {
+            assert!(message_entry(bad).is_none(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn users_are_wanted_while_followed_and_wider_targets_always() {
+        let mut followed = Followed::default();
+        let Held {
+            held,
+            known,
+            accepting,
+        } = followed.hold(&UserId::new("a"));
+        assert!(!known && !accepting);
+        assert!(followed.wants(&Target::user(UserId::new("a"))));
+        assert!(!followed.wants(&Target::user(UserId::new("b"))));
+        assert!(followed.wants(&Target::all()));
+        assert!(followed.wants(&Target::tag("page", "home")));
+        assert_eq!(followed.floor(&UserId::new("b")), None);
+        assert_eq!(followed.floor(&UserId::new("a")), Some(None));
+        assert_eq!(Arc::strong_count(&held), 2);
+        drop(held);
+        assert_eq!(Arc::strong_count(&followed.users[&UserId::new("a")].held), 1);
+    }
+}
