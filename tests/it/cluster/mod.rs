@@ -8,6 +8,7 @@ mod delivery;
 mod drain;
 mod faults;
 mod one_host;
+mod own_read;
 mod presence;
 mod relay;
 mod roles;

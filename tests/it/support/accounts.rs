@@ -76,6 +76,7 @@ async fn signed_in(base: &str, action: &str, name: &str) -> User {
 }
 
 /// A signed-in browser.
+#[derive(Clone)]
 pub struct User {
     pub name: String,
     pub client: reqwest::Client,

@@ -1,0 +1,290 @@
+//! Each process reads only what its own clients need (`bus.follow =
+//! own`, the default): events for a user reach only the processes that
+//! hold a stream of that user, counted by the bus's own figures and by
+//! Redis's list of subscribed channels; a user's first stream on a
+//! process, a resume there from another process and a lost subscription
+//! all get exactly what was sent, once, in order.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use super::{Cluster, Instance, OwnRedis, send};
+use crate::support::{SseStream, User, login_on, signup_on};
+
+const TOKEN: &str = "own-read";
+
+/// Every sample of `/metrics` on `base`.
+async fn metrics(base: &str) -> BTreeMap<String, f64> {
+    let text = reqwest::Client::new()
+        .get(format!("{base}/metrics"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("body");
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            Some((series.to_string(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Entries of the stream `instance` has read.
+async fn entries_read(instance: &Instance) -> f64 {
+    metrics(&instance.base).await["sse_bus_entries_read_total"]
+}
+
+async fn followed_users(instance: &Instance) -> f64 {
+    metrics(&instance.base).await["sse_bus_followed_users"]
+}
+
+/// The user channels subscribed in Redis under the cluster's prefix.
+async fn subscribed_user_channels(redis_url: &str, prefix: &str) -> usize {
+    let client = redis::Client::open(redis_url).expect("redis url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let channels: Vec<String> = redis::cmd("PUBSUB")
+        .arg("CHANNELS")
+        .arg(format!("{{{prefix}}}:u:*"))
+        .query_async(&mut conn)
+        .await
+        .expect("PUBSUB CHANNELS");
+    channels.len()
+}
+
+fn counting(mut cluster: Cluster) -> Cluster {
+    cluster
+        .env
+        .push(("METRICS_TOKEN".to_string(), TOKEN.to_string()));
+    cluster
+        .env
+        .push(("BUS_UNFOLLOW_AFTER".to_string(), "1s".to_string()));
+    cluster
+}
+
+/// An admin who sends `tick` events to users by name.
+async fn sender(cluster: &Cluster, on: &Instance) -> User {
+    signup_on(&on.base, "sender").await;
+    cluster.grant_admin("sender");
+    login_on(&on.base, "sender").await
+}
+
+/// The `tick` messages of `stream` (other events skipped, an `sse-reset`
+/// fails) until `last` arrives, with their ids.
+async fn ticks_until(stream: &mut SseStream, last: &str) -> Vec<(String, String)> {
+    let mut got = Vec::new();
+    loop {
+        let (id, name, data) = stream
+            .next_with_id(Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|| panic!("no tick {last} (got {} before)", got.len()));
+        assert_ne!(name, "sse-reset", "continuity kept: {data}");
+        if name != "tick" {
+            continue;
+        }
+        let json: serde_json::Value = serde_json::from_str(&data).expect("JSON");
+        let message = json["message"].as_str().expect("message").to_string();
+        let done = message == last;
+        got.push((id, message));
+        if done {
+            return got;
+        }
+    }
+}
+
+/// No `tick` within a short wait.
+async fn no_tick(stream: &mut SseStream) {
+    while let Some((_, name, data)) = stream.next_with_id(Duration::from_millis(500)).await {
+        assert_ne!(name, "tick", "an event for someone else: {data}");
+    }
+}
+
+fn numbered(prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
+    range.map(|i| format!("{prefix}{i}")).collect()
+}
+
+fn messages(got: &[(String, String)]) -> Vec<String> {
+    got.iter().map(|(_, m)| m.clone()).collect()
+}
+
+#[tokio::test]
+async fn a_process_reads_only_the_users_it_holds_streams_of() {
+    let cluster = counting(Cluster::new().await);
+    let (a, b, c) = (
+        cluster.start("a").await,
+        cluster.start("b").await,
+        cluster.start("c").await,
+    );
+    let ann = signup_on(&a.base, "ann").await;
+    let bob = signup_on(&b.base, "bob").await;
+    let sender_on_c = sender(&cluster, &c).await;
+    let sender_on_a = sender_on_c.at(&a.base);
+    let (mut ann_stream, _) = ann.open("").await;
+    let (mut bob_stream, _) = bob.open("").await;
+    assert_eq!(followed_users(&a).await, 1.0);
+    assert_eq!(followed_users(&b).await, 1.0);
+    assert_eq!(followed_users(&c).await, 0.0);
+    assert_eq!(subscribed_user_channels(&cluster.redis_url, &cluster.prefix).await, 2);
+    let before = [entries_read(&a).await, entries_read(&b).await, entries_read(&c).await];
+
+    // 100 to ann through C and 100 to bob through A, at the same time.
+    let to_ann = numbered("ann-", 0..100);
+    let to_bob = numbered("bob-", 0..100);
+    let (sending_ann, sending_bob) = {
+        let (via, list) = (sender_on_c.clone(), to_ann.clone());
+        let ann_sends = tokio::spawn(async move {
+            for m in list {
+                send(&via, "ann", "tick", &m).await;
+            }
+        });
+        let (via, list) = (sender_on_a.clone(), to_bob.clone());
+        let bob_sends = tokio::spawn(async move {
+            for m in list {
+                send(&via, "bob", "tick", &m).await;
+            }
+        });
+        (ann_sends, bob_sends)
+    };
+    assert_eq!(messages(&ticks_until(&mut ann_stream, "ann-99").await), to_ann);
+    assert_eq!(messages(&ticks_until(&mut bob_stream, "bob-99").await), to_bob);
+    sending_ann.await.expect("ann's sender");
+    sending_bob.await.expect("bob's sender");
+    no_tick(&mut ann_stream).await;
+    no_tick(&mut bob_stream).await;
+
+    let after = [entries_read(&a).await, entries_read(&b).await, entries_read(&c).await];
+    let read: Vec<f64> = after.iter().zip(before).map(|(x, y)| x - y).collect();
+    // A published bob's events and C ann's: neither read back what its
+    // clients do not need.
+    assert_eq!(read, vec![100.0, 100.0, 0.0], "entries read by a, b, c");
+
+    // What is addressed wider reaches every process.
+    let (status, json) = sender_on_c
+        .post_json("/api/sse/broadcast", r#"{"event":"tick","message":"all"}"#)
+        .await;
+    assert_eq!(status, 200, "{json}");
+    assert_eq!(messages(&ticks_until(&mut ann_stream, "all").await), ["all"]);
+    let bob_last = ticks_until(&mut bob_stream, "all").await;
+    assert_eq!(messages(&bob_last), ["all"]);
+    let wide = [entries_read(&a).await, entries_read(&b).await, entries_read(&c).await];
+    let read: Vec<f64> = wide.iter().zip(after).map(|(x, y)| x - y).collect();
+    assert_eq!(read, vec![1.0, 1.0, 1.0], "a broadcast is read everywhere");
+
+    // Bob's last stream on B ends: B stops following him after
+    // `bus.unfollow_after`, and reads none of his events any more.
+    drop(bob_stream);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while followed_users(&b).await > 0.0 {
+        assert!(Instant::now() < deadline, "B still follows bob");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(subscribed_user_channels(&cluster.redis_url, &cluster.prefix).await, 1);
+    let quiet = entries_read(&b).await;
+    for m in numbered("late-", 0..10) {
+        send(&sender_on_a, "bob", "tick", &m).await;
+    }
+    send(&sender_on_a, "ann", "tick", "marker").await;
+    ticks_until(&mut ann_stream, "marker").await;
+    assert_eq!(entries_read(&b).await, quiet, "B read bob's events after he left");
+
+    // He comes back on B from his last id: the events sent meanwhile are
+    // read from the stream, once.
+    let (mut back, _) = bob.resume("", &bob_last[0].0).await;
+    assert_eq!(
+        messages(&ticks_until(&mut back, "late-9").await),
+        numbered("late-", 0..10)
+    );
+    no_tick(&mut back).await;
+    drop((a, b, c));
+    cluster.finish().await;
+}
+
+#[tokio::test]
+async fn a_resume_on_a_process_new_to_the_user_misses_nothing_and_repeats_nothing() {
+    let cluster = counting(Cluster::new().await);
+    let (a, b) = (cluster.start("a").await, cluster.start("b").await);
+    let ann = signup_on(&a.base, "ann").await;
+    let bob = signup_on(&b.base, "bob").await;
+    let via = sender(&cluster, &a).await;
+    let (mut on_a, _) = ann.open("").await;
+    // Bob is on B all along: nothing of ann's may reach him.
+    let (mut bob_stream, _) = bob.open("").await;
+    assert_eq!(followed_users(&b).await, 1.0);
+
+    let all = numbered("m-", 0..300);
+    let sending = {
+        let (via, list) = (via.clone(), all.clone());
+        tokio::spawn(async move {
+            for m in list {
+                send(&via, "ann", "tick", &m).await;
+            }
+        })
+    };
+    // A's stream takes the first hundred, then the browser moves to B
+    // (which has never followed ann) while the sends go on.
+    let first = ticks_until(&mut on_a, "m-99").await;
+    let last_id = first.last().expect("a tick").0.clone();
+    drop(on_a);
+    let (mut on_b, _) = ann.at(&b.base).resume("", &last_id).await;
+    let rest = ticks_until(&mut on_b, "m-299").await;
+    sending.await.expect("sender");
+    no_tick(&mut on_b).await;
+    let mut union = messages(&first);
+    union.extend(messages(&rest));
+    assert_eq!(union, all, "every event once, in order, across the move");
+    no_tick(&mut bob_stream).await;
+
+    // Bob resuming on B from one of ann's ids gets none of her events.
+    let (mut bob_again, _) = bob.resume("", &last_id).await;
+    no_tick(&mut bob_again).await;
+    drop((a, b));
+    cluster.finish().await;
+}
+
+#[tokio::test]
+async fn a_lost_subscription_is_repaired_from_the_stream() {
+    let redis = OwnRedis::start().await;
+    let cluster = counting(Cluster::on(&redis.url()).await);
+    let (a, b) = (cluster.start("a").await, cluster.start("b").await);
+    let ann = signup_on(&b.base, "ann").await;
+    let via = sender(&cluster, &a).await;
+    let (mut stream, _) = ann.open("").await;
+
+    let all = numbered("m-", 0..300);
+    let sending = {
+        let (via, list) = (via.clone(), all.clone());
+        tokio::spawn(async move {
+            for m in list {
+                send(&via, "ann", "tick", &m).await;
+            }
+        })
+    };
+    let mut got = ticks_until(&mut stream, "m-50").await;
+    // Every subscription connection is cut (B's among them) while the
+    // sends go on; B reads what it missed from the stream.
+    let client = redis::Client::open(redis.url()).expect("redis url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let killed: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query_async(&mut conn)
+        .await
+        .expect("CLIENT KILL");
+    assert!(killed >= 2, "both processes' subscriptions: {killed}");
+    got.extend(ticks_until(&mut stream, "m-299").await);
+    sending.await.expect("sender");
+    no_tick(&mut stream).await;
+    assert_eq!(messages(&got), all, "every event once, in order");
+    drop((a, b));
+    cluster.finish().await;
+}
