@@ -395,9 +395,11 @@ fi
 
 # The scaling model's check at the small end (docs/scaling.md): 1, 2 and
 # 3 processes on a Redis of their own (started here, nothing else on it),
-# targeted sends at SCALING_RATE/s for DURATION s; Redis's own counters
-# around the sends say what it took in and gave out, against the model's
-# prediction (every process reads every event).
+# targeted sends at SCALING_RATE/s for DURATION s to streams held by the
+# first process; Redis's own counters around the sends say what it took
+# in and gave out. Both reads in one run: `bus.follow = all` (every
+# process reads every event: the model's "today") and `own` (a process
+# reads only its own clients' users: the others should add nothing).
 if wants scaling; then
   scaling_port=$(free_port)
   "${on0[@]}" redis-server --port "${scaling_port}" --save '' --appendonly no \
@@ -405,22 +407,26 @@ if wants scaling; then
   scaling_redis=$!
   for _ in $(seq 50); do redis-cli -p "${scaling_port}" ping > /dev/null 2>&1 && break; sleep 0.1; done
   redis_stat() { redis-cli -p "${scaling_port}" info stats | tr -d '\r' | awk -F: -v k="$1" '$1 == k { print $2 }'; }
-  for count in 1 2 3; do
-    start_cluster "redis://127.0.0.1:${scaling_port}" "${count}"
-    # Let the processes' first reports and reads settle.
-    sleep 3
-    in0=$(redis_stat total_net_input_bytes) out0=$(redis_stat total_net_output_bytes)
-    cmd0=$(redis_stat total_commands_processed) t0=$(date +%s.%N)
-    echo "==> scaling check: ${count} process(es), targeted sends at ${SCALING_RATE}/s for ${DURATION}s"
-    gen "${cluster_a[@]}" --variant "scaling-${count}" --scenario targeted --clients 100 \
-      --rate "${SCALING_RATE}" --duration "${DURATION}"
-    in1=$(redis_stat total_net_input_bytes) out1=$(redis_stat total_net_output_bytes)
-    cmd1=$(redis_stat total_commands_processed) t1=$(date +%s.%N)
-    python3 -c 'import json, sys; a = sys.argv; print(json.dumps({"scenario": "scaling-check", "processes": int(a[1]), "rate": float(a[2]), "seconds": round(float(a[7]) - float(a[3]), 3), "redis_in_bytes": int(a[4]), "redis_out_bytes": int(a[5]), "redis_commands": int(a[6])}))' \
-      "${count}" "${SCALING_RATE}" "${t0}" "$((in1 - in0))" "$((out1 - out0))" "$((cmd1 - cmd0))" "${t1}" \
-      | tee -a "${results}"
-    stop_cluster
+  for follow in all own; do
+    export BUS_FOLLOW=${follow}
+    for count in 1 2 3; do
+      start_cluster "redis://127.0.0.1:${scaling_port}" "${count}"
+      # Let the processes' first reports and reads settle.
+      sleep 3
+      in0=$(redis_stat total_net_input_bytes) out0=$(redis_stat total_net_output_bytes)
+      cmd0=$(redis_stat total_commands_processed) t0=$(date +%s.%N)
+      echo "==> scaling check: bus.follow=${follow}, ${count} process(es), targeted sends at ${SCALING_RATE}/s for ${DURATION}s"
+      gen "${cluster_a[@]}" --variant "scaling-${follow}-${count}" --scenario targeted --clients 100 \
+        --rate "${SCALING_RATE}" --duration "${DURATION}"
+      in1=$(redis_stat total_net_input_bytes) out1=$(redis_stat total_net_output_bytes)
+      cmd1=$(redis_stat total_commands_processed) t1=$(date +%s.%N)
+      python3 -c 'import json, sys; a = sys.argv; print(json.dumps({"scenario": "scaling-check", "follow": a[8], "processes": int(a[1]), "rate": float(a[2]), "seconds": round(float(a[7]) - float(a[3]), 3), "redis_in_bytes": int(a[4]), "redis_out_bytes": int(a[5]), "redis_commands": int(a[6])}))' \
+        "${count}" "${SCALING_RATE}" "${t0}" "$((in1 - in0))" "$((out1 - out0))" "$((cmd1 - cmd0))" "${t1}" "${follow}" \
+        | tee -a "${results}"
+      stop_cluster
+    done
   done
+  unset BUS_FOLLOW
   kill "${scaling_redis}" 2>/dev/null || true
   wait "${scaling_redis}" 2>/dev/null || true
 fi

@@ -59,6 +59,11 @@ impl Cluster {
 
     /// Starts an instance named `name` and waits until it answers.
     pub async fn start(&self, name: &str) -> Instance {
+        self.start_with(name, &[]).await
+    }
+
+    /// [`Cluster::start`] with settings of its own beside the cluster's.
+    pub async fn start_with(&self, name: &str, own: &[(&str, &str)]) -> Instance {
         let port = free_port();
         let base = format!("http://127.0.0.1:{port}");
         let data_dir =
@@ -85,6 +90,9 @@ impl Cluster {
             command.env("SERVER_DIRECT_RESPONSES", mode);
         }
         for (k, v) in &self.env {
+            command.env(k, v);
+        }
+        for (k, v) in own {
             command.env(k, v);
         }
         let child = command.spawn().expect("start the server binary");

@@ -130,8 +130,15 @@ async fn a_process_reads_only_the_users_it_holds_streams_of() {
     assert_eq!(followed_users(&a).await, 1.0);
     assert_eq!(followed_users(&b).await, 1.0);
     assert_eq!(followed_users(&c).await, 0.0);
-    assert_eq!(subscribed_user_channels(&cluster.redis_url, &cluster.prefix).await, 2);
-    let before = [entries_read(&a).await, entries_read(&b).await, entries_read(&c).await];
+    assert_eq!(
+        subscribed_user_channels(&cluster.redis_url, &cluster.prefix).await,
+        2
+    );
+    let before = [
+        entries_read(&a).await,
+        entries_read(&b).await,
+        entries_read(&c).await,
+    ];
 
     // 100 to ann through C and 100 to bob through A, at the same time.
     let to_ann = numbered("ann-", 0..100);
@@ -151,14 +158,24 @@ async fn a_process_reads_only_the_users_it_holds_streams_of() {
         });
         (ann_sends, bob_sends)
     };
-    assert_eq!(messages(&ticks_until(&mut ann_stream, "ann-99").await), to_ann);
-    assert_eq!(messages(&ticks_until(&mut bob_stream, "bob-99").await), to_bob);
+    assert_eq!(
+        messages(&ticks_until(&mut ann_stream, "ann-99").await),
+        to_ann
+    );
+    assert_eq!(
+        messages(&ticks_until(&mut bob_stream, "bob-99").await),
+        to_bob
+    );
     sending_ann.await.expect("ann's sender");
     sending_bob.await.expect("bob's sender");
     no_tick(&mut ann_stream).await;
     no_tick(&mut bob_stream).await;
 
-    let after = [entries_read(&a).await, entries_read(&b).await, entries_read(&c).await];
+    let after = [
+        entries_read(&a).await,
+        entries_read(&b).await,
+        entries_read(&c).await,
+    ];
     let read: Vec<f64> = after.iter().zip(before).map(|(x, y)| x - y).collect();
     // A published bob's events and C ann's: neither read back what its
     // clients do not need.
@@ -169,10 +186,17 @@ async fn a_process_reads_only_the_users_it_holds_streams_of() {
         .post_json("/api/sse/broadcast", r#"{"event":"tick","message":"all"}"#)
         .await;
     assert_eq!(status, 200, "{json}");
-    assert_eq!(messages(&ticks_until(&mut ann_stream, "all").await), ["all"]);
+    assert_eq!(
+        messages(&ticks_until(&mut ann_stream, "all").await),
+        ["all"]
+    );
     let bob_last = ticks_until(&mut bob_stream, "all").await;
     assert_eq!(messages(&bob_last), ["all"]);
-    let wide = [entries_read(&a).await, entries_read(&b).await, entries_read(&c).await];
+    let wide = [
+        entries_read(&a).await,
+        entries_read(&b).await,
+        entries_read(&c).await,
+    ];
     let read: Vec<f64> = wide.iter().zip(after).map(|(x, y)| x - y).collect();
     assert_eq!(read, vec![1.0, 1.0, 1.0], "a broadcast is read everywhere");
 
@@ -184,14 +208,21 @@ async fn a_process_reads_only_the_users_it_holds_streams_of() {
         assert!(Instant::now() < deadline, "B still follows bob");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(subscribed_user_channels(&cluster.redis_url, &cluster.prefix).await, 1);
+    assert_eq!(
+        subscribed_user_channels(&cluster.redis_url, &cluster.prefix).await,
+        1
+    );
     let quiet = entries_read(&b).await;
     for m in numbered("late-", 0..10) {
         send(&sender_on_a, "bob", "tick", &m).await;
     }
     send(&sender_on_a, "ann", "tick", "marker").await;
     ticks_until(&mut ann_stream, "marker").await;
-    assert_eq!(entries_read(&b).await, quiet, "B read bob's events after he left");
+    assert_eq!(
+        entries_read(&b).await,
+        quiet,
+        "B read bob's events after he left"
+    );
 
     // He comes back on B from his last id: the events sent meanwhile are
     // read from the stream, once.
@@ -285,6 +316,144 @@ async fn a_lost_subscription_is_repaired_from_the_stream() {
     sending.await.expect("sender");
     no_tick(&mut stream).await;
     assert_eq!(messages(&got), all, "every event once, in order");
+    drop((a, b));
+    cluster.finish().await;
+}
+
+#[tokio::test]
+async fn barriers_under_a_burst_lose_nothing_for_streams_already_open() {
+    let cluster = counting(Cluster::new().await);
+    let (a, b) = (cluster.start("a").await, cluster.start("b").await);
+    let via = sender(&cluster, &a).await;
+    let watcher = signup_on(&b.base, "watcher").await;
+    let (mut watching, _) = watcher.open("").await;
+    // Eight senders broadcasting at once through A while forty users open
+    // their first stream on B (each a barrier there).
+    let senders: Vec<_> = (0..8)
+        .map(|s| {
+            let via = via.clone();
+            tokio::spawn(async move {
+                for i in 0..100 {
+                    let body =
+                        serde_json::json!({ "event": "tick", "message": format!("{s}-{i}") });
+                    let (status, json) =
+                        via.post_json("/api/sse/broadcast", &body.to_string()).await;
+                    assert_eq!(status, 200, "{json}");
+                }
+            })
+        })
+        .collect();
+    let mut newcomers = Vec::new();
+    for n in 0..40 {
+        let user = signup_on(&b.base, &format!("new{n}")).await;
+        newcomers.push(user.open("").await.0);
+    }
+    for sending in senders {
+        sending.await.expect("sender");
+    }
+    let mut last = [None::<usize>; 8];
+    for _ in 0..800 {
+        let (_, name, data) = watching
+            .next_with_id(Duration::from_secs(10))
+            .await
+            .expect("every broadcast reaches the stream opened before the burst");
+        assert_eq!(name, "tick", "{data}");
+        let json: serde_json::Value = serde_json::from_str(&data).expect("JSON");
+        let message = json["message"].as_str().expect("message");
+        let (s, i) = message.split_once('-').expect("sender-count");
+        let (s, i): (usize, usize) = (s.parse().expect("s"), i.parse().expect("i"));
+        assert_eq!(
+            last[s].map_or(0, |l| l + 1),
+            i,
+            "sender {s}'s order, once each"
+        );
+        last[s] = Some(i);
+    }
+    no_tick(&mut watching).await;
+    drop(newcomers);
+    drop((a, b));
+    cluster.finish().await;
+}
+
+#[tokio::test]
+async fn a_quiet_resume_on_a_new_process_continues_without_a_reset() {
+    let cluster = counting(Cluster::new().await);
+    let a = cluster.start("a").await;
+    let ann = signup_on(&a.base, "ann").await;
+    let bob = signup_on(&a.base, "bob").await;
+    let via = sender(&cluster, &a).await;
+    let (mut on_a, _) = ann.open("").await;
+    send(&via, "ann", "tick", "only").await;
+    let got = ticks_until(&mut on_a, "only").await;
+    // The newest entry is a kick (bob signs out), not an event; then B
+    // starts, knowing nothing of ann.
+    let signed_out = bob
+        .client
+        .post(bob.url("/api/auth/logout"))
+        .send()
+        .await
+        .expect("POST logout");
+    assert!(signed_out.status().is_success() || signed_out.status().is_redirection());
+    let b = cluster.start("b").await;
+    drop(on_a);
+    let (mut on_b, _) = ann.at(&b.base).resume("", &got[0].0).await;
+    no_tick(&mut on_b).await;
+    send(&via, "ann", "tick", "next").await;
+    assert_eq!(messages(&ticks_until(&mut on_b, "next").await), ["next"]);
+    drop((a, b));
+    cluster.finish().await;
+}
+
+#[tokio::test]
+async fn processes_reading_the_whole_stream_and_their_own_share_one_bus() {
+    let cluster = counting(Cluster::new().await);
+    let a = cluster.start_with("a", &[("BUS_FOLLOW", "all")]).await;
+    let b = cluster.start("b").await;
+    let ann = signup_on(&b.base, "ann").await;
+    let bob = signup_on(&a.base, "bob").await;
+    let via = sender(&cluster, &a).await;
+    let (mut ann_on_b, _) = ann.open("").await;
+    let (mut bob_on_a, _) = bob.open("").await;
+    send(&via, "ann", "tick", "from-all").await;
+    send(&via.at(&b.base), "bob", "tick", "from-own").await;
+    assert_eq!(
+        messages(&ticks_until(&mut ann_on_b, "from-all").await),
+        ["from-all"]
+    );
+    assert_eq!(
+        messages(&ticks_until(&mut bob_on_a, "from-own").await),
+        ["from-own"]
+    );
+    no_tick(&mut ann_on_b).await;
+    no_tick(&mut bob_on_a).await;
+    drop((a, b));
+    cluster.finish().await;
+}
+
+#[tokio::test]
+async fn a_stored_notification_is_not_sent_again_after_a_move_and_back() {
+    let cluster = counting(Cluster::new().await);
+    let (a, b) = (cluster.start("a").await, cluster.start("b").await);
+    let ann = signup_on(&a.base, "ann").await;
+    let via = sender(&cluster, &a).await;
+    let (mut on_a, _) = ann.open("").await;
+    send(&via, "ann", "notification", "stored").await;
+    let (stored_id, name, _) = on_a
+        .next_with_id(Duration::from_secs(5))
+        .await
+        .expect("the stored notification");
+    assert_eq!(name, "notification");
+    drop(on_a);
+    // To B, which has never followed ann (nor seen her stored row), then a
+    // live event there, then back to A from that event's id.
+    let (mut on_b, _) = ann.at(&b.base).resume("", &stored_id).await;
+    send(&via, "ann", "tick", "on-b").await;
+    let on_b_id = ticks_until(&mut on_b, "on-b").await[0].0.clone();
+    drop(on_b);
+    let (mut back, _) = ann.resume("", &on_b_id).await;
+    while let Some((_, name, data)) = back.next_with_id(Duration::from_millis(800)).await {
+        assert_ne!(name, "notification", "sent again: {data}");
+    }
     drop((a, b));
     cluster.finish().await;
 }

@@ -39,9 +39,9 @@ use super::metrics::Refusal;
 use super::registry::{DisconnectReason, Registry, Stats};
 use super::target::{Recipient, Target, UserId};
 
+pub use redis::Following;
 #[cfg(feature = "redis")]
 pub use redis::NodeReport;
-pub use redis::Following;
 
 /// Where the bus is and how it behaves.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -224,7 +224,9 @@ impl Bus {
     /// Users whose events this process reads (own-clients read; 0
     /// otherwise).
     pub fn followed_users(&self) -> usize {
-        self.redis.as_ref().map_or(0, |redis| redis.followed_users())
+        self.redis
+            .as_ref()
+            .map_or(0, |redis| redis.followed_users())
     }
 
     /// Sends waiting for the Redis publisher (0 in-process).
@@ -312,16 +314,22 @@ impl Bus {
     /// this process reads what the stream needs, holding that until the
     /// returned [`Following`] is dropped (keep it as long as the stream).
     ///
-    /// It waits (each at most `bus.timeout`): for the first read of the
-    /// stream, in a process that just started (else its first streams
-    /// would start on a history of its own, and be reset moments later);
-    /// with the own-clients read ([`Follow::Own`]), for the user's channel
-    /// when this is the user's first stream here; and, when the client
-    /// sends an id of the stream this process follows but newer than what
-    /// it read (it comes from a process that was ahead), until this
-    /// process has read that far. An id beyond the stream's newest entry
-    /// (nobody handed it out) is not waited for (the stream then starts
-    /// with `sse-reset`). Returns at once without Redis.
+    /// It waits: for the first read of the stream, in a process that just
+    /// started (at most `bus.timeout`; else its first streams would start
+    /// on a history of its own, and be reset moments later); with the
+    /// own-clients read ([`Follow::Own`]), for the user's channel when
+    /// this is the user's first stream here; and, when the client sends
+    /// an id of the stream this process follows but newer than what it
+    /// read (it comes from a process that was ahead), until this process
+    /// has read that far. Those two waits end when the subscription task
+    /// has done the barrier (each of its Redis commands bounded by
+    /// `bus.timeout`) or has lost its connection (then the next one
+    /// follows the user from where the process stood); they are not cut
+    /// shorter, because a stream registered before its user's channel is
+    /// subscribed could miss events silently. While Redis is unreachable
+    /// nothing waits. An id beyond the stream's newest entry (nobody
+    /// handed it out) starts the stream with `sse-reset`. Returns at once
+    /// without Redis.
     pub async fn follow(&self, user: &UserId, last_event_id: Option<&str>) -> Following {
         match &self.redis {
             None => Following::none(),

@@ -132,6 +132,14 @@ impl Outgoing {
         }
     }
 
+    /// The inbox position of a stored notification's send.
+    pub fn inbox_seq(&self) -> Option<InboxSeq> {
+        match self {
+            Outgoing::Event { inbox, .. } => inbox.map(|stamp| stamp.seq),
+            _ => None,
+        }
+    }
+
     /// The fields as one message body (`name:len:value` each, the value's
     /// length in bytes): what a subscription message carries after the
     /// entry's id and epoch, so that it needs no read of the stream.

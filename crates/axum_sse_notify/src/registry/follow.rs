@@ -125,6 +125,18 @@ impl Registry {
         }
     }
 
+    /// Moves the inbox position up to `seq` (servers with an inbox): the
+    /// own-clients read, after a barrier, has every stored notification
+    /// its streams need up to the stream's newest entry, and `seq` is the
+    /// highest published by then (what a process reading the whole stream
+    /// would have seen).
+    pub(crate) fn advance_inbox_seq(&self, seq: InboxSeq) {
+        let mut history = self.lock_history();
+        if history.seq().is_some() {
+            history.advance_seq(seq);
+        }
+    }
+
     /// The history followed now and its newest position.
     pub fn history_head(&self) -> (EventId, bool) {
         let history = self.lock_history();

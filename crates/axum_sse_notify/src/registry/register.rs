@@ -61,6 +61,12 @@ impl Registry {
 
     /// Admits a connection, or says why not. Limits are checked under the
     /// same lock as the insert, so concurrent connects cannot overshoot.
+    ///
+    /// With the Redis bus reading only its own clients' users (the
+    /// default, [`crate::Follow::Own`]), call [`crate::Bus::follow`] for
+    /// the identity's user first and keep what it returns as long as the
+    /// connection: else this process does not read the user's events.
+    /// (`GET /api/sse`, [`crate::routes`], does both.)
     /// With [`Resume::After`], the client first gets what it missed (or an
     /// `sse-reset` saying it cannot), then live events, with no gap and
     /// nothing twice: it is registered under the history's lock, so every

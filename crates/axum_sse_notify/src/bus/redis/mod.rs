@@ -50,6 +50,8 @@ pub(super) struct Keys {
     wide: String,
     /// Followed by a user id: that user's channel.
     user_prefix: String,
+    /// The highest inbox position published so far.
+    inbox_seq: String,
 }
 
 impl Keys {
@@ -62,6 +64,7 @@ impl Keys {
             node_prefix: format!("{tag}:node:"),
             wide: format!("{tag}:w"),
             user_prefix: format!("{tag}:u:"),
+            inbox_seq: format!("{tag}:inbox_seq"),
         }
     }
 

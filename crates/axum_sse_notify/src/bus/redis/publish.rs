@@ -17,7 +17,6 @@ use tokio::sync::mpsc;
 
 use super::BusState;
 use crate::bus::backoff::Backoff;
-use crate::bus::Follow;
 use crate::bus::wire::{Origin, Outgoing};
 use crate::event_id::Epoch;
 use crate::metrics::BusLink;
@@ -40,11 +39,16 @@ return redis.call(unpack(entry))
 ";
 
 /// [`APPEND`], then the entry published for live delivery (the
-/// own-clients read): KEYS[3] the channel; ARGV[3] the message body (the
-/// fields once more, as [`crate::bus::wire::Outgoing::body`]), ARGV[4..]
-/// the fields. The message is `<entry id>\n<epoch>\n<body>`: a subscriber
-/// needs no read of the stream. One script, so that the entry's place in
-/// the stream and in every subscriber's messages are the same order.
+/// own-clients read): KEYS[3] the channel, KEYS[4] the highest inbox
+/// position published so far (see [`crate::event_id::InboxSeq`]); ARGV[3]
+/// the message body (the fields once more, as
+/// [`crate::bus::wire::Outgoing::body`]), ARGV[4] the entry's inbox
+/// position or empty, ARGV[5..] the fields. The message is
+/// `<entry id>\n<epoch>\n<body>`: a subscriber needs no read of the
+/// stream. One script, so that the entry's place in the stream and in
+/// every subscriber's messages are the same order. Every process runs it,
+/// whatever it reads itself: a process that reads only its own clients'
+/// channels must receive what the others append.
 const APPEND_PUBLISH: &str = r"
 local epoch = redis.call('GET', KEYS[2])
 if (not epoch) or redis.call('EXISTS', KEYS[1]) == 0 then
@@ -52,8 +56,14 @@ if (not epoch) or redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('DEL', KEYS[1])
   redis.call('SET', KEYS[2], epoch)
 end
+if ARGV[4] ~= '' then
+  local seq = tonumber(ARGV[4])
+  if seq > tonumber(redis.call('GET', KEYS[4]) or '0') then
+    redis.call('SET', KEYS[4], ARGV[4])
+  end
+end
 local entry = {'XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'h', epoch}
-for i = 4, #ARGV do entry[#entry + 1] = ARGV[i] end
+for i = 5, #ARGV do entry[#entry + 1] = ARGV[i] end
 local id = redis.call(unpack(entry))
 redis.call('PUBLISH', KEYS[3], id .. '\n' .. epoch .. '\n' .. ARGV[3])
 return id
@@ -66,35 +76,27 @@ pub(super) fn script() -> Script {
     Script::new(APPEND)
 }
 
-/// The script the publisher runs: with the own-clients read, each entry
-/// is also published on its channel.
-fn publishing_script(follow: Follow) -> Script {
-    match follow {
-        Follow::Own => Script::new(APPEND_PUBLISH),
-        Follow::All => script(),
-    }
-}
-
-/// Appends `outgoing` entries as one pipeline of [`APPEND`] (or
-/// [`APPEND_PUBLISH`]) calls.
+/// Appends `outgoing` entries as one pipeline of [`APPEND_PUBLISH`]
+/// calls.
 pub(super) fn pipeline(state: &BusState, hash: &str, outgoing: &[(Origin, Outgoing)]) -> Pipeline {
     let mut pipe = redis::pipe();
-    let publish = state.config.follow == Follow::Own;
     for (origin, item) in outgoing {
-        let cmd = pipe.cmd("EVALSHA").arg(hash);
-        if publish {
-            cmd.arg(3)
-                .arg(&state.keys.stream)
-                .arg(&state.keys.epoch)
-                .arg(state.keys.channel(item.route()));
-        } else {
-            cmd.arg(2).arg(&state.keys.stream).arg(&state.keys.epoch);
-        }
-        cmd.arg(Epoch::random().to_hex())
-            .arg(state.config.history_len.max(1));
-        if publish {
-            cmd.arg(item.body(*origin));
-        }
+        let cmd = pipe
+            .cmd("EVALSHA")
+            .arg(hash)
+            .arg(4)
+            .arg(&state.keys.stream)
+            .arg(&state.keys.epoch)
+            .arg(state.keys.channel(item.route()))
+            .arg(&state.keys.inbox_seq)
+            .arg(Epoch::random().to_hex())
+            .arg(state.config.history_len.max(1))
+            .arg(item.body(*origin))
+            .arg(
+                item.inbox_seq()
+                    .map(|seq| seq.to_string())
+                    .unwrap_or_default(),
+            );
         for (name, value) in item.fields(*origin) {
             cmd.arg(name).arg(value);
         }
@@ -146,10 +148,7 @@ pub(super) async fn run(state: Arc<BusState>, mut queued: mpsc::Receiver<Outgoin
     let mut connections = 0u64;
     loop {
         let connected = match state.connect(true).await {
-            Ok(mut conn) => match publishing_script(state.config.follow)
-                .load_async(&mut conn)
-                .await
-            {
+            Ok(mut conn) => match Script::new(APPEND_PUBLISH).load_async(&mut conn).await {
                 Ok(hash) => Some((conn, hash)),
                 Err(e) => {
                     tracing::warn!(error = %e, "bus: cannot load the append script");

@@ -43,7 +43,7 @@ use super::reply::{self, Entry, entry_id};
 use super::{BusState, timed_out};
 use crate::bus::backoff::Backoff;
 use crate::bus::wire;
-use crate::event_id::{Epoch, EventId, Position};
+use crate::event_id::{Epoch, EventId, InboxSeq, Position};
 use crate::metrics::BusLink;
 use crate::target::{Scope, Target, UserId};
 
@@ -131,11 +131,12 @@ const CHANNELS_PER_COMMAND: usize = 512;
 /// the stream the same one) and at users no stream holds any more.
 const TICK: Duration = Duration::from_secs(1);
 
-/// The stream's epoch and newest entry id (only the id: a script, so
-/// that Redis sends no entry).
+/// The stream's epoch, its newest entry id (only the id: a script, so
+/// that Redis sends no entry) and the highest inbox position published,
+/// read together.
 const HEAD: &str = "local e = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1) \
                     local id = false if e[1] then id = e[1][1] end \
-                    return {redis.call('GET', KEYS[2]), id}";
+                    return {redis.call('GET', KEYS[2]), id, redis.call('GET', KEYS[3])}";
 
 pub(super) async fn run(state: Arc<BusState>, mut requests: Requests) {
     let mut backoff = Backoff::new();
@@ -145,10 +146,11 @@ pub(super) async fn run(state: Arc<BusState>, mut requests: Requests) {
         let mut followed = false;
         let session = async {
             let mut conn = state.connect(true).await?;
-            let pubsub = tokio::time::timeout(state.config.timeout, state.client.get_async_pubsub())
-                .await
-                .map_err(|_| timed_out())??;
-            let (mut sink, mut messages) = pubsub.split();
+            let pubsub =
+                tokio::time::timeout(state.config.timeout, state.client.get_async_pubsub())
+                    .await
+                    .map_err(|_| timed_out())??;
+            let (mut sink, messages) = pubsub.split();
             bounded(&state, sink.subscribe(&state.keys.wide)).await?;
             let mut subscribed = HashSet::new();
             let users: Vec<UserId> = {
@@ -161,17 +163,6 @@ pub(super) async fn run(state: Arc<BusState>, mut requests: Requests) {
             if sync(&state, &mut conn, &mut cursor, &wants).await? {
                 recover(&state, &mut conn, &mut cursor).await?;
             }
-            drain(&state, &mut messages, &mut cursor)?;
-            settle_floors(&state, &subscribed, cursor);
-            state.reader_up.store(true, Ordering::Relaxed);
-            state.reader_read.send_replace(true);
-            state.read_head.send_replace(cursor);
-            followed = true;
-            connections += 1;
-            if connections > 1 {
-                state.reconnected(BusLink::Reader);
-            }
-            tracing::info!("bus: following this process's own clients' channels");
             let mut session = Session {
                 state: &state,
                 conn,
@@ -179,6 +170,15 @@ pub(super) async fn run(state: Arc<BusState>, mut requests: Requests) {
                 messages,
                 subscribed,
             };
+            session.up_to_head(&mut cursor).await?;
+            state.reader_up.store(true, Ordering::Relaxed);
+            state.reader_read.send_replace(true);
+            followed = true;
+            connections += 1;
+            if connections > 1 {
+                state.reconnected(BusLink::Reader);
+            }
+            tracing::info!("bus: following this process's own clients' channels");
             session.serve(&mut requests, &mut cursor).await
         };
         let result: redis::RedisResult<()> = tokio::select! {
@@ -239,8 +239,8 @@ impl Session<'_> {
                         return Err(lost());
                     };
                     on_message(state, message.get_payload_bytes(), cursor)?;
-                    drain(state, &mut self.messages, cursor)?;
-                    state.read_head.send_replace(*cursor);
+                    drain(&mut self.messages, state, cursor).await?;
+                    moved(state, *cursor);
                     heard = true;
                 }
                 n = requests.recv_many(&mut batch, BATCH) => {
@@ -260,8 +260,8 @@ impl Session<'_> {
     }
 
     /// Subscribes the new users among `batch`, then brings this process
-    /// up to the stream's newest entry (see the module's doc), sets the
-    /// new users' floors there, and answers every request.
+    /// up to the stream's newest entry (see the module's doc), which
+    /// becomes the new users' floor, and answers every request.
     async fn barrier(
         &mut self,
         batch: &mut Vec<Request>,
@@ -274,21 +274,34 @@ impl Session<'_> {
             .filter(|u| !self.subscribed.contains(u))
             .collect();
         subscribe(state, &mut self.sink, &mut self.subscribed, users).await?;
-        let head = head(state, &mut self.conn).await?;
-        let _: Value = bounded(state, self.sink.ping()).await?;
-        drain(state, &mut self.messages, cursor)?;
-        if let (Some(at), Some((epoch, newest))) = (cursor.as_mut(), head)
-            && at.epoch == epoch
-            && newest > at.position
-        {
-            at.position = newest;
-            state.registry.read_up_to(*at);
-        }
-        state.read_head.send_replace(*cursor);
-        settle_floors(state, &self.subscribed, *cursor);
+        self.up_to_head(cursor).await?;
         for request in batch.drain(..) {
             let _ = request.done.send(());
         }
+        Ok(())
+    }
+
+    /// Reads the stream's head, then `PING`s through the subscription:
+    /// once every message before the answer is applied, this process
+    /// holds every entry its subscribed users and wide targets need up
+    /// to that head. The cursor, the history's newest position and the
+    /// inbox position move there, and subscribed users without a floor
+    /// get it.
+    async fn up_to_head(&mut self, cursor: &mut Option<EventId>) -> redis::RedisResult<()> {
+        let state = self.state;
+        let head = head(state, &mut self.conn).await?;
+        let _: Value = bounded(state, self.sink.ping()).await?;
+        drain(&mut self.messages, state, cursor).await?;
+        if let (Some(at), Some(head)) = (cursor.as_mut(), head)
+            && at.epoch == head.epoch
+        {
+            at.position = at.position.max(head.newest);
+            if let Some(seq) = head.inbox_seq {
+                state.registry.advance_inbox_seq(seq);
+            }
+        }
+        moved(state, *cursor);
+        settle_floors(state, &self.subscribed, *cursor);
         Ok(())
     }
 
@@ -297,10 +310,11 @@ impl Session<'_> {
     async fn check(&mut self, cursor: &mut Option<EventId>) -> redis::RedisResult<()> {
         let state = self.state;
         let _: Value = bounded(state, self.sink.ping()).await?;
-        drain(state, &mut self.messages, cursor)?;
+        drain(&mut self.messages, state, cursor).await?;
+        moved(state, *cursor);
         let head = head(state, &mut self.conn).await?;
         if let Some(at) = *cursor
-            && head.is_none_or(|(epoch, _)| epoch != at.epoch)
+            && head.is_none_or(|head| head.epoch != at.epoch)
         {
             tracing::warn!("bus: the stream was replaced");
             return Err(lost());
@@ -355,7 +369,9 @@ fn settle_floors(state: &BusState, subscribed: &HashSet<UserId>, cursor: Option<
         return;
     };
     for (user, interest) in &mut lock(state).users {
-        if interest.floor.is_none_or(|floor| floor.epoch != cursor.epoch)
+        if interest
+            .floor
+            .is_none_or(|floor| floor.epoch != cursor.epoch)
             && subscribed.contains(user)
         {
             interest.floor = Some(cursor);
@@ -394,33 +410,75 @@ fn lost() -> redis::RedisError {
     ))
 }
 
-/// The stream's epoch and newest entry's position, if it has both.
+/// What [`HEAD`] read.
+struct Head {
+    epoch: Epoch,
+    newest: Position,
+    inbox_seq: Option<InboxSeq>,
+}
+
+/// The stream's epoch and newest entry's position (if it has both), with
+/// the highest inbox position published.
 async fn head(
     state: &BusState,
     conn: &mut MultiplexedConnection,
-) -> redis::RedisResult<Option<(Epoch, Position)>> {
+) -> redis::RedisResult<Option<Head>> {
     let script = redis::Script::new(HEAD);
     let mut invocation = script.prepare_invoke();
-    invocation.key(&state.keys.stream).key(&state.keys.epoch);
-    let (epoch, newest): (Option<String>, Option<String>) =
+    invocation
+        .key(&state.keys.stream)
+        .key(&state.keys.epoch)
+        .key(&state.keys.inbox_seq);
+    let (epoch, newest, seq): (Option<String>, Option<String>, Option<String>) =
         tokio::time::timeout(state.config.timeout, invocation.invoke_async(conn))
             .await
             .map_err(|_| timed_out())??;
     let epoch = epoch.as_deref().and_then(Epoch::parse_hex);
     let newest = newest.as_deref().and_then(reply::position);
-    Ok(epoch.zip(newest))
+    let inbox_seq = seq.and_then(|s| s.parse().ok()).map(InboxSeq);
+    Ok(epoch.zip(newest).map(|(epoch, newest)| Head {
+        epoch,
+        newest,
+        inbox_seq,
+    }))
 }
 
-/// Applies every message already received (without waiting).
-fn drain(
-    state: &BusState,
+/// The cursor moved: the history's newest position follows it (entries
+/// stepped over, kicks and markers included, so that a position this
+/// process has read past is one a client may resume from), and waiters
+/// are woken.
+fn moved(state: &BusState, cursor: Option<EventId>) {
+    if let Some(at) = cursor {
+        state.registry.read_up_to(at);
+    }
+    state.read_head.send_replace(cursor);
+}
+
+/// Applies every message already received (without waiting for more).
+/// Outside tokio's task budget: a budget spent would make the channel
+/// look empty while messages wait in it, and a barrier would then move
+/// the cursor past them.
+async fn drain(
     messages: &mut PubSubStream,
+    state: &BusState,
     cursor: &mut Option<EventId>,
 ) -> redis::RedisResult<()> {
-    while let Some(Some(message)) = messages.next().now_or_never() {
-        on_message(state, message.get_payload_bytes(), cursor)?;
-    }
-    Ok(())
+    each_ready(messages, |payload| on_message(state, payload, cursor)).await
+}
+
+/// Calls `apply` on every message already received, without waiting for
+/// more and whatever the task's budget.
+async fn each_ready(
+    messages: &mut PubSubStream,
+    mut apply: impl FnMut(&[u8]) -> redis::RedisResult<()>,
+) -> redis::RedisResult<()> {
+    tokio::task::unconstrained(async {
+        while let Some(Some(message)) = messages.next().now_or_never() {
+            apply(message.get_payload_bytes())?;
+        }
+        Ok(())
+    })
+    .await
 }
 
 /// One message: `<entry id>\n<epoch>\n<fields>`. One already applied
@@ -438,11 +496,17 @@ fn on_message(
         }
         return Ok(());
     };
-    if let (Some(at), Some(epoch)) = (*cursor, entry.epoch)
-        && at.epoch == epoch
-        && entry.position <= at.position
-    {
-        return Ok(());
+    if let (Some(at), Some(epoch)) = (*cursor, entry.epoch) {
+        if at.epoch != epoch {
+            // Another history: the stream was replaced (or this is a late
+            // message of the one before). Which, only the stream can say:
+            // a new connection reads it afresh (`sync`).
+            tracing::warn!("bus: a channel message of another history; following the stream again");
+            return Err(lost());
+        }
+        if entry.position <= at.position {
+            return Ok(());
+        }
     }
     apply(state, cursor, entry, &|_| true);
     Ok(())
@@ -530,6 +594,38 @@ mod tests {
         }
     }
 
+    /// After a `PING` answered, every message published before it is
+    /// applied, however many: the task budget does not cut the drain
+    /// short (it would, at 128, and a barrier would skip the rest).
+    #[tokio::test]
+    async fn a_drain_after_a_ping_applies_every_message_before_it() {
+        let url = std::env::var("TEST_REDIS_URL")
+            .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_string());
+        let client = redis::Client::open(url).expect("url");
+        let channel = format!("drain-test-{}", rand::random::<u64>());
+        let (mut sink, mut messages) = client.get_async_pubsub().await.expect("redis").split();
+        sink.subscribe(&channel).await.expect("subscribe");
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("redis");
+        let mut burst = redis::pipe();
+        for i in 0..1000 {
+            burst.cmd("PUBLISH").arg(&channel).arg(i).ignore();
+        }
+        burst.query_async::<()>(&mut conn).await.expect("publish");
+        let _: Value = sink.ping().await.expect("ping");
+        let mut got = Vec::new();
+        each_ready(&mut messages, |payload| {
+            got.push(String::from_utf8_lossy(payload).into_owned());
+            Ok(())
+        })
+        .await
+        .expect("drain");
+        let sent: Vec<String> = (0..1000).map(|i| i.to_string()).collect();
+        assert_eq!(got, sent);
+    }
+
     #[test]
     fn users_are_wanted_while_followed_and_wider_targets_always() {
         let mut followed = Followed::default();
@@ -547,6 +643,9 @@ mod tests {
         assert_eq!(followed.floor(&UserId::new("a")), Some(None));
         assert_eq!(Arc::strong_count(&held), 2);
         drop(held);
-        assert_eq!(Arc::strong_count(&followed.users[&UserId::new("a")].held), 1);
+        assert_eq!(
+            Arc::strong_count(&followed.users[&UserId::new("a")].held),
+            1
+        );
     }
 }

@@ -4,7 +4,9 @@
 //!
 //! - throughput: `--events` sends as fast as the bus takes them (a full
 //!   queue is waited out), until the client has them all; events/s, for
-//!   the in-process bus (the floor) and for the Redis bus at `--redis`;
+//!   the in-process bus (the floor) and for the Redis bus at `--redis`
+//!   (each process reading its own clients' channels, and reading the
+//!   whole stream);
 //! - latency: `--rate` sends per second for `--duration` seconds; send →
 //!   queued for the client, p50/p99/max, for both;
 //! - Redis cost: commands, and bytes in and out of Redis, per event
@@ -17,7 +19,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use sse_notify::sse::{
-    Bus, BusConfig, Event, EventError, Identity, Registry, SessionId, SseConfig, Target, UserId,
+    Bus, BusConfig, Event, EventError, Follow, Identity, Registry, SessionId, SseConfig, Target,
+    UserId,
 };
 
 use crate::Args;
@@ -26,9 +29,18 @@ use crate::streams::latency_summary;
 
 pub async fn bus(a: &Args) -> Result<serde_json::Value, String> {
     let mut out = json!({ "scenario": "bus", "events": a.events, "rate": a.rate });
-    for (name, url) in [("local", String::new()), ("redis", a.redis.clone())] {
+    // `redis`: each process reads its own clients' channels (the wide one
+    // here: the client receives broadcasts); `redis-all`: the whole stream
+    // (`bus.follow = all`), the earlier read, in the same run.
+    let runs = [
+        ("local", String::new(), Follow::Own),
+        ("redis", a.redis.clone(), Follow::Own),
+        ("redis-all", a.redis.clone(), Follow::All),
+    ];
+    for (name, url, follow) in runs {
         let config = BusConfig {
             url,
+            follow,
             prefix: format!("bench-{}", uuid::Uuid::new_v4().simple()),
             queue_max: 10_000,
             ..BusConfig::default()
@@ -49,7 +61,7 @@ pub async fn bus(a: &Args) -> Result<serde_json::Value, String> {
                 "bytes_out": per("bytes_out"),
             });
         }
-        if name == "redis" {
+        if name.starts_with("redis") {
             drop_keys(a, &config.prefix).await?;
         }
     }
@@ -156,7 +168,7 @@ fn latency_of(frame: &[u8]) -> u32 {
 
 /// Redis's command count and network bytes (only for the Redis run).
 async fn redis_counters(a: &Args, name: &str) -> Result<Option<serde_json::Value>, String> {
-    if name != "redis" {
+    if !name.starts_with("redis") {
         return Ok(None);
     }
     let client = redis::Client::open(a.redis.as_str()).map_err(|e| e.to_string())?;
