@@ -109,6 +109,25 @@ impl Followed {
         }
     }
 
+    /// Drops the users no stream has held for `after` (counted from the
+    /// first look that found none); returns them.
+    fn drop_idle(&mut self, now: Instant, after: Duration) -> Vec<UserId> {
+        let mut gone = Vec::new();
+        self.users.retain(|user, interest| {
+            if Arc::strong_count(&interest.held) > 1 {
+                interest.idle_since = None;
+                return true;
+            }
+            let since = *interest.idle_since.get_or_insert(now);
+            let keep = now.duration_since(since) < after;
+            if !keep {
+                gone.push(user.clone());
+            }
+            keep
+        });
+        gone
+    }
+
     pub(super) fn len(&self) -> usize {
         self.users.len()
     }
@@ -203,6 +222,8 @@ pub(super) async fn run(state: Arc<BusState>, mut requests: Requests) {
         if followed {
             backoff.reset();
         }
+        // Users whose streams ended meanwhile are not followed again.
+        lock(&state).drop_idle(Instant::now(), state.config.unfollow_after);
         tokio::select! {
             () = tokio::time::sleep(backoff.next_delay()) => {}
             () = state.stopped() => return,
@@ -326,23 +347,7 @@ impl Session<'_> {
     async fn unfollow_idle(&mut self) -> redis::RedisResult<()> {
         let state = self.state;
         let now = Instant::now();
-        let gone: Vec<UserId> = {
-            let mut followed = lock(state);
-            let mut gone = Vec::new();
-            followed.users.retain(|user, interest| {
-                if Arc::strong_count(&interest.held) > 1 {
-                    interest.idle_since = None;
-                    return true;
-                }
-                let since = *interest.idle_since.get_or_insert(now);
-                let keep = now.duration_since(since) < state.config.unfollow_after;
-                if !keep {
-                    gone.push(user.clone());
-                }
-                keep
-            });
-            gone
-        };
+        let gone = lock(state).drop_idle(now, state.config.unfollow_after);
         for chunk in gone.chunks(CHANNELS_PER_COMMAND) {
             let channels: Vec<String> = chunk.iter().map(|u| state.keys.user_channel(u)).collect();
             bounded(state, self.sink.unsubscribe(channels)).await?;
