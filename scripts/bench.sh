@@ -33,6 +33,8 @@ POSTGRES_URL=${BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 REDIS_URL=${BENCH_REDIS_URL:-redis://127.0.0.1:6379}
 CLUSTER_CLIENTS=${BENCH_CLUSTER_CLIENTS:-1000}
 FANOUT_CLIENTS=${BENCH_FANOUT_CLIENTS:-16000}
+# How many processes the cluster fan-out runs with (1 is without a bus).
+FANOUT_COUNTS=${BENCH_FANOUT_COUNTS:-"1 3 6"}
 SCALING_RATE=${BENCH_SCALING_RATE:-1000}
 SCENARIOS=${BENCH_SCENARIOS:-"micro floor idle connects broadcast saturate metrics targeted publish churn presence storm restart inbox cluster scaling soak"}
 # One generator process opens at most this many sockets (the hard
@@ -379,9 +381,9 @@ if wants cluster; then
       --duration "${DURATION}" "${send[@]}"
     stop_cluster
   done
-  # One process (no bus, the floor) then three on Redis, each holding
-  # FANOUT_CLIENTS streams, a 1 KiB broadcast to all at 1/s.
-  for count in 1 3; do
+  # One process (no bus, the floor) then FANOUT_COUNTS on Redis, each
+  # holding FANOUT_CLIENTS streams, a 1 KiB broadcast to all at 1/s.
+  for count in ${FANOUT_COUNTS}; do
     bus=""; [[ ${count} -gt 1 ]] && bus=${REDIS_URL}
     start_cluster "${bus}" "${count}"
     addrs=$(IFS=,; echo "${cluster_addrs[*]}"); pids=$(IFS=,; echo "${cluster_pids[*]}")
