@@ -403,11 +403,16 @@ fi
 # process reads every event: the model's "today") and `own` (a process
 # reads only its own clients' users: the others should add nothing).
 if wants scaling; then
-  scaling_port=$(free_port)
-  "${on0[@]}" redis-server --port "${scaling_port}" --save '' --appendonly no \
-    > "${out}/scaling-redis.log" 2>&1 &
-  scaling_redis=$!
-  for _ in $(seq 50); do redis-cli -p "${scaling_port}" ping > /dev/null 2>&1 && break; sleep 0.1; done
+  # A free port can be taken between the probe and the bind (after the
+  # fan-out, the ephemeral range is busy): a few tries on new ports.
+  for _ in 1 2 3 4 5; do
+    scaling_port=$(free_port)
+    "${on0[@]}" redis-server --port "${scaling_port}" --save '' --appendonly no \
+      > "${out}/scaling-redis.log" 2>&1 &
+    scaling_redis=$!
+    for _ in $(seq 50); do redis-cli -p "${scaling_port}" ping > /dev/null 2>&1 && break 2; sleep 0.1; done
+    kill "${scaling_redis}" 2>/dev/null || true
+  done
   redis_stat() { redis-cli -p "${scaling_port}" info stats | tr -d '\r' | awk -F: -v k="$1" '$1 == k { print $2 }'; }
   for follow in all own; do
     export BUS_FOLLOW=${follow}

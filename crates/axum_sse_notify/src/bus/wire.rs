@@ -7,7 +7,9 @@
 //! history), `t` the target as JSON, `n` the event name, `d` its data,
 //! `i` the inbox id if stored, `q` its inbox position (see
 //! [`crate::event_id::InboxSeq`]; entries written before it existed have
-//! none, read as 0: they move no position).
+//! none, read as 0: they move no position). The publisher writes all but
+//! `h` as one field `b` ([`Outgoing::body`]), the same bytes it publishes
+//! on the entry's channel; readers take either form.
 
 use serde_json::{Value, json};
 

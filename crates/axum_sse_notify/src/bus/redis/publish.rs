@@ -41,11 +41,11 @@ return redis.call(unpack(entry))
 /// [`APPEND`], then the entry published for live delivery (the
 /// own-clients read): KEYS[3] the channel, KEYS[4] the highest inbox
 /// position published so far (see [`crate::event_id::InboxSeq`]); ARGV[3]
-/// the message body (the fields once more, as
-/// [`crate::bus::wire::Outgoing::body`]), ARGV[4] the entry's inbox
-/// position or empty, ARGV[5..] the fields. The message is
-/// `<entry id>\n<epoch>\n<body>`: a subscriber needs no read of the
-/// stream. One script, so that the entry's place in the stream and in
+/// the entry's fields as one body ([`crate::bus::wire::Outgoing::body`]),
+/// kept as the entry's one field `b` beside its epoch `h` and sent as the
+/// message `<entry id>\n<epoch>\n<body>` (a subscriber needs no read of
+/// the stream, and the payload crosses to Redis once); ARGV[4] the
+/// entry's inbox position or empty. One script, so that the entry's place in the stream and in
 /// every subscriber's messages are the same order. Every process runs it,
 /// whatever it reads itself: a process that reads only its own clients'
 /// channels must receive what the others append.
@@ -62,9 +62,7 @@ if ARGV[4] ~= '' then
     redis.call('SET', KEYS[4], ARGV[4])
   end
 end
-local entry = {'XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'h', epoch}
-for i = 5, #ARGV do entry[#entry + 1] = ARGV[i] end
-local id = redis.call(unpack(entry))
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'h', epoch, 'b', ARGV[3])
 redis.call('PUBLISH', KEYS[3], id .. '\n' .. epoch .. '\n' .. ARGV[3])
 return id
 ";

@@ -75,7 +75,8 @@ fn entry(value: &Value) -> Option<Entry> {
     ))
 }
 
-/// An entry's epoch (its `h` field, if readable) and its other fields.
+/// An entry's epoch (its `h` field, if readable) and its other fields
+/// (written one by one, or together as one body `b`).
 #[allow(clippy::type_complexity)]
 fn fields_of(fields: &Value) -> Option<(Option<Epoch>, Vec<(Vec<u8>, Vec<u8>)>)> {
     let mut epoch = None;
@@ -91,6 +92,9 @@ fn fields_of(fields: &Value) -> Option<(Option<Epoch>, Vec<(Vec<u8>, Vec<u8>)>)>
         let (name, value) = (text(name)?, text(value)?);
         if name == b"h" {
             epoch = Epoch::parse_hex(std::str::from_utf8(value).ok()?);
+        } else if name == b"b" {
+            // The fields as one body (what the publisher writes now).
+            out.extend(crate::bus::wire::body_fields(value)?);
         } else {
             out.push((name.to_vec(), value.to_vec()));
         }
@@ -154,6 +158,20 @@ mod tests {
             assert_eq!(read[1].fields, vec![(b"k".to_vec(), b"d".to_vec())]);
         }
         assert_eq!(read_reply(&Value::Nil).0, Vec::new());
+    }
+
+    #[test]
+    fn fields_written_as_one_body_read_as_fields() {
+        let (read, bad) = entries(&Value::Array(vec![
+            raw_entry("1-0", &["h", "00000000000000ff", "b", "k:1:eu:3:a-1"]),
+            raw_entry("1-1", &["h", "00000000000000ff", "k", "e", "u", "a-1"]),
+            raw_entry("1-2", &["h", "00000000000000ff", "b", "k:9:e"]),
+        ]));
+        assert_eq!(bad, 0);
+        assert_eq!(read[0].fields, read[1].fields);
+        assert_eq!(read[0].epoch, Some(Epoch::from_u64(255)));
+        // A body that cannot be read: the entry keeps its place, unread.
+        assert_eq!((read[2].epoch, read[2].fields.len()), (None, 0));
     }
 
     #[test]

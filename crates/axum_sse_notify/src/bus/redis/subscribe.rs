@@ -188,8 +188,10 @@ pub(super) async fn run(state: Arc<BusState>, mut requests: Requests) {
                 sink,
                 messages,
                 subscribed,
+                synced: false,
             };
             session.up_to_head(&mut cursor).await?;
+            session.synced = true;
             state.reader_up.store(true, Ordering::Relaxed);
             state.reader_read.send_replace(true);
             followed = true;
@@ -238,6 +240,11 @@ struct Session<'a> {
     sink: PubSubSink,
     messages: PubSubStream,
     subscribed: HashSet<UserId>,
+    /// Set after the first catch-up: before it, a message of another
+    /// history than the one `sync` found is one sent before the stream
+    /// was replaced (dropped); after it, histories only move forward, so
+    /// such a message starts the new one (as the stream read does).
+    synced: bool,
 }
 
 impl Session<'_> {
@@ -259,8 +266,8 @@ impl Session<'_> {
                     let Some(message) = message else {
                         return Err(lost());
                     };
-                    on_message(state, message.get_payload_bytes(), cursor)?;
-                    drain(&mut self.messages, state, cursor).await?;
+                    on_message(state, message.get_payload_bytes(), cursor, true)?;
+                    drain(&mut self.messages, state, cursor, true).await?;
                     moved(state, *cursor);
                     heard = true;
                 }
@@ -312,7 +319,7 @@ impl Session<'_> {
         let state = self.state;
         let head = head(state, &mut self.conn).await?;
         let _: Value = bounded(state, self.sink.ping()).await?;
-        drain(&mut self.messages, state, cursor).await?;
+        drain(&mut self.messages, state, cursor, self.synced).await?;
         if let (Some(at), Some(head)) = (cursor.as_mut(), head)
             && at.epoch == head.epoch
         {
@@ -331,7 +338,7 @@ impl Session<'_> {
     async fn check(&mut self, cursor: &mut Option<EventId>) -> redis::RedisResult<()> {
         let state = self.state;
         let _: Value = bounded(state, self.sink.ping()).await?;
-        drain(&mut self.messages, state, cursor).await?;
+        drain(&mut self.messages, state, cursor, true).await?;
         moved(state, *cursor);
         let head = head(state, &mut self.conn).await?;
         if let Some(at) = *cursor
@@ -467,8 +474,12 @@ async fn drain(
     messages: &mut PubSubStream,
     state: &BusState,
     cursor: &mut Option<EventId>,
+    new_histories: bool,
 ) -> redis::RedisResult<()> {
-    each_ready(messages, |payload| on_message(state, payload, cursor)).await
+    each_ready(messages, |payload| {
+        on_message(state, payload, cursor, new_histories)
+    })
+    .await
 }
 
 /// Calls `apply` on every message already received, without waiting for
@@ -488,11 +499,14 @@ async fn each_ready(
 
 /// One message: `<entry id>\n<epoch>\n<fields>`. One already applied
 /// (at or before the cursor, same history) is dropped; one that cannot
-/// be read is stepped over, as the stream read does.
+/// be read is stepped over, as the stream read does. One of another
+/// history starts it when `new_histories` (see [`Session::synced`]), else
+/// is dropped.
 fn on_message(
     state: &BusState,
     payload: &[u8],
     cursor: &mut Option<EventId>,
+    new_histories: bool,
 ) -> redis::RedisResult<()> {
     let Some(entry) = message_entry(payload) else {
         tracing::warn!("bus: a channel message it cannot read; skipped");
@@ -502,14 +516,11 @@ fn on_message(
         return Ok(());
     };
     if let (Some(at), Some(epoch)) = (*cursor, entry.epoch) {
-        if at.epoch != epoch {
-            // Another history: the stream was replaced (or this is a late
-            // message of the one before). Which, only the stream can say:
-            // a new connection reads it afresh (`sync`).
-            tracing::warn!("bus: a channel message of another history; following the stream again");
-            return Err(lost());
+        if at.epoch != epoch && !new_histories {
+            tracing::debug!("bus: dropped a message of the stream before it was replaced");
+            return Ok(());
         }
-        if entry.position <= at.position {
+        if at.epoch == epoch && entry.position <= at.position {
             return Ok(());
         }
     }
