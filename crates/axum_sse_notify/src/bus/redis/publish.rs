@@ -79,8 +79,7 @@ pub(super) fn script() -> Script {
 pub(super) fn pipeline(state: &BusState, hash: &str, outgoing: &[(Origin, Outgoing)]) -> Pipeline {
     let mut pipe = redis::pipe();
     for (origin, item) in outgoing {
-        let cmd = pipe
-            .cmd("EVALSHA")
+        pipe.cmd("EVALSHA")
             .arg(hash)
             .arg(4)
             .arg(&state.keys.stream)
@@ -95,9 +94,6 @@ pub(super) fn pipeline(state: &BusState, hash: &str, outgoing: &[(Origin, Outgoi
                     .map(|seq| seq.to_string())
                     .unwrap_or_default(),
             );
-        for (name, value) in item.fields(*origin) {
-            cmd.arg(name).arg(value);
-        }
     }
     pipe
 }
