@@ -395,6 +395,34 @@ if wants cluster; then
   done
 fi
 
+# The cluster paths against another build (`BENCH_AB_BIN`, e.g. the one
+# before a bus change), alternating, REPEAT times: targeted live sends
+# across two processes at 1 000/s, and the fan-out to 3 x FANOUT_CLIENTS.
+if wants cluster-ab; then
+  if [[ -z "${BENCH_AB_BIN:-}" ]]; then
+    echo "cluster-ab: set BENCH_AB_BIN to the other build's sse_notify" >&2
+    exit 1
+  fi
+  for _ in $(seq "${REPEAT}"); do
+    for side in head other; do
+      ours_bin=$([[ ${side} == head ]] && echo "${bin}/sse_notify" || echo "${BENCH_AB_BIN}")
+      start_cluster "${REDIS_URL}" 2
+      echo "==> cluster A/B (${side}): targeted live sends at 1 000/s, cross-process"
+      gen "${cluster_a[@]}" --variant "cluster-ab-${side}" --scenario targeted \
+        --clients "${CLUSTER_CLIENTS}" --rate 1000 --duration "${DURATION}" --send-addr "${cluster_addrs[1]}"
+      stop_cluster
+      start_cluster "${REDIS_URL}" 3
+      addrs=$(IFS=,; echo "${cluster_addrs[*]}"); pids=$(IFS=,; echo "${cluster_pids[*]}")
+      echo "==> cluster A/B (${side}): fan-out 3 x ${FANOUT_CLIENTS}"
+      gen "${cluster_a[@]}" --variant "cluster-ab-${side}" --scenario fanout --addrs "${addrs}" --pids "${pids}" \
+        --clients "${FANOUT_CLIENTS}" --processes "$(processes_for "${FANOUT_CLIENTS}")" --rate 1 \
+        --duration "${DURATION}"
+      stop_cluster
+    done
+  done
+  ours_bin="${bin}/sse_notify"
+fi
+
 # The scaling model's check at the small end (docs/scaling.md): 1, 2 and
 # 3 processes on a Redis of their own (started here, nothing else on it),
 # targeted sends at SCALING_RATE/s for DURATION s to streams held by the
