@@ -2,12 +2,12 @@
 //!
 //! **In-process** (the default, nothing to start): a send goes straight to
 //! this process's [`Registry`]. **Redis** (`bus.url`): a send is appended
-//! to one Redis Stream; every process reads the stream and delivers what
-//! it reads through its registry, exactly as a local send. The stream's
-//! entry ids are the events' positions, so ids are ordered across the
-//! cluster and a browser resumes (`Last-Event-ID`) on whichever process
-//! it reaches; the stream's identity is the epoch (see
-//! [`crate::event_id`]). Sign-out kicks travel the same way.
+//! to one Redis Stream; each process reads what its own clients need of
+//! it ([`Follow`]) and delivers it through its registry, exactly as a
+//! local send. The stream's entry ids are the events' positions, so ids
+//! are ordered across the cluster and a browser resumes (`Last-Event-ID`)
+//! on whichever process it reaches; the stream's identity is the epoch
+//! (see [`crate::event_id`]). Sign-out kicks travel the same way.
 //!
 //! A send never waits for Redis: it is queued for the bus's publisher
 //! (bounded, `bus.queue_max`), which keeps the order of sends. When Redis

@@ -1,15 +1,19 @@
-//! The Redis bus: one stream every process appends to and reads.
+//! The Redis bus: one stream every process appends to, each reading what
+//! its own clients need of it.
 //!
-//! Three tasks per process, each on one connection of its own (three
-//! connections per process, plus at most four short-lived ones reading
-//! entries older than the history for resuming clients: the bound on
-//! what the bus holds open): the
+//! Three tasks per process (three or four connections per process, plus
+//! at most four short-lived ones reading entries older than the history
+//! for resuming clients: the bound on what the bus holds open): the
 //! [`publish`]er appends queued sends with a script that also keeps the
-//! stream's epoch, pipelining whatever is waiting into one round trip;
-//! the [`read`]er follows the stream with a blocking `XREAD` and delivers
-//! through the registry; the [`cluster`] task writes this process's
-//! figures and reads the others'. Each reconnects by itself with
-//! backoff, and every command is bounded by `bus.timeout`.
+//! stream's epoch and publishes each entry on its channel, pipelining
+//! whatever is waiting into one round trip; the reader, either
+//! [`subscribe`] (`bus.follow = own`: the wide channel and the channels of
+//! this process's users, one subscription connection and one for
+//! commands) or [`read`] (`all`: the whole stream with a blocking
+//! `XREAD`), delivers through the registry, both through [`apply`]; the
+//! [`cluster`] task writes this process's figures and reads the others'.
+//! Each reconnects by itself with backoff, and every command is bounded by
+//! `bus.timeout`.
 
 mod apply;
 mod cluster;
@@ -76,7 +80,7 @@ impl Keys {
         }
     }
 
-    fn user_channel(&self, user: &crate::target::UserId) -> String {
+    fn user_channel(&self, user: &UserId) -> String {
         format!("{}{}", self.user_prefix, user.as_str())
     }
 }
@@ -188,7 +192,7 @@ pub(super) struct RedisBus {
 
 /// Keeps this process following a user while a stream of the user is
 /// open here (own-clients read); nothing with the whole-stream read.
-pub struct Following(#[allow(dead_code)] Option<Arc<()>>);
+pub struct Following(#[allow(dead_code)] Option<Arc<()>>); // held, never read
 
 impl Following {
     pub(crate) fn none() -> Self {
@@ -372,7 +376,7 @@ impl RedisBus {
 
     /// Before a stream of `user` is registered: with the own-clients
     /// read, follows the user (the first stream of a user here waits for
-    /// its channel and the barrier, each at most `bus.timeout`), and
+    /// its channel and the barrier: see [`crate::Bus::follow`]), and
     /// brings this process up to a client's id that is ahead of it; with
     /// the whole-stream read, [`RedisBus::catch_up`].
     pub(super) async fn follow(&self, user: &UserId, id: Option<EventId>) -> Following {
