@@ -291,7 +291,7 @@ pub const KEYS: &[KeySpec] = &[
         Some("bus"),
         "follow",
         "own",
-        "What each process reads of the shared stream: `own`, only events for users it holds a stream of (a Redis channel per user) and those addressed wider; `all`, every event (the earlier behaviour, kept for comparison).",
+        "What each process reads of the shared stream: `own`, only events for users it holds a stream of (a Redis channel per user) and those addressed wider; `all`, every event, writing entries that earlier versions can read too (the first step of an upgrade, docs/deploy.md).",
     ),
     key(
         Some("bus"),

@@ -426,6 +426,32 @@ async fn processes_reading_the_whole_stream_and_their_own_share_one_bus() {
     );
     no_tick(&mut ann_on_b).await;
     no_tick(&mut bob_on_a).await;
+    // A (`all`) wrote its entry field by field, as versions before the
+    // own-clients read can read it; B wrote the one body.
+    let client = redis::Client::open(cluster.redis_url.as_str()).expect("redis url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XREVRANGE")
+        .arg(format!("{{{}}}:stream", cluster.prefix))
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(2)
+        .query_async(&mut conn)
+        .await
+        .expect("XREVRANGE");
+    let names = |fields: &[(String, String)]| -> Vec<String> {
+        fields.iter().map(|(k, _)| k.clone()).collect()
+    };
+    assert_eq!(names(&entries[0].1), ["h", "b"], "from B (own)");
+    let from_a = names(&entries[1].1);
+    assert!(
+        from_a.starts_with(&["h".to_string(), "u".to_string(), "k".to_string()])
+            && !from_a.contains(&"b".to_string()),
+        "from A (all): {from_a:?}"
+    );
     drop((a, b));
     cluster.finish().await;
 }

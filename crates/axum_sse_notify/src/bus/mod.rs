@@ -81,7 +81,9 @@ pub enum Follow {
     #[default]
     Own,
     /// Every entry (`XREAD`): each process reads all events, whoever they
-    /// are for. Kept as the baseline the benchmarks compare with.
+    /// are for; and it writes entries in the form versions before the
+    /// own-clients read can read (the step between them in a rolling
+    /// upgrade). Also the baseline the benchmarks compare with.
     All,
 }
 

@@ -16,6 +16,7 @@ use redis::{Pipeline, Script};
 use tokio::sync::mpsc;
 
 use super::BusState;
+use crate::bus::Follow;
 use crate::bus::backoff::Backoff;
 use crate::bus::wire::{Origin, Outgoing};
 use crate::event_id::Epoch;
@@ -45,10 +46,13 @@ return redis.call(unpack(entry))
 /// kept as the entry's one field `b` beside its epoch `h` and sent as the
 /// message `<entry id>\n<epoch>\n<body>` (a subscriber needs no read of
 /// the stream, and the payload crosses to Redis once); ARGV[4] the
-/// entry's inbox position or empty. One script, so that the entry's place in the stream and in
-/// every subscriber's messages are the same order. Every process runs it,
-/// whatever it reads itself: a process that reads only its own clients'
-/// channels must receive what the others append.
+/// entry's inbox position or empty; ARGV[5..], if any, the fields one by
+/// one, then stored so instead of `b` (the form versions before the
+/// own-clients read can read: what a process with `bus.follow = all`
+/// writes, for a rolling upgrade). One script, so that the entry's place
+/// in the stream and in every subscriber's messages are the same order.
+/// Every process runs it, whatever it reads itself: a process that reads
+/// only its own clients' channels must receive what the others append.
 const APPEND_PUBLISH: &str = r"
 local epoch = redis.call('GET', KEYS[2])
 if (not epoch) or redis.call('EXISTS', KEYS[1]) == 0 then
@@ -62,7 +66,14 @@ if ARGV[4] ~= '' then
     redis.call('SET', KEYS[4], ARGV[4])
   end
 end
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'h', epoch, 'b', ARGV[3])
+local entry = {'XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'h', epoch}
+if #ARGV > 4 then
+  for i = 5, #ARGV do entry[#entry + 1] = ARGV[i] end
+else
+  entry[#entry + 1] = 'b'
+  entry[#entry + 1] = ARGV[3]
+end
+local id = redis.call(unpack(entry))
 redis.call('PUBLISH', KEYS[3], id .. '\n' .. epoch .. '\n' .. ARGV[3])
 return id
 ";
@@ -78,8 +89,12 @@ pub(super) fn script() -> Script {
 /// calls.
 pub(super) fn pipeline(state: &BusState, hash: &str, outgoing: &[(Origin, Outgoing)]) -> Pipeline {
     let mut pipe = redis::pipe();
+    // The whole-stream read is also the upgrade path: entries in the form
+    // the versions before can read (the payload then goes to Redis twice).
+    let compatible = state.config.follow == Follow::All;
     for (origin, item) in outgoing {
-        pipe.cmd("EVALSHA")
+        let cmd = pipe
+            .cmd("EVALSHA")
             .arg(hash)
             .arg(4)
             .arg(&state.keys.stream)
@@ -94,6 +109,11 @@ pub(super) fn pipeline(state: &BusState, hash: &str, outgoing: &[(Origin, Outgoi
                     .map(|seq| seq.to_string())
                     .unwrap_or_default(),
             );
+        if compatible {
+            for (name, value) in item.fields(*origin) {
+                cmd.arg(name).arg(value);
+            }
+        }
     }
     pipe
 }
