@@ -483,3 +483,45 @@ async fn a_stored_notification_is_not_sent_again_after_a_move_and_back() {
     drop((a, b));
     cluster.finish().await;
 }
+
+#[tokio::test]
+async fn a_stream_deleted_in_a_quiet_moment_resets_its_clients_once() {
+    let cluster = counting(Cluster::new().await);
+    let (a, b) = (cluster.start("a").await, cluster.start("b").await);
+    let ann = signup_on(&a.base, "ann").await;
+    let via = sender(&cluster, &b).await;
+    let (mut stream, _) = ann.open("").await;
+    send(&via, "ann", "tick", "before").await;
+    ticks_until(&mut stream, "before").await;
+    // The stream's key goes (its epoch key stays); nothing is sent for a
+    // few of the bus's quiet checks.
+    let client = redis::Client::open(cluster.redis_url.as_str()).expect("redis url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let deleted: i64 = redis::cmd("DEL")
+        .arg(format!("{{{}}}:stream", cluster.prefix))
+        .query_async(&mut conn)
+        .await
+        .expect("DEL");
+    assert_eq!(deleted, 1);
+    let quiet_until = Instant::now() + Duration::from_secs(3);
+    let mut seen = Vec::new();
+    while let Some(left) = quiet_until.checked_duration_since(Instant::now()) {
+        match stream.next_with_id(left).await {
+            Some((_, name, _)) => seen.push(name),
+            None => break,
+        }
+    }
+    assert!(seen.is_empty(), "nothing while quiet: {seen:?}");
+    // The next send opens a new history: one reset, then the event.
+    send(&via, "ann", "tick", "after").await;
+    let mut names = Vec::new();
+    while let Some((_, name, _)) = stream.next_with_id(Duration::from_secs(2)).await {
+        names.push(name);
+    }
+    assert_eq!(names, ["sse-reset", "tick"]);
+    drop((a, b));
+    cluster.finish().await;
+}

@@ -61,8 +61,8 @@ if (not epoch) or redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('SET', KEYS[2], epoch)
 end
 if ARGV[4] ~= '' then
-  local seq = tonumber(ARGV[4])
-  if seq > tonumber(redis.call('GET', KEYS[4]) or '0') then
+  local seq = tonumber(ARGV[4]) or 0
+  if seq > (tonumber(redis.call('GET', KEYS[4]) or '0') or 0) then
     redis.call('SET', KEYS[4], ARGV[4])
   end
 end

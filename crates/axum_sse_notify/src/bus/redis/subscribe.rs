@@ -267,7 +267,9 @@ impl Session<'_> {
                         return Err(lost());
                     };
                     on_message(state, message.get_payload_bytes(), cursor, true)?;
-                    drain(&mut self.messages, state, cursor, true).await?;
+                    // A bounded share, then back to the requests and the
+                    // tick: a flood of messages must not starve them.
+                    drain(&mut self.messages, state, cursor, true, Until::Applied(SERVE_BATCH)).await?;
                     moved(state, *cursor);
                     heard = true;
                 }
@@ -319,11 +321,21 @@ impl Session<'_> {
         let state = self.state;
         let head = head(state, &mut self.conn).await?;
         let _: Value = bounded(state, self.sink.ping()).await?;
-        drain(&mut self.messages, state, cursor, self.synced).await?;
-        if let (Some(at), Some(head)) = (cursor.as_mut(), head)
-            && at.epoch == head.epoch
+        // Every message before the answer, or (under a flood, where the
+        // channel is never empty) up to one at or past the head: messages
+        // come in the stream's order, so everything before it is applied.
+        let until = match (head.epoch, head.newest) {
+            (Some(epoch), Some(newest)) => Until::Reached(EventId {
+                epoch,
+                position: newest,
+            }),
+            _ => Until::Empty,
+        };
+        drain(&mut self.messages, state, cursor, self.synced, until).await?;
+        if let (Some(at), Some(epoch), Some(newest)) = (cursor.as_mut(), head.epoch, head.newest)
+            && at.epoch == epoch
         {
-            at.position = at.position.max(head.newest);
+            at.position = at.position.max(newest);
             if let Some(seq) = head.inbox_seq {
                 state.registry.advance_inbox_seq(seq);
             }
@@ -338,11 +350,20 @@ impl Session<'_> {
     async fn check(&mut self, cursor: &mut Option<EventId>) -> redis::RedisResult<()> {
         let state = self.state;
         let _: Value = bounded(state, self.sink.ping()).await?;
-        drain(&mut self.messages, state, cursor, true).await?;
+        drain(
+            &mut self.messages,
+            state,
+            cursor,
+            true,
+            Until::Applied(SERVE_BATCH),
+        )
+        .await?;
         moved(state, *cursor);
+        // The epoch alone: a stream emptied or deleted under the same
+        // epoch is followed on (its next append opens a new history).
         let head = head(state, &mut self.conn).await?;
         if let Some(at) = *cursor
-            && head.is_none_or(|head| head.epoch != at.epoch)
+            && head.epoch != Some(at.epoch)
         {
             tracing::warn!("bus: the stream was replaced");
             return Err(lost());
@@ -424,17 +445,14 @@ fn lost() -> redis::RedisError {
 
 /// What [`HEAD`] read.
 struct Head {
-    epoch: Epoch,
-    newest: Position,
+    epoch: Option<Epoch>,
+    newest: Option<Position>,
     inbox_seq: Option<InboxSeq>,
 }
 
-/// The stream's epoch and newest entry's position (if it has both), with
-/// the highest inbox position published.
-async fn head(
-    state: &BusState,
-    conn: &mut MultiplexedConnection,
-) -> redis::RedisResult<Option<Head>> {
+/// The stream's epoch and newest entry's position (each if it has one),
+/// with the highest inbox position published.
+async fn head(state: &BusState, conn: &mut MultiplexedConnection) -> redis::RedisResult<Head> {
     let script = redis::Script::new(HEAD);
     let mut invocation = script.prepare_invoke();
     invocation
@@ -445,14 +463,11 @@ async fn head(
         tokio::time::timeout(state.config.timeout, invocation.invoke_async(conn))
             .await
             .map_err(|_| timed_out())??;
-    let epoch = epoch.as_deref().and_then(Epoch::parse_hex);
-    let newest = newest.as_deref().and_then(reply::position);
-    let inbox_seq = seq.and_then(|s| s.parse().ok()).map(InboxSeq);
-    Ok(epoch.zip(newest).map(|(epoch, newest)| Head {
-        epoch,
-        newest,
-        inbox_seq,
-    }))
+    Ok(Head {
+        epoch: epoch.as_deref().and_then(Epoch::parse_hex),
+        newest: newest.as_deref().and_then(reply::position),
+        inbox_seq: seq.and_then(|s| s.parse().ok()).map(InboxSeq),
+    })
 }
 
 /// The cursor moved: the history's newest position follows it (entries
@@ -466,7 +481,21 @@ fn moved(state: &BusState, cursor: Option<EventId>) {
     state.read_head.send_replace(cursor);
 }
 
-/// Applies every message already received (without waiting for more).
+/// How far a drain goes (never waiting for a message).
+#[derive(Debug, Clone, Copy)]
+enum Until {
+    /// Until none is left.
+    Empty,
+    /// Until none is left or the cursor is at or past this entry.
+    Reached(EventId),
+    /// Until none is left or this many more are applied.
+    Applied(usize),
+}
+
+/// Messages applied per turn of the serving loop, at most.
+const SERVE_BATCH: usize = 256;
+
+/// Applies the messages already received, as far as `until` says.
 /// Outside tokio's task budget: a budget spent would make the channel
 /// look empty while messages wait in it, and a barrier would then move
 /// the cursor past them.
@@ -475,22 +504,40 @@ async fn drain(
     state: &BusState,
     cursor: &mut Option<EventId>,
     new_histories: bool,
+    until: Until,
 ) -> redis::RedisResult<()> {
+    let reached = |cursor: &Option<EventId>| match (until, cursor) {
+        (Until::Reached(head), Some(at)) => at.epoch == head.epoch && at.position >= head.position,
+        _ => false,
+    };
+    if reached(cursor) {
+        return Ok(());
+    }
+    let mut applied = 0;
     each_ready(messages, |payload| {
-        on_message(state, payload, cursor, new_histories)
+        on_message(state, payload, cursor, new_histories)?;
+        applied += 1;
+        Ok(match until {
+            Until::Empty => true,
+            Until::Reached(_) => !reached(cursor),
+            Until::Applied(most) => applied < most,
+        })
     })
     .await
 }
 
-/// Calls `apply` on every message already received, without waiting for
-/// more and whatever the task's budget.
+/// Calls `apply` on the messages already received, without waiting for
+/// more and whatever the task's budget, until none is left or `apply`
+/// says stop (`false`).
 async fn each_ready(
     messages: &mut PubSubStream,
-    mut apply: impl FnMut(&[u8]) -> redis::RedisResult<()>,
+    mut apply: impl FnMut(&[u8]) -> redis::RedisResult<bool>,
 ) -> redis::RedisResult<()> {
     tokio::task::unconstrained(async {
         while let Some(Some(message)) = messages.next().now_or_never() {
-            apply(message.get_payload_bytes())?;
+            if !apply(message.get_payload_bytes())? {
+                break;
+            }
         }
         Ok(())
     })
@@ -634,7 +681,7 @@ mod tests {
         let mut got = Vec::new();
         each_ready(&mut messages, |payload| {
             got.push(String::from_utf8_lossy(payload).into_owned());
-            Ok(())
+            Ok(true)
         })
         .await
         .expect("drain");
