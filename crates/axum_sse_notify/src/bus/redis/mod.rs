@@ -17,6 +17,7 @@
 
 mod apply;
 mod cluster;
+mod followed;
 mod older;
 mod publish;
 mod read;
@@ -119,7 +120,7 @@ pub(super) struct BusState {
     started: Instant,
     stopping: watch::Sender<bool>,
     /// The users this process follows (own-clients read).
-    followed: Mutex<subscribe::Followed>,
+    followed: Mutex<followed::Followed>,
 }
 
 impl BusState {
@@ -235,7 +236,7 @@ impl RedisBus {
             newest_reads: tokio::sync::Semaphore::new(NEWEST_READS),
             started: Instant::now(),
             stopping: watch::Sender::new(false),
-            followed: Mutex::new(subscribe::Followed::default()),
+            followed: Mutex::new(followed::Followed::default()),
         });
         tracing::info!(instance = %state.instance, prefix = %config.prefix, "bus: Redis; connecting");
         tokio::spawn(publish::run(state.clone(), queued));
@@ -399,7 +400,7 @@ impl RedisBus {
                 .followed
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            let subscribe::Held {
+            let followed::Held {
                 held,
                 known,
                 accepting,
