@@ -5,32 +5,15 @@
 //! process, a resume there from another process and a lost subscription
 //! all get exactly what was sent, once, in order.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use super::{Cluster, Instance, OwnRedis, send};
+use super::{Cluster, Instance, OwnRedis, redis_at, send};
 use crate::support::{SseStream, User, login_on, signup_on};
 
 const TOKEN: &str = "own-read";
 
-/// Every sample of `/metrics` on `base`.
-async fn metrics(base: &str) -> BTreeMap<String, f64> {
-    let text = reqwest::Client::new()
-        .get(format!("{base}/metrics"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("body");
-    text.lines()
-        .filter(|line| !line.starts_with('#'))
-        .filter_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            Some((series.to_string(), value.parse().ok()?))
-        })
-        .collect()
+async fn metrics(base: &str) -> std::collections::BTreeMap<String, f64> {
+    crate::support::metrics(base, TOKEN).await
 }
 
 /// Entries of the stream `instance` has read.
@@ -44,11 +27,7 @@ async fn followed_users(instance: &Instance) -> f64 {
 
 /// The user channels subscribed in Redis under the cluster's prefix.
 async fn subscribed_user_channels(redis_url: &str, prefix: &str) -> usize {
-    let client = redis::Client::open(redis_url).expect("redis url");
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("redis");
+    let mut conn = redis_at(redis_url).await;
     let channels: Vec<String> = redis::cmd("PUBSUB")
         .arg("CHANNELS")
         .arg(format!("{{{prefix}}}:u:*"))
@@ -274,6 +253,16 @@ async fn a_resume_on_a_process_new_to_the_user_misses_nothing_and_repeats_nothin
     // Bob resuming on B from one of ann's ids gets none of her events.
     let (mut bob_again, _) = bob.resume("", &last_id).await;
     no_tick(&mut bob_again).await;
+    // Nor from made-up ids: the stream's epoch with a position nobody
+    // handed out (a barrier, then a reset), or another epoch.
+    let epoch = &last_id[..16];
+    for made_up in [
+        format!("{epoch}-99999999999999-0"),
+        "0123456789abcdef-1-0".to_string(),
+    ] {
+        let (mut made_up_stream, _) = bob.resume("", &made_up).await;
+        no_tick(&mut made_up_stream).await;
+    }
     drop((a, b));
     cluster.finish().await;
 }
@@ -299,11 +288,7 @@ async fn a_lost_subscription_is_repaired_from_the_stream() {
     let mut got = ticks_until(&mut stream, "m-50").await;
     // Every subscription connection is cut (B's among them) while the
     // sends go on; B reads what it missed from the stream.
-    let client = redis::Client::open(redis.url()).expect("redis url");
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("redis");
+    let mut conn = redis_at(&redis.url()).await;
     let killed: i64 = redis::cmd("CLIENT")
         .arg("KILL")
         .arg("TYPE")
@@ -428,18 +413,13 @@ async fn processes_reading_the_whole_stream_and_their_own_share_one_bus() {
     no_tick(&mut bob_on_a).await;
     // A (`all`) wrote its entry field by field, as versions before the
     // own-clients read can read it; B wrote the one body.
-    let client = redis::Client::open(cluster.redis_url.as_str()).expect("redis url");
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("redis");
     let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XREVRANGE")
-        .arg(format!("{{{}}}:stream", cluster.prefix))
+        .arg(cluster.stream_key())
         .arg("+")
         .arg("-")
         .arg("COUNT")
         .arg(2)
-        .query_async(&mut conn)
+        .query_async(&mut cluster.redis().await)
         .await
         .expect("XREVRANGE");
     let names = |fields: &[(String, String)]| -> Vec<String> {
@@ -495,17 +475,7 @@ async fn a_stream_deleted_in_a_quiet_moment_resets_its_clients_once() {
     ticks_until(&mut stream, "before").await;
     // The stream's key goes (its epoch key stays); nothing is sent for a
     // few of the bus's quiet checks.
-    let client = redis::Client::open(cluster.redis_url.as_str()).expect("redis url");
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("redis");
-    let deleted: i64 = redis::cmd("DEL")
-        .arg(format!("{{{}}}:stream", cluster.prefix))
-        .query_async(&mut conn)
-        .await
-        .expect("DEL");
-    assert_eq!(deleted, 1);
+    cluster.delete_stream().await;
     let quiet_until = Instant::now() + Duration::from_secs(3);
     let mut seen = Vec::new();
     while let Some(left) = quiet_until.checked_duration_since(Instant::now()) {
