@@ -3,7 +3,6 @@
 //! database once, and a sign-out, a new sign-in or a made-up cookie still
 //! gets nothing, at once. Across processes: `cluster::sign_out`.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::support::{Backend, TestServer, signup_cookie};
@@ -12,23 +11,8 @@ pub const TOKEN: &str = "stream-sessions";
 
 /// The server's count of session reads from the database.
 pub async fn session_loads(base: &str) -> f64 {
-    let text = reqwest::Client::new()
-        .get(format!("{base}/metrics"))
-        .bearer_auth(TOKEN)
-        .send()
+    crate::support::metrics(base, TOKEN)
         .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("body");
-    let samples: BTreeMap<&str, f64> = text
-        .lines()
-        .filter_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            Some((series, value.parse().ok()?))
-        })
-        .collect();
-    samples
         .get(r#"db_query_seconds_count{op="session_load"}"#)
         .copied()
         .expect("the session_load series")

@@ -140,17 +140,7 @@ async fn a_deleted_stream_is_a_new_history_and_clients_are_told() {
         ["tick:one"]
     );
 
-    let client = redis::Client::open(cluster.redis_url.as_str()).expect("redis url");
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("redis");
-    let deleted: i64 = redis::cmd("DEL")
-        .arg(format!("{{{}}}:stream", cluster.prefix))
-        .query_async(&mut conn)
-        .await
-        .expect("DEL");
-    assert_eq!(deleted, 1);
+    cluster.delete_stream().await;
 
     send(&alice, "bob", "tick", "two").await;
     let seen = read_until(&mut stream, "tick:two", Duration::from_secs(8)).await;

@@ -22,6 +22,15 @@ use std::time::{Duration, Instant};
 
 use crate::support::{User, create_postgres_db, drop_postgres_db};
 
+/// A connection to the Redis at `url`.
+pub async fn redis_at(url: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url)
+        .expect("redis url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis")
+}
+
 pub fn redis_url() -> String {
     std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
@@ -145,6 +154,26 @@ impl Cluster {
             .expect("utf-8")
             .trim()
             .to_string()
+    }
+
+    /// A connection to the cluster's Redis (for what the tests do there).
+    pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
+        redis_at(&self.redis_url).await
+    }
+
+    /// Deletes the bus's stream key (its epoch key stays).
+    pub async fn delete_stream(&self) {
+        let deleted: i64 = redis::cmd("DEL")
+            .arg(self.stream_key())
+            .query_async(&mut self.redis().await)
+            .await
+            .expect("DEL");
+        assert_eq!(deleted, 1);
+    }
+
+    /// The bus's stream key.
+    pub fn stream_key(&self) -> String {
+        format!("{{{}}}:stream", self.prefix)
     }
 
     pub async fn finish(self) {

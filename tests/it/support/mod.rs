@@ -4,12 +4,14 @@
 //! client ([`stream`]).
 
 mod accounts;
+mod metrics;
 mod postgres;
 mod server;
 mod service;
 mod stream;
 
 pub use accounts::*;
+pub use metrics::*;
 pub use postgres::*;
 pub use server::*;
 pub use service::*;

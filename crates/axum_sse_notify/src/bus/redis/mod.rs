@@ -73,11 +73,11 @@ impl Keys {
         }
     }
 
-    /// The channel an item is published on.
-    fn channel(&self, route: super::wire::Route<'_>) -> String {
+    /// The channel an item is published on (the wide one not copied).
+    fn channel(&self, route: super::wire::Route<'_>) -> std::borrow::Cow<'_, str> {
         match route {
-            super::wire::Route::Wide => self.wide.clone(),
-            super::wire::Route::User(user) => self.user_channel(user),
+            super::wire::Route::Wide => std::borrow::Cow::Borrowed(&self.wide),
+            super::wire::Route::User(user) => std::borrow::Cow::Owned(self.user_channel(user)),
         }
     }
 

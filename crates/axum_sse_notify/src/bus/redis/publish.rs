@@ -24,20 +24,31 @@ use crate::metrics::BusLink;
 use crate::registry::DisconnectReason;
 use crate::target::Target;
 
-/// KEYS[1] the stream, KEYS[2] its epoch; ARGV[1] the epoch to use if a
-/// new history starts, ARGV[2] the stream's length (`MAXLEN ~`),
-/// ARGV[3..] the entry's fields and values. Returns the entry's id.
-const APPEND: &str = r"
+/// The start of both scripts: the stream's epoch, a new one (and the
+/// stream started afresh) if the stream or its epoch is gone.
+macro_rules! epoch_or_new {
+    () => {
+        r"
 local epoch = redis.call('GET', KEYS[2])
 if (not epoch) or redis.call('EXISTS', KEYS[1]) == 0 then
   epoch = ARGV[1]
   redis.call('DEL', KEYS[1])
   redis.call('SET', KEYS[2], epoch)
 end
-local entry = {'XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'h', epoch}
+"
+    };
+}
+
+/// KEYS[1] the stream, KEYS[2] its epoch; ARGV[1] the epoch to use if a
+/// new history starts, ARGV[2] the stream's length (`MAXLEN ~`),
+/// ARGV[3..] the entry's fields and values. Returns the entry's id.
+const APPEND: &str = concat!(
+    epoch_or_new!(),
+    r"local entry = {'XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'h', epoch}
 for i = 3, #ARGV do entry[#entry + 1] = ARGV[i] end
 return redis.call(unpack(entry))
-";
+"
+);
 
 /// [`APPEND`], then the entry published for live delivery (the
 /// own-clients read): KEYS[3] the channel, KEYS[4] the highest inbox
@@ -53,14 +64,9 @@ return redis.call(unpack(entry))
 /// in the stream and in every subscriber's messages are the same order.
 /// Every process runs it, whatever it reads itself: a process that reads
 /// only its own clients' channels must receive what the others append.
-const APPEND_PUBLISH: &str = r"
-local epoch = redis.call('GET', KEYS[2])
-if (not epoch) or redis.call('EXISTS', KEYS[1]) == 0 then
-  epoch = ARGV[1]
-  redis.call('DEL', KEYS[1])
-  redis.call('SET', KEYS[2], epoch)
-end
-if ARGV[4] ~= '' then
+const APPEND_PUBLISH: &str = concat!(
+    epoch_or_new!(),
+    r"if ARGV[4] ~= '' then
   local seq = tonumber(ARGV[4]) or 0
   if seq > (tonumber(redis.call('GET', KEYS[4]) or '0') or 0) then
     redis.call('SET', KEYS[4], ARGV[4])
@@ -76,7 +82,8 @@ end
 local id = redis.call(unpack(entry))
 redis.call('PUBLISH', KEYS[3], id .. '\n' .. epoch .. '\n' .. ARGV[3])
 return id
-";
+"
+);
 
 /// Sends written per round trip, at most.
 const BATCH: usize = 256;
