@@ -273,7 +273,13 @@ pub const KEYS: &[KeySpec] = &[
         Some("bus"),
         "url",
         "",
-        "Redis to share events between server processes (`redis://host:6379`); empty: this process only, nothing to start.",
+        "Redis to share events between server processes (`redis://host:6379`); empty: this process only, nothing to start. Several, comma-separated: shards the partitions are spread over (the first also keeps figures, presence and limits).",
+    ),
+    key(
+        Some("bus"),
+        "partitions",
+        "1",
+        "Streams the bus spreads events over (1 to 256, the same on every process): a user's events live in one, wide events in each. Above 1 needs `follow = own`; changing it resets every stream once (docs/scaling.md).",
     ),
     key(
         Some("bus"),

@@ -25,6 +25,7 @@ use std::time::Duration;
 use leptos::config::LeptosOptions;
 
 use crate::auth::AuthConfig;
+use crate::sse::partition::Partitions;
 use crate::sse::{BusConfig, InboxConfig, ServiceConfig, SseConfig};
 
 pub use error::{ConfigError, Origin};
@@ -198,6 +199,13 @@ impl Config {
         };
         let bus = BusConfig {
             url: layers.get::<String>("bus", "url")?,
+            partitions: layers
+                .get_checked::<u16>("bus", "partitions", |n| {
+                    Partitions::new(*n)
+                        .map(|_| ())
+                        .ok_or("a number from 1 to 256")
+                })
+                .map(|n| Partitions::new(n).unwrap_or_default())?,
             prefix: layers.get_checked::<String>("bus", "prefix", |p| {
                 (!p.is_empty() && !p.contains(['{', '}']))
                     .then_some(())

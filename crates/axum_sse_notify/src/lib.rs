@@ -65,6 +65,8 @@ pub mod metrics;
 #[cfg(feature = "server")]
 pub mod notifier;
 #[cfg(feature = "server")]
+pub mod partition;
+#[cfg(feature = "server")]
 pub mod presence;
 #[cfg(feature = "redis")]
 mod redis_link;

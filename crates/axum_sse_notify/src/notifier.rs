@@ -80,7 +80,7 @@ impl Notifier {
     /// on a bus URL it cannot use.
     pub fn start(config: SseConfig, bus: &BusConfig) -> Result<Self, BusError> {
         Ok(Notifier::assemble(Bus::start(
-            Arc::new(Registry::new(config)),
+            Arc::new(Bus::registry_for(config, bus)),
             bus,
         )?))
     }
@@ -94,7 +94,7 @@ impl Notifier {
         pool: impl Into<InboxPool>,
         inbox: InboxConfig,
     ) -> Result<Self, BusError> {
-        let bus = Bus::start(Arc::new(Registry::new(config)), bus)?;
+        let bus = Bus::start(Arc::new(Bus::registry_for(config, bus)), bus)?;
         let inbox = Inbox::start(pool, bus.clone(), inbox);
         Ok(Notifier {
             inbox: Some(inbox),

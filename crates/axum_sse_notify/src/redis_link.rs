@@ -22,7 +22,7 @@ pub(crate) struct RedisLink {
 impl RedisLink {
     pub(crate) fn new(bus: &BusConfig) -> Result<Self, String> {
         Ok(RedisLink {
-            client: redis::Client::open(bus.url.as_str()).map_err(|e| e.to_string())?,
+            client: redis::Client::open(bus.primary_url()).map_err(|e| e.to_string())?,
             prefix: format!("{{{}}}:", bus.prefix),
             timeout: bus.timeout,
             conn: Mutex::new(None),

@@ -14,6 +14,7 @@ mod relay;
 mod roles;
 mod send_rate;
 mod service;
+mod shards;
 mod sign_out;
 mod stats;
 
@@ -29,6 +30,18 @@ pub async fn redis_at(url: &str) -> redis::aio::MultiplexedConnection {
         .get_multiplexed_async_connection()
         .await
         .expect("redis")
+}
+
+/// The id of the account named `name` in the database at `db_url`.
+pub async fn user_id(db_url: &str, name: &str) -> String {
+    let db = sse_notify::store::Db::connect(Some(db_url), &std::env::temp_dir())
+        .await
+        .expect("db");
+    db.user_by_username(name)
+        .await
+        .expect("query")
+        .expect("user")
+        .id
 }
 
 pub fn redis_url() -> String {

@@ -8,21 +8,10 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::Cluster;
+use super::{Cluster, user_id};
 use crate::support::*;
 
 const WAIT: Duration = Duration::from_secs(5);
-
-async fn user_id(db_url: &str, name: &str) -> String {
-    let db = sse_notify::store::Db::connect(Some(db_url), &std::env::temp_dir())
-        .await
-        .expect("db");
-    db.user_by_username(name)
-        .await
-        .expect("query")
-        .expect("user")
-        .id
-}
 
 #[tokio::test]
 async fn an_idempotent_retry_on_the_other_process_delivers_nothing_again() {

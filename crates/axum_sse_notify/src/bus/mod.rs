@@ -36,6 +36,7 @@ use super::event::{Event, EventError};
 use super::event_id::EventId;
 use super::event_id::InboxStamp;
 use super::metrics::Refusal;
+use super::partition::Partitions;
 use super::registry::{DisconnectReason, Registry, Stats};
 use super::target::{Recipient, Target, UserId};
 
@@ -46,8 +47,16 @@ pub use redis::NodeReport;
 /// Where the bus is and how it behaves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BusConfig {
-    /// `redis://host:port[/db]`; empty: in-process.
+    /// `redis://host:port[/db]`; empty: in-process. Several, separated by
+    /// commas: the shards the partitions are spread over (each partition
+    /// on one, by rendezvous hashing, so adding a shard moves only the
+    /// partitions it takes). The first also holds what the cluster shares
+    /// beside the streams (figures, presence, idempotency keys, limits).
     pub url: String,
+    /// Streams the bus's events are spread over (`bus.partitions`): a
+    /// user's events live in one, wide events in every one. The same on
+    /// every process. See [`crate::partition`].
+    pub partitions: Partitions,
     /// Prefix of every key the bus writes (`{prefix}:stream`, …), so that
     /// several apps (or tests) can share one Redis.
     pub prefix: String,
@@ -104,10 +113,27 @@ impl Follow {
     }
 }
 
+impl BusConfig {
+    /// The Redis URLs `url` lists (none: in-process).
+    pub fn urls(&self) -> Vec<&str> {
+        self.url
+            .split(',')
+            .map(str::trim)
+            .filter(|url| !url.is_empty())
+            .collect()
+    }
+
+    /// The first URL: where the cluster's shared state lives.
+    pub fn primary_url(&self) -> &str {
+        self.urls().first().copied().unwrap_or("")
+    }
+}
+
 impl Default for BusConfig {
     fn default() -> Self {
         BusConfig {
             url: String::new(),
+            partitions: Partitions::ONE,
             prefix: "sse".into(),
             timeout: Duration::from_secs(2),
             queue_max: 10_000,
@@ -158,14 +184,32 @@ impl Bus {
     /// publisher, the reader and the reports on the current runtime and
     /// returns at once (they connect, and reconnect, by themselves).
     pub fn start(registry: Arc<Registry>, config: &BusConfig) -> Result<Self, BusError> {
-        if config.url.is_empty() {
+        if config.urls().is_empty() {
             return Ok(Bus::local(registry));
+        }
+        if registry.partitions() != config.partitions {
+            return Err(BusError(format!(
+                "the registry has {} partitions and bus.partitions is {}: build it with Registry::with_partitions",
+                registry.partitions().count(),
+                config.partitions.count()
+            )));
         }
         let redis = redis::RedisBus::start(registry.clone(), config)?;
         Ok(Bus {
             registry,
             redis: Some(redis),
         })
+    }
+
+    /// A registry for this bus: one history per partition with a
+    /// partitioned Redis bus, one otherwise.
+    pub fn registry_for(config: crate::SseConfig, bus: &BusConfig) -> Registry {
+        let partitions = if bus.urls().is_empty() {
+            Partitions::ONE
+        } else {
+            bus.partitions
+        };
+        Registry::with_partitions(config, partitions)
     }
 
     /// Whether sends go through Redis (shared with other processes).
@@ -352,7 +396,8 @@ impl Bus {
     pub fn resume_floor(&self, last_event_id: &str, user: &UserId) -> Option<(EventId, EventId)> {
         let redis = self.redis.as_ref()?;
         let id = EventId::parse(last_event_id)?;
-        let (floor, shared) = self.registry.history_floor();
+        let partition = self.registry.partitions().of(user);
+        let (floor, shared) = self.registry.history_floor(partition);
         let floor = redis.floor_for(user, floor);
         (shared && floor.epoch == id.epoch && id.position < floor.position).then_some((id, floor))
     }

@@ -34,16 +34,22 @@ impl Registry {
     #[cfg_attr(not(feature = "redis"), allow(dead_code))] // used by the Redis bus
     pub(crate) fn deliver(
         &self,
+        partition: usize,
         id: EventId,
         target: &Target,
         event: &Event,
         inbox: Option<InboxStamp>,
     ) -> usize {
         let started = self.metrics.is_some().then(Instant::now);
-        let mut history = self.lock_history();
+        let mut history = self.lock_history(partition);
         if history.epoch() != id.epoch || !history.is_following() {
             let before = id.position.before();
-            self.restart_locked(&mut history, (id.epoch, before, true), Vec::new(), true);
+            self.restart_locked(
+                (partition, &mut history),
+                (id.epoch, before, true),
+                Vec::new(),
+                true,
+            );
         }
         if id.position <= history.last() {
             // Already delivered (a catch-up overlapping the live read).
@@ -53,26 +59,33 @@ impl Registry {
             // A stream entry's position is its id: append time (ms), seq.
             metrics.bus_lag(id.position.major);
         }
-        self.publish_locked(history, id.position, target, event, inbox, started)
+        self.publish_locked(
+            (partition, history),
+            id.position,
+            target,
+            event,
+            inbox,
+            started,
+        )
     }
 
     /// Follows another history from now on: `epoch`, complete after
     /// `last`, holding `recent` (already framed, in order, not delivered
     /// again). Every connected client is sent an `sse-reset`: what it
     /// missed cannot be told apart from what it saw.
-    pub(crate) fn restart_history(&self, from: EventId, recent: Vec<Recent>) {
-        self.restart_following(from, recent, true);
+    pub(crate) fn restart_history(&self, partition: usize, from: EventId, recent: Vec<Recent>) {
+        self.restart_following(partition, from, recent, true);
     }
 
     /// Forgets what the history holds up to `from` (a later resume from
     /// before it gets `sse-reset`), without telling connected clients:
     /// for a gap they were already told about.
-    pub(crate) fn forget_before(&self, from: EventId) {
-        self.restart_following(from, Vec::new(), false);
+    pub(crate) fn forget_before(&self, partition: usize, from: EventId) {
+        self.restart_following(partition, from, Vec::new(), false);
     }
 
-    fn restart_following(&self, from: EventId, recent: Vec<Recent>, tell: bool) {
-        let mut history = self.lock_history();
+    fn restart_following(&self, partition: usize, from: EventId, recent: Vec<Recent>, tell: bool) {
+        let mut history = self.lock_history(partition);
         // Each entry at the inbox position after it (never back).
         let mut seq = history.seq();
         let framed = recent
@@ -97,7 +110,7 @@ impl Registry {
             })
             .collect();
         self.restart_locked(
-            &mut history,
+            (partition, &mut history),
             (from.epoch, from.position, true),
             framed,
             tell,
@@ -107,8 +120,8 @@ impl Registry {
     /// The history followed now, the position up to which it holds
     /// nothing any more (a resume from before it needs the bus's older
     /// entries, or an `sse-reset`), and whether it is the bus's.
-    pub fn history_floor(&self) -> (EventId, bool) {
-        let mut history = self.lock_history();
+    pub fn history_floor(&self, partition: usize) -> (EventId, bool) {
+        let mut history = self.lock_history(partition);
         let floor = history.floor(Instant::now());
         (history.id(floor), history.is_following())
     }
@@ -118,8 +131,8 @@ impl Registry {
     /// own-clients read, after a barrier), so a client registered now
     /// receives every event after it, and an id up to it is one to
     /// resume from.
-    pub(crate) fn read_up_to(&self, id: EventId) {
-        let mut history = self.lock_history();
+    pub(crate) fn read_up_to(&self, partition: usize, id: EventId) {
+        let mut history = self.lock_history(partition);
         if history.epoch() == id.epoch && history.is_following() {
             history.skip_to(id.position);
         }
@@ -130,25 +143,26 @@ impl Registry {
     /// its streams need up to the stream's newest entry, and `seq` is the
     /// highest published by then (what a process reading the whole stream
     /// would have seen).
-    pub(crate) fn advance_inbox_seq(&self, seq: InboxSeq) {
-        let mut history = self.lock_history();
+    pub(crate) fn advance_inbox_seq(&self, partition: usize, seq: InboxSeq) {
+        let mut history = self.lock_history(partition);
         if history.seq().is_some() {
             history.advance_seq(seq);
         }
     }
 
     /// The history followed now and its newest position.
-    pub fn history_head(&self) -> (EventId, bool) {
-        let history = self.lock_history();
+    pub fn history_head(&self, partition: usize) -> (EventId, bool) {
+        let history = self.lock_history(partition);
         (history.id(history.last()), history.is_following())
     }
 
     /// Restarts the history as `(epoch, last, shared)` holding `recent`
     /// (framed, not delivered again); with `tell`, every connected client
-    /// is sent an `sse-reset` from the new history's newest position.
+    /// of the history's partition is sent an `sse-reset` from the new
+    /// history's newest position (the other partitions' lost nothing).
     pub(super) fn restart_locked(
         &self,
-        history: &mut History,
+        (partition, history): (usize, &mut History),
         (epoch, last, following): (Epoch, Position, bool),
         recent: Vec<Framed>,
         tell: bool,
@@ -171,7 +185,11 @@ impl Registry {
         );
         let mut overflowed = Vec::new();
         let mut told = 0;
+        let partitioned = self.partitions.count() > 1;
         for (client, entry) in &self.read().clients {
+            if partitioned && usize::from(entry.partition) != partition {
+                continue;
+            }
             match entry.link.queue.push(reset.clone()) {
                 Ok(()) => told += 1,
                 Err(_) => overflowed.push(*client),

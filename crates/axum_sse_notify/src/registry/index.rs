@@ -12,6 +12,8 @@ use crate::target::{ClientId, Scope, SessionId, Tag, Target, UserId};
 
 /// One connection as the registry sees it.
 pub(super) struct Entry {
+    /// The partition of `user` (see [`crate::partition`]).
+    pub(super) partition: u16,
     pub(super) user: UserId,
     pub(super) username: Arc<str>,
     pub(super) session: SessionId,

@@ -15,6 +15,10 @@
 //! the event is queued for its receivers, so every client sees events in
 //! id order; a client that resumes registers under the same lock, so each
 //! event either reaches it live or is in what it replays, never both.
+//! With a partitioned bus ([`crate::partition`]) there is one history per
+//! partition, each with its own epoch and lock, and a connection belongs
+//! to its user's: a send in one partition reaches only that partition's
+//! connections.
 
 mod admission;
 mod claimed;
@@ -42,6 +46,7 @@ use super::config::SseConfig;
 use super::event::{Event, EventError, write_frame};
 use super::event_id::{Epoch, InboxSeq, InboxStamp, Position, StreamId};
 use super::metrics::SseMetrics;
+use super::partition::{Partitions, Route};
 use super::target::{ClientId, SessionId, Target, UserId};
 
 use crate::clock::unix_millis;
@@ -70,8 +75,11 @@ pub struct Registry {
     indexes: RwLock<Indexes>,
     /// Shared with the tasks that write a broadcast (they count it).
     counters: Arc<Counters>,
-    /// Taken before `indexes` when both are needed, never after.
-    history: Mutex<History>,
+    /// One per partition (one without a partitioned bus). Each is taken
+    /// before `indexes` when both are needed, never after; never two at
+    /// once.
+    histories: Box<[Mutex<History>]>,
+    partitions: Partitions,
     shutting_down: AtomicBool,
     /// Other processes' connections per user (with the Redis bus), so
     /// that `per_user_max` holds across the cluster, approximately: see
@@ -92,19 +100,30 @@ impl Registry {
     /// an earlier registry, e.g. before a restart, are answered with
     /// `sse-reset`.
     pub fn new(config: SseConfig) -> Self {
-        let history = History::new(
-            Epoch::random(),
-            config.history_len,
-            config.history_age,
-            config.history_max_bytes,
-        );
+        Self::with_partitions(config, Partitions::ONE)
+    }
+
+    /// A registry for a partitioned bus: one history per partition, each
+    /// bounded by the `sse.history_*` limits.
+    pub fn with_partitions(config: SseConfig, partitions: Partitions) -> Self {
+        let histories = (0..partitions.count())
+            .map(|_| {
+                Mutex::new(History::new(
+                    Epoch::random(),
+                    config.history_len,
+                    config.history_age,
+                    config.history_max_bytes,
+                ))
+            })
+            .collect();
         let indexes = Indexes::new(config.max_clients, config.history_age);
         Registry {
             metrics: config.metrics.then(Box::default),
             config,
             indexes: RwLock::new(indexes),
             counters: Arc::default(),
-            history: Mutex::new(history),
+            histories,
+            partitions,
             shutting_down: AtomicBool::new(false),
             remote_users: RwLock::new(HashMap::new()),
             session_end: RwLock::new(Vec::new()),
@@ -149,19 +168,48 @@ impl Registry {
         inbox: Option<InboxStamp>,
     ) -> Result<usize, EventError> {
         self.check_size(event)?;
+        match self.partitions.route(target) {
+            Route::One(partition) => Ok(self.send_in(partition, target, event, inbox)),
+            Route::Every => Ok((0..self.partitions.count())
+                .map(|partition| self.send_in(partition, target, event, inbox))
+                .sum()),
+        }
+    }
+
+    /// The partitions of this registry (one without a partitioned bus).
+    pub fn partitions(&self) -> Partitions {
+        self.partitions
+    }
+
+    /// [`Registry::send_stored`] in one partition's history (checked
+    /// for size by the caller).
+    pub(crate) fn send_in(
+        &self,
+        partition: usize,
+        target: &Target,
+        event: &Event,
+        inbox: Option<InboxStamp>,
+    ) -> usize {
         let started = self.metrics.is_some().then(Instant::now);
-        let mut history = self.lock_history();
+        let mut history = self.lock_history(partition);
         if history.is_following() {
             tracing::warn!("bus unreachable: sending on this process's own history");
             self.restart_locked(
-                &mut history,
+                (partition, &mut history),
                 (Epoch::random(), Position::START, false),
                 Vec::new(),
                 true,
             );
         }
         let position = history.next_position();
-        Ok(self.publish_locked(history, position, target, event, inbox, started))
+        self.publish_locked(
+            (partition, history),
+            position,
+            target,
+            event,
+            inbox,
+            started,
+        )
     }
 
     /// How many of this process's connections `target` selects now.
@@ -188,11 +236,12 @@ impl Registry {
 
     /// Frames the event at `position`, queues it for its receivers and
     /// keeps it in the history, all under the history's lock (so every
-    /// client sees events in id order); returns the receivers. `started`:
-    /// when the send began, for the latency metric.
+    /// client sees events in id order); returns the receivers, those of
+    /// the history's partition only. `started`: when the send began, for
+    /// the latency metric.
     fn publish_locked(
         &self,
-        mut history: MutexGuard<'_, History>,
+        (partition, mut history): (usize, MutexGuard<'_, History>),
         position: Position,
         target: &Target,
         event: &Event,
@@ -211,7 +260,11 @@ impl Registry {
         let mut overflowed = Vec::new();
         let mut claimed = Claimed::new(self.counters.clone());
         let now_ms = unix_millis_now();
+        let partitioned = self.partitions.count() > 1;
         self.read().for_each_match(target, |client, entry| {
+            if partitioned && usize::from(entry.partition) != partition {
+                return;
+            }
             match entry.link.offer(frame.clone(), now_ms) {
                 Ok(Offer::Queued) => delivered += 1,
                 Ok(Offer::Claimed) => {
@@ -377,9 +430,15 @@ impl Registry {
         }
     }
 
-    fn lock_history(&self) -> MutexGuard<'_, History> {
+    /// One partition's history; `partition` is below the count (a
+    /// larger one is taken as the last: every caller derives it from
+    /// [`Partitions`], so this never happens).
+    fn lock_history(&self, partition: usize) -> MutexGuard<'_, History> {
+        let index = partition.min(self.histories.len() - 1);
         // Like the indexes: updated in single, non-panicking steps.
-        self.history.lock().unwrap_or_else(PoisonError::into_inner)
+        self.histories[index]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Counts one event written to a client's socket.
@@ -413,12 +472,14 @@ impl Registry {
     /// from the database): ids carry it from then on. Only the first call
     /// counts (see `History::start_seq`).
     pub fn start_inbox_seq(&self, seq: InboxSeq) {
-        self.lock_history().start_seq(seq);
+        for partition in 0..self.histories.len() {
+            self.lock_history(partition).start_seq(seq);
+        }
     }
 
     /// Whether the inbox position is known (the inbox started).
     pub fn knows_inbox_seq(&self) -> bool {
-        self.lock_history().seq().is_some()
+        self.lock_history(0).seq().is_some()
     }
 }
 

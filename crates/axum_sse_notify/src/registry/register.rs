@@ -184,7 +184,10 @@ impl Registry {
         }
         let tags = tags.into_boxed_slice();
         let replay_tags = matches!(resume, Resume::After { .. }).then(|| tags.clone());
+        let partition = self.partitions.of(&identity.user);
         let entry = Entry {
+            // Below `MAX_PARTITIONS` (256).
+            partition: partition as u16,
             user: identity.user.clone(),
             username: identity.username.as_str().into(),
             session: identity.session.clone(),
@@ -194,7 +197,7 @@ impl Registry {
             addr: peer.addr,
             link: link.clone(),
         };
-        let mut history = self.lock_history();
+        let mut history = self.lock_history(partition);
         let now = Instant::now();
         let until = history.last();
         let mut reset = None;

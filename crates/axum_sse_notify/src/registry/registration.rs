@@ -353,7 +353,8 @@ impl Registration {
         loop {
             // The lock is taken per step, so sends are not held up by a
             // long replay.
-            let step = registry.lock_history().replay(
+            let partition = registry.partitions.of(&replay.user);
+            let step = registry.lock_history(partition).replay(
                 &mut replay.cursor,
                 replay.until,
                 &recipient,
@@ -365,7 +366,7 @@ impl Registration {
                 Step::Done { frames, count } => (frames, count, true),
                 Step::Lost => {
                     let since = {
-                        let history = registry.lock_history();
+                        let history = registry.lock_history(partition);
                         StreamId::new(history.id(replay.until), history.seq_at(replay.until))
                     };
                     tracing::warn!(client = %self.id, "replay overtaken by the history's trimming");

@@ -42,6 +42,7 @@ pub(super) fn apply(
         // Deleted and started again under us.
         tracing::warn!("bus: the stream was replaced");
         registry.restart_history(
+            state.partition,
             EventId {
                 epoch,
                 position: entry.position.before(),
@@ -62,7 +63,7 @@ pub(super) fn apply(
             inbox,
         }) => {
             if wanted(&target) {
-                registry.deliver(id, &target, &event, inbox);
+                registry.deliver(state.partition, id, &target, &event, inbox);
             }
         }
         Some(Incoming::Kick { target }) => {
@@ -71,13 +72,13 @@ pub(super) fn apply(
         Some(Incoming::Gap) if origin.is_some_and(|o| o.publisher == state.publisher) => {
             // Our own: our clients were told when we left the stream and
             // when we came back; resumes from before it must be told too.
-            registry.forget_before(id);
+            registry.forget_before(state.partition, id);
         }
         Some(Incoming::Gap) => {
             // Another process sent to its own clients only while Redis was
             // out of its reach: ours may have missed some.
             tracing::warn!(%id, "bus: another process could not publish for a while; clients are told");
-            registry.restart_history(id, Vec::new());
+            registry.restart_history(state.partition, id, Vec::new());
         }
         Some(Incoming::Marker) => {}
         None => skipped(state, entry.position),

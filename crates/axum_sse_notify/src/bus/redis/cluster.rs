@@ -99,6 +99,12 @@ pub(super) async fn run(state: Arc<BusState>) {
                 }
                 state.registry.set_remote_users(remote);
                 *state.others.lock().unwrap_or_else(PoisonError::into_inner) = others;
+                if state.registry.partitions().count() > 1
+                    && let Err(e) = super::ended::exchange(&state, c).await
+                {
+                    tracing::debug!(error = %e, "bus: ended sessions not exchanged");
+                    conn = None;
+                }
             }
             Err(e) => {
                 tracing::debug!(error = %e, "bus: cluster report failed");

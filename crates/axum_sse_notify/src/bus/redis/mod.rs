@@ -17,6 +17,7 @@
 
 mod apply;
 mod cluster;
+mod ended;
 mod followed;
 mod older;
 mod publish;
@@ -38,6 +39,7 @@ use super::{BusConfig, BusError, BusStatus, Follow};
 use crate::event::{Event, EventError};
 use crate::event_id::EventId;
 use crate::event_id::InboxStamp;
+use crate::partition::{Partitions, Route};
 use crate::registry::{Registry, Stats};
 use crate::target::{Target, UserId};
 
@@ -57,11 +59,20 @@ pub(super) struct Keys {
     user_prefix: String,
     /// The highest inbox position published so far.
     inbox_seq: String,
+    /// Sessions ended (partitioned bus; see [`ended`]).
+    ended: String,
 }
 
 impl Keys {
-    fn new(prefix: &str) -> Self {
-        let tag = format!("{{{prefix}}}");
+    /// One partition's keys: under `{prefix}` with one partition (the keys
+    /// of a bus before partitions), else under `{prefix:N}`, so that each
+    /// partition is one hash tag (one node of a Redis Cluster).
+    fn new(prefix: &str, partition: usize, partitions: Partitions) -> Self {
+        let tag = if partitions.count() == 1 {
+            format!("{{{prefix}}}")
+        } else {
+            format!("{{{prefix}:{partition}}}")
+        };
         Keys {
             stream: format!("{tag}:stream"),
             epoch: format!("{tag}:epoch"),
@@ -70,6 +81,7 @@ impl Keys {
             wide: format!("{tag}:w"),
             user_prefix: format!("{tag}:u:"),
             inbox_seq: format!("{tag}:inbox_seq"),
+            ended: format!("{tag}:ended"),
         }
     }
 
@@ -89,6 +101,10 @@ impl Keys {
 /// What the tasks share with the handle.
 pub(super) struct BusState {
     registry: Arc<Registry>,
+    /// The partition this state's tasks carry (see [`crate::partition`]).
+    partition: usize,
+    /// Its shard's URL.
+    url: String,
     client: redis::Client,
     keys: Keys,
     config: BusConfig,
@@ -121,6 +137,9 @@ pub(super) struct BusState {
     stopping: watch::Sender<bool>,
     /// The users this process follows (own-clients read).
     followed: Mutex<followed::Followed>,
+    /// Sessions ended, to tell every process (the first partition's, with
+    /// several).
+    ended: Mutex<ended::Ended>,
 }
 
 impl BusState {
@@ -183,8 +202,14 @@ const OLDER_READS: usize = 4;
 /// Concurrent look-ups of the stream's newest id, at most.
 const NEWEST_READS: usize = 16;
 
-/// The Redis bus's handle.
+/// The Redis bus's handle: one [`Part`] per partition.
 pub(super) struct RedisBus {
+    parts: Box<[Part]>,
+    partitions: Partitions,
+}
+
+/// One partition's tasks, as the handle reaches them.
+struct Part {
     state: Arc<BusState>,
     outgoing: mpsc::Sender<Outgoing>,
     /// To the own-clients read's task (unused with the whole-stream read).
@@ -203,53 +228,108 @@ impl Following {
 
 impl RedisBus {
     pub(super) fn config(&self) -> &BusConfig {
-        &self.state.config
+        &self.parts[0].state.config
+    }
+
+    /// The part of a partition (the last for a larger index: every caller
+    /// takes it from `Partitions`, so that never happens).
+    fn part(&self, partition: usize) -> &Part {
+        &self.parts[partition.min(self.parts.len() - 1)]
+    }
+
+    fn part_of(&self, user: &UserId) -> &Part {
+        self.part(self.partitions.of(user))
+    }
+
+    /// The parts an item for `target` goes to.
+    fn parts_for(&self, target: &Target) -> &[Part] {
+        match self.partitions.route(target) {
+            Route::One(partition) => std::slice::from_ref(self.part(partition)),
+            Route::Every => &self.parts,
+        }
     }
 
     pub(super) fn start(
         registry: Arc<Registry>,
         config: &BusConfig,
     ) -> Result<Arc<Self>, BusError> {
-        let client = redis::Client::open(config.url.as_str())
-            .map_err(|e| BusError(format!("{:?} is not a Redis URL: {e}", config.url)))?;
+        let urls = config.urls();
+        let partitions = config.partitions;
+        if urls.len() > partitions.count() {
+            return Err(BusError(format!(
+                "{} shards but bus.partitions is {}: each shard needs a partition at least",
+                urls.len(),
+                partitions.count()
+            )));
+        }
+        if partitions.count() > 1 && config.follow == Follow::All {
+            return Err(BusError(
+                "bus.follow = all reads one stream; with bus.partitions above 1 use own".into(),
+            ));
+        }
+        let mut clients = Vec::with_capacity(urls.len());
+        for url in &urls {
+            let client = redis::Client::open(*url)
+                .map_err(|e| BusError(format!("{url:?} is not a Redis URL: {e}")))?;
+            clients.push((*url, client));
+        }
         let instance = if config.instance.is_empty() {
             format!("{:08x}", rand::random::<u32>())
         } else {
             config.instance.clone()
         };
-        let (outgoing, queued) = mpsc::channel(config.queue_max.max(1));
-        let state = Arc::new(BusState {
-            registry,
-            client,
-            keys: Keys::new(&config.prefix),
-            config: config.clone(),
-            instance,
-            publisher_up: AtomicBool::new(false),
-            reader_up: AtomicBool::new(false),
-            others: Mutex::new(Vec::new()),
-            reader_read: watch::Sender::new(false),
-            read_head: watch::Sender::new(None),
-            skip_log: Mutex::new((None, 0)),
-            publisher: rand::random(),
-            read: Mutex::new(seen::Seen::default()),
-            older_reads: tokio::sync::Semaphore::new(OLDER_READS),
-            newest_reads: tokio::sync::Semaphore::new(NEWEST_READS),
-            started: Instant::now(),
-            stopping: watch::Sender::new(false),
-            followed: Mutex::new(followed::Followed::default()),
-        });
-        tracing::info!(instance = %state.instance, prefix = %config.prefix, "bus: Redis; connecting");
-        tokio::spawn(publish::run(state.clone(), queued));
-        let (follow_requests, requests) = mpsc::unbounded_channel();
-        match config.follow {
-            Follow::Own => drop(tokio::spawn(subscribe::run(state.clone(), requests))),
-            Follow::All => drop(tokio::spawn(read::run(state.clone()))),
+        let mut parts = Vec::with_capacity(partitions.count());
+        for partition in 0..partitions.count() {
+            let url = crate::partition::shard_of(&urls, partition);
+            let client = clients
+                .iter()
+                .find(|(candidate, _)| *candidate == url)
+                .map(|(_, client)| client.clone())
+                .ok_or_else(|| BusError("no Redis URL".into()))?;
+            let (outgoing, queued) = mpsc::channel(config.queue_max.max(1));
+            let state = Arc::new(BusState {
+                registry: registry.clone(),
+                partition,
+                url: url.to_owned(),
+                client,
+                keys: Keys::new(&config.prefix, partition, partitions),
+                config: config.clone(),
+                instance: instance.clone(),
+                publisher_up: AtomicBool::new(false),
+                reader_up: AtomicBool::new(false),
+                others: Mutex::new(Vec::new()),
+                reader_read: watch::Sender::new(false),
+                read_head: watch::Sender::new(None),
+                skip_log: Mutex::new((None, 0)),
+                publisher: rand::random(),
+                read: Mutex::new(seen::Seen::default()),
+                older_reads: tokio::sync::Semaphore::new(OLDER_READS),
+                newest_reads: tokio::sync::Semaphore::new(NEWEST_READS),
+                started: Instant::now(),
+                stopping: watch::Sender::new(false),
+                followed: Mutex::new(followed::Followed::default()),
+                ended: Mutex::new(ended::Ended::default()),
+            });
+            tokio::spawn(publish::run(state.clone(), queued));
+            let (follow_requests, requests) = mpsc::unbounded_channel();
+            match config.follow {
+                Follow::Own => drop(tokio::spawn(subscribe::run(state.clone(), requests))),
+                Follow::All => drop(tokio::spawn(read::run(state.clone()))),
+            }
+            if partition == 0 {
+                // The figures travel through the first partition's shard.
+                tokio::spawn(cluster::run(state.clone()));
+            }
+            parts.push(Part {
+                state,
+                outgoing,
+                follow_requests,
+            });
         }
-        tokio::spawn(cluster::run(state.clone()));
+        tracing::info!(%instance, prefix = %config.prefix, partitions = partitions.count(), shards = urls.len(), "bus: Redis; connecting");
         Ok(Arc::new(RedisBus {
-            state,
-            outgoing,
-            follow_requests,
+            parts: parts.into_boxed_slice(),
+            partitions,
         }))
     }
 
@@ -259,23 +339,35 @@ impl RedisBus {
         event: &Event,
         inbox: Option<InboxStamp>,
     ) -> Result<(), EventError> {
-        self.outgoing
-            .try_send(Outgoing::Event {
+        let busy = || EventError::BusBusy {
+            max: self.config().queue_max,
+        };
+        let parts = self.parts_for(target);
+        // Room in every queue first: a wide event reaches every partition
+        // or none.
+        let mut permits = Vec::with_capacity(parts.len());
+        for part in parts {
+            permits.push(part.outgoing.try_reserve().map_err(|_| busy())?);
+        }
+        for permit in permits {
+            permit.send(Outgoing::Event {
                 target: target.clone(),
                 event: event.clone(),
                 inbox,
-            })
-            .map_err(|_| EventError::BusBusy {
-                max: self.state.config.queue_max,
-            })
+            });
+        }
+        Ok(())
     }
 
     pub(super) fn queue_depth(&self) -> usize {
-        self.outgoing.max_capacity() - self.outgoing.capacity()
+        self.parts
+            .iter()
+            .map(|part| part.outgoing.max_capacity() - part.outgoing.capacity())
+            .sum()
     }
 
     pub(super) fn timeout(&self) -> Duration {
-        self.state.config.timeout
+        self.config().timeout
     }
 
     pub(super) async fn publish_waiting(
@@ -285,76 +377,103 @@ impl RedisBus {
         inbox: Option<InboxStamp>,
         deadline: tokio::time::Instant,
     ) -> Result<(), EventError> {
-        let item = Outgoing::Event {
-            target: target.clone(),
-            event: event.clone(),
-            inbox,
-        };
         let busy = EventError::BusBusy {
-            max: self.state.config.queue_max,
+            max: self.config().queue_max,
         };
-        match tokio::time::timeout_at(deadline, self.outgoing.send(item)).await {
-            Ok(Ok(())) => Ok(()),
-            _ => Err(busy),
+        let parts = self.parts_for(target);
+        let mut permits = Vec::with_capacity(parts.len());
+        for part in parts {
+            match tokio::time::timeout_at(deadline, part.outgoing.reserve()).await {
+                Ok(Ok(permit)) => permits.push(permit),
+                _ => return Err(busy),
+            }
         }
+        for permit in permits {
+            permit.send(Outgoing::Event {
+                target: target.clone(),
+                event: event.clone(),
+                inbox,
+            });
+        }
+        Ok(())
     }
 
     /// Queues a kick for every process; with the queue full, a task waits
     /// for room (at most `bus.timeout`): a sign-out must reach the other
     /// processes' streams.
     pub(super) fn kick(&self, target: &Target) {
-        let kick = Outgoing::Kick {
-            target: target.clone(),
-        };
-        if let Err(mpsc::error::TrySendError::Full(kick)) = self.outgoing.try_send(kick) {
-            let (outgoing, timeout) = (self.outgoing.clone(), self.state.config.timeout);
-            tokio::spawn(async move {
-                if tokio::time::timeout(timeout, outgoing.send(kick))
-                    .await
-                    .is_err()
-                {
-                    tracing::warn!("bus: a kick could not be queued for the other processes");
-                }
-            });
+        if self.partitions.count() > 1
+            && target.tags().is_empty()
+            && let crate::target::Scope::Session(session) = target.scope()
+        {
+            // Every process, whichever partitions it reads (see `ended`).
+            self.parts[0]
+                .state
+                .ended
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(session.clone());
+        }
+        for part in self.parts_for(target) {
+            let kick = Outgoing::Kick {
+                target: target.clone(),
+            };
+            if let Err(mpsc::error::TrySendError::Full(kick)) = part.outgoing.try_send(kick) {
+                let (outgoing, timeout) = (part.outgoing.clone(), part.state.config.timeout);
+                tokio::spawn(async move {
+                    if tokio::time::timeout(timeout, outgoing.send(kick))
+                        .await
+                        .is_err()
+                    {
+                        tracing::warn!("bus: a kick could not be queued for the other processes");
+                    }
+                });
+            }
         }
     }
 
+    /// Every partition's publisher and reader connected.
     pub(super) fn connected(&self) -> bool {
-        self.state.publisher_up.load(Ordering::Relaxed)
-            && self.state.reader_up.load(Ordering::Relaxed)
+        self.parts.iter().all(|part| {
+            part.state.publisher_up.load(Ordering::Relaxed)
+                && part.state.reader_up.load(Ordering::Relaxed)
+        })
     }
 
     pub(super) fn status(&self) -> BusStatus {
         BusStatus {
             kind: "redis",
             connected: self.connected(),
-            instance: self.state.instance.clone(),
+            instance: self.parts[0].state.instance.clone(),
         }
     }
 
     pub(super) fn cluster_stats(&self, local: Stats) -> Stats {
-        let others = self
-            .state
+        let state = &self.parts[0].state;
+        let others = state
             .others
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        cluster::merge(&self.state.instance, local, &others)
+        cluster::merge(&state.instance, local, &others)
     }
 
+    /// The whole-stream read's wait for a client's id (one partition:
+    /// `bus.follow = all` refuses more).
     pub(super) async fn catch_up(&self, id: Option<EventId>) {
-        let timeout = self.state.config.timeout;
-        let mut read = self.state.reader_read.subscribe();
-        if self.state.started.elapsed() < timeout {
+        let state = &self.parts[0].state;
+        let timeout = state.config.timeout;
+        let mut read = state.reader_read.subscribe();
+        if state.started.elapsed() < timeout {
             let _ = tokio::time::timeout(timeout, read.wait_for(|read| *read)).await;
         }
         let Some(id) = id else {
             return;
         };
         let behind = || {
-            let (head, state) = self.state.registry.history_head();
-            let following = self.state.reader_up.load(Ordering::Relaxed);
-            following && state && head.epoch == id.epoch && head.position < id.position
+            let (head, following) = state.registry.history_head(state.partition);
+            let up = state.reader_up.load(Ordering::Relaxed);
+            up && following && head.epoch == id.epoch && head.position < id.position
         };
         if !behind() {
             return;
@@ -362,11 +481,11 @@ impl RedisBus {
         // Ahead of what this process read: appended moments ago through
         // another process, or never (a made-up id). Only the first is
         // worth a wait.
-        match older::newest(&self.state).await {
+        match older::newest(state).await {
             Some(newest) if id.position <= newest => {}
             _ => return,
         }
-        let mut heads = self.state.read_head.subscribe();
+        let mut heads = state.read_head.subscribe();
         if tokio::time::timeout(timeout, heads.wait_for(|_| !behind()))
             .await
             .is_err()
@@ -376,27 +495,29 @@ impl RedisBus {
     }
 
     /// Before a stream of `user` is registered: with the own-clients
-    /// read, follows the user (the first stream of a user here waits for
-    /// its channel and the barrier: see [`crate::Bus::follow`]), and
-    /// brings this process up to a client's id that is ahead of it; with
-    /// the whole-stream read, [`RedisBus::catch_up`].
+    /// read, follows the user in the user's partition (the first stream
+    /// of a user here waits for its channel and the barrier: see
+    /// [`crate::Bus::follow`]), and brings this process up to a client's
+    /// id that is ahead of it; with the whole-stream read,
+    /// [`RedisBus::catch_up`].
     pub(super) async fn follow(&self, user: &UserId, id: Option<EventId>) -> Following {
-        if self.state.config.follow == Follow::All {
+        if self.config().follow == Follow::All {
             self.catch_up(id).await;
             return Following(None);
         }
-        let timeout = self.state.config.timeout;
-        let mut read = self.state.reader_read.subscribe();
-        if self.state.started.elapsed() < timeout {
+        let part = self.part_of(user);
+        let state = &part.state;
+        let timeout = state.config.timeout;
+        let mut read = state.reader_read.subscribe();
+        if state.started.elapsed() < timeout {
             let _ = tokio::time::timeout(timeout, read.wait_for(|read| *read)).await;
         }
         let ahead = id.is_some_and(|id| {
-            let (head, following) = self.state.registry.history_head();
+            let (head, following) = state.registry.history_head(state.partition);
             following && head.epoch == id.epoch && head.position < id.position
         });
         let answered = {
-            let mut followed = self
-                .state
+            let mut followed = state
                 .followed
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
@@ -417,7 +538,7 @@ impl RedisBus {
             };
             // Sent under the lock: the connection that accepts it cannot
             // end in between without letting it go.
-            if self.follow_requests.send(request).is_err() {
+            if part.follow_requests.send(request).is_err() {
                 return Following(Some(held));
             }
             (held, answered)
@@ -429,15 +550,16 @@ impl RedisBus {
         Following(Some(held))
     }
 
-    /// From where this process's history holds every event `user` needs:
-    /// the history's own floor, or (own-clients read) the later position
-    /// from which it has followed the user.
+    /// From where this process's history of `user`'s partition holds
+    /// every event `user` needs: the history's own floor, or
+    /// (own-clients read) the later position from which it has followed
+    /// the user.
     pub(super) fn floor_for(&self, user: &UserId, floor: EventId) -> EventId {
-        if self.state.config.follow == Follow::All {
+        if self.config().follow == Follow::All {
             return floor;
         }
-        let followed = self
-            .state
+        let state = &self.part_of(user).state;
+        let followed = state
             .followed
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -447,7 +569,7 @@ impl RedisBus {
             Some(Some(_)) => return floor,
             // Not followed, or not yet: nothing of the user is known to
             // be here before the history's newest position.
-            Some(None) | None => self.state.registry.history_head().0,
+            Some(None) | None => state.registry.history_head(state.partition).0,
         };
         if user_floor.epoch == floor.epoch && user_floor.position > floor.position {
             user_floor
@@ -456,13 +578,18 @@ impl RedisBus {
         }
     }
 
-    /// Users followed now (own-clients read).
+    /// Users followed now (own-clients read), over every partition.
     pub(super) fn followed_users(&self) -> usize {
-        self.state
-            .followed
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
+        self.parts
+            .iter()
+            .map(|part| {
+                part.state
+                    .followed
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .len()
+            })
+            .sum()
     }
 
     pub(super) async fn older(
@@ -472,10 +599,13 @@ impl RedisBus {
         recipient: &crate::target::Recipient<'_>,
         since: Option<u64>,
     ) -> Option<bytes::Bytes> {
-        older::read(&self.state, after, upto, recipient, since).await
+        let state = &self.part_of(recipient.user).state;
+        older::read(state, after, upto, recipient, since).await
     }
 
     pub(super) fn stop(&self) {
-        self.state.stopping.send_replace(true);
+        for part in self.parts.iter() {
+            part.state.stopping.send_replace(true);
+        }
     }
 }

@@ -177,7 +177,7 @@ pub(super) async fn run(state: Arc<BusState>, mut queued: mpsc::Receiver<Outgoin
                 }
             },
             Err(e) => {
-                tracing::warn!(error = %e, url = %state.config.url, "bus: Redis unreachable; local clients only until it is back");
+                tracing::warn!(error = %e, url = %state.url, "bus: Redis unreachable; local clients only until it is back");
                 None
             }
         };
@@ -320,9 +320,10 @@ fn deliver_locally(state: &BusState, items: impl Iterator<Item = Outgoing>, offl
                 inbox,
             } => {
                 offline.sent = true;
-                if let Err(e) = state.registry.send_stored(&target, &event, inbox) {
-                    tracing::warn!(error = %e, "bus: local delivery refused");
-                }
+                // Checked for size when it was queued.
+                state
+                    .registry
+                    .send_in(state.partition, &target, &event, inbox);
             }
             Outgoing::Kick { target } => {
                 state

@@ -135,7 +135,7 @@ pub(super) async fn sync(
             })?
         }
     };
-    let (_, following) = state.registry.history_head();
+    let (_, following) = state.registry.history_head(state.partition);
     if let Some(last) = *cursor
         && last.epoch == epoch
         && following
@@ -203,6 +203,7 @@ pub(super) async fn sync(
     let from = recent.first().map_or(head, |(position, ..)| *position);
     tracing::info!(epoch = %epoch.to_hex(), mirrored = recent.len(), "bus: following the stream's history from its newest entries");
     state.registry.restart_history(
+        state.partition,
         EventId {
             epoch,
             position: from,

@@ -72,11 +72,44 @@ const HEAD: &str = "local e = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT'
                     local id = false if e[1] then id = e[1][1] end \
                     return {redis.call('GET', KEYS[2]), id, redis.call('GET', KEYS[3])}";
 
+/// Why a session ended without failing.
+enum Ended {
+    /// The handle is gone.
+    Closed,
+    /// Nobody here follows the partition any more (partitioned bus only):
+    /// its connections are let go until a stream of it comes.
+    Idle,
+}
+
 pub(super) async fn run(state: Arc<BusState>, mut requests: Requests) {
+    // With several partitions, one that none of this process's streams
+    // stands in is not followed at all: no connection, nothing read.
+    let lazy = state.registry.partitions().count() > 1;
+    let mut dormant = lazy;
+    // The requests that woke a dormant partition, answered by its barrier.
+    let mut waking = Vec::new();
     let mut backoff = Backoff::new();
     let mut cursor: Option<EventId> = None;
     let mut connections = 0u64;
     loop {
+        if dormant {
+            // Nothing to read, so nothing missed: up, as far as anyone
+            // asks; and a stream's request wakes it (accepted, so sent).
+            let _ = lock(&state).accept();
+            state.reader_up.store(true, Ordering::Relaxed);
+            state.reader_read.send_replace(true);
+            tokio::select! {
+                request = requests.recv() => match request {
+                    Some(request) => waking.push(request),
+                    None => return,
+                },
+                () = state.stopped() => return,
+            }
+            state.reader_up.store(false, Ordering::Relaxed);
+        }
+        // Until a session has started at the head, the next one starts
+        // there too (see `start_at_head`).
+        let mut activating = std::mem::take(&mut dormant) || (lazy && cursor.is_none());
         let mut followed = false;
         let session = async {
             let mut conn = state.connect(true).await?;
@@ -92,9 +125,13 @@ pub(super) async fn run(state: Arc<BusState>, mut requests: Requests) {
                 followed.accept()
             };
             subscribe(&state, &mut sink, &mut subscribed, users).await?;
-            let wants = |target: &Target| lock(&state).wants(target);
-            if sync(&state, &mut conn, &mut cursor, &wants).await? {
-                recover(&state, &mut conn, &mut cursor).await?;
+            if activating {
+                start_at_head(&state, &mut conn, &mut cursor).await?;
+            } else {
+                let wants = |target: &Target| lock(&state).wants(target);
+                if sync(&state, &mut conn, &mut cursor, &wants).await? {
+                    recover(&state, &mut conn, &mut cursor).await?;
+                }
             }
             let mut session = Session {
                 state: &state,
@@ -106,21 +143,42 @@ pub(super) async fn run(state: Arc<BusState>, mut requests: Requests) {
             };
             session.up_to_head(&mut cursor).await?;
             session.synced = true;
+            activating = false;
             state.reader_up.store(true, Ordering::Relaxed);
             state.reader_read.send_replace(true);
             followed = true;
             connections += 1;
-            if connections > 1 {
+            if connections > 1 && !lazy {
                 state.reconnected(BusLink::Reader);
             }
-            tracing::info!("bus: following this process's own clients' channels");
-            session.serve(&mut requests, &mut cursor).await
+            // Their users were subscribed before that barrier.
+            for request in waking.drain(..) {
+                let _ = request.done.send(());
+            }
+            tracing::debug!(
+                partition = state.partition,
+                "bus: following this process's own clients' channels"
+            );
+            session.serve(&mut requests, &mut cursor, lazy).await
         };
-        let result: redis::RedisResult<()> = tokio::select! {
+        let result: redis::RedisResult<Ended> = tokio::select! {
             result = session => result,
             () = state.stopped() => return,
         };
         state.reader_up.store(false, Ordering::Relaxed);
+        match result {
+            Ok(Ended::Closed) => return,
+            Ok(Ended::Idle) => {
+                tracing::debug!(
+                    partition = state.partition,
+                    "bus: no stream here stands in this partition; not following it"
+                );
+                dormant = true;
+                backoff.reset();
+                continue;
+            }
+            Err(e) => tracing::warn!(error = %e, "bus: cannot follow the channels; reconnecting"),
+        }
         // Whoever waits is let go (their users are followed by the next
         // connection, from the cursor on); nobody new waits.
         {
@@ -129,11 +187,12 @@ pub(super) async fn run(state: Arc<BusState>, mut requests: Requests) {
                 followed.refuse();
                 followed
             };
+            waking.clear();
             while requests.try_recv().is_ok() {}
         }
-        match result {
-            Ok(()) => return,
-            Err(e) => tracing::warn!(error = %e, "bus: cannot follow the channels; reconnecting"),
+        if activating {
+            // Failed before it reached the head: the next one starts there.
+            cursor = None;
         }
         if followed {
             backoff.reset();
@@ -145,6 +204,38 @@ pub(super) async fn run(state: Arc<BusState>, mut requests: Requests) {
             () = state.stopped() => return,
         }
     }
+}
+
+/// Starts following a partition from its stream's newest entry, without
+/// reading any entry: nothing here stood in it while it was not followed,
+/// so no live stream is owed what came before, and a resume from before
+/// reads it from the stream (the older read). A stream that let go while
+/// this failed (see `run`) is told with `sse-reset`. A partition whose
+/// stream was never opened is opened as the first read of a process does.
+async fn start_at_head(
+    state: &BusState,
+    conn: &mut MultiplexedConnection,
+    cursor: &mut Option<EventId>,
+) -> redis::RedisResult<()> {
+    let head = head(state, conn).await?;
+    let Some(epoch) = head.epoch else {
+        *cursor = None;
+        let wants = |target: &Target| lock(state).wants(target);
+        sync(state, conn, cursor, &wants).await?;
+        return Ok(());
+    };
+    let at = EventId {
+        epoch,
+        position: head.newest.unwrap_or(Position::START),
+    };
+    state
+        .registry
+        .restart_history(state.partition, at, Vec::new());
+    if let Some(seq) = head.inbox_seq {
+        state.registry.advance_inbox_seq(state.partition, seq);
+    }
+    *cursor = Some(at);
+    Ok(())
 }
 
 /// One subscription connection's life.
@@ -163,12 +254,14 @@ struct Session<'a> {
 
 impl Session<'_> {
     /// Applies messages and serves requests until the connection fails
-    /// (`Err`) or the handle is gone (`Ok`).
+    /// (`Err`), the handle is gone, or (`lazy`: a partitioned bus) no
+    /// stream here stands in the partition any more.
     async fn serve(
         &mut self,
         requests: &mut Requests,
         cursor: &mut Option<EventId>,
-    ) -> redis::RedisResult<()> {
+        lazy: bool,
+    ) -> redis::RedisResult<Ended> {
         let state = self.state;
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -189,7 +282,7 @@ impl Session<'_> {
                 }
                 n = requests.recv_many(&mut batch, BATCH) => {
                     if n == 0 {
-                        return Ok(());
+                        return Ok(Ended::Closed);
                     }
                     self.barrier(&mut batch, cursor).await?;
                 }
@@ -198,6 +291,11 @@ impl Session<'_> {
                         self.check(cursor).await?;
                     }
                     self.unfollow_idle().await?;
+                    // Checked under the lock that adds users: one added
+                    // after this sends a request, which wakes the task.
+                    if lazy && lock(state).len() == 0 && requests.is_empty() {
+                        return Ok(Ended::Idle);
+                    }
                 }
             }
         }
@@ -251,7 +349,7 @@ impl Session<'_> {
         {
             at.position = at.position.max(newest);
             if let Some(seq) = head.inbox_seq {
-                state.registry.advance_inbox_seq(seq);
+                state.registry.advance_inbox_seq(state.partition, seq);
             }
         }
         moved(state, *cursor);
@@ -379,7 +477,7 @@ async fn head(state: &BusState, conn: &mut MultiplexedConnection) -> redis::Redi
 /// are woken.
 fn moved(state: &BusState, cursor: Option<EventId>) {
     if let Some(at) = cursor {
-        state.registry.read_up_to(at);
+        state.registry.read_up_to(state.partition, at);
     }
     state.read_head.send_replace(cursor);
 }

@@ -41,17 +41,17 @@ fn shared_id(epoch: u64, ms: u64, seq: u64) -> EventId {
 #[test]
 fn events_from_the_bus_keep_their_stream_positions_and_replay_from_the_mirror() {
     let registry = Arc::new(Registry::new(config()));
-    registry.restart_history(shared_id(9, 1000, 0), Vec::new());
+    registry.restart_history(0, shared_id(9, 1000, 0), Vec::new());
     let ann = identity("ann", "s1", &[]);
     let mut live = registry.register(&ann, vec![]).unwrap();
     for (n, seq) in [(1, 1), (2, 2), (3, 0)] {
         let ms = if seq == 0 { 1001 } else { 1000 };
-        registry.deliver(shared_id(9, ms, seq), &Target::all(), &event(n), None);
+        registry.deliver(0, shared_id(9, ms, seq), &Target::all(), &event(n), None);
     }
     // An entry read twice (a catch-up overlapping the live read) is not
     // delivered again.
     assert_eq!(
-        registry.deliver(shared_id(9, 1000, 2), &Target::all(), &event(2), None),
+        registry.deliver(0, shared_id(9, 1000, 2), &Target::all(), &event(2), None),
         0
     );
     let frames = written(&mut live);
@@ -70,10 +70,10 @@ fn events_from_the_bus_keep_their_stream_positions_and_replay_from_the_mirror() 
 #[test]
 fn leaving_and_changing_the_shared_history_is_told_to_every_client() {
     let registry = Arc::new(Registry::new(config()));
-    registry.restart_history(shared_id(9, 1000, 0), Vec::new());
+    registry.restart_history(0, shared_id(9, 1000, 0), Vec::new());
     let ann = identity("ann", "s1", &[]);
     let mut live = registry.register(&ann, vec![]).unwrap();
-    registry.deliver(shared_id(9, 1000, 1), &Target::all(), &event(1), None);
+    registry.deliver(0, shared_id(9, 1000, 1), &Target::all(), &event(1), None);
     assert!(written(&mut live).contains("9-1000-1"));
 
     // The bus is unreachable: a local send starts a history of its own.
@@ -83,12 +83,12 @@ fn leaving_and_changing_the_shared_history_is_told_to_every_client() {
     let sent = text.find(r#"data: {"n":2}"#).expect("then the event");
     assert!(reset < sent, "{text}");
     assert!(text.contains("history_lost"), "{text}");
-    let (head, following) = registry.history_head();
+    let (head, following) = registry.history_head(0);
     assert!(!following && head.epoch != Epoch::from_u64(9));
 
     // Following the stream again (a new epoch, say): told again, and an
     // id of the old history resumes with a reset, not a silent gap.
-    registry.restart_history(shared_id(10, 2000, 0), Vec::new());
+    registry.restart_history(0, shared_id(10, 2000, 0), Vec::new());
     assert!(written(&mut live).contains("event: sse-reset"));
     let text = resumed(&registry, &ann, "0000000000000009-1000-1");
     assert!(text.contains("event: sse-reset"), "{text}");
@@ -96,9 +96,9 @@ fn leaving_and_changing_the_shared_history_is_told_to_every_client() {
 
     // A gap that clients were already told about: forgotten for resumes
     // from before it, without another reset for those connected.
-    registry.deliver(shared_id(10, 2000, 5), &Target::all(), &event(3), None);
+    registry.deliver(0, shared_id(10, 2000, 5), &Target::all(), &event(3), None);
     written(&mut live);
-    registry.forget_before(shared_id(10, 2000, 6));
+    registry.forget_before(0, shared_id(10, 2000, 6));
     assert_eq!(written(&mut live), "");
     assert!(resumed(&registry, &ann, "000000000000000a-2000-5").contains("too_old"));
 }
