@@ -313,11 +313,11 @@ pub async fn run<S: Into<Stop>>(
 /// is on (a bad URL was refused by the bus already: then per process).
 fn send_limit(server: &ServerConfig, bus: &crate::sse::BusConfig) -> SendLimit {
     let limit = SendLimit::new(server.sends_per_user, server.send_window);
-    if bus.url.is_empty() {
+    if bus.urls().is_empty() {
         return limit;
     }
     match crate::auth::rate_limit::SharedCount::new(
-        &bus.url,
+        bus.primary_url(),
         &bus.prefix,
         server.sends_per_user,
         server.send_window,

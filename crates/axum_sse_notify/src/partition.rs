@@ -73,14 +73,11 @@ impl Default for Partitions {
 /// The shard a partition lives on: the URL with the highest hash of
 /// (URL's address, partition), so that adding or removing a shard moves
 /// only the partitions it takes or held (rendezvous hashing). The address
-/// leaves out credentials: a new password moves nothing.
+/// is the server's (see [`shard_address`]): a new password, or another way
+/// of writing the same server, moves nothing.
 pub fn shard_of<'a>(urls: &[&'a str], partition: usize) -> &'a str {
     let weight = |url: &str| {
-        let address = url.rsplit_once('@').map_or_else(
-            || url.split_once("://").map_or(url, |(_, rest)| rest),
-            |(_, rest)| rest,
-        );
-        let mut key = address.as_bytes().to_vec();
+        let mut key = shard_address(url).into_bytes();
         key.extend_from_slice(&(partition as u64).to_le_bytes());
         stable_hash(&key)
     };
@@ -88,6 +85,34 @@ pub fn shard_of<'a>(urls: &[&'a str], partition: usize) -> &'a str {
         .copied()
         .max_by_key(|url| weight(url))
         .unwrap_or("")
+}
+
+/// A Redis URL's server and database, `host:port/db`, whatever else it
+/// says: no scheme, no credentials, no options; the default port and
+/// database written out (`redis://:pw@a/` and `redis://a:6379/0` are one).
+/// A URL of another shape (a Unix socket) is kept whole.
+pub fn shard_address(url: &str) -> String {
+    let Some(rest) = url
+        .strip_prefix("redis://")
+        .or_else(|| url.strip_prefix("rediss://"))
+    else {
+        return url.to_string();
+    };
+    let rest = rest.split(['?', '#']).next().unwrap_or("");
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    let has_port = host
+        .rsplit_once(':')
+        .is_some_and(|(_, port)| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()))
+        && !host.ends_with(']');
+    let db = path.trim_matches('/');
+    format!(
+        "{host}{}/{}",
+        if has_port { "" } else { ":6379" },
+        if db.is_empty() { "0" } else { db }
+    )
 }
 
 /// 64-bit FNV-1a: stable across processes, versions and platforms.
@@ -154,6 +179,14 @@ mod tests {
         }
         assert!((10..35).contains(&moved), "moved {moved} of 64");
         assert!(on.iter().all(|&n| n >= 10), "{on:?}");
+        assert_eq!(shard_address("redis://:pw@b/"), "b:6379/0");
+        assert_eq!(shard_address("redis://b:6379/0?protocol=resp3"), "b:6379/0");
+        assert_eq!(shard_address("rediss://u:p@b:7000/2"), "b:7000/2");
+        assert_eq!(shard_address("redis://[::1]"), "[::1]:6379/0");
+        assert_eq!(
+            shard_address("redis+unix:///tmp/r.sock"),
+            "redis+unix:///tmp/r.sock"
+        );
         // Credentials and order do not move anything.
         let secret = ["redis://:pw@b:6379", "redis://a:6379"];
         for partition in 0..64 {

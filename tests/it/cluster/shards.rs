@@ -416,8 +416,50 @@ async fn one_shard_restarted_resets_only_the_clients_of_its_partitions() {
     assert_eq!(ticks_until(&mut ann_stream, "before").await.len(), 1);
     assert_eq!(ticks_until(&mut bob_stream, "before").await.len(), 1);
 
-    // The second shard loses everything (no persistence).
+    // The second shard away: A, which follows bob's partition there, is
+    // not ready; B, which follows nothing there, stays ready (one shard
+    // lost must not take every process out of the balancer).
+    shards[1].stop();
+    let ready = |instance: &Instance| {
+        let url = format!("{}/readyz", instance.base);
+        async move {
+            reqwest::get(url)
+                .await
+                .expect("GET /readyz")
+                .status()
+                .as_u16()
+        }
+    };
+    let mut a_unready = false;
+    for _ in 0..50 {
+        if ready(&a).await == 503 {
+            a_unready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        a_unready,
+        "A follows a partition it cannot read and says it is ready"
+    );
+    // (Its publishers to that shard notice within a second or so.)
+    for _ in 0..30 {
+        assert_eq!(ready(&b).await, 200, "B follows nothing on the lost shard");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Meanwhile bob opens a stream on B, which does not follow his
+    // partition and cannot start to: the stream is let in (nothing to
+    // wait for while the shard is away), and ended, to resume, as soon as
+    // B follows the partition (it may have missed what came meanwhile).
+    let (mut stranded, _) = bob.at(&b.base).open("").await;
+
+    // It comes back empty (no persistence): a lost history.
     shards[1].restart().await;
+    assert!(
+        stranded.ends_within(Duration::from_secs(10)).await,
+        "the stream B let in without following its partition was not ended"
+    );
     let mut told = false;
     for _ in 0..3 {
         tick(&b, &secret, json!({"user": bob_id}), "probe").await;

@@ -253,6 +253,9 @@ impl Bus {
     }
 
     fn count_published(&self, target: &Target) {
+        if self.redis.is_some() && self.registry.partitions().count() > 1 {
+            self.registry.count_send();
+        }
         if let Some(metrics) = self.registry.metrics() {
             metrics.published(target);
         }

@@ -45,6 +45,14 @@ fn load<const N: usize>(counters: &[AtomicU64; N]) -> [u64; N] {
 }
 
 impl Registry {
+    /// One send published (by a partitioned bus, which delivers a wide
+    /// send once per partition and so counts sends, not deliveries).
+    pub(crate) fn count_send(&self) {
+        self.counters
+            .events_published
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
     /// The counters now.
     pub fn counts(&self) -> Counts {
         let c = &self.counters;
@@ -86,10 +94,11 @@ impl Registry {
             .fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(super) fn count_published(&self) {
-        self.counters
-            .events_published
-            .fetch_add(1, Ordering::Relaxed);
+    /// An event delivered here (`counted`: also one more published).
+    pub(super) fn count_published(&self, counted: bool) {
+        if counted {
+            self.count_send();
+        }
         self.counters
             .last_event_at
             .store(unix_millis(std::time::SystemTime::now()), Ordering::Relaxed);

@@ -99,6 +99,29 @@ impl Registry {
             .collect()
     }
 
+    /// Ends every open stream of one partition with
+    /// [`DisconnectReason::Drained`] (their browsers resume from their
+    /// last id); returns how many.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // the Redis bus's
+    pub(crate) fn drain_partition(&self, partition: usize) -> usize {
+        let removed: Vec<_> = {
+            let mut indexes = self.write();
+            let ids: Vec<ClientId> = indexes
+                .clients
+                .iter()
+                .filter(|(_, entry)| usize::from(entry.partition) == partition)
+                .map(|(id, _)| *id)
+                .collect();
+            ids.into_iter()
+                .filter_map(|id| indexes.remove(id))
+                .collect()
+        };
+        for entry in &removed {
+            entry.link.close(DisconnectReason::Drained);
+        }
+        removed.len()
+    }
+
     /// Ends up to `n` open streams with [`DisconnectReason::Drained`]
     /// (each is told a jittered `retry:`); returns their links, whose
     /// sockets the caller cuts if they cannot take that last frame.

@@ -104,15 +104,18 @@ impl Registry {
     }
 
     /// A registry for a partitioned bus: one history per partition, each
-    /// bounded by the `sse.history_*` limits.
+    /// bounded by `sse.history_len` entries and `sse.history_age`, and by
+    /// its share of `sse.history_max_bytes` (so that the memory bound
+    /// stays the configured one, wide events being copied into each).
     pub fn with_partitions(config: SseConfig, partitions: Partitions) -> Self {
+        let max_bytes = config.history_max_bytes / partitions.count();
         let histories = (0..partitions.count())
             .map(|_| {
                 Mutex::new(History::new(
                     Epoch::random(),
                     config.history_len,
                     config.history_age,
-                    config.history_max_bytes,
+                    max_bytes,
                 ))
             })
             .collect();
@@ -289,7 +292,9 @@ impl Registry {
             tracing::warn!(%client, queue_len = self.config.queue_len, "client fell behind; disconnecting");
             self.disconnect(client, DisconnectReason::QueueOverflow);
         }
-        self.count_published();
+        // With partitions a wide send is delivered once per partition
+        // here: the bus counts sends instead (`Registry::count_send`).
+        self.count_published(self.partitions.count() == 1);
         if let (Some(metrics), Some(started)) = (&self.metrics, started) {
             metrics.sent(started);
         }
@@ -477,9 +482,10 @@ impl Registry {
         }
     }
 
-    /// Whether the inbox position is known (the inbox started).
+    /// Whether the inbox position is known (the inbox started), in every
+    /// partition's history.
     pub fn knows_inbox_seq(&self) -> bool {
-        self.lock_history(0).seq().is_some()
+        (0..self.histories.len()).all(|partition| self.lock_history(partition).seq().is_some())
     }
 }
 

@@ -4,6 +4,7 @@
 //! drops out of the totals within three intervals.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
@@ -78,13 +79,14 @@ pub(super) async fn run(state: Arc<BusState>) {
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut conn = None;
+    let mut mismatch_told = None;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             () = state.stopped() => break,
         }
         if conn.is_none() {
-            conn = state.connect(true).await.ok();
+            conn = state.connect_shared().await.ok();
         }
         let Some(c) = conn.as_mut() else {
             continue;
@@ -99,12 +101,19 @@ pub(super) async fn run(state: Arc<BusState>) {
                 }
                 state.registry.set_remote_users(remote);
                 *state.others.lock().unwrap_or_else(PoisonError::into_inner) = others;
-                if state.registry.partitions().count() > 1
-                    && let Err(e) = super::ended::exchange(&state, c).await
-                {
+                let exchanged = if state.registry.partitions().count() > 1 {
+                    match super::ended::exchange(&state, c).await {
+                        Ok(()) => super::layout::check(&state, c, period, &mut mismatch_told).await,
+                        Err(e) => Err(e),
+                    }
+                } else {
+                    Ok(())
+                };
+                if let Err(e) = &exchanged {
                     tracing::debug!(error = %e, "bus: ended sessions not exchanged");
                     conn = None;
                 }
+                state.cluster_up.store(exchanged.is_ok(), Ordering::Relaxed);
             }
             Err(e) => {
                 tracing::debug!(error = %e, "bus: cluster report failed");
@@ -114,6 +123,7 @@ pub(super) async fn run(state: Arc<BusState>) {
                     .unwrap_or_else(PoisonError::into_inner)
                     .clear();
                 state.registry.set_remote_users(HashMap::new());
+                state.cluster_up.store(false, Ordering::Relaxed);
                 conn = None;
             }
         }
@@ -187,7 +197,12 @@ async fn report(
 }
 
 /// This process's current figures plus the others' latest reports.
-pub(super) fn merge(instance: &str, local: Stats, others: &[NodeReport]) -> Stats {
+pub(super) fn merge(
+    instance: &str,
+    local: Stats,
+    others: &[NodeReport],
+    partitioned: bool,
+) -> Stats {
     let mut total = local;
     let mut instances = vec![InstanceStats {
         instance: instance.to_string(),
@@ -203,8 +218,14 @@ pub(super) fn merge(instance: &str, local: Stats, others: &[NodeReport]) -> Stat
         }
         seconds += other.average_connection_seconds * other.clients as f64;
         total.events_sent += other.events_sent;
-        // Every process delivers every event it reads: each counted all.
-        total.events_published = total.events_published.max(other.events_published);
+        // One partition: each process counts every event it reads (the
+        // one stream's, all of them with `bus.follow = all`). Several:
+        // each counts the sends it published.
+        total.events_published = if partitioned {
+            total.events_published + other.events_published
+        } else {
+            total.events_published.max(other.events_published)
+        };
         total.last_event_at = total.last_event_at.max(other.last_event_at);
         total.connections_opened += other.connections_opened;
         total.connections_closed += other.connections_closed;

@@ -37,16 +37,22 @@ const READ_MAX: usize = 1000;
 
 /// Ended sessions to tell the others, and where this process stands in
 /// what they told.
-#[derive(Default)]
 pub(super) struct Ended {
     waiting: VecDeque<SessionId>,
-    /// The last entry read (`None`: not yet placed; the first exchange
-    /// starts at the stream's end: a process that starts knows no session
-    /// to forget).
-    cursor: Option<Position>,
+    /// The last entry read: at first, the process's start (what ended
+    /// before, it never remembered; what ended since, even while Redis
+    /// could not be reached, it applies).
+    cursor: Position,
 }
 
 impl Ended {
+    pub(super) fn since_now() -> Self {
+        Ended {
+            waiting: VecDeque::new(),
+            cursor: Position::new(crate::clock::unix_millis_now(), 0),
+        }
+    }
+
     pub(super) fn push(&mut self, session: SessionId) {
         if self.waiting.len() >= WAITING_MAX {
             tracing::warn!("bus: too many ended sessions waiting to be told; the oldest dropped");
@@ -66,7 +72,7 @@ pub(super) async fn exchange(
     state: &BusState,
     conn: &mut MultiplexedConnection,
 ) -> redis::RedisResult<()> {
-    let (sending, cursor): (Vec<SessionId>, Option<Position>) = {
+    let (sending, cursor): (Vec<SessionId>, Position) = {
         let mut ended = lock(state);
         let n = ended.waiting.len().min(READ_MAX);
         (ended.waiting.drain(..n).collect(), ended.cursor)
@@ -86,22 +92,12 @@ pub(super) async fn exchange(
             .arg(&origin)
             .ignore();
     }
-    match cursor {
-        Some(at) => pipe
-            .cmd("XRANGE")
-            .arg(&state.keys.ended)
-            .arg(format!("({}", entry_id(at)))
-            .arg("+")
-            .arg("COUNT")
-            .arg(READ_MAX),
-        None => pipe
-            .cmd("XREVRANGE")
-            .arg(&state.keys.ended)
-            .arg("+")
-            .arg("-")
-            .arg("COUNT")
-            .arg(1),
-    };
+    pipe.cmd("XRANGE")
+        .arg(&state.keys.ended)
+        .arg(format!("({}", entry_id(cursor)))
+        .arg("+")
+        .arg("COUNT")
+        .arg(READ_MAX);
     let reply = tokio::time::timeout(state.config.timeout, pipe.query_async::<Vec<Value>>(conn))
         .await
         .map_err(|_| timed_out())
@@ -118,15 +114,8 @@ pub(super) async fn exchange(
         }
     };
     let (entries, _) = reply::entries(reply.first().unwrap_or(&Value::Nil));
-    let Some(last) = entries.last().map(|entry| entry.position) else {
-        if cursor.is_none() {
-            lock(state).cursor = Some(Position::START);
-        }
-        return Ok(());
-    };
-    lock(state).cursor = Some(last);
-    if cursor.is_none() {
-        return Ok(());
+    if let Some(last) = entries.last() {
+        lock(state).cursor = last.position;
     }
     for entry in entries {
         let field = |name: &[u8]| {

@@ -19,6 +19,7 @@ mod apply;
 mod cluster;
 mod ended;
 mod followed;
+mod layout;
 mod older;
 mod publish;
 mod read;
@@ -61,6 +62,9 @@ pub(super) struct Keys {
     inbox_seq: String,
     /// Sessions ended (partitioned bus; see [`ended`]).
     ended: String,
+    /// Each process's partitions and shards, to find processes set up
+    /// otherwise (partitioned bus).
+    layout: String,
 }
 
 impl Keys {
@@ -82,6 +86,7 @@ impl Keys {
             user_prefix: format!("{tag}:u:"),
             inbox_seq: format!("{tag}:inbox_seq"),
             ended: format!("{tag}:ended"),
+            layout: format!("{tag}:layout"),
         }
     }
 
@@ -105,20 +110,29 @@ pub(super) struct BusState {
     partition: usize,
     /// Its shard's URL.
     url: String,
+    /// The first URL's client: where the cluster's shared state lives
+    /// (figures, ended sessions), whatever the partition's shard.
+    shared: redis::Client,
     client: redis::Client,
     keys: Keys,
     config: BusConfig,
     instance: String,
     publisher_up: AtomicBool,
     reader_up: AtomicBool,
+    /// A partition this process follows no stream of (no subscription).
+    dormant: AtomicBool,
+    /// The cluster task's last exchange succeeded (figures, and with
+    /// partitions the sessions ended elsewhere).
+    cluster_up: AtomicBool,
     /// The other processes' latest reports.
     others: Mutex<Vec<NodeReport>>,
     /// Reads of older entries at once, at most (each on a connection of
-    /// its own, so that they do not queue behind the publisher).
-    older_reads: tokio::sync::Semaphore,
+    /// its own, so that they do not queue behind the publisher); shared by
+    /// every partition.
+    older_reads: Arc<tokio::sync::Semaphore>,
     /// Look-ups of the stream's newest id at once, at most (apart from
-    /// older reads, which may take longer).
-    newest_reads: tokio::sync::Semaphore,
+    /// older reads, which may take longer); shared by every partition.
+    newest_reads: Arc<tokio::sync::Semaphore>,
     /// This process's publisher (see `wire::Origin`).
     publisher: u64,
     /// The entries the reader has read, by origin: copies are dropped,
@@ -146,14 +160,26 @@ impl BusState {
     /// A connection with `bus.timeout` on connecting and (unless it is the
     /// reader's, whose commands block longer on purpose) on every reply.
     async fn connect(&self, replies_timeout: bool) -> redis::RedisResult<MultiplexedConnection> {
+        self.connect_to(&self.client, replies_timeout).await
+    }
+
+    /// [`BusState::connect`] to the first URL (the cluster's shared state).
+    async fn connect_shared(&self) -> redis::RedisResult<MultiplexedConnection> {
+        self.connect_to(&self.shared, true).await
+    }
+
+    async fn connect_to(
+        &self,
+        client: &redis::Client,
+        replies_timeout: bool,
+    ) -> redis::RedisResult<MultiplexedConnection> {
         let timeout = self.config.timeout;
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(replies_timeout.then_some(timeout));
         tokio::time::timeout(
             timeout,
-            self.client
-                .get_multiplexed_async_connection_with_config(&config),
+            client.get_multiplexed_async_connection_with_config(&config),
         )
         .await
         .map_err(|_| timed_out())?
@@ -278,6 +304,20 @@ impl RedisBus {
         } else {
             config.instance.clone()
         };
+        for (url, _) in &clients {
+            let held = (0..partitions.count())
+                .filter(|p| crate::partition::shard_of(&urls, *p) == *url)
+                .count();
+            if held == 0 {
+                tracing::warn!(%url, partitions = partitions.count(), "bus: this shard holds no partition (raise bus.partitions)");
+            }
+        }
+        let shared = clients
+            .first()
+            .map(|(_, client)| client.clone())
+            .ok_or_else(|| BusError("no Redis URL".into()))?;
+        let older_reads = Arc::new(tokio::sync::Semaphore::new(OLDER_READS));
+        let newest_reads = Arc::new(tokio::sync::Semaphore::new(NEWEST_READS));
         let mut parts = Vec::with_capacity(partitions.count());
         for partition in 0..partitions.count() {
             let url = crate::partition::shard_of(&urls, partition);
@@ -291,24 +331,27 @@ impl RedisBus {
                 registry: registry.clone(),
                 partition,
                 url: url.to_owned(),
+                shared: shared.clone(),
                 client,
                 keys: Keys::new(&config.prefix, partition, partitions),
                 config: config.clone(),
                 instance: instance.clone(),
                 publisher_up: AtomicBool::new(false),
                 reader_up: AtomicBool::new(false),
+                dormant: AtomicBool::new(false),
+                cluster_up: AtomicBool::new(false),
                 others: Mutex::new(Vec::new()),
                 reader_read: watch::Sender::new(false),
                 read_head: watch::Sender::new(None),
                 skip_log: Mutex::new((None, 0)),
                 publisher: rand::random(),
                 read: Mutex::new(seen::Seen::default()),
-                older_reads: tokio::sync::Semaphore::new(OLDER_READS),
-                newest_reads: tokio::sync::Semaphore::new(NEWEST_READS),
+                older_reads: older_reads.clone(),
+                newest_reads: newest_reads.clone(),
                 started: Instant::now(),
                 stopping: watch::Sender::new(false),
                 followed: Mutex::new(followed::Followed::default()),
-                ended: Mutex::new(ended::Ended::default()),
+                ended: Mutex::new(ended::Ended::since_now()),
             });
             tokio::spawn(publish::run(state.clone(), queued));
             let (follow_requests, requests) = mpsc::unbounded_channel();
@@ -317,7 +360,8 @@ impl RedisBus {
                 Follow::All => drop(tokio::spawn(read::run(state.clone()))),
             }
             if partition == 0 {
-                // The figures travel through the first partition's shard.
+                // The figures (and ended sessions) travel through the
+                // first URL, with the first partition's key names.
                 tokio::spawn(cluster::run(state.clone()));
             }
             parts.push(Part {
@@ -432,12 +476,21 @@ impl RedisBus {
         }
     }
 
-    /// Every partition's publisher and reader connected.
+    /// Every partition this process follows has its publisher and its
+    /// reader connected; with partitions, also the exchange of ended
+    /// sessions (how sign-outs in partitions it does not follow reach it).
+    /// A partition it does not follow does not count: a shard lost
+    /// degrades the processes that follow its partitions, not every one.
     pub(super) fn connected(&self) -> bool {
-        self.parts.iter().all(|part| {
-            part.state.publisher_up.load(Ordering::Relaxed)
-                && part.state.reader_up.load(Ordering::Relaxed)
-        })
+        let parts = self.parts.iter().all(|part| {
+            let state = &part.state;
+            state.reader_up.load(Ordering::Relaxed)
+                && (state.publisher_up.load(Ordering::Relaxed)
+                    || state.dormant.load(Ordering::Relaxed))
+        });
+        parts
+            && (self.partitions.count() == 1
+                || self.parts[0].state.cluster_up.load(Ordering::Relaxed))
     }
 
     pub(super) fn status(&self) -> BusStatus {
@@ -455,7 +508,7 @@ impl RedisBus {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        cluster::merge(&state.instance, local, &others)
+        cluster::merge(&state.instance, local, &others, self.partitions.count() > 1)
     }
 
     /// The whole-stream read's wait for a client's id (one partition:

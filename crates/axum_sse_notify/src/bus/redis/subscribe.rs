@@ -91,13 +91,17 @@ pub(super) async fn run(state: Arc<BusState>, mut requests: Requests) {
     let mut backoff = Backoff::new();
     let mut cursor: Option<EventId> = None;
     let mut connections = 0u64;
+    // The last session failed (a reconnect, as the figures count it).
+    let mut failed = false;
     loop {
         if dormant {
             // Nothing to read, so nothing missed: up, as far as anyone
-            // asks; and a stream's request wakes it (accepted, so sent).
+            // asks (waking stays up: nothing is unreachable then), and a
+            // stream's request wakes it (accepted, so sent).
             let _ = lock(&state).accept();
             state.reader_up.store(true, Ordering::Relaxed);
             state.reader_read.send_replace(true);
+            state.dormant.store(true, Ordering::Relaxed);
             tokio::select! {
                 request = requests.recv() => match request {
                     Some(request) => waking.push(request),
@@ -105,7 +109,7 @@ pub(super) async fn run(state: Arc<BusState>, mut requests: Requests) {
                 },
                 () = state.stopped() => return,
             }
-            state.reader_up.store(false, Ordering::Relaxed);
+            state.dormant.store(false, Ordering::Relaxed);
         }
         // Until a session has started at the head, the next one starts
         // there too (see `start_at_head`).
@@ -148,24 +152,25 @@ pub(super) async fn run(state: Arc<BusState>, mut requests: Requests) {
             state.reader_read.send_replace(true);
             followed = true;
             connections += 1;
-            if connections > 1 && !lazy {
+            if connections > 1 && (!lazy || failed) {
                 state.reconnected(BusLink::Reader);
             }
+            failed = false;
             // Their users were subscribed before that barrier.
             for request in waking.drain(..) {
                 let _ = request.done.send(());
             }
-            tracing::debug!(
-                partition = state.partition,
-                "bus: following this process's own clients' channels"
-            );
+            if lazy {
+                tracing::debug!(partition = state.partition, "bus: following a partition");
+            } else {
+                tracing::info!("bus: following this process's own clients' channels");
+            }
             session.serve(&mut requests, &mut cursor, lazy).await
         };
         let result: redis::RedisResult<Ended> = tokio::select! {
             result = session => result,
             () = state.stopped() => return,
         };
-        state.reader_up.store(false, Ordering::Relaxed);
         match result {
             Ok(Ended::Closed) => return,
             Ok(Ended::Idle) => {
@@ -173,11 +178,19 @@ pub(super) async fn run(state: Arc<BusState>, mut requests: Requests) {
                     partition = state.partition,
                     "bus: no stream here stands in this partition; not following it"
                 );
+                // What it held is not kept up any more: let it go.
+                if let Some(at) = cursor {
+                    state.registry.forget_before(state.partition, at);
+                }
                 dormant = true;
                 backoff.reset();
                 continue;
             }
-            Err(e) => tracing::warn!(error = %e, "bus: cannot follow the channels; reconnecting"),
+            Err(e) => {
+                state.reader_up.store(false, Ordering::Relaxed);
+                failed = true;
+                tracing::warn!(error = %e, "bus: cannot follow the channels; reconnecting");
+            }
         }
         // Whoever waits is let go (their users are followed by the next
         // connection, from the cursor on); nobody new waits.
@@ -209,32 +222,44 @@ pub(super) async fn run(state: Arc<BusState>, mut requests: Requests) {
 /// Starts following a partition from its stream's newest entry, without
 /// reading any entry: nothing here stood in it while it was not followed,
 /// so no live stream is owed what came before, and a resume from before
-/// reads it from the stream (the older read). A stream that let go while
-/// this failed (see `run`) is told with `sse-reset`. A partition whose
-/// stream was never opened is opened as the first read of a process does.
+/// reads it from the stream (the older read). Streams that registered
+/// while this failed before (their requests were let go: see `run`) did
+/// not follow the partition meanwhile and may have missed events or kicks:
+/// they are ended as drained, and their browsers resume at once, exactly,
+/// from their last id. A partition whose stream was never opened is
+/// opened as the first read of a process does.
 async fn start_at_head(
     state: &BusState,
     conn: &mut MultiplexedConnection,
     cursor: &mut Option<EventId>,
 ) -> redis::RedisResult<()> {
     let head = head(state, conn).await?;
-    let Some(epoch) = head.epoch else {
-        *cursor = None;
-        let wants = |target: &Target| lock(state).wants(target);
-        sync(state, conn, cursor, &wants).await?;
-        return Ok(());
-    };
-    let at = EventId {
-        epoch,
-        position: head.newest.unwrap_or(Position::START),
-    };
-    state
-        .registry
-        .restart_history(state.partition, at, Vec::new());
-    if let Some(seq) = head.inbox_seq {
-        state.registry.advance_inbox_seq(state.partition, seq);
+    match head.epoch {
+        None => {
+            *cursor = None;
+            let wants = |target: &Target| lock(state).wants(target);
+            sync(state, conn, cursor, &wants).await?;
+        }
+        Some(epoch) => {
+            let at = EventId {
+                epoch,
+                position: head.newest.unwrap_or(Position::START),
+            };
+            state.registry.forget_before(state.partition, at);
+            if let Some(seq) = head.inbox_seq {
+                state.registry.advance_inbox_seq(state.partition, seq);
+            }
+            *cursor = Some(at);
+        }
     }
-    *cursor = Some(at);
+    let drained = state.registry.drain_partition(state.partition);
+    if drained > 0 {
+        tracing::warn!(
+            partition = state.partition,
+            drained,
+            "bus: streams registered while their partition could not be followed were ended; they resume"
+        );
+    }
     Ok(())
 }
 

@@ -97,6 +97,9 @@ pub struct Args {
     pub(crate) pids: Vec<u32>,
     /// Where a holder writes its streams' latencies when released.
     pub(crate) report: Option<std::path::PathBuf>,
+    /// Shard counts the `shards` scenario runs with, and its partitions.
+    pub(crate) shards: Vec<usize>,
+    pub(crate) partitions: u16,
 }
 
 pub(crate) fn args() -> Result<Args, String> {
@@ -125,6 +128,8 @@ pub(crate) fn args() -> Result<Args, String> {
         addrs: Vec::new(),
         pids: Vec::new(),
         report: None,
+        shards: vec![1, 2, 4],
+        partitions: 4,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -166,6 +171,14 @@ pub(crate) fn args() -> Result<Args, String> {
                     .collect::<Result<_, _>>()?
             }
             "--report" => a.report = Some(value()?.into()),
+            "--shards" => {
+                a.shards = value()?
+                    .split([',', ' '])
+                    .filter(|s| !s.is_empty())
+                    .map(|s| s.parse().map_err(|e| bad(&e)))
+                    .collect::<Result<_, _>>()?
+            }
+            "--partitions" => a.partitions = value()?.parse().map_err(|e| bad(&e))?,
             "--send-addr" => a.send_addr = Some(value()?.parse().map_err(|e| bad(&e))?),
             "--cookies" => a.cookies = value()?.split(',').map(str::to_string).collect(),
             other => return Err(format!("unknown flag {other}")),

@@ -28,6 +28,9 @@
 //! - `bus`: no server: sends through the in-process bus and the Redis bus
 //!   (`--redis`), throughput, latency and Redis's cost per event (see
 //!   `bus.rs`);
+//! - `shards`: no server: one process's publish throughput through the
+//!   Redis bus with its partitions on 1, 2 and 4 `redis-server`s it
+//!   starts, and the CPU each costs (see `shards.rs`);
 //! - `fanout`: `--clients` streams on each of `--addrs` (servers sharing a
 //!   Redis bus), a 1 KiB broadcast to all; latency and RSS per stream
 //!   (see `cluster.rs`);
@@ -45,6 +48,7 @@ mod holders;
 mod http;
 mod inbox;
 mod publish;
+mod shards;
 mod soak;
 mod storm;
 mod streams;
@@ -138,6 +142,7 @@ async fn run(a: &Args) -> Result<serde_json::Value, String> {
         "floor" => return floor::floor(a).await,
         "inbox" => return inbox::inbox(a).await,
         "bus" => return bus::bus(a).await,
+        "shards" => return shards::shards(a).await,
         "fanout" => cluster::fanout(a).await?,
         "hold" | "hold-raw" => return hold(a).await,
         "idle" => idle(a).await?,
