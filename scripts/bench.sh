@@ -36,7 +36,12 @@ FANOUT_CLIENTS=${BENCH_FANOUT_CLIENTS:-16000}
 # How many processes the cluster fan-out runs with (1 is without a bus).
 FANOUT_COUNTS=${BENCH_FANOUT_COUNTS:-"1 3 6"}
 SCALING_RATE=${BENCH_SCALING_RATE:-1000}
-SCENARIOS=${BENCH_SCENARIOS:-"micro floor idle connects broadcast saturate metrics targeted publish churn presence storm restart inbox cluster scaling soak"}
+# The shards scenario: sends per run, partitions, and each shard's share of
+# a core in its bounded runs (a cgroup; see loadgen's shards.rs).
+SHARDS_EVENTS=${BENCH_SHARDS_EVENTS:-200000}
+SHARDS_PARTITIONS=${BENCH_SHARDS_PARTITIONS:-4}
+SHARDS_CPU=${BENCH_SHARDS_CPU:-0.25}
+SCENARIOS=${BENCH_SCENARIOS:-"micro floor idle connects broadcast saturate metrics targeted publish churn presence storm restart inbox cluster scaling shards soak"}
 # One generator process opens at most this many sockets (the hard
 # open-files limit is 20 000 here); more connections take more processes.
 PER_PROCESS=9500
@@ -429,7 +434,8 @@ fi
 # first process; Redis's own counters around the sends say what it took
 # in and gave out. Both reads in one run: `bus.follow = all` (every
 # process reads every event: the model's "today") and `own` (a process
-# reads only its own clients' users: the others should add nothing).
+# reads only its own clients' users: the others should add nothing), then
+# `own` over 4 partitions (`own-p4`: the partitioned bus, on one Redis).
 if wants scaling; then
   # A free port can be taken between the probe and the bind (after the
   # fan-out, the ephemeral range is busy): a few tries on new ports.
@@ -442,8 +448,9 @@ if wants scaling; then
     kill "${scaling_redis}" 2>/dev/null || true
   done
   redis_stat() { redis-cli -p "${scaling_port}" info stats | tr -d '\r' | awk -F: -v k="$1" '$1 == k { print $2 }'; }
-  for follow in all own; do
-    export BUS_FOLLOW=${follow}
+  for follow in all own own-p4; do
+    export BUS_FOLLOW=${follow%-p4}
+    if [[ ${follow} == own-p4 ]]; then export BUS_PARTITIONS=4; else unset BUS_PARTITIONS; fi
     for count in 1 2 3; do
       start_cluster "redis://127.0.0.1:${scaling_port}" "${count}"
       # Let the processes' first reports and reads settle.
@@ -461,9 +468,30 @@ if wants scaling; then
       stop_cluster
     done
   done
-  unset BUS_FOLLOW
+  unset BUS_FOLLOW BUS_PARTITIONS
   kill "${scaling_redis}" 2>/dev/null || true
   wait "${scaling_redis}" 2>/dev/null || true
+fi
+
+# Publish throughput of one process as the bus's partitions spread over
+# 1, 2 and 4 Redis shards (redis-servers loadgen starts): unbounded, where
+# the shards and the publisher share this machine's cores; then with each
+# shard held to SHARDS_CPU of a core (a cgroup, when this machine lets
+# us), as each would be with a core of its own, scaled down. REPEAT runs
+# of each.
+if wants shards; then
+  for run in $(seq "${REPEAT}"); do
+    echo "==> shards (${run}/${REPEAT}): ${SHARDS_EVENTS} per-user sends, ${SHARDS_PARTITIONS} partitions on 1, 2, 4 shards, unbounded"
+    "${bin}/loadgen" --scenario shards --events "${SHARDS_EVENTS}" --partitions "${SHARDS_PARTITIONS}" \
+      --shards "1 2 4" | tee -a "${results}"
+    if [[ -w /sys/fs/cgroup/cpu ]]; then
+      echo "==> shards (${run}/${REPEAT}): each shard held to ${SHARDS_CPU} of a core"
+      "${bin}/loadgen" --scenario shards --events "$((SHARDS_EVENTS / 2))" --partitions "${SHARDS_PARTITIONS}" \
+        --shards "1 2 4" --shard-cpu "${SHARDS_CPU}" | tee -a "${results}"
+    else
+      echo "shards: /sys/fs/cgroup/cpu is not writable here; the bounded runs are left out" >&2
+    fi
+  done
 fi
 
 if wants churn; then

@@ -100,6 +100,9 @@ pub struct Args {
     /// Shard counts the `shards` scenario runs with, and its partitions.
     pub(crate) shards: Vec<usize>,
     pub(crate) partitions: u16,
+    /// The share of one core each shard may use (a cgroup quota; 0: no
+    /// bound), so that shards scale as if each had a core of its own.
+    pub(crate) shard_cpu: f64,
 }
 
 pub(crate) fn args() -> Result<Args, String> {
@@ -130,6 +133,7 @@ pub(crate) fn args() -> Result<Args, String> {
         report: None,
         shards: vec![1, 2, 4],
         partitions: 4,
+        shard_cpu: 0.0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -179,6 +183,7 @@ pub(crate) fn args() -> Result<Args, String> {
                     .collect::<Result<_, _>>()?
             }
             "--partitions" => a.partitions = value()?.parse().map_err(|e| bad(&e))?,
+            "--shard-cpu" => a.shard_cpu = value()?.parse().map_err(|e| bad(&e))?,
             "--send-addr" => a.send_addr = Some(value()?.parse().map_err(|e| bad(&e))?),
             "--cookies" => a.cookies = value()?.split(',').map(str::to_string).collect(),
             other => return Err(format!("unknown flag {other}")),

@@ -11,7 +11,10 @@
 //! partition each). Beside the rate: CPU seconds per event of each
 //! `redis-server` (`INFO cpu`) and of this process (`/proc/self/stat`),
 //! so that what one core per shard would give can be worked out on a
-//! machine with fewer cores than shards.
+//! machine with fewer cores than shards. With `--shard-cpu f`, each
+//! `redis-server` runs in a cgroup (v1, `/sys/fs/cgroup/cpu`; root) capped
+//! at `f` of one core: each shard then has a fixed CPU budget, as each
+//! would with a core of its own, scaled down to fit this machine.
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -31,7 +34,7 @@ pub async fn shards(a: &Args) -> Result<serde_json::Value, String> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut runs = Vec::new();
     for &count in &a.shards {
-        let shards = Shards::start(count, partitions).await?;
+        let shards = Shards::start(count, partitions, a.shard_cpu).await?;
         let users = run(&shards, partitions, a.events, Kind::Users).await?;
         let everyone = run(&shards, partitions, (a.events / 10).max(1), Kind::Everyone).await?;
         runs.push(json!({ "shards": count, "users": users, "everyone": everyone }));
@@ -39,6 +42,7 @@ pub async fn shards(a: &Args) -> Result<serde_json::Value, String> {
     Ok(json!({
         "scenario": "shards",
         "events": a.events,
+        "shard_cpu": a.shard_cpu,
         "partitions": partitions.count(),
         "cores": cores,
         "runs": runs,
@@ -51,16 +55,22 @@ enum Kind {
     Everyone,
 }
 
-/// Local `redis-server`s, stopped on drop.
+/// Local `redis-server`s (each in its CPU cgroup, if bounded), stopped
+/// on drop.
 struct Shards {
     ports: Vec<u16>,
     children: Vec<Child>,
+    cgroups: Vec<std::path::PathBuf>,
 }
 
 impl Shards {
-    async fn start(count: usize, partitions: Partitions) -> Result<Self, String> {
+    async fn start(count: usize, partitions: Partitions, cpu: f64) -> Result<Self, String> {
         let ports = even_ports(count, partitions)?;
-        let mut children = Vec::new();
+        let mut shards = Shards {
+            ports: ports.clone(),
+            children: Vec::new(),
+            cgroups: Vec::new(),
+        };
         for port in &ports {
             let child = Command::new("redis-server")
                 .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
@@ -69,9 +79,21 @@ impl Shards {
                 .stderr(Stdio::null())
                 .spawn()
                 .map_err(|e| format!("redis-server: {e}"))?;
-            children.push(child);
+            let pid = child.id();
+            shards.children.push(child);
+            if cpu > 0.0 {
+                let dir = std::path::PathBuf::from(format!("/sys/fs/cgroup/cpu/sse-bench-{port}"));
+                let cap = |e: std::io::Error| {
+                    format!("--shard-cpu needs cgroup v1 at {}: {e}", dir.display())
+                };
+                std::fs::create_dir_all(&dir).map_err(cap)?;
+                shards.cgroups.push(dir.clone());
+                std::fs::write(dir.join("cpu.cfs_period_us"), "100000").map_err(cap)?;
+                let quota = ((cpu * 100_000.0) as u64).max(1000);
+                std::fs::write(dir.join("cpu.cfs_quota_us"), quota.to_string()).map_err(cap)?;
+                std::fs::write(dir.join("cgroup.procs"), pid.to_string()).map_err(cap)?;
+            }
         }
-        let shards = Shards { ports, children };
         for url in shards.urls() {
             let deadline = Instant::now() + Duration::from_secs(10);
             while connect(&url).await.is_err() {
@@ -97,6 +119,9 @@ impl Drop for Shards {
         for child in &mut self.children {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        for dir in &self.cgroups {
+            let _ = std::fs::remove_dir(dir);
         }
     }
 }
