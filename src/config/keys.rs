@@ -273,7 +273,7 @@ pub const KEYS: &[KeySpec] = &[
         Some("bus"),
         "url",
         "",
-        "Redis to share events between server processes (`redis://host:6379`); empty: this process only, nothing to start. Several, comma-separated: shards the partitions are spread over (the first also keeps figures, presence and limits).",
+        "Redis to share events between server processes (`redis://host:6379`); empty: this process only, nothing to start. Several, comma-separated: shards the partitions are spread over, in any order (the one whose address sorts first also keeps figures, presence and limits).",
     ),
     key(
         Some("bus"),

@@ -90,13 +90,14 @@ pub fn shard_of<'a>(urls: &[&'a str], partition: usize) -> &'a str {
 /// A Redis URL's server and database, `host:port/db`, whatever else it
 /// says: no scheme, no credentials, no options; the default port and
 /// database written out (`redis://:pw@a/` and `redis://a:6379/0` are one).
-/// A URL of another shape (a Unix socket) is kept whole.
+/// A URL of another shape (a Unix socket) is kept without its options.
 pub fn shard_address(url: &str) -> String {
     let Some(rest) = url
         .strip_prefix("redis://")
         .or_else(|| url.strip_prefix("rediss://"))
     else {
-        return url.to_string();
+        // A socket's path, without options (they may hold a password).
+        return url.split(['?', '#']).next().unwrap_or(url).to_string();
     };
     let rest = rest.split(['?', '#']).next().unwrap_or("");
     let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
@@ -184,7 +185,7 @@ mod tests {
         assert_eq!(shard_address("rediss://u:p@b:7000/2"), "b:7000/2");
         assert_eq!(shard_address("redis://[::1]"), "[::1]:6379/0");
         assert_eq!(
-            shard_address("redis+unix:///tmp/r.sock"),
+            shard_address("redis+unix:///tmp/r.sock?pass=x"),
             "redis+unix:///tmp/r.sock"
         );
         // Credentials and order do not move anything.

@@ -9,8 +9,8 @@
 use std::time::Duration;
 
 use serde_json::json;
-use sse_notify::sse::UserId;
 use sse_notify::sse::partition::{Partitions, shard_of};
+use sse_notify::sse::{BusConfig, UserId};
 
 use super::{Cluster, Instance, OwnRedis, redis_at, user_id};
 use crate::support::{SseStream, User, publish, signup_on};
@@ -23,10 +23,18 @@ fn partitions() -> Partitions {
 }
 
 /// Two shards, each holding at least one partition (placement hangs on
-/// the ports, so a pair that puts every partition on one is not used).
+/// the ports, so a pair that puts every partition on one is not used);
+/// the first is the one that keeps the cluster's shared state.
 async fn two_shards() -> [OwnRedis; 2] {
     loop {
         let (mut first, mut second) = (OwnRedis::not_started(), OwnRedis::not_started());
+        let listed = BusConfig {
+            url: format!("{},{}", first.url(), second.url()),
+            ..BusConfig::default()
+        };
+        if listed.primary_url() != first.url() {
+            std::mem::swap(&mut first, &mut second);
+        }
         let urls = [first.url(), second.url()];
         let refs = [urls[0].as_str(), urls[1].as_str()];
         let on_first = (0..partitions().count())
@@ -87,7 +95,7 @@ fn tag(cluster: &Cluster, partition: usize) -> String {
     format!("{{{}:{partition}}}", cluster.prefix)
 }
 
-fn shard_url<'a>(shards: &'a [String; 2], partition: usize) -> &'a str {
+fn shard_url(shards: &[String; 2], partition: usize) -> &str {
     shard_of(&[shards[0].as_str(), shards[1].as_str()], partition)
 }
 
@@ -542,5 +550,102 @@ async fn a_sign_out_reaches_a_process_that_does_not_follow_the_user_s_partition(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     drop((a, b));
+    cluster.finish().await;
+}
+
+/// A process that tried to follow a partition of a lost shard, for a
+/// stream since gone, is ready again once nothing of it stands there: a
+/// lost shard keeps out of the balancer only the processes that still
+/// serve its partitions' streams.
+#[tokio::test]
+async fn a_process_that_no_longer_needs_a_lost_shard_is_ready_again() {
+    let mut shards = two_shards().await;
+    let cluster = sharded(&shards).await;
+    let a = cluster.start("a").await;
+    let [_, (bob, _, _)] = one_user_per_shard(&cluster, &a, &shards).await;
+    let ready = || {
+        let url = format!("{}/readyz", a.base);
+        async move {
+            reqwest::get(url)
+                .await
+                .expect("GET /readyz")
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(ready().await, 200);
+
+    shards[1].stop();
+    // Bob's stream comes while his partition's shard is away: A cannot
+    // follow it, and says so.
+    let (stream, _) = bob.open("").await;
+    let mut unready = false;
+    for _ in 0..50 {
+        if ready().await == 503 {
+            unready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(unready, "A serves a stream of a partition it cannot follow");
+    // The stream leaves: after `unfollow_after` (1 s) nothing of that
+    // partition is here, and A is ready though the shard is still away.
+    drop(stream);
+    let mut again = false;
+    for _ in 0..100 {
+        if ready().await == 200 {
+            again = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        again,
+        "A still not ready 10 s after the partition's last stream left"
+    );
+    shards[1].restart().await;
+    drop(a);
+    cluster.finish().await;
+}
+
+/// Ids of the one-stream bus, resumed once the bus has partitions, get
+/// `sse-reset` (never a position in another stream), and the stream goes
+/// on live from there.
+#[tokio::test]
+async fn ids_from_before_partitions_get_a_reset_never_a_wrong_position() {
+    let own = OwnRedis::start().await;
+    let mut cluster = Cluster::on(&own.url()).await;
+    cluster
+        .env
+        .push(("BUS_UNFOLLOW_AFTER".to_string(), "1s".to_string()));
+    let before = cluster.start("before").await;
+    let secret = cluster.create_token("pub", "publish");
+    let ann = signup_on(&before.base, "oneann").await;
+    let ann_id = user_id(&cluster.db_url, "oneann").await;
+    let (mut stream, _) = ann.open("").await;
+    for n in 0..3 {
+        tick(
+            &before,
+            &secret,
+            json!({"user": ann_id}),
+            &format!("old-{n}"),
+        )
+        .await;
+    }
+    let old = ticks_until(&mut stream, "old-2").await;
+    let first_id = old[0].0.clone();
+    drop(stream);
+    drop(before);
+
+    let after = cluster
+        .start_with("after", &[("BUS_PARTITIONS", "4")])
+        .await;
+    for id in [first_id.as_str(), old[2].0.as_str()] {
+        let (mut resumed, _) = ann.at(&after.base).resume("", id).await;
+        tick(&after, &secret, json!({"user": ann_id}), "new").await;
+        let got = labels(&mut resumed, Duration::from_millis(800)).await;
+        assert_eq!(got, ["reset", "new"], "resuming {id}");
+    }
+    drop(after);
     cluster.finish().await;
 }

@@ -114,18 +114,35 @@ impl Follow {
 }
 
 impl BusConfig {
-    /// The Redis URLs `url` lists (none: in-process).
+    /// The Redis URLs `url` lists (none: in-process): split at commas
+    /// that start another URL (`…,redis://…`), so that a comma inside one
+    /// (a password) stays in it.
     pub fn urls(&self) -> Vec<&str> {
-        self.url
-            .split(',')
+        let mut urls: Vec<&str> = Vec::new();
+        let mut start = 0;
+        for (at, _) in self.url.match_indices(',') {
+            let next = self.url[at + 1..].trim_start();
+            if next.is_empty() || next.starts_with("redis") || next.starts_with("unix:") {
+                urls.push(&self.url[start..at]);
+                start = at + 1;
+            }
+        }
+        urls.push(&self.url[start..]);
+        urls.into_iter()
             .map(str::trim)
             .filter(|url| !url.is_empty())
             .collect()
     }
 
-    /// The first URL: where the cluster's shared state lives.
+    /// Where the cluster's shared state lives (figures, presence, ended
+    /// sessions, idempotency keys, limits): with several shards, the one
+    /// whose address sorts first, so that every process finds the same
+    /// whatever order its `url` lists them in.
     pub fn primary_url(&self) -> &str {
-        self.urls().first().copied().unwrap_or("")
+        self.urls()
+            .into_iter()
+            .min_by_key(|url| crate::partition::shard_address(url))
+            .unwrap_or("")
     }
 }
 
@@ -428,5 +445,39 @@ impl Bus {
         if let Some(redis) = &self.redis {
             redis.stop();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BusConfig;
+
+    fn urls(url: &str) -> BusConfig {
+        BusConfig {
+            url: url.into(),
+            ..BusConfig::default()
+        }
+    }
+
+    #[test]
+    fn shards_are_split_at_urls_not_at_every_comma() {
+        assert!(urls("").urls().is_empty());
+        assert_eq!(
+            urls("redis://:pa,ss@a:6379").urls(),
+            ["redis://:pa,ss@a:6379"]
+        );
+        assert_eq!(
+            urls("redis://a:6379, rediss://:x,y@b:6380/1 ,").urls(),
+            ["redis://a:6379", "rediss://:x,y@b:6380/1"]
+        );
+    }
+
+    #[test]
+    fn the_shared_state_s_shard_does_not_hang_on_the_order_listed() {
+        let one = urls("redis://b:6379,redis://:pw@a:6379");
+        let other = urls("redis://a:6379/0, redis://b");
+        assert_eq!(one.primary_url(), "redis://:pw@a:6379");
+        assert_eq!(other.primary_url(), "redis://a:6379/0");
+        assert_eq!(urls("redis://x").primary_url(), "redis://x");
     }
 }

@@ -71,8 +71,8 @@ impl Registry {
 
     /// Follows another history from now on: `epoch`, complete after
     /// `last`, holding `recent` (already framed, in order, not delivered
-    /// again). Every connected client is sent an `sse-reset`: what it
-    /// missed cannot be told apart from what it saw.
+    /// again). Every connected client of the partition is sent an
+    /// `sse-reset`: what it missed cannot be told apart from what it saw.
     pub(crate) fn restart_history(&self, partition: usize, from: EventId, recent: Vec<Recent>) {
         self.restart_following(partition, from, recent, true);
     }

@@ -108,7 +108,7 @@ impl Registry {
     /// its share of `sse.history_max_bytes` (so that the memory bound
     /// stays the configured one, wide events being copied into each).
     pub fn with_partitions(config: SseConfig, partitions: Partitions) -> Self {
-        let max_bytes = config.history_max_bytes / partitions.count();
+        let max_bytes = config.history_max_bytes.div_ceil(partitions.count());
         let histories = (0..partitions.count())
             .map(|_| {
                 Mutex::new(History::new(

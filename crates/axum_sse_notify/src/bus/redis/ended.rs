@@ -32,8 +32,15 @@ const KEPT: usize = 10_000;
 /// at once anyway).
 const WAITING_MAX: usize = 10_000;
 
-/// Entries read per exchange, at most (the rest at the next).
+/// Entries read (and written) per round trip, at most.
 const READ_MAX: usize = 1000;
+
+/// Round trips per exchange, at most: a burst of sign-outs is caught up
+/// within one report interval up to this many pages, the rest at the next.
+const ROUNDS_MAX: usize = 16;
+
+/// How far before its start a process reads sign-outs.
+const CLOCK_MARGIN_MS: u64 = 60_000;
 
 /// Ended sessions to tell the others, and where this process stands in
 /// what they told.
@@ -47,9 +54,12 @@ pub(super) struct Ended {
 
 impl Ended {
     pub(super) fn since_now() -> Self {
+        // Entry ids are Redis's clock, the start this process's: a margin
+        // for the two to differ (a kick applied twice is harmless).
+        let start = crate::clock::unix_millis_now().saturating_sub(CLOCK_MARGIN_MS);
         Ended {
             waiting: VecDeque::new(),
-            cursor: Position::new(crate::clock::unix_millis_now(), 0),
+            cursor: Position::new(start, 0),
         }
     }
 
@@ -67,11 +77,25 @@ fn lock(state: &BusState) -> std::sync::MutexGuard<'_, Ended> {
 }
 
 /// Writes the sessions ended here since the last exchange and applies
-/// those ended elsewhere, in one round trip.
+/// those ended elsewhere, a page per round trip, until caught up (or
+/// [`ROUNDS_MAX`]).
 pub(super) async fn exchange(
     state: &BusState,
     conn: &mut MultiplexedConnection,
 ) -> redis::RedisResult<()> {
+    for _ in 0..ROUNDS_MAX {
+        if !exchange_page(state, conn).await? {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// One round trip; whether there may be more (a full page either way).
+async fn exchange_page(
+    state: &BusState,
+    conn: &mut MultiplexedConnection,
+) -> redis::RedisResult<bool> {
     let (sending, cursor): (Vec<SessionId>, Position) = {
         let mut ended = lock(state);
         let n = ended.waiting.len().min(READ_MAX);
@@ -114,6 +138,7 @@ pub(super) async fn exchange(
         }
     };
     let (entries, _) = reply::entries(reply.first().unwrap_or(&Value::Nil));
+    let more = entries.len() >= READ_MAX || sending.len() >= READ_MAX;
     if let Some(last) = entries.last() {
         lock(state).cursor = last.position;
     }
@@ -135,5 +160,5 @@ pub(super) async fn exchange(
             );
         }
     }
-    Ok(())
+    Ok(more)
 }

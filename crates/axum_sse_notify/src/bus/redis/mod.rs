@@ -110,8 +110,9 @@ pub(super) struct BusState {
     partition: usize,
     /// Its shard's URL.
     url: String,
-    /// The first URL's client: where the cluster's shared state lives
-    /// (figures, ended sessions), whatever the partition's shard.
+    /// The shared state's client (`BusConfig::primary_url`): where the
+    /// cluster's figures and ended sessions live, whatever the partition's
+    /// shard.
     shared: redis::Client,
     client: redis::Client,
     keys: Keys,
@@ -128,10 +129,11 @@ pub(super) struct BusState {
     others: Mutex<Vec<NodeReport>>,
     /// Reads of older entries at once, at most (each on a connection of
     /// its own, so that they do not queue behind the publisher); shared by
-    /// every partition.
+    /// the partitions of one shard.
     older_reads: Arc<tokio::sync::Semaphore>,
     /// Look-ups of the stream's newest id at once, at most (apart from
-    /// older reads, which may take longer); shared by every partition.
+    /// older reads, which may take longer); shared by the partitions of
+    /// one shard.
     newest_reads: Arc<tokio::sync::Semaphore>,
     /// This process's publisher (see `wire::Origin`).
     publisher: u64,
@@ -163,7 +165,7 @@ impl BusState {
         self.connect_to(&self.client, replies_timeout).await
     }
 
-    /// [`BusState::connect`] to the first URL (the cluster's shared state).
+    /// [`BusState::connect`] to the shared state's shard.
     async fn connect_shared(&self) -> redis::RedisResult<MultiplexedConnection> {
         self.connect_to(&self.shared, true).await
     }
@@ -295,36 +297,44 @@ impl RedisBus {
         }
         let mut clients = Vec::with_capacity(urls.len());
         for url in &urls {
-            let client = redis::Client::open(*url)
-                .map_err(|e| BusError(format!("{url:?} is not a Redis URL: {e}")))?;
-            clients.push((*url, client));
+            let client = redis::Client::open(*url).map_err(|e| {
+                let shard = crate::partition::shard_address(url);
+                BusError(format!("{shard:?} is not a Redis URL: {e}"))
+            })?;
+            let bounds = (
+                Arc::new(tokio::sync::Semaphore::new(OLDER_READS)),
+                Arc::new(tokio::sync::Semaphore::new(NEWEST_READS)),
+            );
+            clients.push((*url, client, bounds));
         }
         let instance = if config.instance.is_empty() {
             format!("{:08x}", rand::random::<u32>())
         } else {
             config.instance.clone()
         };
-        for (url, _) in &clients {
+        for (url, ..) in &clients {
             let held = (0..partitions.count())
                 .filter(|p| crate::partition::shard_of(&urls, *p) == *url)
                 .count();
             if held == 0 {
-                tracing::warn!(%url, partitions = partitions.count(), "bus: this shard holds no partition (raise bus.partitions)");
+                let shard = crate::partition::shard_address(url);
+                tracing::warn!(%shard, partitions = partitions.count(), "bus: this shard holds no partition (raise bus.partitions)");
             }
         }
+        let primary = config.primary_url();
         let shared = clients
-            .first()
-            .map(|(_, client)| client.clone())
+            .iter()
+            .find(|(url, ..)| *url == primary)
+            .map(|(_, client, _)| client.clone())
             .ok_or_else(|| BusError("no Redis URL".into()))?;
-        let older_reads = Arc::new(tokio::sync::Semaphore::new(OLDER_READS));
-        let newest_reads = Arc::new(tokio::sync::Semaphore::new(NEWEST_READS));
         let mut parts = Vec::with_capacity(partitions.count());
         for partition in 0..partitions.count() {
             let url = crate::partition::shard_of(&urls, partition);
-            let client = clients
+            // Bounds per shard: a shard that hangs holds up its own reads.
+            let (client, (older_reads, newest_reads)) = clients
                 .iter()
-                .find(|(candidate, _)| *candidate == url)
-                .map(|(_, client)| client.clone())
+                .find(|(candidate, ..)| *candidate == url)
+                .map(|(_, client, bounds)| (client.clone(), bounds.clone()))
                 .ok_or_else(|| BusError("no Redis URL".into()))?;
             let (outgoing, queued) = mpsc::channel(config.queue_max.max(1));
             let state = Arc::new(BusState {
@@ -346,8 +356,8 @@ impl RedisBus {
                 skip_log: Mutex::new((None, 0)),
                 publisher: rand::random(),
                 read: Mutex::new(seen::Seen::default()),
-                older_reads: older_reads.clone(),
-                newest_reads: newest_reads.clone(),
+                older_reads,
+                newest_reads,
                 started: Instant::now(),
                 stopping: watch::Sender::new(false),
                 followed: Mutex::new(followed::Followed::default()),
@@ -361,7 +371,8 @@ impl RedisBus {
             }
             if partition == 0 {
                 // The figures (and ended sessions) travel through the
-                // first URL, with the first partition's key names.
+                // shared state's shard, with the first partition's key
+                // names.
                 tokio::spawn(cluster::run(state.clone()));
             }
             parts.push(Part {

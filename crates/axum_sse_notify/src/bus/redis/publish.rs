@@ -177,7 +177,7 @@ pub(super) async fn run(state: Arc<BusState>, mut queued: mpsc::Receiver<Outgoin
                 }
             },
             Err(e) => {
-                tracing::warn!(error = %e, url = %state.url, "bus: Redis unreachable; local clients only until it is back");
+                tracing::warn!(error = %e, shard = %crate::partition::shard_address(&state.url), "bus: Redis unreachable; local clients only until it is back");
                 None
             }
         };

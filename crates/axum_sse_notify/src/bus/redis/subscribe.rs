@@ -130,7 +130,7 @@ pub(super) async fn run(state: Arc<BusState>, mut requests: Requests) {
             };
             subscribe(&state, &mut sink, &mut subscribed, users).await?;
             if activating {
-                start_at_head(&state, &mut conn, &mut cursor).await?;
+                start_at_head(&state, &mut conn, &mut cursor, failed).await?;
             } else {
                 let wants = |target: &Target| lock(&state).wants(target);
                 if sync(&state, &mut conn, &mut cursor, &wants).await? {
@@ -210,13 +210,39 @@ pub(super) async fn run(state: Arc<BusState>, mut requests: Requests) {
         if followed {
             backoff.reset();
         }
-        // Users whose streams ended meanwhile are not followed again.
-        lock(&state).drop_idle(Instant::now(), state.config.unfollow_after);
-        tokio::select! {
-            () = tokio::time::sleep(backoff.next_delay()) => {}
-            () = state.stopped() => return,
+        // Users whose streams ended meanwhile are not followed again; and
+        // a partition nobody here stands in any more goes dormant (not
+        // down: nothing here needs it), to start at the head when a
+        // stream of it comes. Looked at each tick of the wait.
+        let until = tokio::time::Instant::now() + backoff.next_delay();
+        loop {
+            if lazy && quiet(&state, &waking, &requests) {
+                cursor = None;
+                dormant = true;
+                break;
+            }
+            if !lazy {
+                lock(&state).drop_idle(Instant::now(), state.config.unfollow_after);
+            }
+            let now = tokio::time::Instant::now();
+            if now >= until {
+                break;
+            }
+            tokio::select! {
+                () = tokio::time::sleep_until(until.min(now + TICK)) => {}
+                () = state.stopped() => return,
+            }
         }
     }
+}
+
+/// After a failure: drops the users no stream holds any more, and says
+/// whether nothing here stands in the partition now (nobody followed,
+/// nobody waiting).
+fn quiet(state: &BusState, waking: &[Request], requests: &Requests) -> bool {
+    let mut followed = lock(state);
+    followed.drop_idle(Instant::now(), state.config.unfollow_after);
+    followed.len() == 0 && waking.is_empty() && requests.is_empty()
 }
 
 /// Starts following a partition from its stream's newest entry, without
@@ -232,6 +258,7 @@ async fn start_at_head(
     state: &BusState,
     conn: &mut MultiplexedConnection,
     cursor: &mut Option<EventId>,
+    after_failure: bool,
 ) -> redis::RedisResult<()> {
     let head = head(state, conn).await?;
     match head.epoch {
@@ -252,7 +279,13 @@ async fn start_at_head(
             *cursor = Some(at);
         }
     }
-    let drained = state.registry.drain_partition(state.partition);
+    // Only a failure lets streams in without following (a plain wake has
+    // none to end, and need not look through every stream).
+    let drained = if after_failure {
+        state.registry.drain_partition(state.partition)
+    } else {
+        0
+    };
     if drained > 0 {
         tracing::warn!(
             partition = state.partition,
