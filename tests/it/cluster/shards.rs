@@ -246,7 +246,28 @@ async fn three_processes_on_two_shards_deliver_every_target_kind_once_and_read_o
         labels(&mut bob_plain, quiet).await.is_empty(),
         "more for bob"
     );
-    let bob_last = bob_got.last().expect("three").0.clone();
+
+    // Stored notifications (the inbox, one database): to ann, and to
+    // everyone; each once, its id naming its inbox row.
+    for (target, label) in [
+        (json!({"user": ann_id}), "stored-ann"),
+        (json!("everyone"), "stored-all"),
+    ] {
+        let body = json!({"target": target, "event": "tick", "data": {"message": label}, "persistent": true});
+        let (status, json) = publish(&c.base, &secret, &body.to_string()).await;
+        assert_eq!(status, 200, "{json}");
+    }
+    let stored = ticks_until(&mut ann_plain, "stored-all").await;
+    let stored_labels: Vec<&str> = stored.iter().map(|(_, l)| l.as_str()).collect();
+    assert_eq!(stored_labels, ["stored-ann", "stored-all"]);
+    assert!(stored.iter().all(|(id, _)| id.contains(':')), "{stored:?}");
+    let stored = ticks_until(&mut bob_plain, "stored-all").await;
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    let bob_last = stored[0].0.clone();
+    assert_eq!(
+        labels(&mut ann_home, quiet).await,
+        ["stored-ann", "stored-all"]
+    );
 
     // Each process read its streams' partition and nothing else: A all of
     // ann's partition, B all of bob's, C (no stream) nothing; the other
@@ -284,8 +305,20 @@ async fn three_processes_on_two_shards_deliver_every_target_kind_once_and_read_o
         (&b, "00000000000000aa-99999999999999-0".to_string()),
     ] {
         let (mut resumed, _) = bob.at(&on.base).resume("", &id).await;
+        // A reset, then (a fresh start) his own unread stored ones:
+        // never anything of ann's.
         let got = labels(&mut resumed, Duration::from_millis(800)).await;
-        assert_eq!(got, ["reset"], "bob resuming on {} with {id}", on.name);
+        assert_eq!(
+            got.first().map(String::as_str),
+            Some("reset"),
+            "bob resuming on {} with {id}: {got:?}",
+            on.name
+        );
+        assert!(
+            got[1..].iter().all(|label| label == "stored-all"),
+            "bob resuming on {} with {id}: {got:?}",
+            on.name
+        );
     }
 
     // Bob's streams end: after `unfollow_after`, B follows his partition
