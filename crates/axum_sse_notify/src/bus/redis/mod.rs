@@ -14,6 +14,15 @@
 //! [`cluster`] task writes this process's figures and reads the others'.
 //! Each reconnects by itself with backoff, and every command is bounded by
 //! `bus.timeout`.
+//!
+//! With `bus.partitions` above one ([`crate::partition`]), each partition
+//! is such a stream on one of the shards `bus.url` lists, with its own
+//! publisher and reader (a [`Part`]); the reader of a partition that no
+//! stream here stands in holds no connection (dormant). At most four older
+//! reads run at once per shard. The cluster task runs once, on the shard
+//! that keeps the shared state, and also exchanges the sessions ended
+//! anywhere ([`ended`]) and checks that every process has the same layout
+//! ([`layout`]).
 
 mod apply;
 mod cluster;
