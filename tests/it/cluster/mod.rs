@@ -21,7 +21,7 @@ mod stats;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{User, create_postgres_db, drop_postgres_db};
+use crate::support::{SseStream, User, create_postgres_db, drop_postgres_db};
 
 /// A connection to the Redis at `url`.
 pub async fn redis_at(url: &str) -> redis::aio::MultiplexedConnection {
@@ -376,4 +376,27 @@ pub async fn send(via: &User, to: &str, event: &str, message: &str) -> serde_jso
     let (status, json) = via.post_json("/api/sse/test", &body.to_string()).await;
     assert_eq!(status, 200, "send {message} via {}: {json}", via.url(""));
     json
+}
+
+/// The `tick` messages of `stream` (other events skipped, an `sse-reset`
+/// fails) until `last` arrives, with their ids.
+pub async fn ticks_until(stream: &mut SseStream, last: &str) -> Vec<(String, String)> {
+    let mut got = Vec::new();
+    loop {
+        let (id, name, data) = stream
+            .next_with_id(Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|| panic!("no tick {last} (got {} before)", got.len()));
+        assert_ne!(name, "sse-reset", "continuity kept: {data}");
+        if name != "tick" {
+            continue;
+        }
+        let json: serde_json::Value = serde_json::from_str(&data).expect("JSON");
+        let message = json["message"].as_str().expect("message").to_string();
+        let done = message == last;
+        got.push((id, message));
+        if done {
+            return got;
+        }
+    }
 }

@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Cluster, Instance, OwnRedis, redis_at, send};
+use super::{Cluster, Instance, OwnRedis, redis_at, send, ticks_until};
 use crate::support::{SseStream, User, login_on, signup_on};
 
 const TOKEN: &str = "own-read";
@@ -52,29 +52,6 @@ async fn sender(cluster: &Cluster, on: &Instance) -> User {
     signup_on(&on.base, "sender").await;
     cluster.grant_admin("sender");
     login_on(&on.base, "sender").await
-}
-
-/// The `tick` messages of `stream` (other events skipped, an `sse-reset`
-/// fails) until `last` arrives, with their ids.
-async fn ticks_until(stream: &mut SseStream, last: &str) -> Vec<(String, String)> {
-    let mut got = Vec::new();
-    loop {
-        let (id, name, data) = stream
-            .next_with_id(Duration::from_secs(10))
-            .await
-            .unwrap_or_else(|| panic!("no tick {last} (got {} before)", got.len()));
-        assert_ne!(name, "sse-reset", "continuity kept: {data}");
-        if name != "tick" {
-            continue;
-        }
-        let json: serde_json::Value = serde_json::from_str(&data).expect("JSON");
-        let message = json["message"].as_str().expect("message").to_string();
-        let done = message == last;
-        got.push((id, message));
-        if done {
-            return got;
-        }
-    }
 }
 
 /// No `tick` within a short wait.

@@ -12,7 +12,7 @@ use serde_json::json;
 use sse_notify::sse::partition::{Partitions, shard_of};
 use sse_notify::sse::{BusConfig, UserId};
 
-use super::{Cluster, Instance, OwnRedis, redis_at, user_id};
+use super::{Cluster, Instance, OwnRedis, redis_at, ticks_until, user_id};
 use crate::support::{SseStream, User, publish, signup_on};
 
 const PARTITIONS: u16 = 8;
@@ -126,6 +126,31 @@ async fn entries_read(instance: &Instance) -> f64 {
     crate::support::metrics(&instance.base, TOKEN).await["sse_bus_entries_read_total"]
 }
 
+/// What `/readyz` of `instance` answers.
+async fn readyz(instance: &Instance) -> u16 {
+    let url = format!("{}/readyz", instance.base);
+    reqwest::get(url)
+        .await
+        .expect("GET /readyz")
+        .status()
+        .as_u16()
+}
+
+/// Whether `check` holds within `tries` looks, `pause` apart.
+async fn within<F, Fut>(tries: usize, pause: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..tries {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(pause).await;
+    }
+    false
+}
+
 /// Publishes `{"message": label}` as a `tick` to `target` through `via`.
 async fn tick(via: &Instance, secret: &str, target: serde_json::Value, label: &str) {
     let body = json!({"target": target, "event": "tick", "data": {"message": label}});
@@ -148,28 +173,6 @@ async fn labels(stream: &mut SseStream, quiet: Duration) -> Vec<String> {
         }
     }
     got
-}
-
-/// The tick labels (with their ids) until `last`; an `sse-reset` fails.
-async fn ticks_until(stream: &mut SseStream, last: &str) -> Vec<(String, String)> {
-    let mut got = Vec::new();
-    loop {
-        let (id, name, data) = stream
-            .next_with_id(Duration::from_secs(10))
-            .await
-            .unwrap_or_else(|| panic!("no tick {last} (got {} before)", got.len()));
-        assert_ne!(name, "sse-reset", "continuity kept: {data}");
-        if name != "tick" {
-            continue;
-        }
-        let json: serde_json::Value = serde_json::from_str(&data).expect("JSON");
-        let label = json["message"].as_str().expect("message").to_string();
-        let done = label == last;
-        got.push((id, label));
-        if done {
-            return got;
-        }
-    }
 }
 
 /// The session of the stream `client` of `user` on `on`, as the listing
@@ -324,14 +327,10 @@ async fn three_processes_on_two_shards_deliver_every_target_kind_once_and_read_o
     // Bob's streams end: after `unfollow_after`, B follows his partition
     // no more, and reads none of what is sent there.
     drop(bob_plain);
-    let mut unfollowed = false;
-    for _ in 0..50 {
-        if followers(&cluster, &urls, pb).await == 0 {
-            unfollowed = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let unfollowed = within(50, Duration::from_millis(200), || async {
+        followers(&cluster, &urls, pb).await == 0
+    })
+    .await;
     assert!(unfollowed, "B still follows bob's partition");
     let before = entries_read(&b).await;
     for n in 0..5 {
@@ -461,31 +460,17 @@ async fn one_shard_restarted_resets_only_the_clients_of_its_partitions() {
     // not ready; B, which follows nothing there, stays ready (one shard
     // lost must not take every process out of the balancer).
     shards[1].stop();
-    let ready = |instance: &Instance| {
-        let url = format!("{}/readyz", instance.base);
-        async move {
-            reqwest::get(url)
-                .await
-                .expect("GET /readyz")
-                .status()
-                .as_u16()
-        }
-    };
-    let mut a_unready = false;
-    for _ in 0..50 {
-        if ready(&a).await == 503 {
-            a_unready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let a_unready = within(50, Duration::from_millis(100), || async {
+        readyz(&a).await == 503
+    })
+    .await;
     assert!(
         a_unready,
         "A follows a partition it cannot read and says it is ready"
     );
     // (Its publishers to that shard notice within a second or so.)
     for _ in 0..30 {
-        assert_eq!(ready(&b).await, 200, "B follows nothing on the lost shard");
+        assert_eq!(readyz(&b).await, 200, "B follows nothing on the lost shard");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
@@ -558,14 +543,10 @@ async fn a_sign_out_reaches_a_process_that_does_not_follow_the_user_s_partition(
     }
     // Her streams ended: after `unfollow_after`, nobody follows her
     // partition, so the kick in it reaches no process.
-    let mut unfollowed = false;
-    for _ in 0..50 {
-        if followers(&cluster, &urls, pa).await == 0 {
-            unfollowed = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let unfollowed = within(50, Duration::from_millis(200), || async {
+        followers(&cluster, &urls, pa).await == 0
+    })
+    .await;
     assert!(unfollowed, "her partition still followed");
 
     sign_out(&a.base, &ann).await;
@@ -596,42 +577,24 @@ async fn a_process_that_no_longer_needs_a_lost_shard_is_ready_again() {
     let cluster = sharded(&shards).await;
     let a = cluster.start("a").await;
     let [_, (bob, _, _)] = one_user_per_shard(&cluster, &a, &shards).await;
-    let ready = || {
-        let url = format!("{}/readyz", a.base);
-        async move {
-            reqwest::get(url)
-                .await
-                .expect("GET /readyz")
-                .status()
-                .as_u16()
-        }
-    };
-    assert_eq!(ready().await, 200);
+    assert_eq!(readyz(&a).await, 200);
 
     shards[1].stop();
     // Bob's stream comes while his partition's shard is away: A cannot
     // follow it, and says so.
     let (stream, _) = bob.open("").await;
-    let mut unready = false;
-    for _ in 0..50 {
-        if ready().await == 503 {
-            unready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let unready = within(50, Duration::from_millis(100), || async {
+        readyz(&a).await == 503
+    })
+    .await;
     assert!(unready, "A serves a stream of a partition it cannot follow");
     // The stream leaves: after `unfollow_after` (1 s) nothing of that
     // partition is here, and A is ready though the shard is still away.
     drop(stream);
-    let mut again = false;
-    for _ in 0..100 {
-        if ready().await == 200 {
-            again = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let again = within(100, Duration::from_millis(100), || async {
+        readyz(&a).await == 200
+    })
+    .await;
     assert!(
         again,
         "A still not ready 10 s after the partition's last stream left"

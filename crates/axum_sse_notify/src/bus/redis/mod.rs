@@ -253,6 +253,23 @@ struct Part {
     follow_requests: mpsc::UnboundedSender<subscribe::Request>,
 }
 
+/// Queues the event in each partition whose room was reserved (so that a
+/// wide event reaches all of them or, refused before this, none).
+fn send_all(
+    permits: Vec<mpsc::Permit<'_, Outgoing>>,
+    target: &Target,
+    event: &Event,
+    inbox: Option<InboxStamp>,
+) {
+    for permit in permits {
+        permit.send(Outgoing::Event {
+            target: target.clone(),
+            event: event.clone(),
+            inbox,
+        });
+    }
+}
+
 /// Keeps this process following a user while a stream of the user is
 /// open here (own-clients read); nothing with the whole-stream read.
 pub struct Following(#[allow(dead_code)] Option<Arc<()>>); // held, never read
@@ -413,13 +430,7 @@ impl RedisBus {
         for part in parts {
             permits.push(part.outgoing.try_reserve().map_err(|_| busy())?);
         }
-        for permit in permits {
-            permit.send(Outgoing::Event {
-                target: target.clone(),
-                event: event.clone(),
-                inbox,
-            });
-        }
+        send_all(permits, target, event, inbox);
         Ok(())
     }
 
@@ -452,13 +463,7 @@ impl RedisBus {
                 _ => return Err(busy),
             }
         }
-        for permit in permits {
-            permit.send(Outgoing::Event {
-                target: target.clone(),
-                event: event.clone(),
-                inbox,
-            });
-        }
+        send_all(permits, target, event, inbox);
         Ok(())
     }
 

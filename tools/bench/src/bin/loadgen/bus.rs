@@ -181,12 +181,7 @@ async fn redis_counters(a: &Args, name: &str) -> Result<Option<serde_json::Value
         .query_async(&mut conn)
         .await
         .map_err(|e| e.to_string())?;
-    let field = |key: &str| {
-        info.lines()
-            .find_map(|l| l.strip_prefix(&format!("{key}:")))
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
+    let field = |key: &str| info_field(&info, key);
     Ok(Some(json!({
         "commands": field("total_commands_processed"),
         "bytes_in": field("total_net_input_bytes"),
@@ -213,4 +208,12 @@ async fn drop_keys(a: &Args, prefix: &str) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
     }
     Ok(())
+}
+
+/// A number from Redis's `INFO` text (`key:value` lines); 0 if absent.
+pub(crate) fn info_field(info: &str, key: &str) -> f64 {
+    info.lines()
+        .find_map(|line| line.strip_prefix(key)?.strip_prefix(':'))
+        .and_then(|value| value.trim().parse::<f64>().ok())
+        .unwrap_or(0.0)
 }

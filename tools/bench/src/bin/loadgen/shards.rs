@@ -25,6 +25,7 @@ use sse_notify::sse::partition::{Partitions, shard_of};
 use sse_notify::sse::{Bus, BusConfig, Event, EventError, Registry, SseConfig, Target, UserId};
 
 use crate::Args;
+use crate::bus::info_field;
 
 /// Users the per-user sends go to.
 const USERS: usize = 1000;
@@ -276,13 +277,7 @@ async fn redis_cpu(conns: &mut [redis::aio::MultiplexedConnection]) -> Result<Ve
             .query_async(conn)
             .await
             .map_err(|e| e.to_string())?;
-        let field = |key: &str| {
-            info.lines()
-                .find_map(|l| l.strip_prefix(&format!("{key}:")))
-                .and_then(|v| v.trim().parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        out.push(field("used_cpu_user") + field("used_cpu_sys"));
+        out.push(info_field(&info, "used_cpu_user") + info_field(&info, "used_cpu_sys"));
     }
     Ok(out)
 }
